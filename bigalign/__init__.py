@@ -1,0 +1,46 @@
+"""bigalign: representation alignment at the scale of whole activation dumps."""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from .compare import LayerMatrix, compare_layers
+from .engine import Statistic, run
+from .errors import (
+    BigalignError,
+    DegenerateInputError,
+    InvalidInputError,
+    NonFiniteError,
+    PairingError,
+    StoreError,
+)
+from .io import ActivationStore, ActivationWriter, Layer, PairingWarning, open_activations
+from .metrics import cka, distance_alignment, hsic, kernel_alignment
+from .result import Result
+
+try:
+    __version__ = _version("bigalign")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "ActivationStore",
+    "ActivationWriter",
+    "BigalignError",
+    "DegenerateInputError",
+    "InvalidInputError",
+    "Layer",
+    "LayerMatrix",
+    "NonFiniteError",
+    "PairingError",
+    "PairingWarning",
+    "Result",
+    "Statistic",
+    "StoreError",
+    "__version__",
+    "cka",
+    "compare_layers",
+    "distance_alignment",
+    "hsic",
+    "kernel_alignment",
+    "open_activations",
+    "run",
+]

@@ -1,0 +1,272 @@
+"""The streaming engine: one Statistic, many row blocks, any scheduler.
+
+A metric is a :class:`Statistic`: ``partial`` turns the rows ``start:stop`` of
+every input into a small state, ``combine`` merges two states (associative and
+commutative up to rounding), and ``finalize`` turns the merged state into a
+result.  :func:`run` splits all inputs into the *same* row blocks (re-blocking
+inputs whose stored chunks differ), computes the partials where the blocks live,
+merges them in a fixed binary tree (so the answer does not depend on which
+worker finished first), and finalizes.
+
+Runners
+-------
+``"sync"``
+    A plain Python loop over numpy blocks: no dask at all; the reference.
+``"threads"``
+    The dask threaded scheduler (BLAS pinned to one thread per worker thread,
+    which avoids oversubscription: measured 1.6x faster on 2 cores).
+``"distributed"``
+    A ``distributed.Client``: the active one, or the one passed as ``client=``.
+
+``scheduler=None`` picks ``"distributed"`` when a client is active, else
+``"threads"``.  The tree of combines is identical under every runner, so the
+runners agree to rounding of the block products (and bit-for-bit whenever BLAS
+does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Protocol, Sequence, TypeVar
+
+import dask
+import numpy as np
+
+from .errors import InvalidInputError
+from .io import Representation, as_representation, check_pairing
+
+__all__ = ["Statistic", "Plan", "plan_blocks", "run", "resolve_scheduler", "tree_reduce"]
+
+S = TypeVar("S")
+R = TypeVar("R")
+
+SCHEDULERS = ("sync", "threads", "distributed")
+DEFAULT_MEMORY_PER_WORKER = 512 * 2**20  # bytes of float64 block data one task may hold
+
+
+class Statistic(Protocol, Generic[S, R]):
+    """The shape every estimator takes.
+
+    ``partial(blocks, start)`` receives one numpy block per input (rows
+    ``start:start+len``, the input's own dtype) and must accumulate in float64.
+    ``combine(a, b)`` must be associative and commutative up to rounding.
+    ``finalize(state)`` is the only place estimator choices turn sums into numbers.
+    """
+
+    def partial(self, blocks: Sequence[np.ndarray], start: int) -> S: ...
+
+    def combine(self, a: S, b: S) -> S: ...
+
+    def finalize(self, state: S) -> R: ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How :func:`run` will split the rows."""
+
+    n_samples: int
+    block_rows: int
+    n_blocks: int
+    scheduler: str
+    n_workers: int
+
+
+def _client(client: Any = None) -> Any:
+    if client is not None:
+        return client
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def resolve_scheduler(scheduler: Any = None, client: Any = None) -> tuple[str, Any]:
+    """Return ``(name, client_or_None)`` for a ``scheduler=`` argument."""
+    if scheduler is not None and not isinstance(scheduler, str):
+        # a distributed.Client passed as the scheduler
+        if hasattr(scheduler, "compute") and hasattr(scheduler, "scheduler_info"):
+            return "distributed", scheduler
+        raise InvalidInputError(
+            f"scheduler must be one of {SCHEDULERS}, a distributed.Client, or None; got {scheduler!r}."
+        )
+    if scheduler is None:
+        c = _client(client)
+        return ("distributed", c) if c is not None else ("threads", None)
+    if scheduler not in SCHEDULERS:
+        raise InvalidInputError(
+            f"scheduler must be one of {SCHEDULERS}, a distributed.Client, or None; got {scheduler!r}."
+        )
+    if scheduler == "distributed":
+        c = _client(client)
+        if c is None:
+            raise InvalidInputError(
+                "scheduler='distributed' needs a distributed.Client; none is active. Create one "
+                "(from distributed import Client; Client()) or pass client=..."
+            )
+        return "distributed", c
+    return scheduler, None
+
+
+def _n_workers(name: str, client: Any, num_workers: int | None) -> int:
+    if name == "sync":
+        return 1
+    if name == "threads":
+        return int(num_workers or os.cpu_count() or 1)
+    try:
+        return max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
+    except Exception:  # pragma: no cover - informational only
+        return 1
+
+
+def plan_blocks(
+    reps: Sequence[Representation],
+    *,
+    block_rows: int | None = None,
+    memory_per_worker: int | None = None,
+    n_workers: int = 1,
+    scheduler: str = "threads",
+) -> Plan:
+    """Choose common row blocks for ``reps``.
+
+    Blocks hold at most ``memory_per_worker`` bytes of float64 data over all
+    inputs (default 512 MiB), are a multiple of the inputs' stored chunk rows
+    where that fits (so no stored chunk is decompressed twice), and there are
+    at least ``2 * n_workers`` of them when n allows.
+    """
+    n = reps[0].n
+    if block_rows is not None:
+        if not isinstance(block_rows, (int, np.integer)) or block_rows < 1:
+            raise InvalidInputError(f"block_size must be a positive integer number of rows; got {block_rows!r}.")
+        rows = int(min(block_rows, n))
+    else:
+        budget = int(memory_per_worker or DEFAULT_MEMORY_PER_WORKER)
+        # float64 copy + centred copy of every input, plus the input block itself
+        row_bytes = sum(r.d * (16 + r.dtype.itemsize) for r in reps)
+        rows = max(1, budget // max(1, row_bytes))
+        rows = min(rows, max(1, math.ceil(n / (2 * n_workers))), n)
+        native = [r.native_rows for r in reps if r.native_rows]
+        if native:
+            step = math.lcm(*native)
+            if step <= rows:
+                rows = (rows // step) * step
+            else:
+                big = max(native)
+                if big <= rows:
+                    rows = (rows // big) * big
+        rows = max(1, rows)
+    return Plan(n_samples=n, block_rows=rows, n_blocks=math.ceil(n / rows), scheduler=scheduler, n_workers=n_workers)
+
+
+def tree_reduce(items: list[Any], combine: Callable[[Any, Any], Any], split_every: int = 2) -> Any:
+    """Reduce ``items`` with a fixed balanced tree (same shape under every runner)."""
+    if not items:
+        raise InvalidInputError("nothing to reduce: the inputs have no rows.")
+    level = list(items)
+    while len(level) > 1:
+        level = [_combine_many(combine, level[i : i + split_every]) for i in range(0, len(level), split_every)]
+    return level[0]
+
+
+def _combine_many(combine: Callable[[Any, Any], Any], group: Sequence[Any]) -> Any:
+    acc = group[0]
+    for g in group[1:]:
+        acc = combine(acc, g)
+    return acc
+
+
+@contextlib.contextmanager
+def _blas_threads(n: int | None):
+    if n is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
+
+
+def prepare(
+    inputs: Sequence[Any], names: Sequence[str] | None = None, check: bool = True
+) -> list[Representation]:
+    """Normalise inputs and check that they are paired (same n, same sample ids)."""
+    names = names or [f"input {i}" for i in range(len(inputs))]
+    reps = [as_representation(x, nm) for x, nm in zip(inputs, names)]
+    if check:
+        check_pairing(reps)
+    return reps
+
+
+def run(
+    statistic: Statistic[S, R],
+    inputs: Sequence[Any],
+    *,
+    names: Sequence[str] | None = None,
+    block_size: int | None = None,
+    scheduler: Any = None,
+    client: Any = None,
+    num_workers: int | None = None,
+    memory_per_worker: int | None = None,
+    split_every: int = 2,
+    finalize: bool = True,
+    check_pairing: bool = True,
+) -> tuple[R | S, Plan]:
+    """Run ``statistic`` over the common row blocks of ``inputs``.
+
+    Parameters
+    ----------
+    statistic : Statistic
+    inputs : sequence of array-like
+        numpy, dask or zarr arrays or store layers with the same number of rows.
+    block_size : int, optional
+        Rows per block.  Default: planned from ``memory_per_worker``.
+    scheduler : {"sync", "threads", "distributed"}, distributed.Client or None
+    client : distributed.Client, optional
+    num_workers : int, optional
+        Threads for the threaded scheduler (default: CPU count).
+    check_pairing : bool
+        Verify n and sample ids (skip only when the caller already did).
+
+    Returns
+    -------
+    (result, plan)
+    """
+    reps = prepare(inputs, names, check_pairing)
+    name, cl = resolve_scheduler(scheduler, client)
+    workers = _n_workers(name, cl, num_workers)
+    plan = plan_blocks(
+        reps, block_rows=block_size, memory_per_worker=memory_per_worker, n_workers=workers, scheduler=name
+    )
+    rows, n = plan.block_rows, plan.n_samples
+    starts = list(range(0, n, rows))
+    if name == "sync":
+        parts = [statistic.partial([r.read(s, min(s + rows, n)) for r in reps], s) for s in starts]
+        state = tree_reduce(parts, statistic.combine, split_every)
+    else:
+        arrays = [r.to_dask(rows) for r in reps]
+        blocks = [a.to_delayed().ravel() for a in arrays]
+        token = dask.base.tokenize(statistic, *arrays)
+        part = dask.delayed(statistic.partial, pure=True)
+        parts = [part([b[i] for b in blocks], s, dask_key_name=f"partial-{token}-{i}") for i, s in enumerate(starts)]
+        comb = dask.delayed(_combine_many, pure=True)
+        level, depth = parts, 0
+        while len(level) > 1:
+            level = [
+                comb(statistic.combine, level[i : i + split_every], dask_key_name=f"combine-{token}-{depth}-{i}")
+                for i in range(0, len(level), split_every)
+            ]
+            depth += 1
+        root = level[0]
+        if name == "threads":
+            limit = 1 if workers > 1 else None
+            with _blas_threads(limit):
+                (state,) = dask.compute(root, scheduler="threads", num_workers=workers)
+        else:
+            state = cl.compute(root).result()
+    if not finalize:
+        return state, plan
+    return statistic.finalize(state), plan

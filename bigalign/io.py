@@ -1,0 +1,730 @@
+"""Activation stores: open, write, and turn anything array-like into a representation.
+
+A store is a Zarr group (v3 written, v2 readable) holding one array per layer,
+samples along the first axis (further axes are flattened into features), and an
+optional 1-D ``sample_ids`` array.  Stores written by :class:`ActivationWriter`
+also carry a ``bigalign`` group attribute with the layer order and the number of
+*committed* samples; readers never look past that count, which is what makes an
+interrupted writer safe (see :class:`ActivationWriter`).
+
+Everywhere bigalign expects a representation it accepts a numpy array, a dask
+array, a zarr array or a store :class:`Layer`, in float16, bfloat16 (ml_dtypes),
+float32, float64 or an integer dtype.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import dask.array as da
+import ml_dtypes
+import numpy as np
+import zarr
+
+from .errors import InvalidInputError, PairingError, StoreError
+
+__all__ = [
+    "ActivationStore",
+    "ActivationWriter",
+    "Layer",
+    "PairingWarning",
+    "Representation",
+    "as_representation",
+    "check_pairing",
+    "open_activations",
+]
+
+FORMAT_VERSION = 1
+_ATTR = "bigalign"
+_IDS = "sample_ids"
+_BF16 = np.dtype(ml_dtypes.bfloat16)
+_DEFAULT_CHUNK_BYTES = 32 * 2**20
+
+
+class PairingWarning(UserWarning):
+    """Two stores are compared but their sample pairing cannot be verified."""
+
+
+# --------------------------------------------------------------------------- #
+# reading
+# --------------------------------------------------------------------------- #
+
+
+def _natural_key(s: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def _open_group(path: Any, mode: str = "r") -> zarr.Group:
+    if isinstance(path, zarr.Group):
+        return path
+    try:
+        return zarr.open_group(str(path) if isinstance(path, Path) else path, mode=mode)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:  # type: ignore[attr-defined]
+        raise StoreError(
+            f"no Zarr group found at {path!r}. Expected a directory (or URL) written by "
+            "bigalign.ActivationWriter or any Zarr v2/v3 group of arrays; check the path."
+        ) from exc
+
+
+class ActivationStore:
+    """A read-only view of an activation store.
+
+    Use :func:`open_activations` to create one.
+
+    Attributes
+    ----------
+    layers : list of str
+        Layer names in their recorded order (natural sort order for groups not
+        written by bigalign).
+    n_samples : int
+        Number of complete samples (committed batches only).
+    sample_ids : numpy.ndarray or None
+        The sample identifiers, or ``None`` when the store has none.
+    """
+
+    def __init__(self, group: zarr.Group, source: str):
+        self._group = group
+        self.source = source
+        meta = dict(group.attrs).get(_ATTR)
+        arrays = {name: arr for name, arr in group.arrays()}
+        self._arrays = arrays
+        if meta is not None:
+            self._meta = dict(meta)
+            layers = list(self._meta["layers"])
+            missing = [l for l in layers if l not in arrays]
+            if missing:
+                raise StoreError(
+                    f"store {source!r} lists layers {missing} in its metadata but has no such arrays; "
+                    "the store is damaged. Rewrite it, or open the arrays directly with zarr."
+                )
+            self.layers = layers
+            self.n_samples = int(self._meta["n_samples"])
+        else:
+            self._meta = {}
+            self.layers = sorted(
+                (n for n, a in arrays.items() if n != _IDS and a.ndim >= 2), key=_natural_key
+            )
+            if not self.layers:
+                raise StoreError(
+                    f"store {source!r} holds no array with at least 2 dimensions "
+                    f"(found: {sorted(arrays) or 'nothing'}). Expected one (n_samples, ...) array per layer."
+                )
+            ns = {l: arrays[l].shape[0] for l in self.layers}
+            if len(set(ns.values())) != 1:
+                raise StoreError(
+                    f"layers of store {source!r} have different numbers of samples: {ns}. "
+                    "Every layer must hold the same samples; open the arrays individually instead."
+                )
+            self.n_samples = next(iter(ns.values()))
+        self._ids: np.ndarray | None | bool = False  # False: not loaded yet
+
+    # -- mapping-like access -------------------------------------------------
+    def __getitem__(self, layer: str) -> "Layer":
+        if layer not in self.layers:
+            raise KeyError(f"store {self.source!r} has no layer {layer!r}; its layers are {self.layers}")
+        return Layer(self, layer)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __contains__(self, layer: object) -> bool:
+        return layer in self.layers
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """User attributes of the group (model name, ...), without bigalign's own."""
+        return {k: v for k, v in dict(self._group.attrs).items() if k != _ATTR}
+
+    @property
+    def sample_ids(self) -> np.ndarray | None:
+        if self._ids is False:
+            arr = self._arrays.get(_IDS)
+            if arr is None:
+                self._ids = None
+            else:
+                if arr.ndim != 1 or arr.shape[0] < self.n_samples:
+                    raise StoreError(
+                        f"store {self.source!r} has a sample_ids array of shape {arr.shape}; expected "
+                        f"a 1-D array of at least {self.n_samples} entries. Rewrite the ids or delete the array."
+                    )
+                self._ids = np.asarray(arr[: self.n_samples])
+        return self._ids  # type: ignore[return-value]
+
+    def _logical_dtype(self, layer: str) -> np.dtype:
+        special = self._meta.get("dtypes", {}).get(layer)
+        if special == "bfloat16":
+            return _BF16
+        return np.dtype(self._arrays[layer].dtype)
+
+    def __repr__(self) -> str:
+        ids = "with sample ids" if self._arrays.get(_IDS) is not None else "without sample ids"
+        return f"ActivationStore({self.source!r}, n_samples={self.n_samples}, layers={self.layers}, {ids})"
+
+
+class Layer:
+    """One layer of an :class:`ActivationStore`: a lazily read (n_samples, n_features) array.
+
+    Further axes of the stored array are flattened into features.  Reading is
+    lazy: :meth:`to_dask` gives a dask array chunked along samples, and
+    ``np.asarray(layer)`` or indexing reads from disk.
+    """
+
+    def __init__(self, store: ActivationStore, name: str):
+        self.store = store
+        self.name = name
+        self._zarr: zarr.Array = store._arrays[name]
+        self.dtype = store._logical_dtype(name)
+        self.feature_shape = tuple(self._zarr.shape[1:])
+        self.n_features = int(np.prod(self.feature_shape, dtype=np.int64)) if self.feature_shape else 1
+        self.shape = (store.n_samples, self.n_features)
+        self.stored_chunk_rows = int(self._zarr.chunks[0])
+        self.ndim = 2
+
+    @property
+    def sample_ids(self) -> np.ndarray | None:
+        return self.store.sample_ids
+
+    def to_dask(self, rows: int | None = None) -> da.Array:
+        """The layer as a dask array of shape ``(n_samples, n_features)``, ``rows`` rows per chunk."""
+        rows = int(rows or self.stored_chunk_rows)
+        arr = da.from_zarr(self._zarr, chunks=(rows,) + tuple(self._zarr.shape[1:]))
+        arr = arr[: self.store.n_samples]
+        if self.dtype == _BF16:
+            arr = arr.map_blocks(lambda b: b.view(_BF16), dtype=_BF16)
+        if arr.ndim != 2:
+            arr = arr.reshape(arr.shape[0], self.n_features)
+        return arr
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` as a numpy array of shape (stop - start, n_features)."""
+        stop = min(stop, self.store.n_samples)
+        block = np.asarray(self._zarr[start:stop])
+        if self.dtype == _BF16:
+            block = block.view(_BF16)
+        return block.reshape(block.shape[0], self.n_features)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self.read(0, self.store.n_samples)
+        return out if dtype is None else out.astype(dtype)
+
+    def __getitem__(self, item: Any) -> np.ndarray:
+        return np.asarray(self.to_dask()[item])
+
+    def __repr__(self) -> str:
+        return f"Layer({self.name!r} of {self.store.source!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+def open_activations(path: Any) -> ActivationStore:
+    """Open an activation store (a Zarr v3 or v2 group) for reading.
+
+    Parameters
+    ----------
+    path : str, pathlib.Path or zarr.Group
+        Directory or URL of the group.
+
+    Returns
+    -------
+    ActivationStore
+
+    Raises
+    ------
+    StoreError
+        If there is no group at ``path`` or it holds no layer arrays.
+    """
+    group = _open_group(path, mode="r")
+    return ActivationStore(group, str(path) if not isinstance(path, zarr.Group) else str(group.store))
+
+
+# --------------------------------------------------------------------------- #
+# normalising inputs
+# --------------------------------------------------------------------------- #
+
+
+@dataclass
+class Representation:
+    """Internal normalised view of one input: a 2-D lazily readable array plus provenance."""
+
+    name: str
+    shape: tuple[int, int]
+    dtype: np.dtype
+    kind: str  # "numpy" | "dask" | "zarr" | "layer"
+    source: Any
+    native_rows: int | None  # rows per stored chunk (None: in memory)
+    sample_ids: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return self.shape[0]
+
+    @property
+    def d(self) -> int:
+        return self.shape[1]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows start:stop as numpy (in the input dtype)."""
+        src = self.source
+        if self.kind == "numpy":
+            return src[start:stop]
+        if self.kind == "layer":
+            return src.read(start, stop)
+        if self.kind == "zarr":
+            return np.asarray(src[start:stop]).reshape(stop - start, self.d)
+        return np.asarray(src[start:stop].compute(scheduler="sync"))
+
+    def to_dask(self, rows: int) -> da.Array:
+        """Dask array of shape (n, d) with chunks of ``rows`` rows and all features in one chunk."""
+        src = self.source
+        if self.kind == "layer":
+            arr = src.to_dask(rows)
+        elif self.kind == "zarr":
+            arr = da.from_zarr(src, chunks=(rows,) + tuple(src.shape[1:]))
+            arr = arr.reshape(self.n, self.d) if arr.ndim != 2 else arr
+        elif self.kind == "numpy":
+            arr = da.from_array(src, chunks=(rows, self.d), name=False)
+        else:
+            arr = src
+        if arr.chunks[0] != _regular_chunks(self.n, rows) or len(arr.chunks[1]) != 1:
+            arr = arr.rechunk({0: rows, 1: -1})
+        return arr
+
+
+def _regular_chunks(n: int, rows: int) -> tuple[int, ...]:
+    full, rem = divmod(n, rows)
+    return (rows,) * full + ((rem,) if rem else ())
+
+
+def _check_dtype(dtype: np.dtype, name: str) -> None:
+    if dtype == _BF16 or dtype.kind in "fiu":
+        return
+    raise InvalidInputError(
+        f"{name} must hold real numbers (float16, bfloat16, float32, float64 or integers); "
+        f"got dtype {dtype}. Convert it, e.g. with x.astype('float32')."
+    )
+
+
+def as_representation(x: Any, name: str = "x") -> Representation:
+    """Normalise a numpy/dask/zarr array or a store :class:`Layer` into a :class:`Representation`.
+
+    Arrays of more than two dimensions are flattened to (n_samples, n_features).
+
+    Raises
+    ------
+    InvalidInputError
+        For 0-D/1-D input, a non-numeric dtype, or an unsupported type.
+    """
+    if isinstance(x, Representation):
+        return x
+    if isinstance(x, Layer):
+        _check_dtype(x.dtype, name)
+        return Representation(
+            name=f"{name} (layer {x.name!r} of {x.store.source!r})",
+            shape=x.shape,
+            dtype=x.dtype,
+            kind="layer",
+            source=x,
+            native_rows=x.stored_chunk_rows,
+            sample_ids=None,
+        )
+    if isinstance(x, zarr.Array):
+        kind, shape, dtype, native = "zarr", tuple(x.shape), np.dtype(x.dtype), int(x.chunks[0])
+    elif isinstance(x, da.Array):
+        kind, shape, dtype, native = "dask", tuple(x.shape), np.dtype(x.dtype), int(max(x.chunks[0])) if x.chunks[0] else None
+    elif isinstance(x, np.ndarray):
+        kind, shape, dtype, native = "numpy", x.shape, x.dtype, None
+    elif isinstance(x, (list, tuple)):
+        arr = np.asarray(x)
+        return as_representation(arr, name)
+    else:
+        if hasattr(x, "__array__") and hasattr(x, "shape"):
+            return as_representation(np.asarray(x), name)
+        raise InvalidInputError(
+            f"{name} must be a numpy array, dask array, zarr array or a store layer; "
+            f"got {type(x).__name__}. Convert it with np.asarray(...) or open a store with "
+            "bigalign.open_activations(path)[layer]."
+        )
+    if len(shape) < 2:
+        raise InvalidInputError(
+            f"{name} must have shape (n_samples, n_features); got a {len(shape)}-D array of shape {shape}. "
+            f"If each sample has a single feature, pass {name}.reshape(-1, 1)."
+        )
+    _check_dtype(dtype, name)
+    n = int(shape[0])
+    d = int(np.prod(shape[1:], dtype=np.int64))
+    src: Any = x
+    if kind == "numpy":
+        src = np.ascontiguousarray(x).reshape(n, d)
+    elif kind == "dask" and len(shape) != 2:
+        src = x.rechunk({i: -1 for i in range(1, len(shape))}).reshape(n, d)
+    if d == 0 or n == 0:
+        raise InvalidInputError(
+            f"{name} is empty: shape {shape}. Expected at least one sample and one feature."
+        )
+    return Representation(name=name, shape=(n, d), dtype=dtype, kind=kind, source=src, native_rows=native)
+
+
+def _item(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def check_pairing(reps: Sequence[Representation]) -> None:
+    """Verify that representations describe the same samples in the same order.
+
+    Raises
+    ------
+    InvalidInputError
+        If the numbers of samples differ.
+    PairingError
+        If two store layers carry sample ids that differ or come in another order.
+
+    Warns
+    -----
+    PairingWarning
+        When comparing store layers of which at least one has no sample ids.
+    """
+    first = reps[0]
+    for r in reps[1:]:
+        if r.n != first.n:
+            raise InvalidInputError(
+                f"{first.name} and {r.name} must have the same number of samples; "
+                f"got {first.name}: {first.n} rows, {r.name}: {r.n} rows. "
+                "Pass the same samples, in the same order, for both representations."
+            )
+    layers = [r for r in reps if r.kind == "layer"]
+    stores = {id(r.source.store): r.source.store for r in layers}
+    if len(stores) < 2 and len(layers) == len(reps):
+        return  # all from one store: pairing is the store's own row order
+    if not layers:
+        return
+    with_ids = [(r, r.source.store.sample_ids) for r in layers]
+    missing = [r.name for r, ids in with_ids if ids is None]
+    if missing or len(layers) < len(reps):
+        warnings.warn(
+            "sample pairing cannot be verified: "
+            + (f"{', '.join(missing)} has no sample ids" if missing else "one input is a plain array")
+            + ". bigalign assumes row i of each input is the same sample. Write stores with "
+            "ActivationWriter.append(..., sample_ids=ids) to have pairing checked.",
+            PairingWarning,
+            stacklevel=3,
+        )
+        return
+    ref_rep, ref = with_ids[0]
+    for r, ids in with_ids[1:]:
+        if ids is ref or np.array_equal(ids, ref):
+            continue
+        if ids.shape == ref.shape and np.array_equal(np.sort(ids), np.sort(ref)):
+            i = int(np.flatnonzero(ids != ref)[0])
+            raise PairingError(
+                f"{ref_rep.name} and {r.name} hold the same samples in a different order "
+                f"(first difference at row {i}: {_item(ref[i])!r} vs {_item(ids[i])!r}). Expected identical sample ids "
+                "in identical order. Reorder one store (e.g. rewrite it sorted by sample id) before comparing."
+            )
+        diff = np.flatnonzero(ids != ref) if ids.shape == ref.shape else np.array([0])
+        i = int(diff[0])
+        raise PairingError(
+            f"{ref_rep.name} and {r.name} hold different samples (first difference at row {i}: "
+            f"{_item(ref[i])!r} vs {_item(ids[i])!r}). Expected identical sample ids in identical order. "
+            "Compare activations of the same inputs."
+        )
+
+
+# --------------------------------------------------------------------------- #
+# writing
+# --------------------------------------------------------------------------- #
+
+
+def _fsync_path(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ActivationWriter:
+    """Append batches of activations, for every layer at once, to a Zarr v3 store.
+
+    Use as a context manager::
+
+        with bigalign.ActivationWriter("acts.zarr") as w:
+            for batch_ids, acts in batches:          # acts: {"layer1": array, ...}
+                w.append(acts, sample_ids=batch_ids)
+
+    Guarantees
+    ----------
+    * A batch is durable once :meth:`append` returns: its chunks and the commit
+      record are written (atomically, by rename) and, with ``durable=True``
+      (default, local stores), fsync'ed.
+    * The number of committed samples is recorded *after* every layer's data is
+      written.  A process killed mid-``append`` leaves a store that opens with
+      exactly the batches whose ``append`` returned (the half-written batch is
+      invisible and is discarded when the store is reopened for appending).
+    * ``mode="a"`` resumes an existing store (or creates one); ``mode="w"``
+      replaces whatever is at ``path``.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Directory (or URL) of the store.
+    mode : {"w", "a"}
+        Create (overwriting) or append/resume.
+    chunk_rows : int, optional
+        Rows per stored chunk. Default: about 32 MiB per chunk for each layer.
+    compressors : "default", None, or zarr codecs
+        ``"default"`` uses Zarr's default (zstd); ``None`` stores uncompressed,
+        which reads fastest for activations (they barely compress).
+    durable : bool
+        fsync written chunks and metadata before ``append`` returns.
+    attrs : dict, optional
+        User attributes to store on the group (e.g. model name).
+    """
+
+    def __init__(
+        self,
+        path: Any,
+        mode: str = "w",
+        *,
+        chunk_rows: int | None = None,
+        compressors: Any = "default",
+        durable: bool = True,
+        attrs: Mapping[str, Any] | None = None,
+    ):
+        if mode not in ("w", "a"):
+            raise InvalidInputError(f"mode must be 'w' or 'a'; got {mode!r}. Use 'a' to resume a store.")
+        if chunk_rows is not None and (not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1):
+            raise InvalidInputError(f"chunk_rows must be a positive integer; got {chunk_rows!r}.")
+        self.path = path
+        self._local = isinstance(path, (str, Path)) and "://" not in str(path)
+        self._root = Path(path) if self._local else None
+        self.chunk_rows = chunk_rows
+        self.compressors = compressors
+        self.durable = durable and self._local
+        self._closed = False
+        exists = False
+        if mode == "a":
+            try:
+                group = zarr.open_group(str(path), mode="r+")
+                exists = True
+            except (FileNotFoundError, zarr.errors.GroupNotFoundError):  # type: ignore[attr-defined]
+                group = zarr.open_group(str(path), mode="w")
+        else:
+            group = zarr.open_group(str(path), mode="w")
+        self._group = group
+        if exists:
+            meta = dict(group.attrs).get(_ATTR)
+            if meta is None:
+                raise StoreError(
+                    f"{path!r} is a Zarr group not written by bigalign (no '{_ATTR}' attribute); "
+                    "mode='a' can only resume bigalign stores. Write a new store with mode='w'."
+                )
+            self._meta = dict(meta)
+            self._recover()
+        else:
+            self._meta = {"format": FORMAT_VERSION, "layers": [], "n_samples": 0, "dtypes": {}, "has_ids": None}
+            if attrs:
+                group.attrs.update(dict(attrs))
+            self._commit()
+        if attrs and exists:
+            group.attrs.update(dict(attrs))
+        self._seen_ids: set | None = None
+
+    # -- state ----------------------------------------------------------------
+    @property
+    def n_samples(self) -> int:
+        """Number of committed samples."""
+        return int(self._meta["n_samples"])
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self._meta["layers"])
+
+    def _arrays(self) -> dict[str, zarr.Array]:
+        names = list(self._meta["layers"]) + ([_IDS] if self._meta.get("has_ids") else [])
+        return {n: self._group[n] for n in names}  # type: ignore[misc]
+
+    def _recover(self) -> None:
+        """Drop whatever an interrupted append left beyond the committed count."""
+        n = self.n_samples
+        for arr in self._arrays().values():
+            if arr.shape[0] != n:
+                arr.resize((n,) + tuple(arr.shape[1:]))
+
+    def _commit(self) -> None:
+        # zarr writes metadata by write-to-temp-then-rename: the commit is atomic.
+        self._group.attrs.update({_ATTR: dict(self._meta)})
+        if self.durable:
+            _fsync_path(self._root / "zarr.json")
+            _fsync_path(self._root)
+
+    # -- API --------------------------------------------------------------------
+    def append(self, batch: Mapping[str, Any], sample_ids: Any = None) -> int:
+        """Write one batch of every layer and commit it.
+
+        Parameters
+        ----------
+        batch : mapping of str to array
+            One array per layer, all with the same number of rows.  The first
+            batch fixes the layer set, feature shapes and dtypes.
+        sample_ids : array-like, optional
+            One unique id (integer or string) per row.  Either every batch has
+            ids or none does.
+
+        Returns
+        -------
+        int
+            The number of committed samples after this batch.
+        """
+        if self._closed:
+            raise StoreError("this ActivationWriter is closed; open a new one with mode='a' to append more.")
+        if not isinstance(batch, Mapping) or not batch:
+            raise InvalidInputError(
+                f"batch must be a non-empty mapping of layer name to array; got {type(batch).__name__}."
+            )
+        arrays = {}
+        for name, value in batch.items():
+            if not isinstance(name, str) or not name or "/" in name or name == _IDS or name.startswith("."):
+                raise InvalidInputError(
+                    f"layer names must be non-empty strings without '/', not starting with '.', and not "
+                    f"'{_IDS}'; got {name!r}. Rename the layer."
+                )
+            a = np.asarray(value)
+            if a.ndim < 2:
+                raise InvalidInputError(
+                    f"layer {name!r}: a batch must have shape (batch_size, n_features, ...); got shape {a.shape}. "
+                    "Reshape a single-feature batch with a.reshape(-1, 1)."
+                )
+            _check_dtype(a.dtype, f"layer {name!r}")
+            arrays[name] = a
+        rows = {n: a.shape[0] for n, a in arrays.items()}
+        if len(set(rows.values())) != 1:
+            raise InvalidInputError(
+                f"every layer of a batch must have the same number of rows; got {rows}. "
+                "Append the same samples for every layer."
+            )
+        m = next(iter(rows.values()))
+        ids = None
+        if sample_ids is not None:
+            ids = np.asarray(sample_ids)
+            if ids.ndim != 1 or ids.shape[0] != m:
+                raise InvalidInputError(
+                    f"sample_ids must be 1-D with one id per row ({m}); got shape {ids.shape}."
+                )
+            if ids.dtype.kind not in "iuUTO":
+                raise InvalidInputError(f"sample_ids must be integers or strings; got dtype {ids.dtype}.")
+            if ids.dtype.kind in "UTO":
+                ids = ids.astype(str)
+        if not self._meta["layers"]:
+            self._create(arrays, ids)
+        else:
+            self._check_consistent(arrays, ids)
+        if ids is not None:
+            self._check_unique(ids)
+        if m == 0:
+            return self.n_samples
+        start, stop = self.n_samples, self.n_samples + m
+        targets = self._arrays()
+        # 1. grow the arrays (invisible to readers: they stop at the committed count)
+        for arr in targets.values():
+            arr.resize((stop,) + tuple(arr.shape[1:]))
+        # 2. write the data (each chunk file is replaced atomically by zarr)
+        for name, a in arrays.items():
+            arr = targets[name]
+            if self._meta["dtypes"].get(name) == "bfloat16":
+                a = a.astype(_BF16, copy=False).view(np.uint16)
+            elif a.dtype != arr.dtype:
+                a = a.astype(arr.dtype)
+            arr[start:stop] = a
+        if ids is not None:
+            targets[_IDS][start:stop] = ids
+        # 3. make it durable, then commit
+        if self.durable:
+            for name, arr in targets.items():
+                self._fsync_chunks(name, arr, start, stop)
+        self._meta["n_samples"] = stop
+        self._commit()
+        if ids is not None and self._seen_ids is not None:
+            self._seen_ids.update(ids.tolist())
+        return stop
+
+    def _create(self, arrays: Mapping[str, np.ndarray], ids: np.ndarray | None) -> None:
+        comp: Any = "auto" if self.compressors == "default" else self.compressors
+        dtypes = {}
+        for name, a in arrays.items():
+            stored = np.dtype(np.uint16) if a.dtype == _BF16 else a.dtype
+            if a.dtype == _BF16:
+                dtypes[name] = "bfloat16"
+            row_bytes = max(1, int(np.prod(a.shape[1:])) * stored.itemsize)
+            rows = self.chunk_rows or max(1, 2 ** int(math.log2(max(1, _DEFAULT_CHUNK_BYTES // row_bytes))))
+            self._group.create_array(
+                name, shape=(0,) + a.shape[1:], chunks=(rows,) + a.shape[1:], dtype=stored, compressors=comp
+            )
+        if ids is not None:
+            self._group.create_array(
+                _IDS, shape=(0,), chunks=(self.chunk_rows or 65536,), dtype=str if ids.dtype.kind == "U" else ids.dtype
+            )
+        self._meta.update(layers=list(arrays), dtypes=dtypes, has_ids=ids is not None)
+        self._commit()
+
+    def _check_consistent(self, arrays: Mapping[str, np.ndarray], ids: np.ndarray | None) -> None:
+        if set(arrays) != set(self._meta["layers"]):
+            raise InvalidInputError(
+                f"a batch must contain exactly the store's layers {self._meta['layers']}; got {list(arrays)}."
+            )
+        for name, a in arrays.items():
+            arr = self._group[name]
+            if tuple(a.shape[1:]) != tuple(arr.shape[1:]):  # type: ignore[union-attr]
+                raise InvalidInputError(
+                    f"layer {name!r}: features per sample must stay {tuple(arr.shape[1:])}; "  # type: ignore[union-attr]
+                    f"got a batch of shape {a.shape}."
+                )
+        if (ids is not None) != bool(self._meta.get("has_ids")):
+            raise InvalidInputError(
+                "either every batch has sample_ids or none does; this store "
+                + ("has ids, so pass sample_ids=..." if self._meta.get("has_ids") else "has no ids, so omit sample_ids.")
+            )
+
+    def _check_unique(self, ids: np.ndarray) -> None:
+        if len(np.unique(ids)) != len(ids):
+            raise InvalidInputError("sample_ids within a batch must be unique; got duplicates.")
+        if self._seen_ids is None:
+            existing = self._group[_IDS][: self.n_samples] if self.n_samples else np.array([])  # type: ignore[index]
+            self._seen_ids = set(np.asarray(existing).tolist())
+        dup = [i for i in ids.tolist() if i in self._seen_ids]
+        if dup:
+            raise InvalidInputError(
+                f"sample_ids {dup[:5]} are already in the store; each sample may be written once. "
+                "Skip samples that were already appended (e.g. after resuming)."
+            )
+
+    def _fsync_chunks(self, name: str, arr: zarr.Array, start: int, stop: int) -> None:
+        rows = int(arr.chunks[0])
+        tail = ["0"] * (arr.ndim - 1)
+        base = self._root / name
+        for i in range(start // rows, (stop - 1) // rows + 1):
+            _fsync_path(base.joinpath("c", str(i), *tail))
+        _fsync_path(base / "zarr.json")
+        for i in {start // rows, (stop - 1) // rows}:
+            _fsync_path(base.joinpath("c", str(i), *tail[:-1]) if tail else base / "c")
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self) -> "ActivationWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ActivationWriter({self.path!r}, n_samples={self.n_samples}, layers={self.layers})"

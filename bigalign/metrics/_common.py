@@ -1,0 +1,58 @@
+"""Shared plumbing of the metric façades: option checks and the linear moments pass."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..engine import Plan, run
+from ..errors import InvalidInputError
+from ..io import as_representation
+from ..moments import Moments, MomentStatistic
+
+ESTIMATORS = ("unbiased", "biased")
+
+
+def check_choice(func: str, param: str, value: Any, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise InvalidInputError(
+            f"the {param!r} parameter of {func} must be one of {list(choices)}; got {value!r} instead."
+        )
+    return value
+
+
+def check_kernel(func: str, kernel: Any) -> None:
+    if kernel != "linear":
+        raise InvalidInputError(
+            f"the 'kernel' parameter of {func} must be 'linear' in this version; got {kernel!r}. "
+            "Non-linear kernels are not available yet; use kernel='linear'."
+        )
+
+
+def check_unbiased_n(func: str, n: int, estimator: str) -> None:
+    if estimator == "unbiased" and n < 4:
+        raise InvalidInputError(
+            f"{func} with estimator='unbiased' needs at least 4 samples (its normaliser is n(n-3)); "
+            f"got {n}. Use more samples or estimator='biased'."
+        )
+
+
+def engine_parameters(plan: Plan) -> dict[str, Any]:
+    return {"block_size": plan.block_rows, "n_blocks": plan.n_blocks, "scheduler": plan.scheduler}
+
+
+def linear_moments(x: Any, y: Any, engine_kw: dict[str, Any]) -> tuple[Moments, Plan]:
+    """One streaming pass accumulating the moments of x, y and their cross term."""
+    stat = MomentStatistic(names=("x", "y"), pairs=((0, 1),))
+    return run(stat, [x, y], names=["x", "y"], **engine_kw)  # type: ignore[return-value]
+
+
+def sqnorm(a: np.ndarray) -> float:
+    a = np.asarray(a)
+    return float(np.vdot(a, a))
+
+
+def n_rows(x: Any, name: str) -> int:
+    """Number of samples of an input, without reading it."""
+    return as_representation(x, name).n

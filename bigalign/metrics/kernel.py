@@ -1,0 +1,363 @@
+"""Kernel alignment family: kernel alignment (KA), HSIC and CKA.
+
+Linear kernels are computed exactly from streamed moments
+(:mod:`bigalign.moments`) in one pass, O(n·d²) time and O(d²) memory.
+
+References
+----------
+Insulla, Huang & Rosasco, "Towards a Learning Theory of Representation
+Alignment", arXiv:2502.14047.
+Gretton et al., "Measuring statistical dependence with Hilbert-Schmidt norms", ALT 2005.
+Song, Smola, Gretton, Bedo & Borgwardt, "Feature selection via dependence
+maximization", JMLR 13 (2012) — the unbiased HSIC.
+Kornblith, Norouzi, Lee & Hinton, "Similarity of neural network
+representations revisited", ICML 2019 — CKA.
+Murphy, Zylberberg & Fyshe, "Correcting biased centered kernel alignment
+measures in biological and artificial neural networks", arXiv:2405.01012.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from ..errors import DegenerateInputError
+from ..moments import Moments
+from ..result import Result
+from ._common import (
+    ESTIMATORS,
+    check_choice,
+    check_kernel,
+    check_unbiased_n,
+    engine_parameters,
+    linear_moments,
+    n_rows,
+    sqnorm,
+)
+
+__all__ = ["cka", "hsic", "kernel_alignment"]
+
+METHOD = "exact-streaming"
+
+
+# ----------------------------------------------------------------------------
+# formulas on merged moments (shared with compare_layers)
+# ----------------------------------------------------------------------------
+
+
+def _pair_terms(m: Moments, i: int, j: int) -> tuple[Any, float]:
+    """(centred cross-moment, Σ pᵢqᵢ) for inputs i, j (i == j: the self terms)."""
+    if i == j:
+        s = m.sides[i]
+        return s.M, s.t4
+    if (i, j) in m.crosses:
+        c = m.crosses[(i, j)]
+        return c.M, c.t4
+    c = m.crosses[(j, i)]
+    return c.M.T, c.t4
+
+
+def hsic_value(m: Moments, i: int, j: int, estimator: str) -> float:
+    """HSIC of the linear kernels of inputs i and j.
+
+    biased:   tr(K H L H) / (n-1)²  =  ‖Σ uᵢvᵢᵀ‖²_F / (n-1)²
+    unbiased: Song et al.'s U-statistic; with rows centred on the global mean
+              (HSIC_u is invariant to that shift) its terms reduce to
+              [‖M‖² − T + P_x·P_y/((n−1)(n−2)) − 2T/(n−2)] / (n(n−3)),
+              T = Σ pᵢqᵢ, P = Σ pᵢ, pᵢ = ‖xᵢ − x̄‖².
+    """
+    n = m.n
+    M, t = _pair_terms(m, i, j)
+    mm = sqnorm(M)
+    if estimator == "biased":
+        return mm / (n - 1) ** 2
+    px, py = m.sides[i].trace, m.sides[j].trace
+    return (mm - t + px * py / ((n - 1) * (n - 2)) - 2.0 * t / (n - 2)) / (n * (n - 3))
+
+
+def _constant_flags(m: Moments, i: int, j: int) -> tuple[str, ...]:
+    flags = []
+    if m.sides[i].is_constant:
+        flags.append("x_constant")
+    if m.sides[j].is_constant:
+        flags.append("y_constant")
+    return tuple(flags)
+
+
+def hsic_from_moments(m: Moments, i: int, j: int, estimator: str, parameters: dict) -> Result:
+    flags = _constant_flags(m, i, j)
+    value = 0.0 if flags else hsic_value(m, i, j, estimator)
+    if value < 0:
+        flags += ("negative_unbiased_estimate",)
+    return Result(
+        metric="hsic",
+        value=value,
+        estimator=estimator,
+        method=METHOD,
+        n_samples=m.n,
+        terms={"hsic_xy": value},
+        parameters=parameters,
+        flags=flags,
+    )
+
+
+def cka_from_moments(m: Moments, i: int, j: int, estimator: str, parameters: dict) -> Result:
+    flags = _constant_flags(m, i, j)
+    if flags:
+        which = " and ".join("x" if f == "x_constant" else "y" for f in flags)
+        raise DegenerateInputError(
+            f"CKA is undefined: {which} is constant (every sample has the same representation), so its "
+            "centred kernel is zero and CKA is 0/0. Expected representations that vary across samples. "
+            "Drop the constant representation, or use hsic(), which is exactly 0 for it.",
+            reason=flags[0],
+        )
+    hxy = hsic_value(m, i, j, estimator)
+    hxx = hsic_value(m, i, i, estimator)
+    hyy = hsic_value(m, j, j, estimator)
+    if hxx <= 0 or hyy <= 0:
+        raise DegenerateInputError(
+            f"unbiased CKA is undefined here: the unbiased HSIC(x, x) = {hxx:.3g} and HSIC(y, y) = {hyy:.3g} "
+            "must both be positive, and one is not (too few samples for the unbiased estimator to be "
+            f"reliable; n = {m.n}). Use more samples or estimator='biased'.",
+            reason="nonpositive_self_hsic",
+        )
+    value = hxy / math.sqrt(hxx * hyy)
+    if value < 0:
+        flags += ("negative_unbiased_estimate",)
+    return Result(
+        metric="cka",
+        value=value,
+        estimator=estimator,
+        method=METHOD,
+        n_samples=m.n,
+        terms={"hsic_xy": hxy, "hsic_xx": hxx, "hsic_yy": hyy},
+        parameters=parameters,
+        flags=flags,
+    )
+
+
+def ka_from_moments(m: Moments, i: int, j: int, estimator: str, parameters: dict) -> Result:
+    """Uncentred KA = ⟨K, L⟩ / (‖K‖‖L‖) = ‖XᵀY‖² / (‖XᵀX‖‖YᵀY‖) (a V-statistic)."""
+    import numpy as np
+
+    si, sj = m.sides[i], m.sides[j]
+    for s, nm in ((si, "x"), (sj, "y")):
+        if s.is_zero:
+            raise DegenerateInputError(
+                f"kernel alignment is undefined: {nm} is identically zero, so its kernel has zero norm. "
+                "Expected a representation with at least one non-zero value.",
+                reason=f"{nm}_zero",
+            )
+    M, _ = _pair_terms(m, i, j)
+    cross = M + m.n * np.outer(si.mean, sj.mean)
+    kl = sqnorm(cross)
+    kk = math.sqrt(sqnorm(si.uncentred_gram()))
+    ll = math.sqrt(sqnorm(sj.uncentred_gram()))
+    return Result(
+        metric="kernel_alignment",
+        value=kl / (kk * ll),
+        estimator="biased",
+        method=METHOD,
+        n_samples=m.n,
+        terms={"inner_kl": kl, "norm_k": kk, "norm_l": ll},
+        parameters=parameters,
+        flags=_constant_flags(m, i, j),
+    )
+
+
+# ----------------------------------------------------------------------------
+# public façades
+# ----------------------------------------------------------------------------
+
+_ENGINE_DOC = """
+    block_size : int, optional
+        Rows per block.  Default: planned from ``memory_per_worker`` and the
+        stored chunking.  The result does not depend on it beyond rounding.
+    scheduler : {"sync", "threads", "distributed"}, distributed.Client or None
+        ``None`` uses the active ``distributed.Client`` if there is one, else
+        the threaded scheduler.  ``"sync"`` is a plain loop without dask.
+    client : distributed.Client, optional
+        Run on this client.
+    num_workers : int, optional
+        Threads for the threaded scheduler (default: number of CPUs).
+    memory_per_worker : int, optional
+        Bytes of block data one task may hold (default 512 MiB)."""
+
+
+def _engine_kw(kw: dict[str, Any]) -> dict[str, Any]:
+    return {k: kw[k] for k in ("block_size", "scheduler", "client", "num_workers", "memory_per_worker")}
+
+
+def hsic(
+    x: Any,
+    y: Any,
+    /,
+    *,
+    estimator: Literal["unbiased", "biased"] = "unbiased",
+    kernel: Literal["linear"] = "linear",
+    block_size: int | None = None,
+    scheduler: Any = None,
+    client: Any = None,
+    num_workers: int | None = None,
+    memory_per_worker: int | None = None,
+) -> Result:
+    """Hilbert–Schmidt independence criterion between two representations.
+
+    Parameters
+    ----------
+    x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
+        numpy, dask or zarr arrays or store layers; the same samples in the same order.
+    estimator : {"unbiased", "biased"}, default="unbiased"
+        ``"biased"``: tr(KHLH)/(n−1)².  ``"unbiased"``: the U-statistic of
+        Song et al. (2012), which can be negative when x and y are (nearly)
+        independent; needs n ≥ 4.
+    kernel : {"linear"}
+    """ + _ENGINE_DOC + """
+
+    Returns
+    -------
+    Result
+        ``value`` = ``hsic_xy``.  A constant x or y gives exactly 0 with the flag
+        ``"x_constant"``/``"y_constant"``.
+
+    Raises
+    ------
+    InvalidInputError
+        Mismatched n, 1-D input, non-numeric dtype, n < 4 for the unbiased estimator.
+    NonFiniteError
+        NaN or infinite values (the message names the input and rows).
+    PairingError
+        Store layers whose sample ids differ.
+
+    Notes
+    -----
+    Exact, one streaming pass: O(n·(d_x + d_y)²) time, O((d_x + d_y)²) memory.
+
+    Examples
+    --------
+    >>> import numpy as np, bigalign
+    >>> x = np.arange(12.0).reshape(6, 2) ** 2
+    >>> round(bigalign.hsic(x, x, estimator="biased").value, 6)
+    1024.36
+    """
+    check_choice("hsic", "estimator", estimator, ESTIMATORS)
+    check_kernel("hsic", kernel)
+    check_unbiased_n("hsic", n_rows(x, "x"), estimator)
+    m, plan = linear_moments(x, y, _engine_kw(locals()))
+    return hsic_from_moments(m, 0, 1, estimator, {"kernel": kernel, **engine_parameters(plan)})
+
+
+def cka(
+    x: Any,
+    y: Any,
+    /,
+    *,
+    estimator: Literal["unbiased", "biased"] = "unbiased",
+    kernel: Literal["linear"] = "linear",
+    block_size: int | None = None,
+    scheduler: Any = None,
+    client: Any = None,
+    num_workers: int | None = None,
+    memory_per_worker: int | None = None,
+) -> Result:
+    """Centred kernel alignment: HSIC(x, y) / √(HSIC(x, x)·HSIC(y, y)).
+
+    The default is the *unbiased* ("debiased") CKA built from Song et al.'s
+    unbiased HSIC.  Why: the biased (V-statistic) CKA is inflated whenever the
+    number of features is not small next to n — for independent random
+    representations with d ≫ n it approaches 1 (Murphy et al. 2024) — while
+    the debiased CKA stays near 0 for independent data and agrees with the
+    biased one when n ≫ d.  It can be slightly negative; bigalign reports that
+    honestly (flag ``"negative_unbiased_estimate"``) instead of clamping.
+
+    Parameters
+    ----------
+    x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
+        numpy, dask or zarr arrays or store layers; the same samples in the same order.
+    estimator : {"unbiased", "biased"}, default="unbiased"
+    kernel : {"linear"}
+    """ + _ENGINE_DOC + """
+
+    Returns
+    -------
+    Result
+        ``value`` and the terms ``hsic_xy``, ``hsic_xx``, ``hsic_yy``.
+
+    Raises
+    ------
+    DegenerateInputError
+        x or y constant (CKA is 0/0), or a non-positive unbiased self-HSIC.
+    InvalidInputError, NonFiniteError, PairingError
+        As for :func:`hsic`.
+
+    Notes
+    -----
+    Exact, one streaming pass over both inputs: O(n·(d_x + d_y)²) time,
+    O((d_x + d_y)²) memory, any n.  Biased CKA lies in [0, 1]; both are
+    invariant to orthogonal transforms and isotropic scaling of either input.
+
+    Examples
+    --------
+    >>> import numpy as np, bigalign
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(100, 5))
+    >>> q, _ = np.linalg.qr(rng.normal(size=(5, 5)))
+    >>> round(bigalign.cka(x, 3 * x @ q).value, 12)
+    1.0
+    """
+    check_choice("cka", "estimator", estimator, ESTIMATORS)
+    check_kernel("cka", kernel)
+    check_unbiased_n("cka", n_rows(x, "x"), estimator)
+    m, plan = linear_moments(x, y, _engine_kw(locals()))
+    return cka_from_moments(m, 0, 1, estimator, {"kernel": kernel, **engine_parameters(plan)})
+
+
+def kernel_alignment(
+    x: Any,
+    y: Any,
+    /,
+    *,
+    kernel: Literal["linear"] = "linear",
+    block_size: int | None = None,
+    scheduler: Any = None,
+    client: Any = None,
+    num_workers: int | None = None,
+    memory_per_worker: int | None = None,
+) -> Result:
+    """Uncentred kernel alignment KA = ⟨K, L⟩_F / (‖K‖_F‖L‖_F).
+
+    With linear kernels KA = ‖XᵀY‖²_F / (‖XᵀX‖_F‖YᵀY‖_F).  Unlike CKA it is
+    not invariant to translations: a large common mean pushes it towards 1.
+
+    Parameters
+    ----------
+    x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
+    kernel : {"linear"}
+    """ + _ENGINE_DOC + """
+
+    Returns
+    -------
+    Result
+        ``value`` in [0, 1] and the terms ``inner_kl`` = ⟨K, L⟩, ``norm_k``, ``norm_l``.
+
+    Raises
+    ------
+    DegenerateInputError
+        x or y identically zero.
+
+    Notes
+    -----
+    Exact, one pass, O(n·(d_x + d_y)²) time, O((d_x + d_y)²) memory.  The
+    uncentred Gram is rebuilt from merged centred moments as M + nμμᵀ (a sum,
+    which does not cancel).
+
+    Examples
+    --------
+    >>> import numpy as np, bigalign
+    >>> x = np.eye(4)
+    >>> bigalign.kernel_alignment(x, 2 * x).value
+    1.0
+    """
+    check_kernel("kernel_alignment", kernel)
+    m, plan = linear_moments(x, y, _engine_kw(locals()))
+    return ka_from_moments(m, 0, 1, "biased", {"kernel": kernel, **engine_parameters(plan)})

@@ -1,0 +1,116 @@
+"""The frozen Result every metric returns."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+__all__ = ["Result"]
+
+
+def _freeze(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class Result:
+    """The value of an alignment metric and everything needed to interpret it.
+
+    Attributes
+    ----------
+    metric : str
+        ``"cka"``, ``"hsic"``, ``"kernel_alignment"`` or ``"distance_alignment"``.
+    value : float
+        The estimate.  Never NaN: undefined values raise
+        :class:`~bigalign.errors.DegenerateInputError` instead.
+    estimator : str
+        ``"unbiased"`` (U-statistic) or ``"biased"`` (V-statistic).
+    method : str
+        The algorithm that produced the value, e.g. ``"exact-streaming"``.
+    n_samples : int
+        Number of paired samples used.
+    terms : mapping
+        The sums behind the value, e.g. ``hsic_xy``, ``hsic_xx``, ``hsic_yy``
+        for CKA, so a user can recombine or audit them.
+    parameters : mapping
+        Kernel and engine parameters (kernel, block size, scheduler, ...).
+    stderr : float or None
+        Standard error where the method is approximate; ``None`` for exact methods.
+    flags : tuple of str
+        Degenerate or noteworthy conditions, e.g. ``"x_constant"`` for an HSIC
+        of a constant representation (which is exactly 0) or
+        ``"negative_unbiased_estimate"``.
+    """
+
+    metric: str
+    value: float
+    estimator: str
+    method: str
+    n_samples: int
+    terms: Mapping[str, float] = field(default_factory=dict)
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    stderr: float | None = None
+    flags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "terms", _freeze(self.terms))
+        object.__setattr__(self, "parameters", _freeze(self.parameters))
+        object.__setattr__(self, "flags", tuple(self.flags))
+        if not math.isfinite(self.value):  # a bug, not a user error: fail loudly
+            raise AssertionError(f"internal error: {self.metric} produced a non-finite value {self.value!r}")
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    @property
+    def hsic_xy(self) -> float | None:
+        return self.terms.get("hsic_xy")
+
+    @property
+    def hsic_xx(self) -> float | None:
+        return self.terms.get("hsic_xx")
+
+    @property
+    def hsic_yy(self) -> float | None:
+        return self.terms.get("hsic_yy")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of every field."""
+        return {
+            "metric": self.metric,
+            "value": float(self.value),
+            "estimator": self.estimator,
+            "method": self.method,
+            "n_samples": int(self.n_samples),
+            "terms": {k: float(v) for k, v in self.terms.items()},
+            "parameters": {k: _jsonable(v) for k, v in self.parameters.items()},
+            "stderr": None if self.stderr is None else float(self.stderr),
+            "flags": list(self.flags),
+        }
+
+    def __repr__(self) -> str:
+        se = "" if self.stderr is None else f" ± {self.stderr:.3g}"
+        fl = f", flags={list(self.flags)}" if self.flags else ""
+        return (
+            f"Result({self.metric}={self.value:.6g}{se}, estimator={self.estimator!r}, "
+            f"method={self.method!r}, n_samples={self.n_samples}{fl})"
+        )
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(u) for u in v]
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(u) for k, u in v.items()}
+    try:
+        import numpy as np
+
+        if isinstance(v, np.generic):
+            return v.item()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(v)
