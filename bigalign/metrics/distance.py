@@ -14,7 +14,7 @@ from typing import Any, Literal
 from ..moments import Moments
 from ..result import Result
 from ._common import check_choice, engine_parameters, linear_moments, sqnorm
-from .kernel import _ENGINE_DOC, _engine_kw, _pair_terms
+from .kernel import _engine_kw, _pair_terms, with_engine_doc
 
 __all__ = ["distance_alignment"]
 
@@ -51,6 +51,7 @@ def distance_alignment_from_moments(m: Moments, i: int, j: int, estimator: str, 
     )
 
 
+@with_engine_doc
 def distance_alignment(
     x: Any,
     y: Any,
@@ -73,7 +74,7 @@ def distance_alignment(
     ----------
     x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
     distance : {"euclidean"}
-    """ + _ENGINE_DOC + """
+    {engine}
 
     Returns
     -------

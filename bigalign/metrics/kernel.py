@@ -184,10 +184,17 @@ _ENGINE_DOC = """
         Bytes of block data one task may hold (default 512 MiB)."""
 
 
+def with_engine_doc(func: Any) -> Any:
+    """Insert the shared engine parameters into a façade's docstring."""
+    func.__doc__ = func.__doc__.replace("    {engine}\n", _ENGINE_DOC.lstrip("\n") + "\n")
+    return func
+
+
 def _engine_kw(kw: dict[str, Any]) -> dict[str, Any]:
     return {k: kw[k] for k in ("block_size", "scheduler", "client", "num_workers", "memory_per_worker")}
 
 
+@with_engine_doc
 def hsic(
     x: Any,
     y: Any,
@@ -212,7 +219,7 @@ def hsic(
         Song et al. (2012), which can be negative when x and y are (nearly)
         independent; needs n ≥ 4.
     kernel : {"linear"}
-    """ + _ENGINE_DOC + """
+    {engine}
 
     Returns
     -------
@@ -236,9 +243,9 @@ def hsic(
     Examples
     --------
     >>> import numpy as np, bigalign
-    >>> x = np.arange(12.0).reshape(6, 2) ** 2
-    >>> round(bigalign.hsic(x, x, estimator="biased").value, 6)
-    1024.36
+    >>> x = np.arange(4.0).reshape(4, 1)      # centred: -1.5, -0.5, 0.5, 1.5
+    >>> round(bigalign.hsic(x, x, estimator="biased").value, 6)   # (Σ u²)² / (n-1)² = 25/9
+    2.777778
     """
     check_choice("hsic", "estimator", estimator, ESTIMATORS)
     check_kernel("hsic", kernel)
@@ -247,6 +254,7 @@ def hsic(
     return hsic_from_moments(m, 0, 1, estimator, {"kernel": kernel, **engine_parameters(plan)})
 
 
+@with_engine_doc
 def cka(
     x: Any,
     y: Any,
@@ -276,7 +284,7 @@ def cka(
         numpy, dask or zarr arrays or store layers; the same samples in the same order.
     estimator : {"unbiased", "biased"}, default="unbiased"
     kernel : {"linear"}
-    """ + _ENGINE_DOC + """
+    {engine}
 
     Returns
     -------
@@ -312,6 +320,7 @@ def cka(
     return cka_from_moments(m, 0, 1, estimator, {"kernel": kernel, **engine_parameters(plan)})
 
 
+@with_engine_doc
 def kernel_alignment(
     x: Any,
     y: Any,
@@ -333,7 +342,7 @@ def kernel_alignment(
     ----------
     x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
     kernel : {"linear"}
-    """ + _ENGINE_DOC + """
+    {engine}
 
     Returns
     -------
