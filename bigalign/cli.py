@@ -65,6 +65,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        import matplotlib  # noqa: F401
+
+        plots = True
+    except ImportError:
+        plots = False
     t0 = time.perf_counter()
     a, b = build_demo_stores(out / "stores")
     print(f"demo stores: {a} and {b} ({time.perf_counter() - t0:.1f} s)")
@@ -83,9 +89,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"\n{name}: linear CKA ({est}), {m.n_samples} samples, {dt:.2f} s")
         print(_table(m))
         summary["results"][name] = m.to_dict()
-        _save_plot(m, out / f"{name}.png")
+        if plots:
+            _save_plot(m, out / f"{name}.png")
     (out / "results.json").write_text(json.dumps(summary, indent=1))
-    print(f"\nwrote {out / 'results.json'} and heatmaps {', '.join(str(out / (j[0] + '.png')) for j in jobs)}")
+    print(f"\nwrote {out / 'results.json'}")
+    if plots:
+        print(f"wrote heatmaps {', '.join(str(out / (j[0] + '.png')) for j in jobs)}")
+    else:
+        print("heatmaps skipped: matplotlib is not installed (pip install 'bigalign[plot]')")
     return 0
 
 
