@@ -162,21 +162,60 @@ def plan_blocks(
     return Plan(n_samples=n, block_rows=rows, n_blocks=math.ceil(n / rows), scheduler=scheduler, n_workers=n_workers)
 
 
-def tree_reduce(items: list[Any], combine: Callable[[Any, Any], Any], split_every: int = 2) -> Any:
-    """Reduce ``items`` with a fixed balanced tree (same shape under every runner)."""
+def tree_reduce(items: Sequence[Any], combine: Callable[[Any, Any], Any]) -> Any:
+    """Reduce ``items`` pairwise, level by level: ((0,1),(2,3)),(4,...) — the engine's one tree."""
     if not items:
         raise InvalidInputError("nothing to reduce: the inputs have no rows.")
     level = list(items)
     while len(level) > 1:
-        level = [_combine_many(combine, level[i : i + split_every]) for i in range(0, len(level), split_every)]
+        level = [combine(*level[i : i + 2]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)]
     return level[0]
 
 
-def _combine_many(combine: Callable[[Any, Any], Any], group: Sequence[Any]) -> Any:
-    acc = group[0]
-    for g in group[1:]:
-        acc = combine(acc, g)
-    return acc
+class _StreamingTree:
+    """The same tree as :func:`tree_reduce`, built as items arrive (binary counter).
+
+    Holds O(log n_blocks) states instead of all of them.
+    """
+
+    def __init__(self, combine: Callable[[Any, Any], Any]):
+        self.combine = combine
+        self.stack: list[tuple[int, Any]] = []  # (level, state)
+
+    def push(self, item: Any) -> None:
+        level = 0
+        while self.stack and self.stack[-1][0] == level:
+            _, left = self.stack.pop()
+            item = self.combine(left, item)
+            level += 1
+        self.stack.append((level, item))
+
+    def result(self) -> Any:
+        if not self.stack:
+            raise InvalidInputError("nothing to reduce: the inputs have no rows.")
+        _, acc = self.stack.pop()
+        while self.stack:
+            _, left = self.stack.pop()
+            acc = self.combine(left, acc)
+        return acc
+
+
+def _compute_tree(parts: list[Any], combine: Callable[[Any, Any], Any], token: str, name: str, client: Any, workers: int) -> Any:
+    """Build the :func:`tree_reduce` tree over delayed partials and compute it."""
+    comb = dask.delayed(combine, pure=True)
+    level, depth = parts, 0
+    while len(level) > 1:
+        level = [
+            comb(level[i], level[i + 1], dask_key_name=f"combine-{token}-{depth}-{i}") if i + 1 < len(level) else level[i]
+            for i in range(0, len(level), 2)
+        ]
+        depth += 1
+    root = level[0]
+    if name == "threads":
+        with _blas_threads(1 if workers > 1 else None):
+            (state,) = dask.compute(root, scheduler="threads", num_workers=workers)
+        return state
+    return client.compute(root).result()
 
 
 @contextlib.contextmanager
@@ -211,7 +250,6 @@ def run(
     client: Any = None,
     num_workers: int | None = None,
     memory_per_worker: int | None = None,
-    split_every: int = 2,
     finalize: bool = True,
     check_pairing: bool = True,
 ) -> tuple[R | S, Plan]:
@@ -244,29 +282,17 @@ def run(
     rows, n = plan.block_rows, plan.n_samples
     starts = list(range(0, n, rows))
     if name == "sync":
-        parts = [statistic.partial([r.read(s, min(s + rows, n)) for r in reps], s) for s in starts]
-        state = tree_reduce(parts, statistic.combine, split_every)
+        tree = _StreamingTree(statistic.combine)
+        for s in starts:
+            tree.push(statistic.partial([r.read(s, min(s + rows, n)) for r in reps], s))
+        state = tree.result()
     else:
         arrays = [r.to_dask(rows) for r in reps]
         blocks = [a.to_delayed().ravel() for a in arrays]
         token = dask.base.tokenize(statistic, *arrays)
         part = dask.delayed(statistic.partial, pure=True)
         parts = [part([b[i] for b in blocks], s, dask_key_name=f"partial-{token}-{i}") for i, s in enumerate(starts)]
-        comb = dask.delayed(_combine_many, pure=True)
-        level, depth = parts, 0
-        while len(level) > 1:
-            level = [
-                comb(statistic.combine, level[i : i + split_every], dask_key_name=f"combine-{token}-{depth}-{i}")
-                for i in range(0, len(level), split_every)
-            ]
-            depth += 1
-        root = level[0]
-        if name == "threads":
-            limit = 1 if workers > 1 else None
-            with _blas_threads(limit):
-                (state,) = dask.compute(root, scheduler="threads", num_workers=workers)
-        else:
-            state = cl.compute(root).result()
+        state = _compute_tree(parts, statistic.combine, token, name, cl, workers)
     if not finalize:
         return state, plan
     return statistic.finalize(state), plan
