@@ -38,7 +38,7 @@ import numpy as np
 from .errors import InvalidInputError
 from .io import Representation, as_representation, check_pairing
 
-__all__ = ["Statistic", "Plan", "plan_blocks", "run", "resolve_scheduler", "tree_reduce"]
+__all__ = ["PairStatistic", "Plan", "Statistic", "plan_blocks", "resolve_scheduler", "run", "run_pairs", "tree_reduce"]
 
 S = TypeVar("S")
 R = TypeVar("R")
@@ -295,4 +295,71 @@ def run(
         state = _compute_tree(parts, statistic.combine, token, name, cl, workers)
     if not finalize:
         return state, plan
+    return statistic.finalize(state), plan
+
+
+class PairStatistic(Protocol, Generic[S, R]):
+    """A statistic whose sums run over pairs of samples.
+
+    ``partial(blocks_i, blocks_j, start_i, start_j)`` receives the row blocks
+    I and J (one numpy block per input each) of the tile I ≤ J; a tile with
+    ``start_i == start_j`` pairs a block with itself.
+    """
+
+    def partial(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> S: ...
+
+    def combine(self, a: S, b: S) -> S: ...
+
+    def finalize(self, state: S) -> R: ...
+
+
+DEFAULT_TILE_ROWS = 2048
+
+
+def run_pairs(
+    statistic: PairStatistic[S, R],
+    inputs: Sequence[Any],
+    *,
+    names: Sequence[str] | None = None,
+    block_size: int | None = None,
+    scheduler: Any = None,
+    client: Any = None,
+    num_workers: int | None = None,
+    check_pairing: bool = True,
+) -> tuple[R, Plan]:
+    """Run a pairwise statistic over the tiles (I, J), I ≤ J, of common row blocks.
+
+    O(n_blocks²) tiles are spread over the workers and combined in the
+    engine's one tree; memory per task is a few tiles (``block_size`` rows
+    square, default 2048).
+    """
+    reps = prepare(inputs, names, check_pairing)
+    name, cl = resolve_scheduler(scheduler, client)
+    workers = _n_workers(name, cl, num_workers)
+    rows = block_size if block_size is not None else DEFAULT_TILE_ROWS
+    plan = plan_blocks(reps, block_rows=rows, n_workers=workers, scheduler=name)
+    rows, n = plan.block_rows, plan.n_samples
+    starts = list(range(0, n, rows))
+    tiles = [(a, b) for a in range(len(starts)) for b in range(a, len(starts))]
+    if name == "sync":
+        tree = _StreamingTree(statistic.combine)
+
+        def read(k: int) -> list[np.ndarray]:
+            return [r.read(starts[k], min(starts[k] + rows, n)) for r in reps]
+
+        for a in range(len(starts)):
+            bi = read(a)
+            for b in range(a, len(starts)):
+                tree.push(statistic.partial(bi, bi if b == a else read(b), starts[a], starts[b]))
+        state = tree.result()
+    else:
+        arrays = [r.to_dask(rows) for r in reps]
+        dblocks = [arr.to_delayed().ravel() for arr in arrays]
+        token = dask.base.tokenize(statistic, *arrays, "pairs")
+        part = dask.delayed(statistic.partial, pure=True)
+        parts = [
+            part([d[a] for d in dblocks], [d[b] for d in dblocks], starts[a], starts[b], dask_key_name=f"tile-{token}-{a}-{b}")
+            for a, b in tiles
+        ]
+        state = _compute_tree(parts, statistic.combine, token, name, cl, workers)
     return statistic.finalize(state), plan

@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import NonFiniteError
+from ._checks import raise_nonfinite
 
 __all__ = ["Side", "Cross", "Moments", "MomentStatistic"]
 
@@ -91,13 +91,7 @@ def _side_block(x: np.ndarray, name: str, start: int) -> tuple[Side, np.ndarray,
     hi = x.max(axis=0)
     u = np.array(x, dtype=np.float64, order="C", copy=True)
     if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
-        bad = np.flatnonzero(~np.isfinite(u).all(axis=1))
-        first, last = start + int(bad[0]), start + int(bad[-1])
-        raise NonFiniteError(
-            f"{name} holds NaN or infinite values: {bad.size} row(s) between rows {first} and {last} "
-            f"(block {start}:{start + u.shape[0]}). Expected finite numbers. Remove or repair these rows "
-            "(for float16 activations, check for overflow beyond ±65504)."
-        )
+        raise_nonfinite(u, name, start)
     lo = lo.astype(np.float64)
     hi = hi.astype(np.float64)
     const = lo == hi
