@@ -1,25 +1,27 @@
-"""Merged centred moments: the exact sufficient statistics of every linear metric.
+"""Merged centred moments: the exact sufficient statistics of every linear-kernel metric.
 
-For each input (a *side*) over a set of rows we keep, in float64,
+The columns of each input are split into G contiguous *groups* (one group for a
+plain linear kernel; one group per random frequency or orthogonal block for
+random features, so that the self-terms can be debiased and jackknifed).  For
+each input (a *side*) over a set of rows we keep, in float64,
 
 * ``n``, the column ``mean`` μ,
 * ``M = Σ uᵢuᵢᵀ`` with ``uᵢ = xᵢ − μ`` (the centred co-moment),
-* ``t4 = Σ pᵢ²`` and ``a = Σ pᵢ uᵢ`` with ``pᵢ = ‖uᵢ‖²``,
+* ``T = Σ pᵢpᵢᵀ`` (G × G) and ``A = Σ pᵢuᵢᵀ`` (G × d), where ``pᵢ[g] = ‖uᵢ restricted to group g‖²``,
 * the column minima and maxima (exact detection of constant columns),
 
 and for each pair of inputs (a *cross*)
 
-* ``M = Σ uᵢvᵢᵀ``, ``t4 = Σ pᵢqᵢ``, ``a = Σ pᵢvᵢ``, ``b = Σ qᵢuᵢ``.
+* ``M = Σ uᵢvᵢᵀ``, ``T = Σ pᵢqᵢᵀ``, ``A = Σ pᵢvᵢᵀ``, ``B = Σ qᵢuᵢᵀ``.
 
 Merging two row sets re-centres each part on the merged mean with exact
-identities (Chan, Golub & LeVeque's pairwise update for ``M``, and its
-extension to the fourth-order terms), so nothing of the form ``XᵀX − nμμᵀ``
-ever cancels: a float32 input offset by 1e4 keeps full accuracy.
+identities (Chan, Golub & LeVeque's pairwise update for ``M``, extended to the
+fourth-order terms), so nothing of the form ``XᵀX − nμμᵀ`` ever cancels: a
+float32 input offset by 1e4 keeps full accuracy.
 
-From these sums every linear-kernel metric follows exactly (see
-``bigalign.metrics``): with the rows centred on the global mean, the
-unbiased HSIC of Song et al. needs only ‖M_xy‖², Σpᵢqᵢ and the traces.
-Memory is O(d_x² + d_y² + d_x·d_y) whatever n is.
+From these sums the HSIC of the linear kernels of any two groups follows exactly
+(``group_hsic``); summed over groups it is the HSIC of the whole inputs.  Memory
+is O(d_x² + d_y² + d_x·d_y + G·d) whatever n is.
 """
 
 from __future__ import annotations
@@ -31,7 +33,17 @@ import numpy as np
 
 from ._checks import raise_nonfinite
 
-__all__ = ["Side", "Cross", "Moments", "MomentStatistic"]
+__all__ = ["Side", "Cross", "Moments", "MomentStatistic", "merge", "group_hsic"]
+
+
+def _gsum_rows(a: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Sum the rows of ``a`` within each group (S·a)."""
+    return np.add.reduceat(a, bounds[:-1], axis=0)
+
+
+def _gsum_cols(a: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Sum the columns of ``a`` within each group (a·Sᵀ)."""
+    return np.add.reduceat(a, bounds[:-1], axis=1)
 
 
 @dataclass
@@ -39,18 +51,25 @@ class Side:
     n: int
     mean: np.ndarray
     M: np.ndarray
-    t4: float
-    a: np.ndarray
+    T: np.ndarray  # (G, G)  Σ pᵢpᵢᵀ
+    A: np.ndarray  # (G, d)  Σ pᵢuᵢᵀ
     colmin: np.ndarray
     colmax: np.ndarray
+    bounds: np.ndarray  # group boundaries, length G + 1
+
+    @property
+    def group_traces(self) -> np.ndarray:
+        """P[g] = Σᵢ pᵢ[g] (the traces of the diagonal blocks of M)."""
+        return np.add.reduceat(np.diag(self.M).copy(), self.bounds[:-1])
 
     @property
     def trace(self) -> float:
         return float(np.trace(self.M))
 
     @property
-    def constant_columns(self) -> np.ndarray:
-        return self.colmin == self.colmax
+    def t4(self) -> float:
+        """Σᵢ ‖uᵢ‖⁴ (all groups together)."""
+        return float(self.T.sum())
 
     @property
     def is_constant(self) -> bool:
@@ -67,10 +86,15 @@ class Side:
 
 @dataclass
 class Cross:
-    M: np.ndarray
-    t4: float
-    a: np.ndarray  # Σ pᵢ vᵢ  (length d_y)
-    b: np.ndarray  # Σ qᵢ uᵢ  (length d_x)
+    M: np.ndarray  # (d_x, d_y)  Σ uᵢvᵢᵀ
+    T: np.ndarray  # (G_x, G_y)  Σ pᵢqᵢᵀ
+    A: np.ndarray  # (G_x, d_y)  Σ pᵢvᵢᵀ
+    B: np.ndarray  # (G_y, d_x)  Σ qᵢuᵢᵀ
+
+    @property
+    def t4(self) -> float:
+        """Σᵢ ‖uᵢ‖²‖vᵢ‖²."""
+        return float(self.T.sum())
 
 
 @dataclass
@@ -84,9 +108,20 @@ class Moments:
     def n(self) -> int:
         return self.sides[0].n
 
+    def pair(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """(M, T) between inputs i and j (i == j: the self terms), oriented i × j."""
+        if i == j:
+            s = self.sides[i]
+            return s.M, s.T
+        if (i, j) in self.crosses:
+            c = self.crosses[(i, j)]
+            return c.M, c.T
+        c = self.crosses[(j, i)]
+        return c.M.T, c.T.T
 
-def _side_block(x: np.ndarray, name: str, start: int) -> tuple[Side, np.ndarray, np.ndarray]:
-    """Side statistics of one block; also returns the centred block and its row norms."""
+
+def _side_block(x: np.ndarray, name: str, start: int, bounds: np.ndarray) -> tuple[Side, np.ndarray, np.ndarray]:
+    """Side statistics of one block; also returns the centred block and its group row norms."""
     lo = x.min(axis=0)
     hi = x.max(axis=0)
     u = np.array(x, dtype=np.float64, order="C", copy=True)
@@ -98,24 +133,23 @@ def _side_block(x: np.ndarray, name: str, start: int) -> tuple[Side, np.ndarray,
     mean = u.mean(axis=0)
     mean[const] = lo[const]  # exact: a constant column centres to exact zeros
     u -= mean
-    p = np.einsum("ij,ij->i", u, u)
-    M = u.T @ u
-    side = Side(n=u.shape[0], mean=mean, M=M, t4=float(p @ p), a=u.T @ p, colmin=lo, colmax=hi)
+    sq = u * u
+    p = _gsum_cols(sq, bounds) if len(bounds) > 2 else sq.sum(axis=1, keepdims=True)
+    side = Side(n=u.shape[0], mean=mean, M=u.T @ u, T=p.T @ p, A=p.T @ u, colmin=lo, colmax=hi, bounds=bounds)
     return side, u, p
 
 
-def _cross_block(u: np.ndarray, p: np.ndarray, v: np.ndarray, q: np.ndarray) -> Cross:
-    return Cross(M=u.T @ v, t4=float(p @ q), a=v.T @ p, b=u.T @ q)
-
-
-def _recentre_side(s: Side, d: np.ndarray) -> tuple[np.ndarray, float]:
-    """(a, t4) of side ``s`` after moving its centre by ``-d`` (uᵢ → uᵢ + d)."""
-    P = s.trace
-    dd = float(d @ d)
-    Md = s.M @ d
-    a = s.a + P * d + 2.0 * Md + s.n * dd * d
-    t4 = s.t4 + 4.0 * float(d @ s.a) + 2.0 * dd * P + 4.0 * float(d @ Md) + s.n * dd * dd
-    return a, t4
+def _recentre_side(s: Side, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(A, T) of side ``s`` after moving its rows by ``d`` (uᵢ → uᵢ + d); exact because Σuᵢ = 0."""
+    b = s.bounds
+    P = s.group_traces
+    rho = np.add.reduceat(d * d, b[:-1])
+    SdM = _gsum_rows(d[:, None] * s.M, b)  # S diag(d) M          (G, d)
+    A = s.A + np.outer(P + s.n * rho, d) + 2.0 * SdM
+    AdS = _gsum_cols(s.A * d[None, :], b)  # A diag(d) Sᵀ          (G, G)
+    SdMdS = _gsum_cols(SdM * d[None, :], b)  # S diag(d) M diag(d) Sᵀ
+    T = s.T + 2.0 * (AdS + AdS.T) + np.outer(P, rho) + np.outer(rho, P) + 4.0 * SdMdS + s.n * np.outer(rho, rho)
+    return A, T
 
 
 def merge_sides(A: Side, B: Side) -> tuple[Side, np.ndarray, np.ndarray]:
@@ -134,23 +168,35 @@ def merge_sides(A: Side, B: Side) -> tuple[Side, np.ndarray, np.ndarray]:
         n=n,
         mean=mean,
         M=M,
-        t4=tA + tB,
-        a=aA + aB,
+        T=tA + tB,
+        A=aA + aB,
         colmin=np.minimum(A.colmin, B.colmin),
         colmax=np.maximum(A.colmax, B.colmax),
+        bounds=A.bounds,
     )
     return side, dA, dB
 
 
-def _recentre_cross(c: Cross, sx: Side, sy: Side, d: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """(a, b, t4) of a cross after moving x by ``d`` and y by ``e``."""
-    Px, Py, n = sx.trace, sy.trace, sx.n
-    dd, ee = float(d @ d), float(e @ e)
-    Me = c.M @ e
-    a = c.a + Px * e + 2.0 * (c.M.T @ d) + n * dd * e
-    b = c.b + Py * d + 2.0 * Me + n * ee * d
-    t4 = c.t4 + 2.0 * float(e @ c.a) + ee * Px + 2.0 * float(d @ c.b) + 4.0 * float(d @ Me) + dd * Py + n * dd * ee
-    return a, b, t4
+def _recentre_cross(c: Cross, sx: Side, sy: Side, d: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A, B, T) of a cross after moving x by ``d`` and y by ``e``."""
+    bx, by, n = sx.bounds, sy.bounds, sx.n
+    Px, Py = sx.group_traces, sy.group_traces
+    rx = np.add.reduceat(d * d, bx[:-1])
+    ry = np.add.reduceat(e * e, by[:-1])
+    SdM = _gsum_rows(d[:, None] * c.M, bx)  # S_x diag(d) M_xy        (G_x, d_y)
+    SeMt = _gsum_rows(e[:, None] * c.M.T, by)  # S_y diag(e) M_xyᵀ     (G_y, d_x)
+    A = c.A + np.outer(Px + n * rx, e) + 2.0 * SdM
+    B = c.B + np.outer(Py + n * ry, d) + 2.0 * SeMt
+    T = (
+        c.T
+        + 2.0 * _gsum_cols(c.A * e[None, :], by)  # A diag(e) S_yᵀ
+        + 2.0 * _gsum_rows(d[:, None] * c.B.T, bx)  # S_x diag(d) Bᵀ
+        + np.outer(Px, ry)
+        + np.outer(rx, Py)
+        + 4.0 * _gsum_cols(SdM * e[None, :], by)  # S_x diag(d) M diag(e) S_yᵀ
+        + n * np.outer(rx, ry)
+    )
+    return A, B, T
 
 
 def merge(A: Moments, B: Moments) -> Moments:
@@ -161,17 +207,41 @@ def merge(A: Moments, B: Moments) -> Moments:
     for key, ca in A.crosses.items():
         cb = B.crosses[key]
         i, j = key
-        dA_i, dB_i = merged[i][1], merged[i][2]
-        dA_j, dB_j = merged[j][1], merged[j][2]
         sa_i, sa_j, sb_i, sb_j = A.sides[i], A.sides[j], B.sides[i], B.sides[j]
-        delta_i = sb_i.mean - sa_i.mean
-        delta_j = sb_j.mean - sa_j.mean
         nA, nB = sa_i.n, sb_i.n
-        M = ca.M + cb.M + (nA * nB / (nA + nB)) * np.outer(delta_i, delta_j)
-        a1, b1, t1 = _recentre_cross(ca, sa_i, sa_j, dA_i, dA_j)
-        a2, b2, t2 = _recentre_cross(cb, sb_i, sb_j, dB_i, dB_j)
-        crosses[key] = Cross(M=M, t4=t1 + t2, a=a1 + a2, b=b1 + b2)
+        M = ca.M + cb.M + (nA * nB / (nA + nB)) * np.outer(sb_i.mean - sa_i.mean, sb_j.mean - sa_j.mean)
+        a1, b1, t1 = _recentre_cross(ca, sa_i, sa_j, merged[i][1], merged[j][1])
+        a2, b2, t2 = _recentre_cross(cb, sb_i, sb_j, merged[i][2], merged[j][2])
+        crosses[key] = Cross(M=M, T=t1 + t2, A=a1 + a2, B=b1 + b2)
     return Moments(sides=sides, crosses=crosses)
+
+
+def group_hsic(m: Moments, i: int, j: int, estimator: str) -> np.ndarray:
+    """HSIC between the linear kernels of every group of input i and every group of input j.
+
+    Returns a (G_i, G_j) matrix H; ``H.sum()`` is the HSIC of the whole inputs
+    (HSIC is bilinear in the kernels and the kernel of an input is the sum of
+    its groups' kernels).
+
+    biased:   ‖M_gh‖²_F / (n−1)²
+    unbiased: [‖M_gh‖² − T_gh + P_g·Q_h/((n−1)(n−2)) − 2·T_gh/(n−2)] / (n(n−3))
+              — Song et al.'s U-statistic with rows centred on the global mean
+              (it is invariant to that shift, which zeroes every 1ᵀ-term).
+    """
+    n = m.n
+    M, T = m.pair(i, j)
+    bi, bj = m.sides[i].bounds, m.sides[j].bounds
+    mm = _gsum_cols(_gsum_rows(M * M, bi), bj) if (len(bi) > 2 or len(bj) > 2) else np.array([[np.vdot(M, M)]])
+    if estimator == "biased":
+        return mm / (n - 1) ** 2
+    P, Q = m.sides[i].group_traces, m.sides[j].group_traces
+    return (mm - T + np.outer(P, Q) / ((n - 1) * (n - 2)) - 2.0 * T / (n - 2)) / (n * (n - 3))
+
+
+def _bounds(d: int, groups: Sequence[int] | None) -> np.ndarray:
+    if groups is None:
+        return np.array([0, d], dtype=np.int64)
+    return np.asarray(groups, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -184,21 +254,34 @@ class MomentStatistic:
         Names of the inputs, for error messages.
     pairs : sequence of (i, j)
         Which crosses to accumulate (``i`` indexes x, ``j`` indexes y).
+    groups : sequence of (sequence of int or None), optional
+        Per input, the group boundaries of its columns (``[0, ..., d]``);
+        ``None`` is one group.
+    transforms : sequence of callables or None, optional
+        Per input, a feature map applied to each float64 block before the
+        moments (e.g. random Fourier features); ``None`` keeps the rows.
     """
 
     names: tuple[str, ...]
     pairs: tuple[tuple[int, int], ...]
+    groups: tuple = ()
+    transforms: tuple = ()
 
     def partial(self, blocks: Sequence[np.ndarray], start: int) -> Moments:
         sides, us, ps = [], [], []
-        needed = {i for pr in self.pairs for i in pr} | set(range(len(blocks)))
         for k, blk in enumerate(blocks):
-            if k in needed:
-                s, u, p = _side_block(np.asarray(blk), self.names[k], start)
-                sides.append(s)
-                us.append(u)
-                ps.append(p)
-        crosses = {(i, j): _cross_block(us[i], ps[i], us[j], ps[j]) for i, j in self.pairs}
+            x = np.asarray(blk)
+            tf = self.transforms[k] if self.transforms else None
+            if tf is not None:
+                from ._checks import finite_float64
+
+                x = tf(finite_float64(x, self.names[k], start))
+            g = self.groups[k] if self.groups else None
+            s, u, p = _side_block(x, self.names[k], start, _bounds(x.shape[1], g))
+            sides.append(s)
+            us.append(u)
+            ps.append(p)
+        crosses = {(i, j): Cross(M=us[i].T @ us[j], T=ps[i].T @ ps[j], A=ps[i].T @ us[j], B=ps[j].T @ us[i]) for i, j in self.pairs}
         return Moments(sides=sides, crosses=crosses)
 
     def combine(self, a: Moments, b: Moments) -> Moments:

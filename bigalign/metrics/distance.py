@@ -14,7 +14,7 @@ from typing import Any, Literal
 from ..moments import Moments
 from ..result import Result
 from ._common import check_choice, engine_parameters, linear_moments, sqnorm
-from .kernel import _engine_kw, _pair_terms, with_engine_doc
+from .kernel import _engine_kw, with_engine_doc
 
 __all__ = ["distance_alignment"]
 
@@ -30,7 +30,8 @@ def distance_alignment_from_moments(m: Moments, i: int, j: int, estimator: str, 
     """
     n = m.n
     sx, sy = m.sides[i], m.sides[j]
-    Mxy, txy = _pair_terms(m, i, j)
+    Mxy, T = m.pair(i, j)
+    txy = float(T.sum())
     px, py = sx.trace, sy.trace
     saa = 2 * n * sx.t4 + 2 * px * px + 4 * sqnorm(sx.M)
     sbb = 2 * n * sy.t4 + 2 * py * py + 4 * sqnorm(sy.M)

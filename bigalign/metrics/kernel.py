@@ -22,7 +22,7 @@ import math
 from typing import Any, Literal
 
 from ..errors import DegenerateInputError
-from ..moments import Moments
+from ..moments import Moments, group_hsic
 from ..result import Result
 from ._common import (
     ESTIMATORS,
@@ -45,34 +45,9 @@ METHOD = "exact-streaming"
 # ----------------------------------------------------------------------------
 
 
-def _pair_terms(m: Moments, i: int, j: int) -> tuple[Any, float]:
-    """(centred cross-moment, Σ pᵢqᵢ) for inputs i, j (i == j: the self terms)."""
-    if i == j:
-        s = m.sides[i]
-        return s.M, s.t4
-    if (i, j) in m.crosses:
-        c = m.crosses[(i, j)]
-        return c.M, c.t4
-    c = m.crosses[(j, i)]
-    return c.M.T, c.t4
-
-
 def hsic_value(m: Moments, i: int, j: int, estimator: str) -> float:
-    """HSIC of the linear kernels of inputs i and j.
-
-    biased:   tr(K H L H) / (n-1)²  =  ‖Σ uᵢvᵢᵀ‖²_F / (n-1)²
-    unbiased: Song et al.'s U-statistic; with rows centred on the global mean
-              (HSIC_u is invariant to that shift) its terms reduce to
-              [‖M‖² − T + P_x·P_y/((n−1)(n−2)) − 2T/(n−2)] / (n(n−3)),
-              T = Σ pᵢqᵢ, P = Σ pᵢ, pᵢ = ‖xᵢ − x̄‖².
-    """
-    n = m.n
-    M, t = _pair_terms(m, i, j)
-    mm = sqnorm(M)
-    if estimator == "biased":
-        return mm / (n - 1) ** 2
-    px, py = m.sides[i].trace, m.sides[j].trace
-    return (mm - t + px * py / ((n - 1) * (n - 2)) - 2.0 * t / (n - 2)) / (n * (n - 3))
+    """HSIC of the linear kernels of inputs i and j (see :func:`bigalign.moments.group_hsic`)."""
+    return float(group_hsic(m, i, j, estimator).sum())
 
 
 def _constant_flags(m: Moments, i: int, j: int) -> tuple[str, ...]:
@@ -148,7 +123,7 @@ def ka_from_moments(m: Moments, i: int, j: int, estimator: str, parameters: dict
                 "Expected a representation with at least one non-zero value.",
                 reason=f"{nm}_zero",
             )
-    M, _ = _pair_terms(m, i, j)
+    M, _ = m.pair(i, j)
     cross = M + m.n * np.outer(si.mean, sj.mean)
     kl = sqnorm(cross)
     kk = math.sqrt(sqnorm(si.uncentred_gram()))
