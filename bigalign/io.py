@@ -45,6 +45,8 @@ _ATTR = "bigalign"
 _IDS = "sample_ids"
 _BF16 = np.dtype(ml_dtypes.bfloat16)
 _DEFAULT_CHUNK_BYTES = 32 * 2**20
+_LAYER_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9._\-]*")
+_RESERVED = {_IDS, "zarr.json"}
 
 
 class PairingWarning(UserWarning):
@@ -102,6 +104,11 @@ class ActivationStore:
                 raise StoreError(
                     f"store {source!r} lists layers {missing} in its metadata but has no such arrays; "
                     "the store is damaged. Rewrite it, or open the arrays directly with zarr."
+                )
+            if not layers:
+                raise StoreError(
+                    f"store {source!r} has no committed batch yet (its writer never completed an append). "
+                    "Expected at least one layer; append data with ActivationWriter(path, mode='a')."
                 )
             self.layers = layers
             self.n_samples = int(self._meta["n_samples"])
@@ -279,6 +286,21 @@ class Representation:
         if self.kind == "zarr":
             return np.asarray(src[start:stop]).reshape(stop - start, self.d)
         return np.asarray(src[start:stop].compute(scheduler="sync"))
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The rows at sorted indices ``rows`` as numpy (in the input dtype)."""
+        src = self.source
+        if self.kind == "numpy":
+            return src[rows]
+        if self.kind == "layer":
+            block = np.asarray(src._zarr.oindex[(rows,) + (slice(None),) * (src._zarr.ndim - 1)])
+            if src.dtype == _BF16:
+                block = block.view(_BF16)
+            return block.reshape(len(rows), self.d)
+        if self.kind == "zarr":
+            sel = (rows,) + (slice(None),) * (src.ndim - 1)
+            return np.asarray(src.oindex[sel]).reshape(len(rows), self.d)
+        return np.asarray(src[rows].compute(scheduler="sync"))
 
     def to_dask(self, rows: int) -> da.Array:
         """Dask array of shape (n, d) with chunks of ``rows`` rows and all features in one chunk."""
@@ -512,14 +534,26 @@ class ActivationWriter:
         self.durable = durable and self._local
         self._closed = False
         exists = False
-        if mode == "a":
-            try:
-                group = zarr.open_group(str(path), mode="r+")
-                exists = True
-            except (FileNotFoundError, zarr.errors.GroupNotFoundError):  # type: ignore[attr-defined]
+        try:
+            if mode == "a":
+                try:
+                    group = zarr.open_group(str(path), mode="r+")
+                    exists = True
+                except (FileNotFoundError, zarr.errors.GroupNotFoundError):  # type: ignore[attr-defined]
+                    if self._local and self._root.exists() and (not self._root.is_dir() or any(self._root.iterdir())):
+                        raise StoreError(
+                            f"{path!r} exists and is not a Zarr group; mode='a' never overwrites it. "
+                            "Expected a bigalign store to resume, a missing path, or an empty directory. "
+                            "Choose another path, or use mode='w' to replace it."
+                        ) from None
+                    group = zarr.open_group(str(path), mode="w")
+            else:
                 group = zarr.open_group(str(path), mode="w")
-        else:
-            group = zarr.open_group(str(path), mode="w")
+        except zarr.errors.ContainsArrayError as exc:  # type: ignore[attr-defined]
+            raise StoreError(
+                f"{path!r} holds a Zarr array, not a group; expected an activation store (a group). "
+                "Choose another path."
+            ) from exc
         self._group = group
         if exists:
             meta = dict(group.attrs).get(_ATTR)
@@ -556,9 +590,14 @@ class ActivationWriter:
     def _recover(self) -> None:
         """Drop whatever an interrupted append left beyond the committed count."""
         n = self.n_samples
-        for arr in self._arrays().values():
-            if arr.shape[0] != n:
-                arr.resize((n,) + tuple(arr.shape[1:]))
+        if self._meta["layers"]:
+            for arr in self._arrays().values():
+                if arr.shape[0] != n:
+                    arr.resize((n,) + tuple(arr.shape[1:]))
+        if self._local:
+            # temporary files of chunk writes that a killed writer never renamed
+            for tmp in self._root.rglob("*.partial"):
+                tmp.unlink(missing_ok=True)
 
     def _commit(self) -> None:
         # zarr writes metadata by write-to-temp-then-rename: the commit is atomic.
@@ -593,10 +632,10 @@ class ActivationWriter:
             )
         arrays = {}
         for name, value in batch.items():
-            if not isinstance(name, str) or not name or "/" in name or name == _IDS or name.startswith("."):
+            if not isinstance(name, str) or not _LAYER_NAME.fullmatch(name) or name in _RESERVED:
                 raise InvalidInputError(
-                    f"layer names must be non-empty strings without '/', not starting with '.', and not "
-                    f"'{_IDS}'; got {name!r}. Rename the layer."
+                    "layer names must be made of letters, digits, '.', '_' and '-', not start with '.', and "
+                    f"not be one of {sorted(_RESERVED)}; got {name!r}. Rename the layer (e.g. 'blocks.3.mlp' is fine)."
                 )
             a = np.asarray(value)
             if a.ndim < 2:
@@ -624,6 +663,12 @@ class ActivationWriter:
                 raise InvalidInputError(f"sample_ids must be integers or strings; got dtype {ids.dtype}.")
             if ids.dtype.kind in "UTO":
                 ids = ids.astype(str)
+        if ids is not None:
+            uniq, counts = np.unique(ids, return_counts=True)
+            if (counts > 1).any():
+                raise InvalidInputError(
+                    f"sample_ids within a batch must be unique; got duplicates {uniq[counts > 1][:5].tolist()}."
+                )
         if not self._meta["layers"]:
             self._create(arrays, ids)
         else:
@@ -666,12 +711,22 @@ class ActivationWriter:
                 dtypes[name] = "bfloat16"
             row_bytes = max(1, int(np.prod(a.shape[1:])) * stored.itemsize)
             rows = self.chunk_rows or max(1, 2 ** int(math.log2(max(1, _DEFAULT_CHUNK_BYTES // row_bytes))))
+            # overwrite: arrays left by a writer killed during its first append are not committed
             self._group.create_array(
-                name, shape=(0,) + a.shape[1:], chunks=(rows,) + a.shape[1:], dtype=stored, compressors=comp
+                name,
+                shape=(0,) + a.shape[1:],
+                chunks=(rows,) + a.shape[1:],
+                dtype=stored,
+                compressors=comp,
+                overwrite=True,
             )
         if ids is not None:
             self._group.create_array(
-                _IDS, shape=(0,), chunks=(self.chunk_rows or 65536,), dtype=str if ids.dtype.kind == "U" else ids.dtype
+                _IDS,
+                shape=(0,),
+                chunks=(self.chunk_rows or 65536,),
+                dtype=str if ids.dtype.kind == "U" else ids.dtype,
+                overwrite=True,
             )
         self._meta.update(layers=list(arrays), dtypes=dtypes, has_ids=ids is not None)
         self._commit()
@@ -695,8 +750,6 @@ class ActivationWriter:
             )
 
     def _check_unique(self, ids: np.ndarray) -> None:
-        if len(np.unique(ids)) != len(ids):
-            raise InvalidInputError("sample_ids within a batch must be unique; got duplicates.")
         if self._seen_ids is None:
             existing = self._group[_IDS][: self.n_samples] if self.n_samples else np.array([])  # type: ignore[index]
             self._seen_ids = set(np.asarray(existing).tolist())
