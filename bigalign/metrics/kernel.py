@@ -19,15 +19,18 @@ measures in biological and artificial neural networks", arXiv:2405.01012.
 from __future__ import annotations
 
 import math
+
+import numpy as np
 from typing import Any, Literal
 
-from ..errors import DegenerateInputError
+from ..errors import DegenerateInputError, InvalidInputError
+from ..features import KERNELS
 from ..moments import Moments, group_hsic
 from ..result import Result
+from ._kernel_nonlinear import METHODS, check_degenerate, jackknife_or_half, nonlinear_terms
 from ._common import (
     ESTIMATORS,
     check_choice,
-    check_kernel,
     check_unbiased_n,
     engine_parameters,
     linear_moments,
@@ -166,9 +169,74 @@ def with_engine_doc(func: Any) -> Any:
 
 
 def _engine_kw(kw: dict[str, Any]) -> dict[str, Any]:
+    """The engine options among a façade's arguments."""
     return {k: kw[k] for k in ("block_size", "scheduler", "client", "num_workers", "memory_per_worker")}
 
 
+_KERNEL_DOC = """kernel : {"linear", "rbf", "laplacian"}, default="linear"
+        rbf: exp(−‖x−x'‖²/(2σ²)); laplacian: exp(−‖x−x'‖/σ); σ = bandwidth.
+    bandwidth : "median", float, or (bandwidth_x, bandwidth_y), default="median"
+        For rbf/laplacian.  ``"median"``: the median pairwise Euclidean
+        distance of a seeded random subsample of 1,000 rows, fixed once for
+        the whole computation and written on the Result.
+    method : {"auto", "exact", "rff", "orf", "nystroem"}, default="auto"
+        linear: always exact (streamed moments).  rbf/laplacian: ``"exact"``
+        tiles (O(n²·d) time, O(n + tile) memory), or one streaming pass over
+        random Fourier features (``"rff"``), orthogonal random features
+        (``"orf"``) or Nyström landmarks (``"nystroem"``).  ``"auto"``:
+        exact for n ≤ 20,000; beyond, Nyström when bandwidth ≥ 0.5 × median,
+        else ORF (Nyström fails at small bandwidths).  The choice and the
+        reason are in ``result.parameters``.
+    n_features : int, optional
+        Feature columns for rff/orf (default 2048 = 1024 frequencies × cos/sin)
+        or landmarks for nystroem (default 1024).
+    seed : int, default=0
+        Seeds the bandwidth subsample, the feature map and the landmarks: the
+        same seed gives bit-identical results."""
+
+
+def with_kernel_doc(func: Any) -> Any:
+    func.__doc__ = func.__doc__.replace("    {kernel}\n", "    " + _KERNEL_DOC + "\n")
+    return func
+
+
+def _run_kernel(func: str, x: Any, y: Any, kw: dict[str, Any], estimator: str) -> tuple[Any, Any]:
+    """(moments, plan) for linear kernels, or a NonlinearJob for rbf/laplacian."""
+    kernel, method = kw["kernel"], kw["method"]
+    check_choice(func, "kernel", kernel, KERNELS)
+    check_choice(func, "method", method, METHODS)
+    if kernel == "linear":
+        if method not in ("auto", "exact"):
+            raise InvalidInputError(
+                f"method={method!r} approximates non-linear kernels; with kernel='linear' {func} is exact at "
+                "any n in one streaming pass. Use method='auto' (or 'exact'), or a non-linear kernel."
+            )
+        return linear_moments(x, y, _engine_kw(kw))
+    return nonlinear_terms(
+        x, y, kernel=kernel, bandwidth=kw["bandwidth"], method=method, n_features=kw["n_features"],
+        seed=kw["seed"], estimator=estimator, engine_kw=_engine_kw(kw),
+    ), None  # fmt: skip
+
+
+def _nonlinear_result(metric: str, job: Any, estimator: str, value_fn: Any, terms: dict[str, float]) -> Result:
+    value = float(value_fn(job.terms))
+    flags = tuple(job.flags)
+    if metric != "kernel_alignment" and value < 0:
+        flags += ("negative_unbiased_estimate",) if estimator == "unbiased" else ()
+    return Result(
+        metric=metric,
+        value=value,
+        estimator=estimator,
+        method=job.method,
+        n_samples=job.terms.n,
+        terms=terms,
+        parameters={**job.parameters, **({"stderr": job.stderr_kind} if job.stderr_kind else {})},
+        stderr=jackknife_or_half(job, value_fn),
+        flags=flags,
+    )
+
+
+@with_kernel_doc
 @with_engine_doc
 def hsic(
     x: Any,
@@ -176,7 +244,11 @@ def hsic(
     /,
     *,
     estimator: Literal["unbiased", "biased"] = "unbiased",
-    kernel: Literal["linear"] = "linear",
+    kernel: Literal["linear", "rbf", "laplacian"] = "linear",
+    bandwidth: Any = "median",
+    method: Literal["auto", "exact", "rff", "orf", "nystroem"] = "auto",
+    n_features: int | None = None,
+    seed: int = 0,
     block_size: int | None = None,
     scheduler: Any = None,
     client: Any = None,
@@ -193,14 +265,15 @@ def hsic(
         ``"biased"``: tr(KHLH)/(n−1)².  ``"unbiased"``: the U-statistic of
         Song et al. (2012), which can be negative when x and y are (nearly)
         independent; needs n ≥ 4.
-    kernel : {"linear"}
+    {kernel}
     {engine}
 
     Returns
     -------
     Result
-        ``value`` = ``hsic_xy``.  A constant x or y gives exactly 0 with the flag
-        ``"x_constant"``/``"y_constant"``.
+        ``value`` = ``hsic_xy``; ``stderr`` for approximate methods.  A
+        constant x or y gives exactly 0 with the flag ``"x_constant"``/``"y_constant"``
+        (linear kernel).
 
     Raises
     ------
@@ -213,7 +286,8 @@ def hsic(
 
     Notes
     -----
-    Exact, one streaming pass: O(n·(d_x + d_y)²) time, O((d_x + d_y)²) memory.
+    linear: exact, one streaming pass, O(n·(d_x + d_y)²) time, O((d_x + d_y)²) memory.
+    rbf/laplacian: see ``method``.
 
     Examples
     --------
@@ -223,12 +297,14 @@ def hsic(
     2.777778
     """
     check_choice("hsic", "estimator", estimator, ESTIMATORS)
-    check_kernel("hsic", kernel)
     check_unbiased_n("hsic", n_rows(x, "x"), estimator)
-    m, plan = linear_moments(x, y, _engine_kw(locals()))
-    return hsic_from_moments(m, 0, 1, estimator, {"kernel": kernel, **engine_parameters(plan)})
+    out, plan = _run_kernel("hsic", x, y, locals(), estimator)
+    if plan is not None:
+        return hsic_from_moments(out, 0, 1, estimator, {"kernel": "linear", **engine_parameters(plan)})
+    return _nonlinear_result("hsic", out, estimator, lambda t: t.hxy, {"hsic_xy": out.terms.hxy})
 
 
+@with_kernel_doc
 @with_engine_doc
 def cka(
     x: Any,
@@ -236,7 +312,11 @@ def cka(
     /,
     *,
     estimator: Literal["unbiased", "biased"] = "unbiased",
-    kernel: Literal["linear"] = "linear",
+    kernel: Literal["linear", "rbf", "laplacian"] = "linear",
+    bandwidth: Any = "median",
+    method: Literal["auto", "exact", "rff", "orf", "nystroem"] = "auto",
+    n_features: int | None = None,
+    seed: int = 0,
     block_size: int | None = None,
     scheduler: Any = None,
     client: Any = None,
@@ -258,13 +338,14 @@ def cka(
     x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
         numpy, dask or zarr arrays or store layers; the same samples in the same order.
     estimator : {"unbiased", "biased"}, default="unbiased"
-    kernel : {"linear"}
+    {kernel}
     {engine}
 
     Returns
     -------
     Result
-        ``value`` and the terms ``hsic_xy``, ``hsic_xx``, ``hsic_yy``.
+        ``value`` and the terms ``hsic_xy``, ``hsic_xx``, ``hsic_yy``;
+        ``stderr`` for approximate methods.
 
     Raises
     ------
@@ -275,9 +356,12 @@ def cka(
 
     Notes
     -----
-    Exact, one streaming pass over both inputs: O(n·(d_x + d_y)²) time,
+    linear: exact, one streaming pass over both inputs: O(n·(d_x + d_y)²) time,
     O((d_x + d_y)²) memory, any n.  Biased CKA lies in [0, 1]; both are
     invariant to orthogonal transforms and isotropic scaling of either input.
+    Random features: the self-terms HSIC(x, x), HSIC(y, y) are debiased by
+    dropping same-frequency-group products (naive random-feature CKA is
+    biased low); the standard error is a delete-one-group jackknife.
 
     Examples
     --------
@@ -289,19 +373,36 @@ def cka(
     1.0
     """
     check_choice("cka", "estimator", estimator, ESTIMATORS)
-    check_kernel("cka", kernel)
     check_unbiased_n("cka", n_rows(x, "x"), estimator)
-    m, plan = linear_moments(x, y, _engine_kw(locals()))
-    return cka_from_moments(m, 0, 1, estimator, {"kernel": kernel, **engine_parameters(plan)})
+    out, plan = _run_kernel("cka", x, y, locals(), estimator)
+    if plan is not None:
+        return cka_from_moments(out, 0, 1, estimator, {"kernel": "linear", **engine_parameters(plan)})
+    check_degenerate(out, "CKA")
+    t = out.terms
+    if t.hxx <= 0 or t.hyy <= 0:
+        raise DegenerateInputError(
+            f"CKA is undefined here: the estimated HSIC(x, x) = {t.hxx:.3g} and HSIC(y, y) = {t.hyy:.3g} must both "
+            f"be positive ({out.method}, n = {t.n}). Use more samples, more features, or estimator='biased'.",
+            reason="nonpositive_self_hsic",
+        )
+    return _nonlinear_result(
+        "cka", out, estimator, lambda t: t.hxy / np.sqrt(t.hxx * t.hyy),
+        {"hsic_xy": t.hxy, "hsic_xx": t.hxx, "hsic_yy": t.hyy},
+    )  # fmt: skip
 
 
+@with_kernel_doc
 @with_engine_doc
 def kernel_alignment(
     x: Any,
     y: Any,
     /,
     *,
-    kernel: Literal["linear"] = "linear",
+    kernel: Literal["linear", "rbf", "laplacian"] = "linear",
+    bandwidth: Any = "median",
+    method: Literal["auto", "exact", "rff", "orf", "nystroem"] = "auto",
+    n_features: int | None = None,
+    seed: int = 0,
     block_size: int | None = None,
     scheduler: Any = None,
     client: Any = None,
@@ -316,7 +417,7 @@ def kernel_alignment(
     Parameters
     ----------
     x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
-    kernel : {"linear"}
+    {kernel}
     {engine}
 
     Returns
@@ -327,13 +428,14 @@ def kernel_alignment(
     Raises
     ------
     DegenerateInputError
-        x or y identically zero.
+        x or y identically zero (linear kernel).
 
     Notes
     -----
-    Exact, one pass, O(n·(d_x + d_y)²) time, O((d_x + d_y)²) memory.  The
-    uncentred Gram is rebuilt from merged centred moments as M + nμμᵀ (a sum,
-    which does not cancel).
+    linear: exact, one pass, O(n·(d_x + d_y)²) time, O((d_x + d_y)²) memory.
+    The uncentred Gram is rebuilt from merged centred moments as M + nμμᵀ (a
+    sum, which does not cancel).  Random features: ‖K‖² is debiased like the
+    self-terms of CKA.
 
     Examples
     --------
@@ -342,6 +444,17 @@ def kernel_alignment(
     >>> bigalign.kernel_alignment(x, 2 * x).value
     1.0
     """
-    check_kernel("kernel_alignment", kernel)
-    m, plan = linear_moments(x, y, _engine_kw(locals()))
-    return ka_from_moments(m, 0, 1, "biased", {"kernel": kernel, **engine_parameters(plan)})
+    out, plan = _run_kernel("kernel_alignment", x, y, locals(), "biased")
+    if plan is not None:
+        return ka_from_moments(out, 0, 1, "biased", {"kernel": "linear", **engine_parameters(plan)})
+    t = out.terms
+    if t.kk <= 0 or t.ll <= 0:
+        raise DegenerateInputError(
+            f"kernel alignment is undefined here: the estimated ‖K‖² = {t.kk:.3g} and ‖L‖² = {t.ll:.3g} must be "
+            "positive. Use more features.",
+            reason="nonpositive_norm",
+        )
+    return _nonlinear_result(
+        "kernel_alignment", out, "biased", lambda t: t.kl / np.sqrt(t.kk * t.ll),
+        {"inner_kl": t.kl, "norm_k": float(np.sqrt(t.kk)), "norm_l": float(np.sqrt(t.ll))},
+    )  # fmt: skip

@@ -1,0 +1,214 @@
+"""Kernels, bandwidths and explicit feature maps (random Fourier, orthogonal random, Nyström).
+
+Conventions: rbf k(x, x') = exp(−‖x − x'‖² / (2σ²)); laplacian
+k(x, x') = exp(−‖x − x'‖ / σ) (Euclidean norm); σ = bandwidth.
+
+A feature map is drawn once from the seed, before any block is read, and is
+a frozen, picklable object: every block and every worker applies the same map.
+Rows are shifted by a fixed vector (the mean of the bandwidth subsample) before
+mapping; the kernels are translation invariant, so this changes nothing but
+rounding (it keeps ωᵀx and the GEMM distances small).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._checks import finite_float64
+from .errors import DegenerateInputError, InvalidInputError
+from .io import Representation
+
+__all__ = [
+    "KERNELS",
+    "FeatureMap",
+    "NystroemMap",
+    "RandomFourierMap",
+    "draw_nystroem",
+    "draw_random_fourier",
+    "kernel_scale",
+    "median_bandwidth",
+    "sample_rows",
+]
+
+KERNELS = ("linear", "rbf", "laplacian")
+BANDWIDTH_SAMPLE = 1000  # rows used for the median heuristic (≈ 5·10⁵ distances)
+MAX_GROUPS = 64
+
+
+def kernel_scale(kernel: str, sigma: float) -> float:
+    """The factor inside the exponential: 1/(2σ²) for rbf, 1/σ for laplacian."""
+    return 1.0 / (2.0 * sigma * sigma) if kernel == "rbf" else 1.0 / sigma
+
+
+def sample_rows(reps: Sequence[Representation], m: int, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A seeded uniform sample of min(m, n) rows (the same rows of every input), as float64."""
+    n = reps[0].n
+    rng = np.random.default_rng([seed, 0xB16A])
+    idx = np.arange(n) if m >= n else np.sort(rng.choice(n, size=m, replace=False))
+    return idx, [finite_float64(r.take(idx), r.name, 0) for r in reps]
+
+
+def median_bandwidth(sample: np.ndarray, name: str) -> float:
+    """Median pairwise Euclidean distance of ``sample`` (rows)."""
+    from scipy.spatial.distance import pdist
+
+    if sample.shape[0] < 2:
+        raise InvalidInputError(f"the median bandwidth of {name} needs at least 2 samples; got {sample.shape[0]}.")
+    med = float(np.median(pdist(sample, "euclidean")))
+    if not med > 0:
+        raise DegenerateInputError(
+            f"the median heuristic gives bandwidth 0 for {name}: more than half of the sampled pairs of rows "
+            "are identical. Expected varied rows. Pass an explicit bandwidth=... or deduplicate the rows.",
+            reason="zero_bandwidth",
+        )
+    return med
+
+
+def check_bandwidth(value: Any, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidInputError(f"the bandwidth of {name} must be a positive number or 'median'; got {value!r}.")
+    v = float(value)
+    if not (math.isfinite(v) and v > 0):
+        raise InvalidInputError(f"the bandwidth of {name} must be a positive finite number; got {value!r}.")
+    return v
+
+
+def _groups_for(n_freq: int) -> int:
+    """Largest number of equal groups ≤ MAX_GROUPS that divides the frequencies."""
+    for g in range(min(MAX_GROUPS, n_freq), 0, -1):
+        if n_freq % g == 0:
+            return g
+    return 1
+
+
+class FeatureMap:
+    """Protocol: ``map(x64) -> features``; ``bounds`` are the column groups."""
+
+    bounds: np.ndarray
+    n_groups: int
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, eq=False)
+class RandomFourierMap(FeatureMap):
+    """φ(x) = √(1/D) [cos ω₁ᵀx', sin ω₁ᵀx', …, cos ω_Dᵀx', sin ω_Dᵀx'], x' = x − shift.
+
+    E[φ(x)ᵀφ(x')] = k(x, x').  Columns are grouped into ``n_groups`` equal,
+    independent groups of frequencies (a group is a union of orthogonal blocks
+    for ORF), which the estimators use to drop same-group terms and jackknife.
+    """
+
+    W: np.ndarray  # (d, D)
+    shift: np.ndarray
+    n_groups: int
+    orthogonal: bool
+
+    @property
+    def bounds(self) -> np.ndarray:
+        D = self.W.shape[1]
+        return np.arange(0, 2 * D + 1, 2 * D // self.n_groups, dtype=np.int64)
+
+    @property
+    def n_features(self) -> int:
+        return 2 * self.W.shape[1]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        z = (x - self.shift) @ self.W
+        out = np.empty((z.shape[0], 2 * z.shape[1]))
+        np.cos(z, out=out[:, 0::2])
+        np.sin(z, out=out[:, 1::2])
+        out *= math.sqrt(1.0 / z.shape[1])
+        return out
+
+
+def _frequency_norms(kernel: str, d: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Norms of frequency vectors: χ_d for rbf; ‖z‖/|g| (multivariate Cauchy) for laplacian."""
+    chi = np.sqrt(rng.chisquare(d, size=size))
+    if kernel == "rbf":
+        return chi
+    return chi / np.abs(rng.standard_normal(size))
+
+
+def draw_random_fourier(
+    kernel: str, d: int, n_frequencies: int, sigma: float, shift: np.ndarray, rng: np.random.Generator, orthogonal: bool
+) -> RandomFourierMap:
+    """Draw ω for a shift-invariant kernel (Rahimi & Recht 2007; ORF: Yu et al. 2016).
+
+    rbf: ω ~ N(0, σ⁻²I).  laplacian (Euclidean): ω = z/(σ|g|), z ~ N(0, I), g ~ N(0, 1)
+    (the multivariate Cauchy, whose characteristic function is exp(−‖t‖)).
+    ORF: blocks of ≤ d directions from a random orthogonal matrix, each scaled
+    by an independent norm with the same law as ‖ω‖.
+    """
+    G = _groups_for(n_frequencies)
+    if orthogonal:
+        per_group = n_frequencies // G
+        cols = []
+        for _ in range(G):
+            left = per_group
+            while left > 0:
+                b = min(d, left)
+                q, r = np.linalg.qr(rng.standard_normal((d, d)))
+                q *= np.sign(np.diag(r))  # Haar-distributed
+                cols.append(q[:, :b] * _frequency_norms(kernel, d, b, rng)[None, :])
+                left -= b
+        W = np.concatenate(cols, axis=1) / sigma
+    else:
+        z = rng.standard_normal((d, n_frequencies))
+        if kernel == "laplacian":
+            z /= np.abs(rng.standard_normal(n_frequencies))[None, :]
+        W = z / sigma
+    return RandomFourierMap(W=W, shift=shift, n_groups=G, orthogonal=orthogonal)
+
+
+def kernel_matrix(a: np.ndarray, b: np.ndarray, kernel: str, sigma: float) -> np.ndarray:
+    """k(a_i, b_j) from exact differences-free GEMM distances (inputs already shifted)."""
+    na = np.einsum("ij,ij->i", a, a)
+    nb = np.einsum("ij,ij->i", b, b)
+    d2 = np.maximum(na[:, None] + nb[None, :] - 2.0 * (a @ b.T), 0.0)  # rounding only
+    if kernel == "rbf":
+        return np.exp(-d2 / (2.0 * sigma * sigma))
+    return np.exp(-np.sqrt(d2) / sigma)
+
+
+@dataclass(frozen=True, eq=False)
+class NystroemMap(FeatureMap):
+    """φ(x) = k(x, Z) V Λ^{-1/2} for landmarks Z with k(Z, Z) = VΛVᵀ (Williams & Seeger 2001).
+
+    Landmarks are drawn uniformly without replacement (seeded) from the rows.
+    Eigenvalues below 1e-12·λ_max are dropped (the pseudo-inverse square root):
+    they carry rounding, not signal.
+    """
+
+    landmarks: np.ndarray
+    proj: np.ndarray
+    shift: np.ndarray
+    kernel: str
+    sigma: float
+
+    n_groups: int = 1
+
+    @property
+    def bounds(self) -> np.ndarray:
+        return np.array([0, self.proj.shape[1]], dtype=np.int64)
+
+    @property
+    def n_features(self) -> int:
+        return self.proj.shape[1]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return kernel_matrix(x - self.shift, self.landmarks, self.kernel, self.sigma) @ self.proj
+
+
+def draw_nystroem(kernel: str, landmarks: np.ndarray, sigma: float, shift: np.ndarray) -> NystroemMap:
+    z = landmarks - shift
+    w = kernel_matrix(z, z, kernel, sigma)
+    lam, vec = np.linalg.eigh(w)
+    keep = lam > 1e-12 * lam.max()
+    proj = vec[:, keep] / np.sqrt(lam[keep])[None, :]
+    return NystroemMap(landmarks=z, proj=proj, shift=shift, kernel=kernel, sigma=sigma)

@@ -1,0 +1,225 @@
+"""Non-linear kernels: bandwidth, method choice, and the exact or approximate pass.
+
+Everything here produces :class:`~bigalign.metrics._kernel_approx.KernelTerms`
+(the HSIC and KA terms) from which the façades in ``kernel.py`` build CKA,
+HSIC or KA and their standard errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..engine import prepare, run, run_pairs
+from ..errors import DegenerateInputError, InvalidInputError
+from ..features import (
+    BANDWIDTH_SAMPLE,
+    check_bandwidth,
+    draw_nystroem,
+    draw_random_fourier,
+    kernel_scale,
+    median_bandwidth,
+    sample_rows,
+)
+from ..moments import MomentStatistic
+from ._kernel_approx import KernelTerms, terms_from_groups, terms_from_single
+from ._kernel_exact import KernelTileStatistic, hsic_from_sums
+
+METHODS = ("auto", "exact", "rff", "orf", "nystroem")
+#: ``method="auto"`` computes exact tiles up to this many samples (O(n²·d): about a
+#: minute at n = 20,000, d = 1,000 on two cores), and approximates beyond.
+EXACT_MAX_N = 20_000
+#: bandwidth / median below which Nyström is unreliable (scale.md: 0.265 vs 0.504 at 0.2×median)
+NYSTROEM_MIN_RATIO = 0.5
+DEFAULT_RANDOM_FEATURES = 2048  # feature columns (= 1024 frequencies × [cos, sin])
+DEFAULT_LANDMARKS = 1024
+
+
+@dataclass
+class NonlinearJob:
+    terms: KernelTerms
+    method: str
+    parameters: dict[str, Any]
+    half: KernelTerms | None = None  # Nyström with half the landmarks (error estimate)
+    flags: tuple[str, ...] = ()
+    stderr_kind: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _bandwidths(bandwidth: Any, xs: np.ndarray, ys: np.ndarray) -> tuple[float, float, float, float]:
+    """(σx, σy, median_x, median_y)."""
+    mx, my = median_bandwidth(xs, "x"), median_bandwidth(ys, "y")
+    if isinstance(bandwidth, str):
+        if bandwidth != "median":
+            raise InvalidInputError(
+                f"the 'bandwidth' parameter must be 'median', a positive number or a pair of them; got {bandwidth!r}."
+            )
+        return mx, my, mx, my
+    if isinstance(bandwidth, (tuple, list)):
+        if len(bandwidth) != 2:
+            raise InvalidInputError(f"a bandwidth pair must have 2 entries (bandwidth_x, bandwidth_y); got {bandwidth!r}.")
+        bx = mx if bandwidth[0] == "median" else check_bandwidth(bandwidth[0], "x")
+        by = my if bandwidth[1] == "median" else check_bandwidth(bandwidth[1], "y")
+        return bx, by, mx, my
+    b = check_bandwidth(bandwidth, "x and y")
+    return b, b, mx, my
+
+
+def resolve_method(method: str, n: int, ratio: float) -> tuple[str, str]:
+    """(method, reason) for ``method="auto"``."""
+    if method != "auto":
+        return method, "requested"
+    if n <= EXACT_MAX_N:
+        return "exact", f"n = {n} <= {EXACT_MAX_N}: exact tiles"
+    if ratio >= NYSTROEM_MIN_RATIO:
+        return "nystroem", f"n > {EXACT_MAX_N} and bandwidth >= {NYSTROEM_MIN_RATIO} x median: Nystroem"
+    return "orf", f"n > {EXACT_MAX_N} and bandwidth < {NYSTROEM_MIN_RATIO} x median (Nystroem fails there): ORF"
+
+
+def nonlinear_terms(
+    x: Any,
+    y: Any,
+    *,
+    kernel: str,
+    bandwidth: Any,
+    method: str,
+    n_features: int | None,
+    seed: int,
+    estimator: str,
+    engine_kw: dict[str, Any],
+) -> NonlinearJob:
+    reps = prepare([x, y], ["x", "y"])
+    n = reps[0].n
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise InvalidInputError(f"seed must be an integer; got {seed!r}.")
+    _, (xs, ys) = sample_rows(reps, BANDWIDTH_SAMPLE, int(seed))
+    sx, sy, mx, my = _bandwidths(bandwidth, xs, ys)
+    ratio = min(sx / mx, sy / my)
+    chosen, reason = resolve_method(method, n, ratio)
+    shift_x, shift_y = xs.mean(axis=0), ys.mean(axis=0)
+    params: dict[str, Any] = {
+        "kernel": kernel,
+        "bandwidth_x": sx,
+        "bandwidth_y": sy,
+        "median_x": mx,
+        "median_y": my,
+        "bandwidth_sample": int(xs.shape[0]),
+        "seed": int(seed),
+        "method_reason": reason,
+    }
+    ekw = {k: v for k, v in engine_kw.items() if v is not None}
+    if chosen == "exact":
+        stat = KernelTileStatistic(kernel, kernel_scale(kernel, sx), kernel_scale(kernel, sy), shift_x, shift_y)
+        sums, plan = run_pairs(stat, reps, check_pairing=False, **{k: v for k, v in ekw.items() if k != "memory_per_worker"})
+        params.update(block_size=plan.block_rows, n_tiles=plan.n_blocks * (plan.n_blocks + 1) // 2, scheduler=plan.scheduler)
+        flags = tuple(f for f, a in (("x_constant_kernel", sums.kk), ("y_constant_kernel", sums.ll)) if a == n * (n - 1))
+        terms = KernelTerms(
+            n=n,
+            hxy=hsic_from_sums(n, sums.kl, sums.r, sums.s, estimator),
+            hxx=hsic_from_sums(n, sums.kk, sums.r, sums.r, estimator),
+            hyy=hsic_from_sums(n, sums.ll, sums.s, sums.s, estimator),
+            kl=sums.kl + n,
+            kk=sums.kk + n,
+            ll=sums.ll + n,
+        )
+        return NonlinearJob(terms=terms, method="exact-tiles", parameters=params, flags=flags)
+
+    if chosen in ("rff", "orf"):
+        D = int(n_features or DEFAULT_RANDOM_FEATURES)
+        if D < 6 or D % 2:
+            raise InvalidInputError(
+                f"n_features for {chosen} counts feature columns (cos and sin of each frequency), so it must be an "
+                f"even number >= 6 (3 groups of frequencies for the debiased estimator); got {n_features!r}."
+            )
+        rng = np.random.default_rng([int(seed), 2])
+        fx = draw_random_fourier(kernel, reps[0].d, D // 2, sx, shift_x, rng, orthogonal=chosen == "orf")
+        fy = draw_random_fourier(kernel, reps[1].d, D // 2, sy, shift_y, rng, orthogonal=chosen == "orf")
+        if fx.n_groups < 3:
+            raise InvalidInputError(
+                f"n_features = {D} gives {D // 2} frequencies, which split into only {fx.n_groups} equal groups; "
+                "the debiased estimator needs >= 3. Use a multiple of 6 or of 64 (e.g. 2048)."
+            )
+        stat = MomentStatistic(names=("x", "y"), pairs=((0, 1),), groups=(fx.bounds, fy.bounds), transforms=(fx, fy))
+        m, plan = run(stat, reps, check_pairing=False, **_feature_engine_kw(ekw, reps, D, D))
+        params.update(n_features=D, n_groups=fx.n_groups, block_size=plan.block_rows, n_blocks=plan.n_blocks, scheduler=plan.scheduler)
+        terms = terms_from_groups(m, estimator)
+        flags = tuple(f for f, s in (("x_constant", m.sides[0]), ("y_constant", m.sides[1])) if s.is_constant)
+        return NonlinearJob(terms=terms, method=chosen, parameters=params, flags=flags, stderr_kind="jackknife over feature groups")
+
+    if chosen == "nystroem":
+        m_land = int(n_features or DEFAULT_LANDMARKS)
+        if m_land < 4:
+            raise InvalidInputError(f"n_features (landmarks) for nystroem must be >= 4; got {n_features!r}.")
+        m_land = min(m_land, n)
+        _, (lx, ly) = sample_rows(reps, m_land, int(seed) + 1)
+        order = np.random.default_rng([int(seed), 3]).permutation(m_land)  # the half map: a uniform subset
+        lx, ly = lx[order], ly[order]
+        half = m_land // 2
+        maps = (
+            draw_nystroem(kernel, lx, sx, shift_x),
+            draw_nystroem(kernel, ly, sy, shift_y),
+            draw_nystroem(kernel, lx[:half], sx, shift_x),
+            draw_nystroem(kernel, ly[:half], sy, shift_y),
+        )
+        stat = MomentStatistic(names=("x", "y", "x", "y"), pairs=((0, 1), (2, 3)), transforms=maps)
+        m, plan = run(
+            stat, [reps[0], reps[1], reps[0], reps[1]], check_pairing=False,
+            **_feature_engine_kw(ekw, reps, m_land + half, m_land + half),
+        )  # fmt: skip
+        params.update(
+            n_features=m_land,
+            rank_x=maps[0].n_features,
+            rank_y=maps[1].n_features,
+            landmarks="uniform without replacement",
+            block_size=plan.block_rows,
+            n_blocks=plan.n_blocks,
+            scheduler=plan.scheduler,
+        )
+        flags = tuple(f for f, s in (("x_constant", m.sides[0]), ("y_constant", m.sides[1])) if s.is_constant)
+        return NonlinearJob(
+            terms=terms_from_single(m, 0, 1, estimator),
+            half=terms_from_single(m, 2, 3, estimator),
+            method="nystroem",
+            parameters=params,
+            flags=flags,
+            stderr_kind="|estimate(m landmarks) - estimate(m/2 landmarks)|",
+        )
+    raise InvalidInputError(f"the 'method' parameter must be one of {list(METHODS)}; got {method!r} instead.")
+
+
+def _feature_engine_kw(ekw: dict[str, Any], reps: list, dfx: int, dfy: int) -> dict[str, Any]:
+    """Block rows for feature maps: the features, not the inputs, dominate memory."""
+    out = dict(ekw)
+    if "block_size" not in out:
+        budget = int(out.get("memory_per_worker") or 512 * 2**20)
+        row_bytes = 8 * 3 * (dfx + dfy) + sum(r.d * 16 for r in reps)
+        out["block_size"] = max(64, min(reps[0].n, budget // row_bytes))
+    out.pop("memory_per_worker", None)
+    return out
+
+
+def check_degenerate(job: NonlinearJob, what: str) -> None:
+    for f in job.flags:
+        which = f.split("_")[0]
+        raise DegenerateInputError(
+            f"{what} is undefined: the kernel of {which} is constant ({which} is constant, or its bandwidth is so "
+            "large that every kernel value rounds to 1), so its centred kernel is zero. Expected a varying "
+            "representation and a bandwidth comparable to its pairwise distances (e.g. bandwidth='median').",
+            reason=f,
+        )
+
+
+def jackknife_or_half(job: NonlinearJob, f: Any) -> float | None:
+    """Standard error of f(terms) for approximate methods (None for exact)."""
+    from ._kernel_approx import jackknife_stderr
+
+    if job.terms.replicates is not None:
+        return jackknife_stderr(job.terms, f)
+    if job.half is not None:
+        return float(abs(f(job.terms) - f(job.half)))
+    return None
+
+
+__all__ = ["METHODS", "NonlinearJob", "check_degenerate", "jackknife_or_half", "nonlinear_terms", "resolve_method"]
