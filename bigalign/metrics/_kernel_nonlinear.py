@@ -126,67 +126,116 @@ def nonlinear_terms(
         )
         return NonlinearJob(terms=terms, method="exact-tiles", parameters=params, flags=flags)
 
-    if chosen in ("rff", "orf"):
+    if chosen not in ("rff", "orf", "nystroem"):
+        raise InvalidInputError(f"the 'method' parameter must be one of {list(METHODS)}; got {method!r} instead.")
+    m, views, plan, fparams = feature_moments(
+        reps, kernel=kernel, method=chosen, sigmas=[sx, sy], shifts=[shift_x, shift_y],
+        n_features=n_features, seed=int(seed), pairs=[(0, 1)], engine_kw=ekw,
+    )  # fmt: skip
+    params.update(fparams, block_size=plan.block_rows, n_blocks=plan.n_blocks, scheduler=plan.scheduler)
+    return feature_job(m, views, 0, 1, chosen, estimator, params)
+
+
+def feature_moments(
+    reps: list,
+    *,
+    kernel: str,
+    method: str,
+    sigmas: list[float],
+    shifts: list[np.ndarray],
+    n_features: int | None,
+    seed: int,
+    pairs: list[tuple[int, int]],
+    engine_kw: dict[str, Any],
+) -> tuple[Any, list[list[int]], Any, dict[str, Any]]:
+    """One streaming pass over the feature maps of several inputs.
+
+    Returns (moments, views, plan, parameters); ``views[k]`` lists the moment
+    indices of input k's maps (rff/orf: [map]; nystroem: [m landmarks, m/2]).
+    Maps are drawn in input order from the seed, so the same seed gives the
+    same maps.
+    """
+    n = reps[0].n
+    if method in ("rff", "orf"):
         D = int(n_features or DEFAULT_RANDOM_FEATURES)
         if D < 6 or D % 2:
             raise InvalidInputError(
-                f"n_features for {chosen} counts feature columns (cos and sin of each frequency), so it must be an "
+                f"n_features for {method} counts feature columns (cos and sin of each frequency), so it must be an "
                 f"even number >= 6 (3 groups of frequencies for the debiased estimator); got {n_features!r}."
             )
-        rng = np.random.default_rng([int(seed), 2])
-        fx = draw_random_fourier(kernel, reps[0].d, D // 2, sx, shift_x, rng, orthogonal=chosen == "orf")
-        fy = draw_random_fourier(kernel, reps[1].d, D // 2, sy, shift_y, rng, orthogonal=chosen == "orf")
-        if fx.n_groups < 3:
+        rng = np.random.default_rng([seed, 2])
+        maps = [draw_random_fourier(kernel, r.d, D // 2, s, sh, rng, orthogonal=method == "orf") for r, s, sh in zip(reps, sigmas, shifts)]
+        if maps[0].n_groups < 3:
             raise InvalidInputError(
-                f"n_features = {D} gives {D // 2} frequencies, which split into only {fx.n_groups} equal groups; "
+                f"n_features = {D} gives {D // 2} frequencies, which split into only {maps[0].n_groups} equal groups; "
                 "the debiased estimator needs >= 3. Use a multiple of 6 or of 64 (e.g. 2048)."
             )
-        stat = MomentStatistic(names=("x", "y"), pairs=((0, 1),), groups=(fx.bounds, fy.bounds), transforms=(fx, fy))
-        m, plan = run(stat, reps, check_pairing=False, **_feature_engine_kw(ekw, reps, D, D))
-        params.update(n_features=D, n_groups=fx.n_groups, block_size=plan.block_rows, n_blocks=plan.n_blocks, scheduler=plan.scheduler)
-        terms = terms_from_groups(m, estimator)
-        flags = tuple(f for f, s in (("x_constant", m.sides[0]), ("y_constant", m.sides[1])) if s.is_constant)
-        return NonlinearJob(terms=terms, method=chosen, parameters=params, flags=flags, stderr_kind="jackknife over feature groups")
-
-    if chosen == "nystroem":
+        views = [[k] for k in range(len(reps))]
+        inputs, names = list(reps), [r.name for r in reps]
+        mpairs = [(i, j) for i, j in pairs]
+        groups = tuple(f.bounds for f in maps)
+        params: dict[str, Any] = {"n_features": D, "n_groups": maps[0].n_groups}
+        width = D
+    else:
         m_land = int(n_features or DEFAULT_LANDMARKS)
         if m_land < 4:
             raise InvalidInputError(f"n_features (landmarks) for nystroem must be >= 4; got {n_features!r}.")
         m_land = min(m_land, n)
-        _, (lx, ly) = sample_rows(reps, m_land, int(seed) + 1)
-        order = np.random.default_rng([int(seed), 3]).permutation(m_land)  # the half map: a uniform subset
-        lx, ly = lx[order], ly[order]
+        _, lands = sample_rows(reps, m_land, seed + 1)
+        order = np.random.default_rng([seed, 3]).permutation(m_land)  # the half map: a uniform subset
         half = m_land // 2
-        maps = (
-            draw_nystroem(kernel, lx, sx, shift_x),
-            draw_nystroem(kernel, ly, sy, shift_y),
-            draw_nystroem(kernel, lx[:half], sx, shift_x),
-            draw_nystroem(kernel, ly[:half], sy, shift_y),
-        )
-        stat = MomentStatistic(names=("x", "y", "x", "y"), pairs=((0, 1), (2, 3)), transforms=maps)
-        m, plan = run(
-            stat, [reps[0], reps[1], reps[0], reps[1]], check_pairing=False,
-            **_feature_engine_kw(ekw, reps, m_land + half, m_land + half),
-        )  # fmt: skip
-        params.update(
-            n_features=m_land,
-            rank_x=maps[0].n_features,
-            rank_y=maps[1].n_features,
-            landmarks="uniform without replacement",
-            block_size=plan.block_rows,
-            n_blocks=plan.n_blocks,
-            scheduler=plan.scheduler,
-        )
-        flags = tuple(f for f, s in (("x_constant", m.sides[0]), ("y_constant", m.sides[1])) if s.is_constant)
+        full_maps = [draw_nystroem(kernel, l[order], s, sh) for l, s, sh in zip(lands, sigmas, shifts)]
+        half_maps = [draw_nystroem(kernel, l[order][:half], s, sh) for l, s, sh in zip(lands, sigmas, shifts)]
+        k = len(reps)
+        maps = full_maps + half_maps
+        views = [[i, k + i] for i in range(k)]
+        inputs, names = list(reps) * 2, [r.name for r in reps] * 2
+        mpairs = [(i, j) for i, j in pairs] + [(k + i, k + j) for i, j in pairs]
+        groups = ()
+        params = {
+            "n_features": m_land,
+            "ranks": [f.n_features for f in full_maps],
+            "landmarks": "uniform without replacement",
+        }
+        width = m_land + half
+    stat = MomentStatistic(names=tuple(names), pairs=tuple(mpairs), groups=groups, transforms=tuple(maps))
+    m, plan = run(stat, inputs, check_pairing=False, **_feature_engine_kw(engine_kw, reps, width, width))
+    return m, views, plan, params
+
+
+def sub_moments(m: Any, i: int, j: int) -> Any:
+    """The moments of inputs i and j only, as inputs 0 and 1."""
+    from ..moments import Moments
+
+    cross = m.crosses[(i, j)] if (i, j) in m.crosses else None
+    if cross is None:
+        c = m.crosses[(j, i)]
+        from ..moments import Cross
+
+        cross = Cross(M=c.M.T, T=c.T.T, A=c.B, B=c.A)
+    return Moments(sides=[m.sides[i], m.sides[j]], crosses={(0, 1): cross})
+
+
+def feature_job(m: Any, views: list[list[int]], i: int, j: int, method: str, estimator: str, params: dict[str, Any]) -> NonlinearJob:
+    """Terms, flags and error estimate of the pair (input i, input j) from feature moments."""
+    full = sub_moments(m, views[i][0], views[j][0])
+    flags = tuple(f for f, s in (("x_constant", full.sides[0]), ("y_constant", full.sides[1])) if s.is_constant)
+    if method in ("rff", "orf"):
         return NonlinearJob(
-            terms=terms_from_single(m, 0, 1, estimator),
-            half=terms_from_single(m, 2, 3, estimator),
-            method="nystroem",
-            parameters=params,
-            flags=flags,
-            stderr_kind="|estimate(m landmarks) - estimate(m/2 landmarks)|",
-        )
-    raise InvalidInputError(f"the 'method' parameter must be one of {list(METHODS)}; got {method!r} instead.")
+            terms=terms_from_groups(full, estimator), method=method, parameters=params, flags=flags,
+            stderr_kind="jackknife over feature groups",
+        )  # fmt: skip
+    half = sub_moments(m, views[i][1], views[j][1])
+    return NonlinearJob(
+        terms=terms_from_single(full, 0, 1, estimator),
+        half=terms_from_single(half, 0, 1, estimator),
+        method="nystroem",
+        parameters=params,
+        flags=flags,
+        stderr_kind="|estimate(m landmarks) - estimate(m/2 landmarks)|",
+    )
+
+
 
 
 def _feature_engine_kw(ekw: dict[str, Any], reps: list, dfx: int, dfy: int) -> dict[str, Any]:
