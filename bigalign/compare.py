@@ -11,7 +11,9 @@ import numpy as np
 from .engine import run
 from .errors import DegenerateInputError, InvalidInputError
 from .io import ActivationStore, Layer, open_activations
-from .metrics._common import ESTIMATORS, check_choice, check_kernel, check_unbiased_n, engine_parameters
+from .features import KERNELS
+from .metrics._common import ESTIMATORS, check_choice, check_unbiased_n, engine_parameters
+from .metrics._kernel_nonlinear import METHODS
 from .metrics.distance import distance_alignment_from_moments
 from .metrics.kernel import cka_from_moments, hsic_from_moments, ka_from_moments
 from .moments import MomentStatistic
@@ -180,6 +182,10 @@ def compare_layers(
     *,
     estimator: str = "unbiased",
     kernel: str = "linear",
+    bandwidth: Any = "median",
+    method: str = "auto",
+    n_features: int | None = None,
+    seed: int = 0,
     state_memory: int | None = None,
     block_size: int | None = None,
     scheduler: Any = None,
@@ -205,7 +211,16 @@ def compare_layers(
         Subsets (and order) of layers; default all.
     estimator : {"unbiased", "biased"}
         For CKA and HSIC.
-    kernel : {"linear"}
+    kernel : {"linear", "rbf", "laplacian"}
+    bandwidth : "median" or float
+        For rbf/laplacian: the median heuristic per layer (on one seeded
+        subsample of rows shared by all layers) or one σ for every layer.
+    method : {"auto", "exact", "rff", "orf", "nystroem"}
+        As for :func:`bigalign.cka`.  Feature maps are drawn once per layer
+        and every layer is mapped once per pass; ``"exact"`` runs the O(n²)
+        tiles once per pair of layers.
+    n_features, seed
+        As for :func:`bigalign.cka`.
     state_memory : int, optional
         Bytes of accumulated state allowed per pass.
     block_size, scheduler, client, num_workers, memory_per_worker
@@ -217,7 +232,17 @@ def compare_layers(
     """
     check_choice("compare_layers", "metric", metric, tuple(LINEAR_METRICS))
     check_choice("compare_layers", "estimator", estimator, ESTIMATORS)
-    check_kernel("compare_layers", kernel)
+    check_choice("compare_layers", "kernel", kernel, KERNELS)
+    check_choice("compare_layers", "method", method, METHODS)
+    if kernel != "linear" and metric == "distance_alignment":
+        raise InvalidInputError(
+            "distance_alignment uses Euclidean distances of the representations; kernel must be 'linear' for it. "
+            "Use metric='cka', 'hsic' or 'kernel_alignment' with a non-linear kernel."
+        )
+    if kernel == "linear" and method not in ("auto", "exact"):
+        raise InvalidInputError(
+            f"method={method!r} approximates non-linear kernels; linear metrics are exact at any n. Use method='auto'."
+        )
     names_a, arrs_a = _as_store(a, "a")
     same = b is None or b is a
     names_b, arrs_b = (names_a, arrs_a) if same else _as_store(b, "b")
@@ -248,7 +273,15 @@ def compare_layers(
     widths = [r.d for r in reps]
 
     wanted = sorted({(min(i, j), max(i, j)) for i in ia for j in ib})
-    passes = _plan_passes(wanted, widths, int(state_memory or DEFAULT_STATE_MEMORY))
+    budget = int(state_memory or DEFAULT_STATE_MEMORY)
+    ekw = {"block_size": block_size, "scheduler": scheduler, "client": client, "num_workers": num_workers}
+    if kernel != "linear":
+        values, n_passes = _nonlinear_cells(
+            reps, wanted, metric, estimator, kernel, bandwidth, method, n_features, seed, budget,
+            {**ekw, "memory_per_worker": memory_per_worker},
+        )  # fmt: skip
+        return _matrix(metric, la, lb, ia, ib, values, n_passes, n, estimator)
+    passes = _plan_passes(wanted, widths, budget)
     values: dict[tuple[int, int], Any] = {}
     fn = LINEAR_METRICS[metric]
     plan = None
@@ -276,6 +309,10 @@ def compare_layers(
             except DegenerateInputError as exc:
                 values[(i, j)] = values[(j, i)] = exc
 
+    return _matrix(metric, la, lb, ia, ib, values, len(passes), n, estimator)
+
+
+def _matrix(metric: str, la: list[str], lb: list[str], ia: list[int], ib: list[int], values: dict, n_passes: int, n: int, estimator: str) -> LayerMatrix:
     results: list[list[Result | None]] = []
     undefined: dict[tuple[int, int], str] = {}
     for r, i in enumerate(ia):
@@ -295,7 +332,71 @@ def compare_layers(
         layers_b=lb,
         results=results,
         undefined=undefined,
-        n_passes=len(passes),
+        n_passes=n_passes,
         n_samples=n,
         estimator=est,
     )
+
+
+def _nonlinear_cells(
+    reps: list, wanted: list[tuple[int, int]], metric: str, estimator: str, kernel: str, bandwidth: Any,
+    method: str, n_features: int | None, seed: int, budget: int, ekw: dict[str, Any],
+) -> tuple[dict[tuple[int, int], Any], int]:  # fmt: skip
+    """Cells of a non-linear-kernel layer matrix: one feature pass per group of pairs, or exact tiles per pair."""
+    from .features import BANDWIDTH_SAMPLE, check_bandwidth, median_bandwidth, sample_rows
+    from .metrics._kernel_nonlinear import (
+        DEFAULT_LANDMARKS,
+        DEFAULT_RANDOM_FEATURES,
+        exact_job,
+        feature_job,
+        feature_moments,
+        resolve_method,
+        self_job,
+    )
+    from .metrics.kernel import nonlinear_result
+
+    n = reps[0].n
+    _, samples = sample_rows(reps, BANDWIDTH_SAMPLE, int(seed))
+    medians = [median_bandwidth(s, r.name) for s, r in zip(samples, reps)]
+    if isinstance(bandwidth, str) and bandwidth == "median":
+        sigmas = medians
+    else:
+        sigmas = [check_bandwidth(bandwidth, "every layer")] * len(reps)
+    shifts = [s.mean(axis=0) for s in samples]
+    chosen, reason = resolve_method(method, n, min(s / m for s, m in zip(sigmas, medians)))
+    ekw = {k: v for k, v in ekw.items() if v is not None}
+    values: dict[tuple[int, int], Any] = {}
+
+    def record(i: int, j: int, job: Any) -> None:
+        try:
+            res = nonlinear_result(metric, job, estimator)
+            values[(i, j)] = res
+            values[(j, i)] = res
+        except DegenerateInputError as exc:
+            values[(i, j)] = values[(j, i)] = exc
+
+    def params(i: int, j: int) -> dict[str, Any]:
+        return {"kernel": kernel, "bandwidth_x": sigmas[i], "bandwidth_y": sigmas[j], "median_x": medians[i],
+                "median_y": medians[j], "seed": int(seed), "method_reason": reason}  # fmt: skip
+
+    if chosen == "exact":
+        for i, j in wanted:
+            record(i, j, exact_job([reps[i], reps[j]], kernel, [sigmas[i], sigmas[j]], [shifts[i], shifts[j]], estimator, ekw, params(i, j)))
+        return values, len(wanted)
+    width = int(n_features or (DEFAULT_RANDOM_FEATURES if chosen in ("rff", "orf") else DEFAULT_LANDMARKS * 3 // 2))
+    passes = _plan_passes(wanted, [width] * len(reps), budget)
+    for group in passes:
+        used = sorted({k for pr in group for k in pr})
+        local = {g: k for k, g in enumerate(used)}
+        m, views, plan, fparams = feature_moments(
+            [reps[k] for k in used], kernel=kernel, method=chosen, sigmas=[sigmas[k] for k in used],
+            shifts=[shifts[k] for k in used], n_features=n_features, seed=int(seed),
+            pairs=[(local[i], local[j]) for i, j in group if i != j], engine_kw=ekw, keys=used,
+        )  # fmt: skip
+        for i, j in group:
+            p = {**params(i, j), **fparams, "block_size": plan.block_rows, "n_passes": len(passes)}
+            if i == j:
+                record(i, j, self_job(m, views, local[i], chosen, estimator, p))
+            else:
+                record(i, j, feature_job(m, views, local[i], local[j], chosen, estimator, p))
+    return values, len(passes)

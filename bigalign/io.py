@@ -10,6 +10,11 @@ interrupted writer safe (see :class:`ActivationWriter`).
 Everywhere bigalign expects a representation it accepts a numpy array, a dask
 array, a zarr array or a store :class:`Layer`, in float16, bfloat16 (ml_dtypes),
 float32, float64 or an integer dtype.
+
+A store may also live in object storage or on any other filesystem fsspec
+knows: address it by URL (``s3://bucket/acts.zarr``, ``gs://...``, ...) and pass
+credentials or an endpoint as ``storage_options`` (handed to fsspec, e.g.
+``{"endpoint_url": ..., "key": ..., "secret": ...}`` for s3fs).
 """
 
 from __future__ import annotations
@@ -62,15 +67,41 @@ def _natural_key(s: str) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
-def _open_group(path: Any, mode: str = "r") -> zarr.Group:
-    if isinstance(path, zarr.Group):
+def _is_url(path: Any) -> bool:
+    """True for fsspec URLs (``s3://...``, ``gs://...``, chained ``a::b://...``), as zarr decides."""
+    return isinstance(path, str) and ("://" in path or ("::" in path and "local://" not in path))
+
+
+def _zarr_open_group(path: Any, mode: str, storage_options: Mapping[str, Any] | None) -> zarr.Group:
+    """``zarr.open_group`` that passes ``storage_options`` (URLs only) and explains a missing fsspec backend."""
+    if storage_options is None:
+        kw: dict[str, Any] = {}
+    elif _is_url(path):
+        kw = {"storage_options": dict(storage_options)}
+    else:
+        raise InvalidInputError(
+            f"storage_options only apply to stores addressed by URL (e.g. 's3://bucket/acts.zarr'); "
+            f"got {path!r}, which is not a URL. Drop storage_options, or pass a URL."
+        )
+    try:
+        return zarr.open_group(path, mode=mode, **kw)
+    except ImportError as exc:
+        raise StoreError(
+            f"cannot open {path!r}: {exc}. Install the fsspec backend for its protocol "
+            "(for s3:// URLs: pip install 'bigalign[s3]', which installs s3fs)."
+        ) from exc
+
+
+def _open_group(path: Any, mode: str = "r", storage_options: Mapping[str, Any] | None = None) -> zarr.Group:
+    if isinstance(path, zarr.Group) and storage_options is None:
         return path
     try:
-        return zarr.open_group(str(path) if isinstance(path, Path) else path, mode=mode)
+        return _zarr_open_group(str(path) if isinstance(path, Path) else path, mode, storage_options)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:  # type: ignore[attr-defined]
         raise StoreError(
             f"no Zarr group found at {path!r}. Expected a directory (or URL) written by "
-            "bigalign.ActivationWriter or any Zarr v2/v3 group of arrays; check the path."
+            "bigalign.ActivationWriter or any Zarr v2/v3 group of arrays; check the path"
+            + (" (and, for a URL, the bucket and storage_options)." if _is_url(path) else ".")
         ) from exc
 
 
@@ -230,13 +261,20 @@ class Layer:
         return f"Layer({self.name!r} of {self.store.source!r}, shape={self.shape}, dtype={self.dtype})"
 
 
-def open_activations(path: Any) -> ActivationStore:
+def open_activations(path: Any, storage_options: Mapping[str, Any] | None = None) -> ActivationStore:
     """Open an activation store (a Zarr v3 or v2 group) for reading.
 
     Parameters
     ----------
     path : str, pathlib.Path or zarr.Group
-        Directory or URL of the group.
+        Directory or URL of the group.  A URL (``s3://bucket/acts.zarr``, or any
+        protocol fsspec knows) is opened with fsspec; its backend (e.g. s3fs)
+        must be installed.
+    storage_options : dict, optional
+        Options for the fsspec filesystem of a URL, e.g. ``{"endpoint_url": ...,
+        "key": ..., "secret": ...}`` for S3 (default: the backend's own
+        configuration, such as the standard ``AWS_*`` environment variables).
+        They travel with the store's arrays to dask workers.  Only for URLs.
 
     Returns
     -------
@@ -247,7 +285,7 @@ def open_activations(path: Any) -> ActivationStore:
     StoreError
         If there is no group at ``path`` or it holds no layer arrays.
     """
-    group = _open_group(path, mode="r")
+    group = _open_group(path, mode="r", storage_options=storage_options)
     return ActivationStore(group, str(path) if not isinstance(path, zarr.Group) else str(group.store))
 
 
@@ -494,11 +532,18 @@ class ActivationWriter:
       invisible and is discarded when the store is reopened for appending).
     * ``mode="a"`` resumes an existing store (or creates one); ``mode="w"``
       replaces whatever is at ``path``.
+    * Object stores (``s3://...`` URLs): every chunk and metadata object is
+      written by one PUT, which the store makes visible atomically, and the
+      commit record is still written last, so the guarantees above hold; fsync
+      does not apply there (``durable`` is ignored), an object is durable once
+      its PUT returns.  A killed writer may leave uncommitted chunk objects
+      beyond the committed count; readers never look at them and
+      ``mode="a"`` removes them.
 
     Parameters
     ----------
     path : str or pathlib.Path
-        Directory (or URL) of the store.
+        Directory or URL (``s3://bucket/acts.zarr``, any fsspec protocol) of the store.
     mode : {"w", "a"}
         Create (overwriting) or append/resume.
     chunk_rows : int, optional
@@ -507,9 +552,13 @@ class ActivationWriter:
         ``"default"`` uses Zarr's default (zstd); ``None`` stores uncompressed,
         which reads fastest for activations (they barely compress).
     durable : bool
-        fsync written chunks and metadata before ``append`` returns.
+        fsync written chunks and metadata before ``append`` returns (local
+        stores only).
     attrs : dict, optional
         User attributes to store on the group (e.g. model name).
+    storage_options : dict, optional
+        Options for the fsspec filesystem of a URL (credentials, endpoint, ...);
+        see :func:`open_activations`.  Only for URLs.
     """
 
     def __init__(
@@ -521,6 +570,7 @@ class ActivationWriter:
         compressors: Any = "default",
         durable: bool = True,
         attrs: Mapping[str, Any] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ):
         if mode not in ("w", "a"):
             raise InvalidInputError(f"mode must be 'w' or 'a'; got {mode!r}. Use 'a' to resume a store.")
@@ -537,18 +587,23 @@ class ActivationWriter:
         try:
             if mode == "a":
                 try:
-                    group = zarr.open_group(str(path), mode="r+")
+                    group = _zarr_open_group(str(path), "r+", storage_options)
                     exists = True
                 except (FileNotFoundError, zarr.errors.GroupNotFoundError):  # type: ignore[attr-defined]
+                    not_empty = StoreError(
+                        f"{path!r} exists and is not a Zarr group; mode='a' never overwrites it. "
+                        "Expected a bigalign store to resume, a missing path, or an empty directory. "
+                        "Choose another path, or use mode='w' to replace it."
+                    )
                     if self._local and self._root.exists() and (not self._root.is_dir() or any(self._root.iterdir())):
-                        raise StoreError(
-                            f"{path!r} exists and is not a Zarr group; mode='a' never overwrites it. "
-                            "Expected a bigalign store to resume, a missing path, or an empty directory. "
-                            "Choose another path, or use mode='w' to replace it."
-                        ) from None
-                    group = zarr.open_group(str(path), mode="w")
+                        raise not_empty from None
+                    try:
+                        # a URL: "w-" creates the group only where nothing is stored under the prefix
+                        group = _zarr_open_group(str(path), "w" if self._local else "w-", storage_options)
+                    except FileExistsError:
+                        raise not_empty from None
             else:
-                group = zarr.open_group(str(path), mode="w")
+                group = _zarr_open_group(str(path), "w", storage_options)
         except zarr.errors.ContainsArrayError as exc:  # type: ignore[attr-defined]
             raise StoreError(
                 f"{path!r} holds a Zarr array, not a group; expected an activation store (a group). "

@@ -7,6 +7,7 @@ HSIC or KA and their standard errors.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,21 +112,7 @@ def nonlinear_terms(
     }
     ekw = {k: v for k, v in engine_kw.items() if v is not None}
     if chosen == "exact":
-        stat = KernelTileStatistic(kernel, kernel_scale(kernel, sx), kernel_scale(kernel, sy), shift_x, shift_y)
-        sums, plan = run_pairs(stat, reps, check_pairing=False, **{k: v for k, v in ekw.items() if k != "memory_per_worker"})
-        params.update(block_size=plan.block_rows, n_tiles=plan.n_blocks * (plan.n_blocks + 1) // 2, scheduler=plan.scheduler)
-        flags = tuple(f for f, a in (("x_constant_kernel", sums.kk), ("y_constant_kernel", sums.ll)) if a == n * (n - 1))
-        terms = KernelTerms(
-            n=n,
-            hxy=hsic_from_sums(n, sums.kl, sums.r, sums.s, estimator),
-            hxx=hsic_from_sums(n, sums.kk, sums.r, sums.r, estimator),
-            hyy=hsic_from_sums(n, sums.ll, sums.s, sums.s, estimator),
-            kl=sums.kl + n,
-            kk=sums.kk + n,
-            ll=sums.ll + n,
-        )
-        return NonlinearJob(terms=terms, method="exact-tiles", parameters=params, flags=flags)
-
+        return exact_job(reps, kernel, [sx, sy], [shift_x, shift_y], estimator, ekw, params)
     if chosen not in ("rff", "orf", "nystroem"):
         raise InvalidInputError(f"the 'method' parameter must be one of {list(METHODS)}; got {method!r} instead.")
     m, views, plan, fparams = feature_moments(
@@ -134,6 +121,28 @@ def nonlinear_terms(
     )  # fmt: skip
     params.update(fparams, block_size=plan.block_rows, n_blocks=plan.n_blocks, scheduler=plan.scheduler)
     return feature_job(m, views, 0, 1, chosen, estimator, params)
+
+
+def exact_job(
+    reps: list, kernel: str, sigmas: list[float], shifts: list[np.ndarray], estimator: str, ekw: dict[str, Any], params: dict[str, Any]
+) -> NonlinearJob:
+    """Exact tiles over the pair (reps[0], reps[1])."""
+    n = reps[0].n
+    stat = KernelTileStatistic(kernel, kernel_scale(kernel, sigmas[0]), kernel_scale(kernel, sigmas[1]), shifts[0], shifts[1])
+    sums, plan = run_pairs(stat, reps, check_pairing=False, **{k: v for k, v in ekw.items() if k != "memory_per_worker"})
+    params = dict(params, block_size=plan.block_rows, n_tiles=plan.n_blocks * (plan.n_blocks + 1) // 2, scheduler=plan.scheduler)
+    # identical rows give d² = 0 exactly (refined), so k = 1 exactly: A_kk = n(n−1) iff K ≡ 1
+    flags = tuple(f for f, a in (("x_constant_kernel", sums.kk), ("y_constant_kernel", sums.ll)) if a == n * (n - 1))
+    terms = KernelTerms(
+        n=n,
+        hxy=hsic_from_sums(n, sums.kl, sums.r, sums.s, estimator),
+        hxx=hsic_from_sums(n, sums.kk, sums.r, sums.r, estimator),
+        hyy=hsic_from_sums(n, sums.ll, sums.s, sums.s, estimator),
+        kl=sums.kl + n,
+        kk=sums.kk + n,
+        ll=sums.ll + n,
+    )
+    return NonlinearJob(terms=terms, method="exact-tiles", parameters=params, flags=flags)
 
 
 def feature_moments(
@@ -147,13 +156,15 @@ def feature_moments(
     seed: int,
     pairs: list[tuple[int, int]],
     engine_kw: dict[str, Any],
+    keys: list[int] | None = None,
 ) -> tuple[Any, list[list[int]], Any, dict[str, Any]]:
     """One streaming pass over the feature maps of several inputs.
 
     Returns (moments, views, plan, parameters); ``views[k]`` lists the moment
     indices of input k's maps (rff/orf: [map]; nystroem: [m landmarks, m/2]).
-    Maps are drawn in input order from the seed, so the same seed gives the
-    same maps.
+    Input k's random-feature map is drawn from the seed and ``keys[k]``
+    (default k), so the same seed and key give the same map whatever else is
+    in the pass; Nyström landmarks are the same rows for every input.
     """
     n = reps[0].n
     if method in ("rff", "orf"):
@@ -163,8 +174,11 @@ def feature_moments(
                 f"n_features for {method} counts feature columns (cos and sin of each frequency), so it must be an "
                 f"even number >= 6 (3 groups of frequencies for the debiased estimator); got {n_features!r}."
             )
-        rng = np.random.default_rng([seed, 2])
-        maps = [draw_random_fourier(kernel, r.d, D // 2, s, sh, rng, orthogonal=method == "orf") for r, s, sh in zip(reps, sigmas, shifts)]
+        keys = list(range(len(reps))) if keys is None else keys
+        maps = [
+            draw_random_fourier(kernel, r.d, D // 2, s, sh, np.random.default_rng([seed, 2, key]), orthogonal=method == "orf")
+            for r, s, sh, key in zip(reps, sigmas, shifts, keys)
+        ]
         if maps[0].n_groups < 3:
             raise InvalidInputError(
                 f"n_features = {D} gives {D // 2} frequencies, which split into only {maps[0].n_groups} equal groups; "
@@ -216,16 +230,38 @@ def sub_moments(m: Any, i: int, j: int) -> Any:
     return Moments(sides=[m.sides[i], m.sides[j]], crosses={(0, 1): cross})
 
 
-def feature_job(m: Any, views: list[list[int]], i: int, j: int, method: str, estimator: str, params: dict[str, Any]) -> NonlinearJob:
+def _self_moments(m: Any, i: int, j: int) -> Any:
+    from ..moments import Cross, Moments
+
+    s = m.sides[i]
+    return Moments(sides=[s, s], crosses={(0, 1): Cross(M=s.M, T=s.T, A=s.A, B=s.A)})
+
+
+def self_job(m: Any, views: list[list[int]], i: int, method: str, estimator: str, params: dict[str, Any]) -> NonlinearJob:
+    """An input compared with itself: the cross terms are the (debiased) self terms."""
+    job = feature_job(m, views, i, i, method, estimator, params, same=True)
+    return dataclasses.replace(job, terms=_as_self(job.terms), half=_as_self(job.half))
+
+
+def _as_self(t: KernelTerms | None) -> KernelTerms | None:
+    if t is None:
+        return None
+    return dataclasses.replace(t, hxy=t.hxx, hyy=t.hxx, kl=t.kk, ll=t.kk, replicates=_as_self(t.replicates))
+
+
+def feature_job(
+    m: Any, views: list[list[int]], i: int, j: int, method: str, estimator: str, params: dict[str, Any], same: bool = False
+) -> NonlinearJob:
     """Terms, flags and error estimate of the pair (input i, input j) from feature moments."""
-    full = sub_moments(m, views[i][0], views[j][0])
+    sub = _self_moments if same else sub_moments
+    full = sub(m, views[i][0], views[j][0])
     flags = tuple(f for f, s in (("x_constant", full.sides[0]), ("y_constant", full.sides[1])) if s.is_constant)
     if method in ("rff", "orf"):
         return NonlinearJob(
             terms=terms_from_groups(full, estimator), method=method, parameters=params, flags=flags,
             stderr_kind="jackknife over feature groups",
         )  # fmt: skip
-    half = sub_moments(m, views[i][1], views[j][1])
+    half = sub(m, views[i][1], views[j][1])
     return NonlinearJob(
         terms=terms_from_single(full, 0, 1, estimator),
         half=terms_from_single(half, 0, 1, estimator),

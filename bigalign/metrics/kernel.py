@@ -218,20 +218,44 @@ def _run_kernel(func: str, x: Any, y: Any, kw: dict[str, Any], estimator: str) -
     ), None  # fmt: skip
 
 
-def _nonlinear_result(metric: str, job: Any, estimator: str, value_fn: Any, terms: dict[str, float]) -> Result:
-    value = float(value_fn(job.terms))
+def nonlinear_result(metric: str, job: Any, estimator: str) -> Result:
+    """Result of a non-linear-kernel metric from its terms (exact or approximate)."""
+    t = job.terms
+    if metric == "hsic":
+        fn: Any = lambda t: t.hxy  # noqa: E731
+        terms = {"hsic_xy": t.hxy}
+    elif metric == "cka":
+        check_degenerate(job, "CKA")
+        if t.hxx <= 0 or t.hyy <= 0:
+            raise DegenerateInputError(
+                f"CKA is undefined here: the estimated HSIC(x, x) = {t.hxx:.3g} and HSIC(y, y) = {t.hyy:.3g} must "
+                f"both be positive ({job.method}, n = {t.n}). Use more samples, more features, or estimator='biased'.",
+                reason="nonpositive_self_hsic",
+            )
+        fn = lambda t: t.hxy / np.sqrt(t.hxx * t.hyy)  # noqa: E731
+        terms = {"hsic_xy": t.hxy, "hsic_xx": t.hxx, "hsic_yy": t.hyy}
+    else:
+        if t.kk <= 0 or t.ll <= 0:
+            raise DegenerateInputError(
+                f"kernel alignment is undefined here: the estimated ‖K‖² = {t.kk:.3g} and ‖L‖² = {t.ll:.3g} must "
+                "be positive. Use more features.",
+                reason="nonpositive_norm",
+            )
+        fn = lambda t: t.kl / np.sqrt(t.kk * t.ll)  # noqa: E731
+        terms = {"inner_kl": t.kl, "norm_k": float(np.sqrt(t.kk)), "norm_l": float(np.sqrt(t.ll))}
+    value = float(fn(t))
     flags = tuple(job.flags)
-    if metric != "kernel_alignment" and value < 0:
-        flags += ("negative_unbiased_estimate",) if estimator == "unbiased" else ()
+    if metric != "kernel_alignment" and value < 0 and estimator == "unbiased":
+        flags += ("negative_unbiased_estimate",)
     return Result(
         metric=metric,
         value=value,
         estimator=estimator,
         method=job.method,
-        n_samples=job.terms.n,
+        n_samples=t.n,
         terms=terms,
         parameters={**job.parameters, **({"stderr": job.stderr_kind} if job.stderr_kind else {})},
-        stderr=jackknife_or_half(job, value_fn),
+        stderr=jackknife_or_half(job, fn),
         flags=flags,
     )
 
@@ -301,7 +325,7 @@ def hsic(
     out, plan = _run_kernel("hsic", x, y, locals(), estimator)
     if plan is not None:
         return hsic_from_moments(out, 0, 1, estimator, {"kernel": "linear", **engine_parameters(plan)})
-    return _nonlinear_result("hsic", out, estimator, lambda t: t.hxy, {"hsic_xy": out.terms.hxy})
+    return nonlinear_result("hsic", out, estimator)
 
 
 @with_kernel_doc
@@ -377,18 +401,7 @@ def cka(
     out, plan = _run_kernel("cka", x, y, locals(), estimator)
     if plan is not None:
         return cka_from_moments(out, 0, 1, estimator, {"kernel": "linear", **engine_parameters(plan)})
-    check_degenerate(out, "CKA")
-    t = out.terms
-    if t.hxx <= 0 or t.hyy <= 0:
-        raise DegenerateInputError(
-            f"CKA is undefined here: the estimated HSIC(x, x) = {t.hxx:.3g} and HSIC(y, y) = {t.hyy:.3g} must both "
-            f"be positive ({out.method}, n = {t.n}). Use more samples, more features, or estimator='biased'.",
-            reason="nonpositive_self_hsic",
-        )
-    return _nonlinear_result(
-        "cka", out, estimator, lambda t: t.hxy / np.sqrt(t.hxx * t.hyy),
-        {"hsic_xy": t.hxy, "hsic_xx": t.hxx, "hsic_yy": t.hyy},
-    )  # fmt: skip
+    return nonlinear_result("cka", out, estimator)
 
 
 @with_kernel_doc
@@ -447,14 +460,4 @@ def kernel_alignment(
     out, plan = _run_kernel("kernel_alignment", x, y, locals(), "biased")
     if plan is not None:
         return ka_from_moments(out, 0, 1, "biased", {"kernel": "linear", **engine_parameters(plan)})
-    t = out.terms
-    if t.kk <= 0 or t.ll <= 0:
-        raise DegenerateInputError(
-            f"kernel alignment is undefined here: the estimated ‖K‖² = {t.kk:.3g} and ‖L‖² = {t.ll:.3g} must be "
-            "positive. Use more features.",
-            reason="nonpositive_norm",
-        )
-    return _nonlinear_result(
-        "kernel_alignment", out, "biased", lambda t: t.kl / np.sqrt(t.kk * t.ll),
-        {"inner_kl": t.kl, "norm_k": float(np.sqrt(t.kk)), "norm_l": float(np.sqrt(t.ll))},
-    )  # fmt: skip
+    return nonlinear_result("kernel_alignment", out, "biased")
