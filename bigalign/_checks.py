@@ -18,9 +18,23 @@ def raise_nonfinite(block: np.ndarray, name: str, start: int) -> None:
     )
 
 
+#: largest magnitude accepted where squared distances are formed (their squares must fit float64)
+MAX_KERNEL_MAGNITUDE = 1e100
+
+
 def finite_float64(block: np.ndarray, name: str, start: int) -> np.ndarray:
-    """A float64 copy of ``block``; raises :class:`NonFiniteError` if it holds NaN/Inf."""
+    """A float64 copy of ``block``; raises if it holds NaN/Inf or magnitudes whose squares overflow."""
     x = np.array(block, dtype=np.float64, order="C", copy=True)
     if not np.isfinite(x.sum()):
-        raise_nonfinite(x, name, start)
+        if not np.isfinite(x).all():
+            raise_nonfinite(x, name, start)
+    amax = float(np.abs(x).max()) if x.size else 0.0
+    if amax > MAX_KERNEL_MAGNITUDE:
+        from .errors import InvalidInputError
+
+        raise InvalidInputError(
+            f"{name} has values of magnitude {amax:.3g} (rows {start}..{start + x.shape[0] - 1}); squared "
+            f"distances need magnitudes below {MAX_KERNEL_MAGNITUDE:g} to stay inside float64. Rescale the input "
+            "(with bandwidth='median' the kernel metrics are scale invariant)."
+        )
     return x

@@ -32,8 +32,13 @@ from typing import Sequence
 import numpy as np
 
 from ._checks import raise_nonfinite
+from .errors import InvalidInputError
 
-__all__ = ["Side", "Cross", "Moments", "MomentStatistic", "merge", "group_hsic"]
+#: magnitudes beyond which Σ‖u‖⁴ could overflow (or underflow) float64
+MAX_MAGNITUDE = 1e50
+MIN_MAGNITUDE = 1e-50
+
+__all__ = ["Side", "Cross", "Moments", "MomentStatistic", "merge", "group_hsic", "scale"]
 
 
 def _gsum_rows(a: np.ndarray, bounds: np.ndarray) -> np.ndarray:
@@ -129,6 +134,14 @@ def _side_block(x: np.ndarray, name: str, start: int, bounds: np.ndarray) -> tup
         raise_nonfinite(u, name, start)
     lo = lo.astype(np.float64)
     hi = hi.astype(np.float64)
+    amax = max(float(np.max(np.abs(lo))), float(np.max(np.abs(hi))))
+    if amax > MAX_MAGNITUDE or 0 < amax < MIN_MAGNITUDE:
+        raise InvalidInputError(
+            f"{name} has values of magnitude {amax:.3g} (rows {start}..{start + x.shape[0] - 1}); the exact "
+            f"fourth-order sums of the unbiased estimators need magnitudes within [{MIN_MAGNITUDE:g}, "
+            f"{MAX_MAGNITUDE:g}] to stay inside float64. Rescale the input (e.g. divide by its standard deviation); "
+            "CKA and kernel alignment are scale invariant."
+        )
     const = lo == hi
     mean = u.mean(axis=0)
     mean[const] = lo[const]  # exact: a constant column centres to exact zeros
@@ -216,12 +229,21 @@ def merge(A: Moments, B: Moments) -> Moments:
     return Moments(sides=sides, crosses=crosses)
 
 
-def group_hsic(m: Moments, i: int, j: int, estimator: str) -> np.ndarray:
+def scale(m: Moments, i: int) -> float:
+    """c_i = tr(M_i)/n, the mean squared centred row norm of input i (1 for a constant input)."""
+    c = m.sides[i].trace / m.n
+    return c if c > 0 else 1.0
+
+
+def group_hsic(m: Moments, i: int, j: int, estimator: str, normalized: bool = False) -> np.ndarray:
     """HSIC between the linear kernels of every group of input i and every group of input j.
 
     Returns a (G_i, G_j) matrix H; ``H.sum()`` is the HSIC of the whole inputs
     (HSIC is bilinear in the kernels and the kernel of an input is the sum of
-    its groups' kernels).
+    its groups' kernels).  With ``normalized=True`` it returns H / (c_i·c_j)
+    (see :func:`scale`), computed without ever forming the unscaled squares,
+    so ratios such as CKA stay exact for inputs of any finite magnitude
+    (1e-150 or 1e150 alike).
 
     biased:   ‖M_gh‖²_F / (n−1)²
     unbiased: [‖M_gh‖² − T_gh + P_g·Q_h/((n−1)(n−2)) − 2·T_gh/(n−2)] / (n(n−3))
@@ -230,11 +252,15 @@ def group_hsic(m: Moments, i: int, j: int, estimator: str) -> np.ndarray:
     """
     n = m.n
     M, T = m.pair(i, j)
+    P, Q = m.sides[i].group_traces, m.sides[j].group_traces
+    if normalized:
+        ci, cj = scale(m, i), scale(m, j)
+        M = M / np.sqrt(ci) / np.sqrt(cj)
+        T, P, Q = T / ci / cj, P / ci, Q / cj
     bi, bj = m.sides[i].bounds, m.sides[j].bounds
     mm = _gsum_cols(_gsum_rows(M * M, bi), bj) if (len(bi) > 2 or len(bj) > 2) else np.array([[np.vdot(M, M)]])
     if estimator == "biased":
         return mm / (n - 1) ** 2
-    P, Q = m.sides[i].group_traces, m.sides[j].group_traces
     return (mm - T + np.outer(P, Q) / ((n - 1) * (n - 2)) - 2.0 * T / (n - 2)) / (n * (n - 3))
 
 

@@ -53,6 +53,11 @@ def sqnorm(a: np.ndarray) -> float:
     return float(np.vdot(a, a))
 
 
-def n_rows(x: Any, name: str) -> int:
-    """Number of samples of an input, without reading it."""
-    return as_representation(x, name).n
+def paired_n(x: Any, y: Any) -> int:
+    """Number of samples of x and y, without reading them; a mismatch is reported first."""
+    from ..io import check_pairing
+
+    rx, ry = as_representation(x, "x"), as_representation(y, "y")
+    if rx.n != ry.n:
+        check_pairing([rx, ry])  # raises the mismatch error naming both row counts
+    return rx.n

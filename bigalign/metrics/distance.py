@@ -14,7 +14,8 @@ from typing import Any, Literal
 from ..moments import Moments
 from ..result import Result
 from ._common import check_choice, engine_parameters, linear_moments, sqnorm
-from .kernel import _engine_kw, with_engine_doc
+from ..moments import scale
+from .kernel import _engine_kw, _representable, with_engine_doc
 
 __all__ = ["distance_alignment"]
 
@@ -31,14 +32,17 @@ def distance_alignment_from_moments(m: Moments, i: int, j: int, estimator: str, 
     n = m.n
     sx, sy = m.sides[i], m.sides[j]
     Mxy, T = m.pair(i, j)
-    txy = float(T.sum())
-    px, py = sx.trace, sy.trace
-    saa = 2 * n * sx.t4 + 2 * px * px + 4 * sqnorm(sx.M)
-    sbb = 2 * n * sy.t4 + 2 * py * py + 4 * sqnorm(sy.M)
+    # work in units of c = the larger mean squared row norm, so no square over- or underflows
+    c = max(scale(m, i), scale(m, j))
+    Mx, My, Mxy = sx.M / c, sy.M / c, Mxy / c
+    tx, ty, txy = sx.t4 / c / c, sy.t4 / c / c, float(T.sum()) / c / c
+    px, py = sx.trace / c, sy.trace / c
+    saa = 2 * n * tx + 2 * px * px + 4 * sqnorm(Mx)
+    sbb = 2 * n * ty + 2 * py * py + 4 * sqnorm(My)
     sab = 2 * n * txy + 2 * px * py + 4 * sqnorm(Mxy)
-    value = (
-        2 * n * (sx.t4 + sy.t4 - 2 * txy) + 2 * (px - py) ** 2 + 4 * (sqnorm(sx.M) + sqnorm(sy.M) - 2 * sqnorm(Mxy))
-    ) / n**2
+    d_n = (2 * n * (tx + ty - 2 * txy) + 2 * (px - py) ** 2 + 4 * (sqnorm(Mx) + sqnorm(My) - 2 * sqnorm(Mxy))) / n**2
+    value = _representable(d_n * c * c, d_n, "distance alignment")
+    saa, sbb, sab = saa * c * c, sbb * c * c, sab * c * c
     flags = tuple(f for f, s in (("x_constant", sx), ("y_constant", sy)) if s.is_constant)
     return Result(
         metric="distance_alignment",
@@ -67,7 +71,7 @@ def distance_alignment(
 ) -> Result:
     """The paper's distance alignment D = (1/n²) Σᵢⱼ (‖xᵢ − xⱼ‖² − ‖yᵢ − yⱼ‖²)².
 
-    Not a correlation: D ≥ 0, D = 0 when the two representations have the same
+    Not a correlation: D ≥ 0 (up to rounding), D = 0 when the two representations have the same
     pairwise distances (e.g. y = xQ + c for orthogonal Q), and D scales with
     the fourth power of the representations' scale.
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from ..errors import DegenerateInputError, InvalidInputError
 from ..features import KERNELS
-from ..moments import Moments, group_hsic
+from ..moments import Moments, group_hsic, scale
 from ..result import Result
 from ._kernel_nonlinear import METHODS, check_degenerate, jackknife_or_half, nonlinear_terms
 from ._common import (
@@ -34,7 +34,7 @@ from ._common import (
     check_unbiased_n,
     engine_parameters,
     linear_moments,
-    n_rows,
+    paired_n,
     sqnorm,
 )
 
@@ -50,7 +50,31 @@ METHOD = "exact-streaming"
 
 def hsic_value(m: Moments, i: int, j: int, estimator: str) -> float:
     """HSIC of the linear kernels of inputs i and j (see :func:`bigalign.moments.group_hsic`)."""
-    return float(group_hsic(m, i, j, estimator).sum())
+    h = float(group_hsic(m, i, j, estimator, normalized=True).sum())
+    return h * scale(m, i) * scale(m, j)
+
+
+def _numerically_nonpositive(m: Moments, i: int, estimator: str, value: float) -> bool:
+    """Is a normalised self-HSIC ≤ 0, or zero up to the rounding of the terms it is a difference of?"""
+    if value <= 0:
+        return True
+    if estimator == "biased":
+        return False
+    n, c = m.n, scale(m, i)
+    s = m.sides[i]
+    mag = (sqnorm(s.M / c) + s.t4 / c / c * (1 + 2.0 / (n - 2)) + (s.trace / c) ** 2 / ((n - 1) * (n - 2))) / (n * (n - 3))
+    return value <= 1e-12 * mag
+
+
+def _representable(value: float, normalized: float, what: str) -> float:
+    """``value`` if float64 can hold it; a clear error instead of inf or a spurious 0."""
+    if not math.isfinite(value) or (value == 0.0 and normalized != 0.0):
+        raise InvalidInputError(
+            f"{what} is {'beyond' if value != 0 else 'below'} the float64 range for inputs of this magnitude "
+            "(it scales with the fourth power of the activations). Rescale the inputs (e.g. divide by their "
+            "standard deviation); CKA and kernel alignment are scale invariant and need no rescaling."
+        )
+    return value
 
 
 def _constant_flags(m: Moments, i: int, j: int) -> tuple[str, ...]:
@@ -64,7 +88,11 @@ def _constant_flags(m: Moments, i: int, j: int) -> tuple[str, ...]:
 
 def hsic_from_moments(m: Moments, i: int, j: int, estimator: str, parameters: dict) -> Result:
     flags = _constant_flags(m, i, j)
-    value = 0.0 if flags else hsic_value(m, i, j, estimator)
+    if flags:
+        value = 0.0
+    else:
+        hn = float(group_hsic(m, i, j, estimator, normalized=True).sum())
+        value = _representable(hn * scale(m, i) * scale(m, j), hn, "HSIC")
     if value < 0:
         flags += ("negative_unbiased_estimate",)
     return Result(
@@ -89,17 +117,21 @@ def cka_from_moments(m: Moments, i: int, j: int, estimator: str, parameters: dic
             "Drop the constant representation, or use hsic(), which is exactly 0 for it.",
             reason=flags[0],
         )
-    hxy = hsic_value(m, i, j, estimator)
-    hxx = hsic_value(m, i, i, estimator)
-    hyy = hsic_value(m, j, j, estimator)
-    if hxx <= 0 or hyy <= 0:
+    nxy = float(group_hsic(m, i, j, estimator, normalized=True).sum())
+    nxx = float(group_hsic(m, i, i, estimator, normalized=True).sum())
+    nyy = float(group_hsic(m, j, j, estimator, normalized=True).sum())
+    if _numerically_nonpositive(m, i, estimator, nxx) or _numerically_nonpositive(m, j, estimator, nyy):
         raise DegenerateInputError(
-            f"unbiased CKA is undefined here: the unbiased HSIC(x, x) = {hxx:.3g} and HSIC(y, y) = {hyy:.3g} "
-            "must both be positive, and one is not (too few samples for the unbiased estimator to be "
-            f"reliable; n = {m.n}). Use more samples or estimator='biased'.",
+            f"unbiased CKA is undefined here: the unbiased HSIC(x, x) and HSIC(y, y) must both be positive, and "
+            f"one is not (normalised values {nxx:.3g}, {nyy:.3g}: too few samples for the unbiased estimator "
+            f"to be reliable; n = {m.n}). Use more samples or estimator='biased'.",
             reason="nonpositive_self_hsic",
         )
-    value = hxy / math.sqrt(hxx * hyy)
+    value = nxy / math.sqrt(nxx * nyy)  # scale-free: exact for inputs of any finite magnitude
+    cx, cy = scale(m, i), scale(m, j)
+    hxy, hxx, hyy = nxy * cx * cy, nxx * cx * cx, nyy * cy * cy
+    if not all(math.isfinite(h) and (h != 0 or n0 == 0) for h, n0 in ((hxy, nxy), (hxx, nxx), (hyy, nyy))):
+        flags += ("terms_out_of_float64_range",)
     if value < 0:
         flags += ("negative_unbiased_estimate",)
     return Result(
@@ -127,13 +159,15 @@ def ka_from_moments(m: Moments, i: int, j: int, estimator: str, parameters: dict
                 reason=f"{nm}_zero",
             )
     M, _ = m.pair(i, j)
-    cross = M + m.n * np.outer(si.mean, sj.mean)
-    kl = sqnorm(cross)
-    kk = math.sqrt(sqnorm(si.uncentred_gram()))
-    ll = math.sqrt(sqnorm(sj.uncentred_gram()))
+    gi, gj = si.uncentred_gram(), sj.uncentred_gram()
+    # normalise by the mean squared row norms before squaring: exact at any finite magnitude
+    ci, cj = np.trace(gi) / m.n, np.trace(gj) / m.n
+    cross = (M + m.n * np.outer(si.mean, sj.mean)) / np.sqrt(ci) / np.sqrt(cj)
+    kl_n, kk_n, ll_n = sqnorm(cross), math.sqrt(sqnorm(gi / ci)), math.sqrt(sqnorm(gj / cj))
+    kl, kk, ll = kl_n * ci * cj, kk_n * ci, ll_n * cj
     return Result(
         metric="kernel_alignment",
-        value=kl / (kk * ll),
+        value=kl_n / (kk_n * ll_n),
         estimator="biased",
         method=METHOD,
         n_samples=m.n,
@@ -321,7 +355,7 @@ def hsic(
     2.777778
     """
     check_choice("hsic", "estimator", estimator, ESTIMATORS)
-    check_unbiased_n("hsic", n_rows(x, "x"), estimator)
+    check_unbiased_n("hsic", paired_n(x, y), estimator)
     out, plan = _run_kernel("hsic", x, y, locals(), estimator)
     if plan is not None:
         return hsic_from_moments(out, 0, 1, estimator, {"kernel": "linear", **engine_parameters(plan)})
@@ -381,7 +415,8 @@ def cka(
     Notes
     -----
     linear: exact, one streaming pass over both inputs: O(n·(d_x + d_y)²) time,
-    O((d_x + d_y)²) memory, any n.  Biased CKA lies in [0, 1]; both are
+    O((d_x + d_y)²) memory, any n.  Biased CKA lies in [0, 1] (up to rounding:
+    bigalign never clamps, so 1 + 2e-16 can occur); both are
     invariant to orthogonal transforms and isotropic scaling of either input.
     Random features: the self-terms HSIC(x, x), HSIC(y, y) are debiased by
     dropping same-frequency-group products (naive random-feature CKA is
@@ -397,7 +432,7 @@ def cka(
     1.0
     """
     check_choice("cka", "estimator", estimator, ESTIMATORS)
-    check_unbiased_n("cka", n_rows(x, "x"), estimator)
+    check_unbiased_n("cka", paired_n(x, y), estimator)
     out, plan = _run_kernel("cka", x, y, locals(), estimator)
     if plan is not None:
         return cka_from_moments(out, 0, 1, estimator, {"kernel": "linear", **engine_parameters(plan)})
@@ -436,7 +471,7 @@ def kernel_alignment(
     Returns
     -------
     Result
-        ``value`` in [0, 1] and the terms ``inner_kl`` = ⟨K, L⟩, ``norm_k``, ``norm_l``.
+        ``value`` in [0, 1] (up to rounding) and the terms ``inner_kl`` = ⟨K, L⟩, ``norm_k``, ``norm_l``.
 
     Raises
     ------
