@@ -1,30 +1,43 @@
 """The ``bigalign`` command line.
 
-    bigalign demo [--out DIR]            build the built-in stores, compare them, write results
-    bigalign info STORE                  layers, shapes, dtypes, chunks, sample ids
+    bigalign demo [--out DIR]            build the built-in stores, compare them, write a report
+    bigalign info STORE                  layers, shapes, dtypes, chunks, sample ids, size on disk
     bigalign compare A [B] --metric cka  the layer × layer matrix (JSON, optional heatmap)
+    bigalign report A [B] --out DIR      several metric families side by side (HTML + JSON)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from . import __version__
 from .compare import LINEAR_METRICS, LayerMatrix, compare_layers
 from .errors import BigalignError
 from .io import open_activations
+from .progress import progress as progress_bar
 
 EPILOG = """examples:
   bigalign demo --out demo-out
   bigalign info demo-out/stores/model_seed0.zarr
   bigalign compare demo-out/stores/model_seed0.zarr demo-out/stores/model_seed1.zarr \\
       --metric cka --out cka.json --plot cka.png
+  bigalign compare A.zarr B.zarr --metric cka --kernel rbf --method nystroem --workers 4
+  bigalign report A.zarr B.zarr --out report-dir --scheduler tcp://scheduler:8786
+
+Scheduling: without --scheduler or --workers the dask threaded scheduler uses every
+core of this machine. --workers N starts a local cluster of N single-threaded worker
+processes; --scheduler ADDRESS connects to a running dask cluster (dask-jobqueue,
+Kubernetes, `dask scheduler` ...) and prints its dashboard link.
 """
 
 
@@ -55,9 +68,65 @@ def _engine_kw(args: argparse.Namespace) -> dict[str, Any]:
     kw: dict[str, Any] = {}
     if getattr(args, "block_size", None):
         kw["block_size"] = args.block_size
-    if getattr(args, "scheduler", None):
+    if getattr(args, "scheduler", None) in ("sync", "threads"):
         kw["scheduler"] = args.scheduler
     return kw
+
+
+def _metric_kw(args: argparse.Namespace) -> dict[str, Any]:
+    kw: dict[str, Any] = {"estimator": args.estimator, "kernel": args.kernel, "method": args.method, "seed": args.seed}
+    if args.bandwidth != "median":
+        try:
+            kw["bandwidth"] = float(args.bandwidth)
+        except ValueError:
+            raise BigalignError(f"--bandwidth must be 'median' or a positive number; got {args.bandwidth!r}.") from None
+    if args.n_features:
+        kw["n_features"] = args.n_features
+    return kw
+
+
+@contextlib.contextmanager
+def _cluster(args: argparse.Namespace):
+    """Connect to --scheduler ADDRESS or start --workers N local processes; else nothing."""
+    address = getattr(args, "scheduler", None)
+    workers = getattr(args, "workers", None)
+    if address and address not in ("sync", "threads"):
+        from distributed import Client
+
+        with Client(address) as client:
+            print(f"connected to {address}; dashboard: {client.dashboard_link}", file=sys.stderr)
+            yield client
+    elif workers:
+        from distributed import Client, LocalCluster
+
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as lc, Client(lc) as client:
+            print(f"local cluster of {workers} worker processes; dashboard: {client.dashboard_link}", file=sys.stderr)
+            yield client
+    else:
+        yield None
+
+
+def _planned_cost(args: argparse.Namespace, stores: list[Any]) -> None:
+    """Print the planned cost of a long job before starting it."""
+    from .metrics._kernel_nonlinear import EXACT_MAX_N
+
+    n = stores[0].n_samples
+    widths = [s[l].n_features for s in stores for l in s.layers]
+    la = len(args.layers_a or stores[0].layers)
+    lb = len(args.layers_b or stores[-1].layers)
+    if args.kernel == "linear":
+        flops = 2.0 * n * (sum(widths) ** 2)
+        what = "exact streamed moments"
+    elif args.method == "exact" or (args.method == "auto" and n <= EXACT_MAX_N):
+        flops = 2.0 * n * n * (max(widths) * 2 + 20) * la * lb
+        what = f"exact O(n²) tiles for {la * lb} pairs of layers"
+    else:
+        d_feat = args.n_features or 2048
+        flops = 2.0 * n * (len(widths) * d_feat) ** 2
+        what = "one pass over feature maps"
+    seconds = flops / 30e9  # ~30 GFLOP/s end to end on a 2-core machine (see README benchmarks)
+    if seconds > 10:
+        print(f"planned: {what}, ~{flops / 1e12:.1f} TFLOP, roughly {seconds / 60:.1f} min at 30 GFLOP/s", file=sys.stderr)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -94,16 +163,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     (out / "results.json").write_text(json.dumps(summary, indent=1))
     print(f"\nwrote {out / 'results.json'}")
     if plots:
+        from .report import write_report
+
+        path = write_report(a, b, out, title="bigalign demo: two MLPs trained on digits from different seeds")
+        print(f"wrote {path} (all metric families side by side)")
+    if plots:
         print(f"wrote heatmaps {', '.join(str(out / (j[0] + '.png')) for j in jobs)}")
     else:
         print("heatmaps skipped: matplotlib is not installed (pip install 'bigalign[plot]')")
     return 0
 
 
+def _du(path: str) -> int | None:
+    if "://" in path or not os.path.isdir(path):
+        return None
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     s = open_activations(args.store)
     ids = s.sample_ids
     print(f"store: {args.store}")
+    size = _du(args.store)
+    if size is not None:
+        print(f"size on disk: {size / 2**20:.1f} MiB")
     print(f"samples: {s.n_samples}")
     print(f"sample ids: {'absent — pairing with other stores cannot be verified' if ids is None else f'{len(ids)} ({ids.dtype})'}")
     if s.attrs:
@@ -115,22 +198,44 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fingerprint(store: Any) -> dict[str, Any]:
+    import hashlib
+
+    ids = store.sample_ids
+    return {
+        "path": store.source,
+        "n_samples": store.n_samples,
+        "layers": {l: list(store[l].shape) for l in store.layers},
+        "sample_ids_sha256": None if ids is None else hashlib.sha256(np.asarray(ids).astype(str).tobytes()).hexdigest(),
+    }
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
-    with warnings.catch_warnings(record=True) as caught:
+    sa = open_activations(args.a)
+    sb = open_activations(args.b) if args.b else None
+    _planned_cost(args, [sa] + ([sb] if sb is not None else []))
+    with warnings.catch_warnings(record=True) as caught, _cluster(args):
         warnings.simplefilter("always")
-        m = compare_layers(
-            args.a,
-            args.b,
-            metric=args.metric,
-            layers_a=args.layers_a,
-            layers_b=args.layers_b,
-            estimator=args.estimator,
-            **_engine_kw(args),
-        )
+        with progress_bar() if not args.quiet else contextlib.nullcontext():
+            m = compare_layers(
+                sa,
+                sb,
+                metric=args.metric,
+                layers_a=args.layers_a,
+                layers_b=args.layers_b,
+                **_metric_kw(args),
+                **_engine_kw(args),
+            )
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     print(_table(m))
-    doc = {"bigalign_version": __version__, "a": args.a, "b": args.b, **m.to_dict()}
+    doc = {
+        "bigalign_version": __version__,
+        "a": args.a,
+        "b": args.b,
+        "inputs": [_fingerprint(sa)] + ([_fingerprint(sb)] if sb is not None else []),
+        **m.to_dict(),
+    }
     if args.out:
         Path(args.out).write_text(json.dumps(doc, indent=1))
         print(f"wrote {args.out}")
@@ -138,6 +243,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
         _save_plot(m, Path(args.plot))
         print(f"wrote {args.plot}")
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    with _cluster(args), (progress_bar() if not args.quiet else contextlib.nullcontext()):
+        path = write_report(args.a, args.b, args.out, engine_kw=_engine_kw(args))
+    print(f"wrote {path} and {Path(args.out) / 'report.json'}")
+    return 0
+
+
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("scheduling")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS|sync|threads",
+                   help="a dask scheduler address (tcp://host:8786) to run on an existing cluster, "
+                   "or 'sync' / 'threads' (default: threads on this machine)")  # fmt: skip
+    g.add_argument("--workers", type=int, default=None, metavar="N", help="start a local cluster of N worker processes")
+    g.add_argument("--block-size", type=int, default=None, help="rows per block (default: planned from memory)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,14 +287,27 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("a", help="first store (Zarr group)")
     c.add_argument("b", nargs="?", default=None, help="second store (default: compare a's layers with each other)")
     c.add_argument("--metric", default="cka", choices=sorted(LINEAR_METRICS))
-    c.add_argument("--estimator", default="unbiased", choices=["unbiased", "biased"])
+    c.add_argument("--estimator", default="unbiased", choices=["unbiased", "biased"],
+                   help="HSIC/CKA estimator (default: unbiased, i.e. debiased CKA)")  # fmt: skip
+    c.add_argument("--kernel", default="linear", choices=["linear", "rbf", "laplacian"])
+    c.add_argument("--bandwidth", default="median", help="'median' (default) or a number, for rbf/laplacian")
+    c.add_argument("--method", default="auto", choices=["auto", "exact", "rff", "orf", "nystroem"],
+                   help="for rbf/laplacian: exact tiles or an approximation with error bars (default: auto)")  # fmt: skip
+    c.add_argument("--n-features", type=int, default=None, help="random features / landmarks (default: 2048 / 1024)")
+    c.add_argument("--seed", type=int, default=0)
     c.add_argument("--layers-a", nargs="+", default=None, metavar="LAYER")
     c.add_argument("--layers-b", nargs="+", default=None, metavar="LAYER")
-    c.add_argument("--block-size", type=int, default=None, help="rows per block (default: planned)")
-    c.add_argument("--scheduler", choices=["sync", "threads"], default=None)
     c.add_argument("--out", default=None, help="write the result as JSON here")
     c.add_argument("--plot", default=None, help="write a heatmap PNG here")
+    _add_engine_args(c)
     c.set_defaults(func=cmd_compare)
+
+    r = sub.add_parser("report", help="several metric families side by side: DIR/report.html (self-contained) + report.json")
+    r.add_argument("a")
+    r.add_argument("b", nargs="?", default=None)
+    r.add_argument("--out", required=True, help="output directory")
+    _add_engine_args(r)
+    r.set_defaults(func=cmd_report)
     return p
 
 

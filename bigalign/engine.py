@@ -37,6 +37,8 @@ import numpy as np
 
 from .errors import InvalidInputError
 from .io import Representation, as_representation, check_pairing
+from .progress import active as active_progress
+from .progress import dask_callback
 
 __all__ = ["PairStatistic", "Plan", "Statistic", "plan_blocks", "resolve_scheduler", "run", "run_pairs", "tree_reduce"]
 
@@ -211,11 +213,24 @@ def _compute_tree(parts: list[Any], combine: Callable[[Any, Any], Any], token: s
         ]
         depth += 1
     root = level[0]
+    bar = active_progress()
     if name == "threads":
-        with _blas_threads(1 if workers > 1 else None):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(_blas_threads(1 if workers > 1 else None))
+            if bar is not None:
+                stack.enter_context(dask_callback(bar, type(combine.__self__).__name__ if hasattr(combine, "__self__") else "bigalign"))
             (state,) = dask.compute(root, scheduler="threads", num_workers=workers)
         return state
-    return client.compute(root).result()
+    future = client.compute(root)
+    if bar is not None:
+        from distributed import progress as distributed_progress
+
+        link = getattr(client, "dashboard_link", None)
+        if link:
+            bar.stream.write(f"dask dashboard: {link}\n")
+        distributed_progress(future)
+        bar.stream.write("\n")
+    return future.result()
 
 
 @contextlib.contextmanager
@@ -283,9 +298,16 @@ def run(
     starts = list(range(0, n, rows))
     if name == "sync":
         tree = _StreamingTree(statistic.combine)
+        bar = active_progress()
+        if bar is not None:
+            bar.start(len(starts), type(statistic).__name__)
         for s in starts:
             tree.push(statistic.partial([r.read(s, min(s + rows, n)) for r in reps], s))
+            if bar is not None:
+                bar.update()
         state = tree.result()
+        if bar is not None:
+            bar.finish()
     else:
         arrays = [r.to_dask(rows) for r in reps]
         blocks = [a.to_delayed().ravel() for a in arrays]
@@ -347,10 +369,17 @@ def run_pairs(
         def read(k: int) -> list[np.ndarray]:
             return [r.read(starts[k], min(starts[k] + rows, n)) for r in reps]
 
+        bar = active_progress()
+        if bar is not None:
+            bar.start(len(tiles), type(statistic).__name__)
         for a in range(len(starts)):
             bi = read(a)
             for b in range(a, len(starts)):
                 tree.push(statistic.partial(bi, bi if b == a else read(b), starts[a], starts[b]))
+                if bar is not None:
+                    bar.update()
+        if bar is not None:
+            bar.finish()
         state = tree.result()
     else:
         arrays = [r.to_dask(rows) for r in reps]
