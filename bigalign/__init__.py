@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
+from .capture import capture
 from .compare import LayerMatrix, compare_layers
 from .engine import Statistic, run
 from .errors import (
@@ -14,6 +15,8 @@ from .errors import (
 )
 from .io import ActivationStore, ActivationWriter, Layer, PairingWarning, open_activations
 from .metrics import cka, distance_alignment, hsic, kernel_alignment
+from .progress import progress
+from .report import write_report
 from .result import Result
 
 try:
@@ -36,11 +39,14 @@ __all__ = [
     "Statistic",
     "StoreError",
     "__version__",
+    "capture",
     "cka",
     "compare_layers",
     "distance_alignment",
     "hsic",
     "kernel_alignment",
     "open_activations",
+    "progress",
     "run",
+    "write_report",
 ]

@@ -589,9 +589,7 @@ def _to_device(torch: Any, x: Any, dev: Any) -> Any:
     if isinstance(x, np.ndarray):
         return torch.from_numpy(x).to(dev)
     if isinstance(x, Mapping):
-        return type(x)({k: _to_device(torch, v, dev) for k, v in x.items()}) if type(x) is dict else {
-            k: _to_device(torch, v, dev) for k, v in x.items()
-        }
+        return {k: _to_device(torch, v, dev) for k, v in x.items()}
     if isinstance(x, tuple) and hasattr(x, "_fields"):  # namedtuple
         return type(x)(*(_to_device(torch, v, dev) for v in x))
     if isinstance(x, (tuple, list)):
@@ -615,29 +613,30 @@ def _first_tensor(torch: Any, output: Any, module_name: str) -> Any:
     return out
 
 
-def _mean_axes(torch: Any, t: Any, axes: tuple[int, ...]) -> Any:
+def _mean_axes(t: Any, axes: tuple[int, ...], out_dtype: Any) -> Any:
+    """Mean over ``axes`` accumulated in float64, rounded once to ``out_dtype`` (default: t's dtype)."""
+    import torch
+
     if not axes:
         return t
-    acc = torch.float32 if t.device.type == "mps" else torch.float64
-    back = t.dtype if t.is_floating_point() else acc
+    acc = torch.float32 if t.device.type == "mps" else torch.float64  # mps has no float64
+    back = out_dtype or (t.dtype if t.is_floating_point() else acc)
     return t.mean(dim=axes, dtype=acc).to(back)
 
 
-def _mean_tokens(t: Any) -> Any:
-    import torch
-
-    return _mean_axes(torch, t, tuple(range(1, t.ndim - 1)))
+def _mean_tokens(t: Any, out_dtype: Any = None) -> Any:
+    return _mean_axes(t, tuple(range(1, t.ndim - 1)), out_dtype)
 
 
-def _mean_spatial(t: Any) -> Any:
-    import torch
-
-    return _mean_axes(torch, t, tuple(range(2, t.ndim)))
+def _mean_spatial(t: Any, out_dtype: Any = None) -> Any:
+    return _mean_axes(t, tuple(range(2, t.ndim)), out_dtype)
 
 
 def _to_numpy(torch: Any, out: Any, reducer: Any, target_dtype: Any, name: str) -> np.ndarray:
     t = out.detach()
-    if reducer is not None:
+    if reducer is _mean_tokens or reducer is _mean_spatial:
+        t = reducer(t, target_dtype)  # one rounding, from the float64 mean to the stored dtype
+    elif reducer is not None:
         t = reducer(t)
         if isinstance(t, np.ndarray):
             t = torch.from_numpy(t)
