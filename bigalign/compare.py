@@ -357,15 +357,25 @@ def _nonlinear_cells(
 
     n = reps[0].n
     _, samples = sample_rows(reps, BANDWIDTH_SAMPLE, int(seed))
-    medians = [median_bandwidth(s, r.name) for s, r in zip(samples, reps)]
+    values: dict[tuple[int, int], Any] = {}
+    medians: list[float] = []
+    for s, r in zip(samples, reps):
+        try:
+            medians.append(median_bandwidth(s, r.name))
+        except DegenerateInputError as exc:  # e.g. a constant layer: its cells are undefined, not the matrix
+            medians.append(float("nan"))
+            for i, j in wanted:
+                if r is reps[i] or r is reps[j]:
+                    values[(i, j)] = values[(j, i)] = exc
     if isinstance(bandwidth, str) and bandwidth == "median":
         sigmas = medians
     else:
         sigmas = [check_bandwidth(bandwidth, "every layer")] * len(reps)
+    ok = [k for k, m in enumerate(medians) if m == m]
+    wanted = [(i, j) for i, j in wanted if (i, j) not in values]
     shifts = [s.mean(axis=0) for s in samples]
-    chosen, reason = resolve_method(method, n, min(s / m for s, m in zip(sigmas, medians)))
+    chosen, reason = resolve_method(method, n, min([sigmas[k] / medians[k] for k in ok] or [1.0]))
     ekw = {k: v for k, v in ekw.items() if v is not None}
-    values: dict[tuple[int, int], Any] = {}
 
     def record(i: int, j: int, job: Any) -> None:
         try:

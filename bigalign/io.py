@@ -73,23 +73,25 @@ def _is_url(path: Any) -> bool:
 
 
 def _zarr_open_group(path: Any, mode: str, storage_options: Mapping[str, Any] | None) -> zarr.Group:
-    """``zarr.open_group`` that passes ``storage_options`` (URLs only) and explains a missing fsspec backend."""
-    if storage_options is None:
-        kw: dict[str, Any] = {}
-    elif _is_url(path):
-        kw = {"storage_options": dict(storage_options)}
-    else:
-        raise InvalidInputError(
-            f"storage_options only apply to stores addressed by URL (e.g. 's3://bucket/acts.zarr'); "
-            f"got {path!r}, which is not a URL. Drop storage_options, or pass a URL."
-        )
+    """``zarr.open_group``, for a URL through fsspec with ``storage_options`` and fresh listings."""
+    if not _is_url(path):
+        if storage_options is not None:
+            raise InvalidInputError(
+                f"storage_options only apply to stores addressed by URL (e.g. 's3://bucket/acts.zarr'); "
+                f"got {path!r}, which is not a URL. Drop storage_options, or pass a URL."
+            )
+        return zarr.open_group(path, mode=mode)
     try:
-        return zarr.open_group(path, mode=mode, **kw)
+        store = zarr.storage.FsspecStore.from_url(path, storage_options=dict(storage_options or {}), read_only=mode == "r")
     except ImportError as exc:
         raise StoreError(
-            f"cannot open {path!r}: {exc}. Install the fsspec backend for its protocol "
-            "(for s3:// URLs: pip install 'bigalign[s3]', which installs s3fs)."
+            f"cannot open {path!r}: the fsspec backend of its protocol is missing ({exc}). "
+            "Install it; for s3:// URLs: pip install 'bigalign[s3]' (installs s3fs)."
         ) from exc
+    # fsspec reuses filesystem instances, listings cached included: without this, a store
+    # written by another process (or filesystem instance) since the last open looks stale.
+    store.fs.invalidate_cache()
+    return zarr.open_group(store, mode=mode)
 
 
 def _open_group(path: Any, mode: str = "r", storage_options: Mapping[str, Any] | None = None) -> zarr.Group:
