@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from .capture import capture
+from .checkpoint import checkpoint
 from .compare import LayerMatrix, compare_layers
 from .engine import Statistic, run
 from .errors import (
@@ -40,6 +41,7 @@ __all__ = [
     "StoreError",
     "__version__",
     "capture",
+    "checkpoint",
     "cka",
     "compare_layers",
     "distance_alignment",

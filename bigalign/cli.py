@@ -223,6 +223,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 metric=args.metric,
                 layers_a=args.layers_a,
                 layers_b=args.layers_b,
+                checkpoint=(args.out + ".ckpt") if args.out else None,
+                resume=args.resume,
                 **_metric_kw(args),
                 **_engine_kw(args),
             )
@@ -248,7 +250,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    with _cluster(args), (progress_bar() if not args.quiet else contextlib.nullcontext()):
+    from .checkpoint import checkpoint
+
+    ckpt = Path(args.out) / ".checkpoint"
+    with _cluster(args), (progress_bar() if not args.quiet else contextlib.nullcontext()), checkpoint(ckpt, resume=args.resume):
         path = write_report(args.a, args.b, args.out, engine_kw=_engine_kw(args))
     print(f"wrote {path} and {Path(args.out) / 'report.json'}")
     return 0
@@ -262,6 +267,9 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, default=None, metavar="N", help="start a local cluster of N worker processes")
     g.add_argument("--block-size", type=int, default=None, help="rows per block (default: planned from memory)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--resume", action="store_true",
+                   help="reuse the partial states an interrupted run checkpointed next to the output "
+                   "(OUT.ckpt for compare --out, DIR/.checkpoint for report); without it they are discarded")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

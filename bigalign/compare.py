@@ -187,6 +187,8 @@ def compare_layers(
     n_features: int | None = None,
     seed: int = 0,
     state_memory: int | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
     block_size: int | None = None,
     scheduler: Any = None,
     client: Any = None,
@@ -223,6 +225,13 @@ def compare_layers(
         As for :func:`bigalign.cka`.
     state_memory : int, optional
         Bytes of accumulated state allowed per pass.
+    checkpoint : path, optional
+        Save every block's partial state there as it is computed (see
+        :func:`bigalign.checkpoint`); removed when the matrix is complete.
+    resume : bool, default=False
+        With ``checkpoint``: reuse the parts an interrupted run saved, so only
+        unfinished blocks are computed; the result is identical to an
+        uninterrupted run.
     block_size, scheduler, client, num_workers, memory_per_worker
         As for :func:`bigalign.cka`.
 
@@ -230,6 +239,14 @@ def compare_layers(
     -------
     LayerMatrix
     """
+    if checkpoint is not None:
+        from .checkpoint import checkpoint as checkpointing
+
+        kw = dict(locals())
+        kw.pop("checkpointing")
+        kw["checkpoint"], kw["resume"] = None, False
+        with checkpointing(checkpoint, resume=resume):
+            return compare_layers(**kw)
     check_choice("compare_layers", "metric", metric, tuple(LINEAR_METRICS))
     check_choice("compare_layers", "estimator", estimator, ESTIMATORS)
     check_choice("compare_layers", "kernel", kernel, KERNELS)

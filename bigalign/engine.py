@@ -35,6 +35,8 @@ from typing import Any, Callable, Generic, Protocol, Sequence, TypeVar
 import dask
 import numpy as np
 
+from .checkpoint import active as active_checkpoint
+from .checkpoint import cached, fingerprint
 from .errors import InvalidInputError
 from .io import Representation, as_representation, check_pairing
 from .progress import active as active_progress
@@ -202,6 +204,56 @@ class _StreamingTree:
         return acc
 
 
+def _rep_token(r: Representation) -> Any:
+    """A cheap, deterministic identity of an input (no hashing of the data itself)."""
+    return (r.name, r.kind, r.shape, str(r.dtype), id(r.source) if r.kind in ("numpy", "dask") else repr(r.source))
+
+
+def _maybe_cached(path: str | None, compute: Callable[[], Any]) -> Any:
+    return compute() if path is None else cached(path, compute)[0]
+
+
+def _read_and_partial(statistic: Any, reps: Sequence[Representation], start: int, stop: int, path: str | None = None) -> Any:
+    """Read one row block of every input where the task runs, then reduce it (or load its checkpoint)."""
+    return _maybe_cached(path, lambda: statistic.partial([r.read(start, stop) for r in reps], start))
+
+
+def _read_and_partial_pair(
+    statistic: Any, reps: Sequence[Representation], sa: int, sb: int, rows: int, n: int, path: str | None = None
+) -> Any:
+    def compute() -> Any:
+        bi = [r.read(sa, min(sa + rows, n)) for r in reps]
+        bj = bi if sa == sb else [r.read(sb, min(sb + rows, n)) for r in reps]
+        return statistic.partial(bi, bj, sa, sb)
+
+    return _maybe_cached(path, compute)
+
+
+def _content_id(r: Representation) -> Any:
+    """A stable identity of an input's data for checkpoint fingerprints."""
+    src = r.source
+    if r.kind == "layer":
+        return ("layer", src.store.source, src.name, r.shape, str(r.dtype))
+    if r.kind == "zarr":
+        return ("zarr", str(src.store), src.path, r.shape, str(r.dtype))
+    if r.kind == "dask":
+        return ("dask", src.name)
+    return ("numpy", dask.base.tokenize(src))
+
+
+def _checkpoint_paths(statistic: Any, reps: Sequence[Representation], n: int, rows: int, names: list[str]) -> list[str | None]:
+    """Per-part checkpoint files when a checkpoint is active (and count what will be loaded)."""
+    ck = active_checkpoint()
+    if ck is None:
+        return [None] * len(names)
+    d = ck.pass_dir(fingerprint(statistic, n, rows, [_content_id(r) for r in reps]))
+    paths = [str(d / f"{nm}.pkl") for nm in names]
+    existing = sum(os.path.exists(p) for p in paths)
+    ck.loaded += existing
+    ck.computed += len(paths) - existing
+    return paths
+
+
 def _compute_tree(parts: list[Any], combine: Callable[[Any, Any], Any], token: str, name: str, client: Any, workers: int) -> Any:
     """Build the :func:`tree_reduce` tree over delayed partials and compute it."""
     comb = dask.delayed(combine, pure=True)
@@ -301,19 +353,23 @@ def run(
         bar = active_progress()
         if bar is not None:
             bar.start(len(starts), type(statistic).__name__)
-        for s in starts:
-            tree.push(statistic.partial([r.read(s, min(s + rows, n)) for r in reps], s))
+        paths = _checkpoint_paths(statistic, reps, n, rows, [f"b{i}" for i in range(len(starts))])
+        for i, s in enumerate(starts):
+            tree.push(_read_and_partial(statistic, reps, s, min(s + rows, n), paths[i]))
             if bar is not None:
                 bar.update()
         state = tree.result()
         if bar is not None:
             bar.finish()
     else:
-        arrays = [r.to_dask(rows) for r in reps]
-        blocks = [a.to_delayed().ravel() for a in arrays]
-        token = dask.base.tokenize(statistic, *arrays)
-        part = dask.delayed(statistic.partial, pure=True)
-        parts = [part([b[i] for b in blocks], s, dask_key_name=f"partial-{token}-{i}") for i, s in enumerate(starts)]
+        token = dask.base.tokenize(statistic, n, rows, *[_rep_token(r) for r in reps])
+        dreps = [dask.delayed(r, pure=True, traverse=False) for r in reps]
+        part = dask.delayed(_read_and_partial, pure=True)
+        paths = _checkpoint_paths(statistic, reps, n, rows, [f"b{i}" for i in range(len(starts))])
+        parts = [
+            part(statistic, dreps, s, min(s + rows, n), paths[i], dask_key_name=f"partial-{token}-{i}")
+            for i, s in enumerate(starts)
+        ]
         state = _compute_tree(parts, statistic.combine, token, name, cl, workers)
     if not finalize:
         return state, plan
@@ -372,23 +428,30 @@ def run_pairs(
         bar = active_progress()
         if bar is not None:
             bar.start(len(tiles), type(statistic).__name__)
+        paths = dict(zip(tiles, _checkpoint_paths(statistic, reps, n, rows, [f"t{a}-{b}" for a, b in tiles])))
         for a in range(len(starts)):
-            bi = read(a)
+            row_a: list[list[np.ndarray]] = []  # block a, read at most once (not at all if its tiles are checkpointed)
+
+            def tile(a: int, b: int, row_a: list = row_a) -> Any:
+                if not row_a:
+                    row_a.append(read(a))
+                return statistic.partial(row_a[0], row_a[0] if b == a else read(b), starts[a], starts[b])
+
             for b in range(a, len(starts)):
-                tree.push(statistic.partial(bi, bi if b == a else read(b), starts[a], starts[b]))
+                tree.push(_maybe_cached(paths[(a, b)], lambda a=a, b=b: tile(a, b)))
                 if bar is not None:
                     bar.update()
         if bar is not None:
             bar.finish()
         state = tree.result()
     else:
-        arrays = [r.to_dask(rows) for r in reps]
-        dblocks = [arr.to_delayed().ravel() for arr in arrays]
-        token = dask.base.tokenize(statistic, *arrays, "pairs")
-        part = dask.delayed(statistic.partial, pure=True)
+        token = dask.base.tokenize(statistic, n, rows, "pairs", *[_rep_token(r) for r in reps])
+        dreps = [dask.delayed(r, pure=True, traverse=False) for r in reps]
+        part = dask.delayed(_read_and_partial_pair, pure=True)
+        paths = _checkpoint_paths(statistic, reps, n, rows, [f"t{a}-{b}" for a, b in tiles])
         parts = [
-            part([d[a] for d in dblocks], [d[b] for d in dblocks], starts[a], starts[b], dask_key_name=f"tile-{token}-{a}-{b}")
-            for a, b in tiles
+            part(statistic, dreps, starts[a], starts[b], rows, n, p, dask_key_name=f"tile-{token}-{a}-{b}")
+            for (a, b), p in zip(tiles, paths)
         ]
         state = _compute_tree(parts, statistic.combine, token, name, cl, workers)
     return statistic.finalize(state), plan

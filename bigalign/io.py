@@ -126,6 +126,7 @@ class ActivationStore:
     def __init__(self, group: zarr.Group, source: str):
         self._group = group
         self.source = source
+        self._local_root = Path(source) if "://" not in source and Path(source).is_dir() else None
         meta = dict(group.attrs).get(_ATTR)
         arrays = {name: arr for name, arr in group.arrays()}
         self._arrays = arrays
@@ -244,10 +245,42 @@ class Layer:
             arr = arr.reshape(arr.shape[0], self.n_features)
         return arr
 
+    def _check_chunks(self, start: int, stop: int) -> None:
+        """Every chunk of a bigalign store is written (write_empty_chunks), so a missing one is damage.
+
+        Zarr itself would silently read a missing chunk as zeros.  Checked for
+        local stores (a stat per chunk); object stores are not checked.
+        """
+        root = self.store._local_root
+        if root is None or not self.store._meta or stop <= start:
+            return
+        rows = self.stored_chunk_rows
+        tail = ["0"] * (self._zarr.ndim - 1)
+        for i in range(start // rows, (stop - 1) // rows + 1):
+            if not root.joinpath(self.name, "c", str(i), *tail).is_file():
+                lo, hi = i * rows, min((i + 1) * rows, self.store.n_samples) - 1
+                raise StoreError(
+                    f"layer {self.name!r} of store {self.store.source!r} is missing the chunk holding rows {lo}..{hi} "
+                    "(deleted or never written); Zarr would read it as zeros. Expected every committed chunk to "
+                    "exist. Restore the store from a copy, or rewrite these rows."
+                )
+
     def read(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop`` as a numpy array of shape (stop - start, n_features)."""
+        """Rows ``start:stop`` as a numpy array of shape (stop - start, n_features).
+
+        Raises :class:`StoreError` naming the layer and rows if a chunk is
+        missing or cannot be decoded.
+        """
         stop = min(stop, self.store.n_samples)
-        block = np.asarray(self._zarr[start:stop])
+        self._check_chunks(start, stop)
+        try:
+            block = np.asarray(self._zarr[start:stop])
+        except Exception as exc:  # a corrupt chunk: the codec fails
+            raise StoreError(
+                f"could not read rows {start}..{stop - 1} of layer {self.name!r} of store {self.store.source!r}: "
+                f"{type(exc).__name__}: {exc}. A chunk in that range is corrupt or truncated; restore the store "
+                "from a copy, or rewrite these rows."
+            ) from exc
         if self.dtype == _BF16:
             block = block.view(_BF16)
         return block.reshape(block.shape[0], self.n_features)
@@ -642,7 +675,8 @@ class ActivationWriter:
 
     def _arrays(self) -> dict[str, zarr.Array]:
         names = list(self._meta["layers"]) + ([_IDS] if self._meta.get("has_ids") else [])
-        return {n: self._group[n] for n in names}  # type: ignore[misc]
+        # write every chunk, even all-zero ones (dead units): readers treat a missing chunk as damage
+        return {n: self._group[n].with_config({"write_empty_chunks": True}) for n in names}  # type: ignore[union-attr]
 
     def _recover(self) -> None:
         """Drop whatever an interrupted append left beyond the committed count."""
