@@ -5,7 +5,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from .capture import capture
 from .checkpoint import checkpoint
 from .compare import LayerMatrix, compare_layers
-from .engine import Statistic, run
+from .engine import Statistic, memory_limit, run
 from .errors import (
     BigalignError,
     DegenerateInputError,
@@ -19,6 +19,7 @@ from .metrics import cka, distance_alignment, hsic, kernel_alignment
 from .progress import progress
 from .report import write_report
 from .result import Result
+from .stats import TestResult, hsic_test
 
 try:
     __version__ = _version("bigalign")
@@ -39,6 +40,7 @@ __all__ = [
     "Result",
     "Statistic",
     "StoreError",
+    "TestResult",
     "__version__",
     "capture",
     "checkpoint",
@@ -46,7 +48,9 @@ __all__ = [
     "compare_layers",
     "distance_alignment",
     "hsic",
+    "hsic_test",
     "kernel_alignment",
+    "memory_limit",
     "open_activations",
     "progress",
     "run",
