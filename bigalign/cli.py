@@ -73,6 +73,12 @@ def _engine_kw(args: argparse.Namespace) -> dict[str, Any]:
     return kw
 
 
+def _limits(args: argparse.Namespace) -> Any:
+    from .engine import memory_limit
+
+    return memory_limit(args.memory_limit) if getattr(args, "memory_limit", None) else contextlib.nullcontext()
+
+
 def _metric_kw(args: argparse.Namespace) -> dict[str, Any]:
     kw: dict[str, Any] = {"estimator": args.estimator, "kernel": args.kernel, "method": args.method, "seed": args.seed}
     if args.bandwidth != "median":
@@ -214,7 +220,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     sa = open_activations(args.a)
     sb = open_activations(args.b) if args.b else None
     _planned_cost(args, [sa] + ([sb] if sb is not None else []))
-    with warnings.catch_warnings(record=True) as caught, _cluster(args):
+    with warnings.catch_warnings(record=True) as caught, _cluster(args), _limits(args):
         warnings.simplefilter("always")
         with progress_bar() if not args.quiet else contextlib.nullcontext():
             m = compare_layers(
@@ -253,7 +259,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .checkpoint import checkpoint
 
     ckpt = Path(args.out) / ".checkpoint"
-    with _cluster(args), (progress_bar() if not args.quiet else contextlib.nullcontext()), checkpoint(ckpt, resume=args.resume):
+    with _cluster(args), _limits(args), (progress_bar() if not args.quiet else contextlib.nullcontext()), checkpoint(
+        ckpt, resume=args.resume
+    ):
         path = write_report(args.a, args.b, args.out, engine_kw=_engine_kw(args))
     print(f"wrote {path} and {Path(args.out) / 'report.json'}")
     return 0
@@ -267,6 +275,8 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, default=None, metavar="N", help="start a local cluster of N worker processes")
     g.add_argument("--block-size", type=int, default=None, help="rows per block (default: planned from memory)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--memory-limit", default=None, metavar="BYTES",
+                   help="plan blocks so this process stays under e.g. '4GB' (threads / sync runners)")  # fmt: skip
     g.add_argument("--resume", action="store_true",
                    help="reuse the partial states an interrupted run checkpointed next to the output "
                    "(OUT.ckpt for compare --out, DIR/.checkpoint for report); without it they are discarded")  # fmt: skip

@@ -27,6 +27,7 @@ does).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import os
 from dataclasses import dataclass
@@ -42,7 +43,18 @@ from .io import Representation, as_representation, check_pairing
 from .progress import active as active_progress
 from .progress import dask_callback
 
-__all__ = ["PairStatistic", "Plan", "Statistic", "plan_blocks", "resolve_scheduler", "run", "run_pairs", "tree_reduce"]
+__all__ = [
+    "PairStatistic",
+    "Plan",
+    "Statistic",
+    "memory_limit",
+    "plan_blocks",
+    "resolve_scheduler",
+    "run",
+    "run_pairs",
+    "task_budget",
+    "tree_reduce",
+]
 
 S = TypeVar("S")
 R = TypeVar("R")
@@ -76,6 +88,66 @@ class Plan:
     n_blocks: int
     scheduler: str
     n_workers: int
+
+
+_MEMORY_LIMIT: contextvars.ContextVar[int | None] = contextvars.ContextVar("bigalign_memory_limit", default=None)
+
+
+def _parse_bytes(value: Any) -> int:
+    if isinstance(value, str):
+        from dask.utils import parse_bytes
+
+        try:
+            return int(parse_bytes(value))
+        except ValueError:
+            pass
+    elif isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0:
+        return int(value)
+    raise InvalidInputError(f"memory_limit must be a positive number of bytes or a string like '2 GB'; got {value!r}.")
+
+
+@contextlib.contextmanager
+def memory_limit(limit: int | str):
+    """Plan block sizes inside the block so this process's peak memory stays under ``limit``.
+
+    ``limit`` counts the whole process (what is already in use is measured
+    when a computation starts and subtracted); the rest is shared by the
+    worker threads, two blocks in flight each.  Applies to the threaded and
+    plain-loop runners; on a cluster, limit each worker with dask's own
+    ``memory_limit``.
+    """
+    token = _MEMORY_LIMIT.set(_parse_bytes(limit))
+    try:
+        yield
+    finally:
+        _MEMORY_LIMIT.reset(token)
+
+
+def _current_rss() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):  # pragma: no cover - non-Linux
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def task_budget(n_workers: int, memory_per_worker: int | None = None) -> int:
+    """Bytes of block data one task may hold: explicit, from an active memory_limit, or 512 MiB."""
+    if memory_per_worker:
+        return int(memory_per_worker)
+    limit = _MEMORY_LIMIT.get()
+    if limit is None:
+        return DEFAULT_MEMORY_PER_WORKER
+    in_use = _current_rss()
+    avail = limit - in_use - 64 * 2**20  # headroom for states, codecs and the interpreter
+    if avail < 16 * 2**20:
+        raise InvalidInputError(
+            f"memory_limit {limit / 2**20:.0f} MiB leaves no room: this process already uses {in_use / 2**20:.0f} MiB. "
+            "Raise the limit (at least ~100 MiB above the current use)."
+        )
+    return avail // (2 * max(1, n_workers))
 
 
 def _client(client: Any = None) -> Any:
@@ -148,7 +220,7 @@ def plan_blocks(
             raise InvalidInputError(f"block_size must be a positive integer number of rows; got {block_rows!r}.")
         rows = int(min(block_rows, n))
     else:
-        budget = int(memory_per_worker or DEFAULT_MEMORY_PER_WORKER)
+        budget = task_budget(n_workers, memory_per_worker)
         # float64 copy + centred copy of every input, plus the input block itself
         row_bytes = sum(r.d * (16 + r.dtype.itemsize) for r in reps)
         rows = max(1, budget // max(1, row_bytes))

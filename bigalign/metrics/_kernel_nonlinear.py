@@ -8,12 +8,13 @@ HSIC or KA and their standard errors.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..engine import prepare, run, run_pairs
+from ..engine import prepare, run, run_pairs, task_budget
 from ..errors import DegenerateInputError, InvalidInputError
 from ..features import (
     BANDWIDTH_SAMPLE,
@@ -278,7 +279,7 @@ def _feature_engine_kw(ekw: dict[str, Any], reps: list, dfx: int, dfy: int) -> d
     """Block rows for feature maps: the features, not the inputs, dominate memory."""
     out = dict(ekw)
     if "block_size" not in out:
-        budget = int(out.get("memory_per_worker") or 512 * 2**20)
+        budget = task_budget(os.cpu_count() or 1, out.get("memory_per_worker"))
         row_bytes = 8 * 3 * (dfx + dfy) + sum(r.d * 16 for r in reps)
         out["block_size"] = max(64, min(reps[0].n, budget // row_bytes))
     out.pop("memory_per_worker", None)
