@@ -127,8 +127,9 @@ class Moments:
 
 def _side_block(x: np.ndarray, name: str, start: int, bounds: np.ndarray) -> tuple[Side, np.ndarray, np.ndarray]:
     """Side statistics of one block; also returns the centred block and its group row norms."""
-    lo = x.min(axis=0)
-    hi = x.max(axis=0)
+    with np.errstate(invalid="ignore"):  # NaN is reported below as NonFiniteError, not as a warning
+        lo = x.min(axis=0)
+        hi = x.max(axis=0)
     u = np.array(x, dtype=np.float64, order="C", copy=True)
     if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
         raise_nonfinite(u, name, start)
