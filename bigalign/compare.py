@@ -364,6 +364,9 @@ def _nonlinear_cells(
     from .metrics._kernel_nonlinear import (
         DEFAULT_LANDMARKS,
         DEFAULT_RANDOM_FEATURES,
+        bandwidth_ratio,
+        check_n_features,
+        check_seed,
         exact_job,
         feature_job,
         feature_moments,
@@ -373,7 +376,9 @@ def _nonlinear_cells(
     from .metrics.kernel import nonlinear_result
 
     n = reps[0].n
-    _, samples = sample_rows(reps, BANDWIDTH_SAMPLE, int(seed))
+    seed = check_seed(seed)
+    check_n_features(n_features)
+    _, samples = sample_rows(reps, BANDWIDTH_SAMPLE, seed)
     values: dict[tuple[int, int], Any] = {}
     medians: list[float] = []
     for s, r in zip(samples, reps):
@@ -391,7 +396,7 @@ def _nonlinear_cells(
     ok = [k for k, m in enumerate(medians) if m == m]
     wanted = [(i, j) for i, j in wanted if (i, j) not in values]
     shifts = [s.mean(axis=0) for s in samples]
-    chosen, reason = resolve_method(method, n, min([sigmas[k] / medians[k] for k in ok] or [1.0]))
+    chosen, reason = resolve_method(method, n, bandwidth_ratio([sigmas[k] for k in ok], [medians[k] for k in ok]))
     ekw = {k: v for k, v in ekw.items() if v is not None}
 
     def record(i: int, j: int, job: Any) -> None:

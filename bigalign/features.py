@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._checks import finite_float64
-from .errors import DegenerateInputError, InvalidInputError
+from .errors import DegenerateInputError, InvalidInputError, NonFiniteError
 from .io import Representation
 
 __all__ = [
@@ -49,7 +49,18 @@ def sample_rows(reps: Sequence[Representation], m: int, seed: int) -> tuple[np.n
     n = reps[0].n
     rng = np.random.default_rng([seed, 0xB16A])
     idx = np.arange(n) if m >= n else np.sort(rng.choice(n, size=m, replace=False))
-    return idx, [finite_float64(r.take(idx), r.name, 0) for r in reps]
+    out = []
+    for r in reps:
+        block = np.asarray(r.take(idx), dtype=np.float64)
+        if not np.isfinite(block).all():
+            rows = idx[~np.isfinite(block).all(axis=1)]
+            raise NonFiniteError(
+                f"{r.name} holds NaN or infinite values in rows {', '.join(map(str, rows[:5]))}"
+                f"{' ...' if rows.size > 5 else ''} (found in the seeded sample of rows used for the bandwidth or "
+                "landmarks). Expected finite numbers. Remove or repair these rows."
+            )
+        out.append(finite_float64(block, r.name, 0))
+    return idx, out
 
 
 def median_bandwidth(sample: np.ndarray, name: str) -> float:
@@ -74,6 +85,11 @@ def check_bandwidth(value: Any, name: str) -> float:
     v = float(value)
     if not (math.isfinite(v) and v > 0):
         raise InvalidInputError(f"the bandwidth of {name} must be a positive finite number; got {value!r}.")
+    if 2.0 * v * v < 1e-300:  # 1/(2σ²) would overflow float64
+        raise InvalidInputError(
+            f"the bandwidth of {name} is {v:g}, too small for float64 (1/(2σ²) overflows). Expected a bandwidth "
+            "comparable to the data's pairwise distances; try bandwidth='median'."
+        )
     return v
 
 

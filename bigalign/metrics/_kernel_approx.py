@@ -17,8 +17,13 @@ HSIC or KA), which measures the randomness of the features given the data.
 Nyström (``nystroem``): a single deterministic low-rank map from m landmarks.
 Its error is mostly bias, which a variance estimate would miss; instead the
 same pass also computes the estimate from the first m/2 landmarks, and the
-reported ``stderr`` is |θ(m) − θ(m/2)| — a conservative error estimate, since
-the Nyström error shrinks as landmarks are added.
+reported ``stderr`` is |θ(m) − θ(m/2)|, an error estimate that relies on the
+Nyström error shrinking as landmarks are added.  Measured (tests/test_kernels.py,
+n = 600, 80 seeds): the exact value lies within 2·stderr for 95% of seeds with
+128 landmarks at the median bandwidth and at 0.3 × median, but only 47.5% with
+32 landmarks at 0.3 × median — few landmarks at small bandwidths are where
+Nyström fails, which ``method="auto"`` avoids (it picks ORF below 0.5 × median)
+and which an explicit request flags as ``nystroem_small_bandwidth``.
 """
 
 from __future__ import annotations
