@@ -15,7 +15,8 @@ from .errors import (
     StoreError,
 )
 from .io import ActivationStore, ActivationWriter, Layer, PairingWarning, open_activations
-from .metrics import cka, distance_alignment, hsic, kernel_alignment
+from .metrics import cka, coco, distance_alignment, hsic, kcc, kernel_alignment, kmi
+from .metrics.mmd import MMDTestResult, mmd, mmd_test
 from .progress import progress
 from .report import write_report
 from .result import Result
@@ -34,6 +35,7 @@ __all__ = [
     "InvalidInputError",
     "Layer",
     "LayerMatrix",
+    "MMDTestResult",
     "NonFiniteError",
     "PairingError",
     "PairingWarning",
@@ -45,12 +47,17 @@ __all__ = [
     "capture",
     "checkpoint",
     "cka",
+    "coco",
     "compare_layers",
     "distance_alignment",
     "hsic",
     "hsic_test",
+    "kcc",
     "kernel_alignment",
+    "kmi",
     "memory_limit",
+    "mmd",
+    "mmd_test",
     "open_activations",
     "progress",
     "run",

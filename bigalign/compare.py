@@ -15,6 +15,7 @@ from .features import KERNELS
 from .metrics._common import ESTIMATORS, check_choice, check_unbiased_n, engine_parameters
 from .metrics._kernel_nonlinear import METHODS
 from .metrics.distance import distance_alignment_from_moments
+from .metrics.independence import coco_from_moments, kcc_from_moments, kmi_from_moments
 from .metrics.kernel import cka_from_moments, hsic_from_moments, ka_from_moments
 from .moments import MomentStatistic
 from .result import Result
@@ -27,6 +28,9 @@ LINEAR_METRICS: dict[str, Callable[..., Result]] = {
     "hsic": hsic_from_moments,
     "kernel_alignment": ka_from_moments,
     "distance_alignment": distance_alignment_from_moments,
+    "coco": coco_from_moments,
+    "kcc": kcc_from_moments,
+    "kmi": kmi_from_moments,
 }
 
 DEFAULT_STATE_MEMORY = 1 * 2**30
@@ -255,6 +259,10 @@ def compare_layers(
         raise InvalidInputError(
             "distance_alignment uses Euclidean distances of the representations; kernel must be 'linear' for it. "
             "Use metric='cka', 'hsic' or 'kernel_alignment' with a non-linear kernel."
+        )
+    if kernel != "linear" and metric in ("coco", "kcc", "kmi"):
+        raise InvalidInputError(
+            f"compare_layers supports {metric} with kernel='linear' only; call bigalign.{metric}(x, y, kernel=...) per pair."
         )
     if kernel == "linear" and method not in ("auto", "exact"):
         raise InvalidInputError(

@@ -1,6 +1,11 @@
-"""One module per metric family; the public functions are re-exported by ``bigalign``."""
+"""One module per metric family; the public functions are re-exported by ``bigalign``.
+
+(``mmd`` and ``mmd_test`` are exported by ``bigalign`` directly from
+``bigalign.metrics.mmd``, so that name stays the module here.)
+"""
 
 from .distance import distance_alignment
+from .independence import coco, kcc, kmi
 from .kernel import cka, hsic, kernel_alignment
 
-__all__ = ["cka", "distance_alignment", "hsic", "kernel_alignment"]
+__all__ = ["cka", "coco", "distance_alignment", "hsic", "kcc", "kernel_alignment", "kmi"]

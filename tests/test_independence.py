@@ -1,0 +1,373 @@
+"""bigalign.coco / kcc / kmi: exactness against the Gram-matrix definitions, the identities
+with CCA, Gaussian MI and HSIC, invariances, block-size and scheduler invariance, the
+random-feature and Nyström paths within their stated error, real network activations, errors.
+
+References are written from the definitions with explicit n×n Grams (tests/kernel_refs.py
+builds the kernels from pairwise differences), H = I − 11ᵀ/n, covariances with 1/n:
+
+    COCO = √λ_max(K̃L̃)/n,  ρᵢ² = eig(R_xR_y), R_x = K̃(K̃ + κ·tr(K̃)·I)^{-1},
+    KCC = ρ₁,  KMI = −½ log det(I − R_xR_y)
+
+(κ·tr K̃ = n·κ_x with κ_x = κ·tr Σ_xx).  Exact paths must agree to 1e-10 relative
+(measured ≤ 1e-13).  Approximate paths: |estimate − exact| ≤ 2·stderr in ≥ 90 % of seeds.
+"""
+
+from __future__ import annotations
+
+import doctest
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import bigalign
+import kernel_refs as kr
+import bigalign.metrics.independence as ind
+from bigalign import DegenerateInputError, InvalidInputError
+from bigalign.metrics.independence import coco, kcc, kmi
+
+SYNC = {"scheduler": "sync"}
+RTOL = 1e-10
+
+
+def centred(K: np.ndarray) -> np.ndarray:
+    n = K.shape[0]
+    H = np.eye(n) - np.ones((n, n)) / n
+    return H @ K @ H
+
+
+def grams(x, y, kernel, sx=None, sy=None):
+    if kernel == "linear":
+        return x @ x.T, y @ y.T
+    return kr.kernel_matrix(x, kernel, sx), kr.kernel_matrix(y, kernel, sy)
+
+
+def naive(K: np.ndarray, L: np.ndarray, kappa: float) -> dict[str, float]:
+    n = K.shape[0]
+    Kc, Lc = centred(K), centred(L)
+    out = {"coco": math.sqrt(max(np.linalg.eigvals(Kc @ Lc).real)) / n}
+    Rx = Kc @ np.linalg.inv(Kc + kappa * np.trace(Kc) * np.eye(n))
+    Ry = Lc @ np.linalg.inv(Lc + kappa * np.trace(Lc) * np.eye(n))
+    ev = np.sort(np.linalg.eigvals(Rx @ Ry).real)[::-1]
+    out["kcc"] = math.sqrt(ev[0])
+    out["kmi"] = -0.5 * np.linalg.slogdet(np.eye(n) - Rx @ Ry)[1]
+    return out
+
+
+def cca(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Classical canonical correlations: singular values of Sxx^{-1/2} Sxy Syy^{-1/2}."""
+    xc, yc = x - x.mean(0), y - y.mean(0)
+
+    def isqrt(s):
+        w, v = np.linalg.eigh(s)
+        return v @ np.diag(w**-0.5) @ v.T
+
+    return np.linalg.svd(isqrt(xc.T @ xc) @ (xc.T @ yc) @ isqrt(yc.T @ yc), compute_uv=False)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(60, 3)) + 5.0
+    y = np.tanh(x[:, :2] - 5.0) + 0.4 * rng.normal(size=(60, 2)) - 2.0
+    return x, y
+
+
+# ----------------------------------------------------------------------------
+# exact paths against the definitions
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kernel", ["linear", "rbf", "laplacian"])
+def test_exact_matches_gram_definitions(pair, kernel):
+    x, y = pair
+    got = {f.__name__: f(x, y, kernel=kernel, **SYNC) for f in (coco, kcc, kmi)}
+    p = got["coco"].parameters
+    want = naive(*grams(x, y, kernel, p.get("bandwidth_x"), p.get("bandwidth_y")), 1e-2)
+    for name, r in got.items():
+        assert r.value == pytest.approx(want[name], rel=RTOL), name
+        assert r.method == ("exact-streaming" if kernel == "linear" else "exact-gram")
+        assert r.stderr is None and r.estimator == "biased" and r.n_samples == 60
+    assert got["kcc"].terms["rho_1"] == got["kcc"].value == got["kmi"].terms["kcc"]
+    assert got["kcc"].parameters["regularization"] == 1e-2
+    if kernel != "linear":
+        assert p["bandwidth_x"] == pytest.approx(kr.median_pairwise_distance(x), rel=1e-12)
+
+
+@pytest.mark.parametrize("kappa", [0.3, 1e-3])
+def test_regularization_values(pair, kappa):
+    x, y = pair
+    r = kmi(x, y, kernel="rbf", regularization=kappa, **SYNC)
+    p = r.parameters
+    want = naive(*grams(x, y, "rbf", p["bandwidth_x"], p["bandwidth_y"]), kappa)
+    assert r.value == pytest.approx(want["kmi"], rel=RTOL)
+    assert kcc(x, y, kernel="rbf", regularization=kappa, **SYNC).value == pytest.approx(want["kcc"], rel=RTOL)
+    # κ_x is relative to the trace of Σ_xx = tr(K̃)/n
+    Kc = centred(kr.kernel_matrix(x, "rbf", p["bandwidth_x"]))
+    assert r.terms["regularization_x"] == pytest.approx(kappa * np.trace(Kc) / 60, rel=1e-12)
+
+
+def test_pivoted_cholesky_factor_is_exact(pair):
+    x, _ = pair
+    Kc = centred(kr.kernel_matrix(x, "laplacian", 2.0))
+    f = ind._pivoted_cholesky_factor(np.array(Kc))
+    np.testing.assert_allclose(f @ f.T, Kc, atol=1e-12)
+    assert abs(f.sum(axis=0)).max() < 1e-10  # centred Gram: centred features
+
+
+# ----------------------------------------------------------------------------
+# identities
+# ----------------------------------------------------------------------------
+
+
+def test_linear_unregularised_is_cca_and_gaussian_mi(pair):
+    """κ = 0, linear kernel: KCC = the first canonical correlation, KMI = −½ Σ log(1 − ρᵢ²)."""
+    x, y = pair
+    rho = cca(x, y)
+    assert kcc(x, y, regularization=0, **SYNC).value == pytest.approx(rho[0], rel=RTOL)
+    r = kmi(x, y, regularization=0, **SYNC)
+    assert r.value == pytest.approx(-0.5 * np.sum(np.log1p(-(rho**2))), rel=RTOL)
+    assert [r.terms["rho_1"], r.terms["rho_2"]] == pytest.approx(list(rho[:2]), rel=RTOL)
+    # Gaussian data: KMI estimates the true MI −½ log det(I − ΛΛᵀ) (here one correlation 0.6)
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(20_000, 2))
+    gy = np.c_[0.6 * g[:, 0] + 0.8 * rng.normal(size=20_000), rng.normal(size=20_000)]
+    assert kmi(g, gy, regularization=0, **SYNC).value == pytest.approx(-0.5 * math.log(1 - 0.36), abs=0.01)
+
+
+def test_coco_and_hsic(pair):
+    """Σ of the squared singular values of Σ_xy is ((n−1)/n)²·HSIC_b (the paper's linear HSIC
+    = Σρᵢ²); COCO is the largest, so COCO² ≤ that, with equality for rank one."""
+    x, y = pair
+    n = 60
+    for kernel in ("linear", "rbf"):
+        r = coco(x, y, kernel=kernel, **SYNC)
+        h = bigalign.hsic(x, y, kernel=kernel, estimator="biased", method="exact", **SYNC).value
+        assert r.terms["hsic_xy"] == pytest.approx(h, rel=RTOL)
+        assert r.value**2 <= ((n - 1) / n) ** 2 * h * (1 + 1e-12)
+    x1 = x[:, :1]
+    r = coco(x1, 3 * x1 - 1, **SYNC)  # rank one: COCO² = ((n−1)/n)²·HSIC_b
+    assert r.value**2 == pytest.approx(((n - 1) / n) ** 2 * r.terms["hsic_xy"], rel=1e-12)
+
+
+def test_invariances(pair):
+    x, y = pair
+    rng = np.random.default_rng(1)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    a = rng.normal(size=(3, 3))  # invertible (a.s.)
+    for f in (kcc, kmi):
+        base = f(x, y, **SYNC).value
+        assert f(5 * x @ q + 1, y, **SYNC).value == pytest.approx(base, rel=1e-10)  # orthogonal, isotropic, shift
+        b0 = f(x, y, regularization=0, **SYNC).value
+        assert f(x @ a, y, regularization=0, **SYNC).value == pytest.approx(b0, rel=1e-9)  # invertible linear
+    c = coco(x, y, **SYNC).value
+    assert coco(x @ q, 2 * y, **SYNC).value == pytest.approx(2 * c, rel=1e-10)
+    # rbf with the median bandwidth is invariant to isotropic scaling
+    assert kcc(3 * x, y, kernel="rbf", **SYNC).value == pytest.approx(kcc(x, y, kernel="rbf", **SYNC).value, rel=1e-9)
+
+
+def test_from_moments_match_facades(pair):
+    """The LINEAR_METRICS-shaped helpers (for compare_layers) give the façades' values."""
+    from bigalign.metrics._common import linear_moments
+
+    x, y = pair
+    m, _ = linear_moments(x, y, {"scheduler": "sync"})
+    assert ind.coco_from_moments(m, 0, 1, "biased", {}).value == coco(x, y, **SYNC).value
+    assert ind.kcc_from_moments(m, 1, 0, "biased", {}).value == pytest.approx(kcc(y, x, **SYNC).value, rel=1e-12)
+    assert ind.kmi_from_moments(m, 0, 1, "biased", {}, regularization=0.1).value == pytest.approx(
+        kmi(x, y, regularization=0.1, **SYNC).value, rel=1e-12
+    )
+    # a layer with itself (compare_layers' diagonal): ρᵢ = λᵢ/(λᵢ + κ_x), finite KMI
+    eig = np.linalg.eigvalsh(np.cov(x.T, bias=True))
+    self_kcc = ind.kcc_from_moments(m, 0, 0, "biased", {}).value
+    assert self_kcc == pytest.approx(eig.max() / (eig.max() + 1e-2 * eig.sum()), rel=1e-10)
+
+
+# ----------------------------------------------------------------------------
+# engine invariance
+# ----------------------------------------------------------------------------
+
+
+def test_block_size_and_scheduler_invariance(pair):
+    x, y = pair
+    for f in (coco, kcc, kmi):
+        ref = f(x, y, block_size=60, **SYNC).value
+        for kw in ({"block_size": 1, **SYNC}, {"block_size": 7, "scheduler": "threads", "num_workers": 2}):
+            assert f(x, y, **kw).value == pytest.approx(ref, rel=1e-11)
+        a = f(x, y, kernel="rbf", method="orf", n_features=48, block_size=60, **SYNC)
+        b = f(x, y, kernel="rbf", method="orf", n_features=48, block_size=9, scheduler="threads")
+        assert b.value == pytest.approx(a.value, rel=1e-9) and b.stderr == pytest.approx(a.stderr, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------
+# random features and Nyström
+# ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dependent():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 3))
+    y = np.tanh(x[:, :2]) + 0.5 * rng.normal(size=(200, 2))
+    exact = {f.__name__: f(x, y, kernel="rbf", method="exact", **SYNC).value for f in (coco, kcc, kmi)}
+    return x, y, exact
+
+
+@pytest.mark.parametrize("func", [coco, kcc, kmi], ids=["coco", "kcc", "kmi"])
+@pytest.mark.parametrize("method,nf,seeds", [("rff", 96, 20), ("orf", 96, 10), ("nystroem", 32, 10)])
+def test_approximations_within_stated_error(dependent, func, method, nf, seeds):
+    """|θ̂ − θ_exact| ≤ 2·stderr in ≥ 90 % of seeds.  Measured over 40 seeds at n = 200:
+    rff coco 0.95 / kcc 0.95 / kmi 0.97; orf 0.93 / 0.97 / 0.90; Nyström 1.0 (error ≤ 1e-2
+    at 32 landmarks).  kcc/kmi from rff/orf are jackknife bias-corrected (module docstring)."""
+    x, y, exact = dependent
+    name = func.__name__
+    hits = []
+    for s in range(seeds):
+        r = func(x, y, kernel="rbf", method=method, n_features=nf, seed=s, **SYNC)
+        assert r.method == method and r.stderr is not None and r.stderr > 0
+        hits.append(abs(r.value - exact[name]) <= 2 * r.stderr)
+    assert np.mean(hits) >= 0.9
+    if method != "nystroem" and name != "coco":
+        assert r.parameters["bias_correction"] == "jackknife over feature groups"
+
+
+def test_fast_replicates_equal_direct(dependent, monkeypatch):
+    """The Jacobi / Schur-complement replicates equal recomputing each replicate from scratch."""
+    x, y, _ = dependent
+    kw = {"kernel": "rbf", "method": "rff", "n_features": 96, **SYNC}
+    monkeypatch.setattr(ind, "DIRECT_REPLICATES_MAX_D", 10_000)
+    direct = [kcc(x, y, **kw), kmi(x, y, **kw)]
+    monkeypatch.setattr(ind, "DIRECT_REPLICATES_MAX_D", 0)
+    fast = [kcc(x, y, **kw), kmi(x, y, **kw)]
+    for a, b in zip(direct, fast):
+        assert b.value == pytest.approx(a.value, rel=1e-9) and b.stderr == pytest.approx(a.stderr, rel=1e-7)
+
+
+def test_auto_method_choice(pair, monkeypatch):
+    x, y = pair
+    assert kcc(x, y, kernel="rbf", **SYNC).parameters["method_reason"].startswith("n = 60 <= 2000")
+    monkeypatch.setattr(ind, "GRAM_AUTO_N", 50)
+    r = kcc(x, y, kernel="rbf", n_features=16, **SYNC)
+    assert r.method == "nystroem" and "Nystroem" in r.parameters["method_reason"]
+    assert kcc(x, y, kernel="rbf", bandwidth=0.1, n_features=48, **SYNC).method == "orf"
+
+
+# ----------------------------------------------------------------------------
+# real network activations
+# ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_networks():
+    """hidden1 / hidden2 of two small MLPs trained on digits from different seeds (300 test images)."""
+    from sklearn.datasets import load_digits
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    from bigalign.demo import forward_activations
+
+    d = load_digits()
+    xs, ys = d.data / 16.0, d.target
+    order = np.random.default_rng(0).permutation(len(xs))
+    tr, ev = order[:600], order[600:900]
+    out = []
+    for seed in (0, 1):
+        mlp = MLPClassifier(hidden_layer_sizes=(32, 16), max_iter=60, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            mlp.fit(xs[tr], ys[tr])
+        out.append({k: v.astype(np.float64) for k, v in forward_activations(mlp, xs[ev]).items()})
+    return out
+
+
+def test_real_activations(two_networks):
+    a, b = two_networks
+    x, y = a["hidden1"], b["hidden2"]
+    live_x, live_y = x[:, x.std(0) > 0], y[:, y.std(0) > 0]  # dead ReLUs make κ = 0 singular
+    rho = cca(live_x, live_y)
+    assert kmi(live_x, live_y, regularization=0, **SYNC).value == pytest.approx(-0.5 * np.sum(np.log1p(-(rho**2))), rel=1e-9)
+    xs, ys = x[:80], y[:80]
+    r = {f.__name__: f(xs, ys, kernel="rbf", **SYNC) for f in (coco, kcc, kmi)}
+    p = r["coco"].parameters
+    want = naive(*grams(xs, ys, "rbf", p["bandwidth_x"], p["bandwidth_y"]), 1e-2)
+    for k, v in r.items():
+        assert v.value == pytest.approx(want[k], rel=RTOL)
+    # linear HSIC = Σ of the squared singular values of the cross-covariance (× n²/(n−1)²), COCO the largest
+    c = coco(x, y, **SYNC)
+    assert c.terms["hsic_xy"] == pytest.approx(bigalign.hsic(x, y, estimator="biased", **SYNC).value, rel=RTOL)
+    s = np.linalg.svd((x - x.mean(0)).T @ (y - y.mean(0)) / len(x), compute_uv=False)
+    assert c.value == pytest.approx(s[0], rel=RTOL)
+    # the same layer of two networks is more dependent than a layer and a shuffled copy
+    shuffled = ys[np.random.default_rng(0).permutation(80)]
+    assert kmi(xs, ys, kernel="rbf", **SYNC).value > kmi(xs, shuffled, kernel="rbf", **SYNC).value
+
+
+# ----------------------------------------------------------------------------
+# results, errors
+# ----------------------------------------------------------------------------
+
+
+def test_result_fields(pair):
+    x, y = pair
+    for f in (coco, kcc, kmi):
+        r = f(x, y, kernel="rbf", method="rff", n_features=48, **SYNC)
+        d = json.loads(json.dumps(r.to_dict()))
+        assert d["metric"] == f.__name__ and d["stderr"] > 0 and d["parameters"]["covariance_normalisation"] == "1/n"
+        assert math.isfinite(r.value)
+
+
+def test_constant_input(pair):
+    x, y = pair
+    const = np.ones((60, 2))
+    r = coco(const, y, **SYNC)
+    assert r.value == 0.0 and "x_constant" in r.flags
+    assert coco(x, const, kernel="rbf", bandwidth=1.0, **SYNC).flags == ("y_constant",)
+    for f in (kcc, kmi):
+        with pytest.raises(DegenerateInputError, match="constant") as e:
+            f(const, y, **SYNC)
+        assert e.value.reason == "x_constant"
+
+
+def test_errors(pair):
+    x, y = pair
+    for bad in (-1.0, float("nan"), "big", True):
+        with pytest.raises(InvalidInputError, match="'regularization' parameter of kcc"):
+            kcc(x, y, regularization=bad)
+    with pytest.raises(InvalidInputError, match="needs regularization > 0"):
+        kmi(x, y, kernel="rbf", regularization=0)
+    with pytest.raises(InvalidInputError, match="'method' parameter of coco"):
+        coco(x, y, method="fast")
+    with pytest.raises(InvalidInputError, match="kernel='linear'"):
+        kcc(x, y, method="rff")
+    with pytest.raises(InvalidInputError, match="same number of samples"):
+        kcc(x, y[:50])
+    with pytest.raises(InvalidInputError, match="'seed'"):
+        coco(x, y, kernel="rbf", seed=1.5)
+    # κ = 0 with a singular covariance: duplicated column, or more features than samples
+    with pytest.raises(DegenerateInputError, match="regularization=0") as e:
+        kcc(np.c_[x, x[:, :1]], y, regularization=0, **SYNC)
+    assert e.value.reason == "x_singular_covariance"
+    wide = np.random.default_rng(0).normal(size=(10, 20))
+    with pytest.raises(DegenerateInputError, match="singular"):
+        kmi(wide, y[:10], regularization=0, **SYNC)
+    assert kcc(wide, y[:10], **SYNC).value < 1  # a ridge makes it well defined
+    # a perfect linear relation: KCC = 1 (κ = 0), KMI infinite
+    assert kcc(x, x @ np.diag([1.0, 2.0, 3.0]), regularization=0, **SYNC).value == pytest.approx(1.0, abs=1e-12)
+    with pytest.raises(DegenerateInputError, match="infinite") as e:
+        kmi(x, 2 * x, regularization=0, **SYNC)
+    assert e.value.reason == "canonical_correlation_one"
+
+
+def test_exact_size_limit(pair, monkeypatch):
+    monkeypatch.setattr(ind, "GRAM_MAX_N", 50)
+    with pytest.raises(InvalidInputError, match="up to n = 50"):
+        kcc(*pair, kernel="rbf", method="exact")
+
+
+def test_doctests(monkeypatch):
+    for f in (coco, kcc, kmi):  # the examples call bigalign.coco etc. (exported by bigalign/__init__.py)
+        monkeypatch.setattr(bigalign, f.__name__, f, raising=False)
+    res = doctest.testmod(ind, optionflags=doctest.ELLIPSIS)
+    assert res.failed == 0 and res.attempted >= 3
