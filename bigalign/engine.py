@@ -221,8 +221,8 @@ def plan_blocks(
         rows = int(min(block_rows, n))
     else:
         budget = task_budget(n_workers, memory_per_worker)
-        # float64 copy + centred copy of every input, plus the input block itself
-        row_bytes = sum(r.d * (16 + r.dtype.itemsize) for r in reps)
+        # the input block, its centred float64 copy, and a margin for the decoded chunks
+        row_bytes = sum(r.d * (12 + r.dtype.itemsize) for r in reps)
         rows = max(1, budget // max(1, row_bytes))
         rows = min(rows, max(1, math.ceil(n / (2 * n_workers))), n)
         native = [r.native_rows for r in reps if r.native_rows]

@@ -130,9 +130,8 @@ def _side_block(x: np.ndarray, name: str, start: int, bounds: np.ndarray) -> tup
     with np.errstate(invalid="ignore"):  # NaN is reported below as NonFiniteError, not as a warning
         lo = x.min(axis=0)
         hi = x.max(axis=0)
-    u = np.array(x, dtype=np.float64, order="C", copy=True)
     if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
-        raise_nonfinite(u, name, start)
+        raise_nonfinite(x, name, start)
     lo = lo.astype(np.float64)
     hi = hi.astype(np.float64)
     amax = max(float(np.max(np.abs(lo))), float(np.max(np.abs(hi))))
@@ -144,11 +143,20 @@ def _side_block(x: np.ndarray, name: str, start: int, bounds: np.ndarray) -> tup
             "CKA and kernel alignment are scale invariant."
         )
     const = lo == hi
-    mean = u.mean(axis=0)
-    mean[const] = lo[const]  # exact: a constant column centres to exact zeros
-    u -= mean
-    sq = u * u
-    p = _gsum_cols(sq, bounds) if len(bounds) > 2 else sq.sum(axis=1, keepdims=True)
+    if x.dtype.kind == "f":
+        # cast and centre in one pass (float64 accumulation; no separate float64 copy of the block)
+        mean = x.mean(axis=0, dtype=np.float64)
+        mean[const] = lo[const]  # exact: a constant column centres to exact zeros
+        u = np.subtract(x, mean, dtype=np.float64)
+    else:  # integers, bfloat16
+        u = np.array(x, dtype=np.float64, order="C", copy=True)
+        mean = u.mean(axis=0)
+        mean[const] = lo[const]
+        u -= mean
+    if len(bounds) > 2:
+        p = _gsum_cols(u * u, bounds)
+    else:
+        p = np.einsum("ij,ij->i", u, u)[:, None]  # row norms without an n×d temporary
     side = Side(n=u.shape[0], mean=mean, M=u.T @ u, T=p.T @ p, A=p.T @ u, colmin=lo, colmax=hi, bounds=bounds)
     return side, u, p
 
@@ -157,6 +165,12 @@ def _recentre_side(s: Side, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(A, T) of side ``s`` after moving its rows by ``d`` (uᵢ → uᵢ + d); exact because Σuᵢ = 0."""
     b = s.bounds
     P = s.group_traces
+    if len(b) == 2:  # one group: matrix–vector products instead of d×d temporaries
+        Md = s.M @ d
+        dd = float(d @ d)
+        A = s.A + np.outer(P + s.n * dd, d) + 2.0 * Md[None, :]
+        T = s.T + 4.0 * float(s.A[0] @ d) + 2.0 * P * dd + 4.0 * float(d @ Md) + s.n * dd * dd
+        return A, T
     rho = np.add.reduceat(d * d, b[:-1])
     SdM = _gsum_rows(d[:, None] * s.M, b)  # S diag(d) M          (G, d)
     A = s.A + np.outer(P + s.n * rho, d) + 2.0 * SdM
@@ -195,6 +209,14 @@ def _recentre_cross(c: Cross, sx: Side, sy: Side, d: np.ndarray, e: np.ndarray) 
     """(A, B, T) of a cross after moving x by ``d`` and y by ``e``."""
     bx, by, n = sx.bounds, sy.bounds, sx.n
     Px, Py = sx.group_traces, sy.group_traces
+    if len(bx) == 2 and len(by) == 2:  # one group each: matrix–vector products
+        dd, ee = float(d @ d), float(e @ e)
+        Me, Mtd = c.M @ e, c.M.T @ d
+        A = c.A + np.outer(Px + n * dd, e) + 2.0 * Mtd[None, :]
+        B = c.B + np.outer(Py + n * ee, d) + 2.0 * Me[None, :]
+        T = (c.T + 2.0 * float(c.A[0] @ e) + 2.0 * float(c.B[0] @ d) + Px * ee + dd * Py
+             + 4.0 * float(d @ Me) + n * dd * ee)  # fmt: skip
+        return A, B, T
     rx = np.add.reduceat(d * d, bx[:-1])
     ry = np.add.reduceat(e * e, by[:-1])
     SdM = _gsum_rows(d[:, None] * c.M, bx)  # S_x diag(d) M_xy        (G_x, d_y)

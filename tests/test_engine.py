@@ -119,8 +119,8 @@ def test_memory_budget_splits_into_blocks(data):
     x, y = data
     small = bigalign.cka(x, y, memory_per_worker=4096, scheduler="sync")
     assert small.parameters["n_blocks"] > 10
-    # per-row bytes: Σ d·(16 + itemsize) = (7 + 5)·24 = 288 → ⌊4096/288⌋ = 14 rows
-    assert small.parameters["block_size"] == 4096 // ((7 + 5) * 24)
+    # per-row bytes: Σ d·(12 + itemsize) = (7 + 5)·20 = 240 → ⌊4096/240⌋ = 17 rows
+    assert small.parameters["block_size"] == 4096 // ((7 + 5) * 20)
     _assert_close(small.value, bigalign.cka(x, y, block_size=N, scheduler="sync").value)
 
 
