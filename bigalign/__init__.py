@@ -15,7 +15,19 @@ from .errors import (
     StoreError,
 )
 from .io import ActivationStore, ActivationWriter, Layer, PairingWarning, open_activations
-from .metrics import cka, coco, distance_alignment, hsic, kcc, kernel_alignment, kmi
+from .metrics import (
+    StitchingMatrix,
+    StitchResult,
+    cka,
+    coco,
+    distance_alignment,
+    hsic,
+    kcc,
+    kernel_alignment,
+    kmi,
+    stitch,
+    stitching_matrix,
+)
 from .metrics.mmd import MMDTestResult, mmd, mmd_test
 from .progress import progress
 from .report import write_report
@@ -41,6 +53,8 @@ __all__ = [
     "PairingWarning",
     "Result",
     "Statistic",
+    "StitchResult",
+    "StitchingMatrix",
     "StoreError",
     "TestResult",
     "__version__",
@@ -61,5 +75,7 @@ __all__ = [
     "open_activations",
     "progress",
     "run",
+    "stitch",
+    "stitching_matrix",
     "write_report",
 ]

@@ -501,6 +501,7 @@ def check_pairing(reps: Sequence[Representation]) -> None:
         return
     with_ids = [(r, r.source.store.sample_ids) for r in layers]
     missing = [r.name for r, ids in with_ids if ids is None]
+    _compare_ids([(r, ids) for r, ids in with_ids if ids is not None])  # what can be checked is checked
     if missing or len(layers) < len(reps):
         warnings.warn(
             "sample pairing cannot be verified: "
@@ -510,6 +511,12 @@ def check_pairing(reps: Sequence[Representation]) -> None:
             PairingWarning,
             stacklevel=3,
         )
+        return
+
+
+def _compare_ids(with_ids: list) -> None:
+    """Raise PairingError if the sample ids of these (representation, ids) pairs differ."""
+    if len(with_ids) < 2:
         return
     ref_rep, ref = with_ids[0]
     for r, ids in with_ids[1:]:

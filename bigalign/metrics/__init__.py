@@ -7,5 +7,19 @@
 from .distance import distance_alignment
 from .independence import coco, kcc, kmi
 from .kernel import cka, hsic, kernel_alignment
+from .stitching import StitchingMatrix, StitchResult, StitchRisks, stitch, stitching_matrix
 
-__all__ = ["cka", "coco", "distance_alignment", "hsic", "kcc", "kernel_alignment", "kmi"]
+__all__ = [
+    "StitchResult",
+    "StitchRisks",
+    "StitchingMatrix",
+    "cka",
+    "coco",
+    "distance_alignment",
+    "hsic",
+    "kcc",
+    "kernel_alignment",
+    "kmi",
+    "stitch",
+    "stitching_matrix",
+]
