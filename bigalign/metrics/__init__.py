@@ -4,9 +4,12 @@
 ``bigalign.metrics.mmd``, so that name stays the module here.)
 """
 
+from .dcor import dcor, dcov
 from .distance import distance_alignment
 from .independence import coco, kcc, kmi
 from .kernel import cka, hsic, kernel_alignment
+from .neighbors import cknna, mutual_knn
+from .rsa import rsa
 from .stitching import StitchingMatrix, StitchResult, StitchRisks, stitch, stitching_matrix
 
 __all__ = [
@@ -14,12 +17,17 @@ __all__ = [
     "StitchRisks",
     "StitchingMatrix",
     "cka",
+    "cknna",
     "coco",
+    "dcor",
+    "dcov",
     "distance_alignment",
     "hsic",
     "kcc",
     "kernel_alignment",
     "kmi",
+    "mutual_knn",
+    "rsa",
     "stitch",
     "stitching_matrix",
 ]

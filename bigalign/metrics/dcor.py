@@ -1,0 +1,740 @@
+"""Distance covariance and distance correlation (Székely, Rizzo & Bakirov 2007).
+
+With aᵢⱼ = ‖xᵢ − xⱼ‖ and bᵢⱼ = ‖yᵢ − yⱼ‖ (Euclidean), every estimator here is
+a function of the same *terms* — S_ab = Σᵢⱼ aᵢⱼbᵢⱼ, the row sums rᵢ = Σⱼ aᵢⱼ,
+sᵢ = Σⱼ bᵢⱼ and their totals — as in the ``dcor`` package:
+
+biased (V-statistic, double centring)
+    dCov²ₙ = [S_ab − (2/n)·rᵀs + (Σr)(Σs)/n²] / n²
+unbiased (U-centring, Székely & Rizzo 2014)
+    dCov²ᵤ = [S_ab + (Σr)(Σs)/((n−1)(n−2)) − 2·rᵀs/(n−2)] / (n(n−3))
+
+— the second is Song et al.'s unbiased HSIC of the matrices a and b, which is
+why dCov² = 4·HSIC with the distance-induced kernel
+k(x, x') = ½(‖x − x₀‖ + ‖x' − x₀‖ − ‖x − x'‖) (Sejdinovic et al. 2013).
+dCor² = dCov²(x, y)/√(dCov²(x, x)·dCov²(y, y)).
+
+Algorithms (``method``)
+-----------------------
+exact
+    Tiles over pairs of row blocks (:func:`bigalign.engine.run_pairs`): one
+    GEMM per input for the squared distances, a fused Numba loop for the
+    terms.  O(n²·d) time, O(n + tile²) memory, spread over the workers.
+univariate (both inputs one-dimensional)
+    The O(n log n) algorithm of Huo & Székely (2016): exact.
+block
+    Exact U-statistics inside ⌊n/B⌋ seeded random blocks of B rows (every row
+    used once), averaged; the standard error is the jackknife over blocks.
+    O(n·B·d) time.  Representations being compared are strongly dependent, so
+    the block average loses little against the full U-statistic (measured: 1.42×
+    its variance at B = 250; docs/scale.md §0.4) — but near independence the
+    loss is ≈ n/B, so do not use it to *test* independence.  The block
+    U-statistic's conditional mean given the data is the full-sample one, and
+    its ``stderr`` is its standard error around the *population* value: it
+    includes the sampling variance the exact statistic has too, so as a bound
+    on |block − exact| it is conservative (measured at n = 20,000: errors
+    ≤ 8e-5 against a stderr of ≈ 6e-4).
+projection
+    Random projections (Huang & Huo 2022, "A statistically and numerically
+    efficient independence test based on random projections and distance
+    covariance"): E over uniform directions u, v of C_p·C_q·dCov²(uᵀx, vᵀy)
+    is dCov²(x, y), each term in O(n log n).  Unbiased for the full-sample
+    statistic, but its variance in many dimensions is large (measured 848× that
+    of the full U-statistic with 50 projections at p = 50): a tool for
+    testing, not estimation; ``method="auto"`` never picks it.
+
+References
+----------
+Székely, Rizzo & Bakirov, "Measuring and testing dependence by correlation of
+distances", Ann. Statist. 35 (2007).
+Székely & Rizzo, "Partial distance correlation with methods for dissimilarities",
+Ann. Statist. 42 (2014) — U-centring, the bias-corrected dCor².
+Sejdinovic, Sriperumbudur, Gretton & Fukumizu, "Equivalence of distance-based
+and RKHS-based statistics in hypothesis testing", Ann. Statist. 41 (2013), arXiv:1207.6076.
+Huo & Székely, "Fast computing for distance covariance", Technometrics 58 (2016), arXiv:1410.1503.
+Huang & Huo, "A statistically and numerically efficient independence test based on
+random projections and distance covariance", Front. Appl. Math. Stat. (2022), arXiv:1701.06054.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+from .._checks import finite_float64
+from .._numba.dcov import accumulate_distance_tile, univariate_terms
+from .._numba.tiles import sqdist
+from ..engine import prepare, run, run_pairs, task_budget
+from ..errors import DegenerateInputError, InvalidInputError
+from ..io import Representation
+from ..result import Result
+from ._common import ESTIMATORS, check_choice, check_unbiased_n, paired_n
+from ._kernel_exact import KernelSums, KernelTileStatistic, TileState, _add_rows, hsic_from_sums
+from .neighbors import finite_rows
+
+__all__ = ["dcor", "dcov", "dcov_terms_from_sums"]
+
+METHODS = ("auto", "exact", "block", "projection")
+#: ``method="auto"`` computes exact tiles up to this many samples (O(n²·d); measured
+#: 3–12 s and < 0.5 GB at n = 20,000, d = 128 on two shared cores, benchmarks/results/dcor.md)
+EXACT_MAX_N = 20_000
+#: default rows per random block of ``method="block"`` (O(n·B·d); at n = 20,000, d = 128 its
+#: error against exact was ≤ 8e-5 over 5 seeds (stderr ≈ 6e-4); 12 s at n = 10⁶ on an idle machine)
+DEFAULT_BLOCK = 1024
+DEFAULT_PROJECTIONS = 50
+#: a self-dCov² at or below this fraction of the size of the terms it is a difference of is 0
+ZERO_TOL = 1e-12
+_SEED_BLOCK = 0xDC0B
+_SEED_PROJ = 0xDC0C
+
+
+# ---------------------------------------------------------------------------
+# terms -> estimates
+# ---------------------------------------------------------------------------
+
+
+def dcov_terms_from_sums(n: int, s_ab: float, r: np.ndarray, s: np.ndarray, estimator: str) -> float:
+    """dCov² from S_ab = Σᵢⱼ aᵢⱼbᵢⱼ and the row sums r, s of the distance matrices.
+
+    unbiased: Song et al.'s U-statistic with K̃ = a, L̃ = b (zero diagonals), i.e.
+    :func:`bigalign.metrics._kernel_exact.hsic_from_sums`;
+    biased: tr(aHbH)/n² = [S_ab − (2/n) rᵀs + (Σr)(Σs)/n²]/n².
+    """
+    if estimator == "unbiased":
+        return hsic_from_sums(n, s_ab, r, s, "unbiased")
+    return (s_ab - 2.0 / n * float(r @ s) + r.sum() * s.sum() / n**2) / n**2
+
+
+def _magnitude(n: int, s_aa: float, r: np.ndarray, estimator: str) -> float:
+    """Size of the terms a self-dCov² is a difference of (its rounding scale)."""
+    rr = float(r @ r)
+    tot = float(r.sum())
+    if estimator == "unbiased":
+        return (abs(s_aa) + tot * tot / ((n - 1) * (n - 2)) + 2 * rr / (n - 2)) / (n * (n - 3))
+    return (abs(s_aa) + 2 * rr / n + tot * tot / n**2) / n**2
+
+
+@dataclass(frozen=True)
+class DcovTerms:
+    """The three squared statistics an estimate is built from (one per block or projection when replicated)."""
+
+    n: int
+    cxy: float
+    vx: float
+    vy: float
+    x_zero: bool = False  # dVar²(x) is 0 up to rounding (constant x, or equidistant rows for the unbiased one)
+    y_zero: bool = False
+    x_const: bool = False  # every distance of x is exactly 0
+    y_const: bool = False
+    replicates: np.ndarray | None = None  # (m, 3): per block / projection (cxy, vx, vy)
+
+
+def _terms_from_sums(sums: KernelSums, estimator: str) -> DcovTerms:
+    n = sums.n
+    cxy = dcov_terms_from_sums(n, sums.kl, sums.r, sums.s, estimator)
+    vx = dcov_terms_from_sums(n, sums.kk, sums.r, sums.r, estimator)
+    vy = dcov_terms_from_sums(n, sums.ll, sums.s, sums.s, estimator)
+    mx, my = _magnitude(n, sums.kk, sums.r, estimator), _magnitude(n, sums.ll, sums.s, estimator)
+    return DcovTerms(
+        n=n, cxy=cxy, vx=vx, vy=vy, x_zero=bool(vx <= ZERO_TOL * mx), y_zero=bool(vy <= ZERO_TOL * my),
+        x_const=mx == 0, y_const=my == 0,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+# exact: tiles
+# ---------------------------------------------------------------------------
+
+
+class DistanceTileStatistic(KernelTileStatistic):
+    """The exact kernel tiles with the Euclidean distance as the entry (S_ab, S_aa, S_bb, row sums).
+
+    ``combine`` and ``finalize`` (row sums stitched by block start) are those
+    of :class:`~bigalign.metrics._kernel_exact.KernelTileStatistic`; build it
+    as ``DistanceTileStatistic("euclidean-distance", 1.0, 1.0, shift_x, shift_y)``.
+    """
+
+    def partial(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> TileState:
+        xi, nxi = self._prep(blocks_i[0], self.shift_x, self.names[0], start_i)
+        yi, nyi = self._prep(blocks_i[1], self.shift_y, self.names[1], start_i)
+        diagonal = start_i == start_j
+        if diagonal:
+            xj, nxj, yj, nyj = xi, nxi, yi, nyi
+        else:
+            xj, nxj = self._prep(blocks_j[0], self.shift_x, self.names[0], start_j)
+            yj, nyj = self._prep(blocks_j[1], self.shift_y, self.names[1], start_j)
+        dx = sqdist(xi, xj, nxi, nxj)
+        dy = sqdist(yi, yj, nyi, nyj)
+        ra, rb = np.zeros(xi.shape[0]), np.zeros(xi.shape[0])
+        ca, cb = np.zeros(xj.shape[0]), np.zeros(xj.shape[0])
+        ab, aa, bb = accumulate_distance_tile(dx, dy, xi, xj, yi, yj, nxi, nxj, nyi, nyj, diagonal, ra, rb, ca, cb)
+        state = TileState(kl=ab, kk=aa, ll=bb)
+        _add_rows(state.rows, start_i, ra, rb)
+        if not diagonal:  # the symmetric tile (J, I): the same sums, columns become rows
+            state.kl, state.kk, state.ll = 2 * ab, 2 * aa, 2 * bb
+            _add_rows(state.rows, start_j, ca, cb)
+        return state
+
+
+def _shifts(reps: list[Representation]) -> list[np.ndarray]:
+    """A fixed translation per input (the mean of its first rows): keeps the GEMM distances accurate."""
+    m = min(reps[0].n, 1024)
+    return [finite_float64(r.read(0, m), r.name, 0).mean(axis=0) for r in reps]
+
+
+def _exact(reps: list[Representation], estimator: str, ekw: dict[str, Any]) -> tuple[DcovTerms, dict[str, Any]]:
+    x_shift, y_shift = _shifts(reps)
+    stat = DistanceTileStatistic("euclidean-distance", 1.0, 1.0, x_shift, y_shift)
+    kw = {k: v for k, v in ekw.items() if k != "memory_per_worker"}
+    sums, plan = run_pairs(stat, reps, check_pairing=False, **kw)
+    params = {"block_size": plan.block_rows, "n_tiles": plan.n_blocks * (plan.n_blocks + 1) // 2, "scheduler": plan.scheduler}
+    return _terms_from_sums(sums, estimator), params
+
+
+# ---------------------------------------------------------------------------
+# univariate (exact) and random projections: one O(n log n) problem per direction
+# ---------------------------------------------------------------------------
+
+
+def _c(p: int) -> float:
+    """C_p = √π·Γ((p+1)/2)/Γ(p/2), so that E|uᵀz| = ‖z‖/C_p for u uniform on the sphere S^{p−1}."""
+    return math.exp(0.5 * math.log(math.pi) + math.lgamma((p + 1) / 2) - math.lgamma(p / 2))
+
+
+def _directions(rng: np.random.Generator, d: int, k: int) -> np.ndarray:
+    u = rng.standard_normal((d, k))
+    return u / np.linalg.norm(u, axis=0, keepdims=True)
+
+
+@dataclass(frozen=True, eq=False)
+class ProjectionStatistic:
+    """Projects the rows of x on the directions ``wx`` and of y on ``wy`` (all n values kept: O(n·K))."""
+
+    wx: np.ndarray
+    wy: np.ndarray
+    names: tuple[str, str] = ("x", "y")
+
+    def partial(self, blocks: Sequence[np.ndarray], start: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        x = finite_float64(blocks[0], self.names[0], start)
+        y = finite_float64(blocks[1], self.names[1], start)
+        return {start: (x @ self.wx, y @ self.wy)}
+
+    def combine(self, a: dict, b: dict) -> dict:
+        return {**a, **b}
+
+    def finalize(self, state: dict) -> tuple[np.ndarray, np.ndarray]:
+        starts = sorted(state)
+        return np.concatenate([state[s][0] for s in starts]), np.concatenate([state[s][1] for s in starts])
+
+
+def _univariate(u: np.ndarray, v: np.ndarray, estimator: str) -> tuple[float, float]:
+    """(dCov²(u, v), the rounding scale of the self-term when u is v) of two 1-D samples."""
+    u = u - u.mean()
+    v = v - v.mean()
+    s_ab, r, s = univariate_terms(np.ascontiguousarray(u), np.ascontiguousarray(v))
+    return dcov_terms_from_sums(u.shape[0], s_ab, r, s, estimator), _magnitude(u.shape[0], s_ab, r, estimator)
+
+
+def _projected(
+    reps: list[Representation], estimator: str, n_proj: int, seed: int, ekw: dict[str, Any], workers: int
+) -> tuple[DcovTerms, dict[str, Any]]:
+    dx, dy = reps[0].d, reps[1].d
+    exact = dx == 1 and dy == 1
+    k = 1 if exact else n_proj
+    rng = np.random.default_rng([seed, _SEED_PROJ])
+    # x on U (for dCov(x, y)) and U' (for dVar(x) = E C²·dCov²(uᵀx, u'ᵀx), u ⟂⟂ u'); y on V, V'
+    wx = np.concatenate([_directions(rng, dx, k), _directions(rng, dx, k)], axis=1)
+    wy = np.concatenate([_directions(rng, dy, k), _directions(rng, dy, k)], axis=1)
+    (px, py), plan = run(ProjectionStatistic(wx, wy), reps, check_pairing=False, **ekw)
+    cx, cy = _c(dx), _c(dy)
+
+    def one(t: int) -> tuple[float, float, float, float, float]:
+        cxy, _ = _univariate(px[:, t], py[:, t], estimator)
+        vx, mx = _univariate(px[:, t], px[:, k + t], estimator)
+        vy, my = _univariate(py[:, t], py[:, k + t], estimator)
+        return cxy * cx * cy, vx * cx * cx, vy * cy * cy, mx * cx * cx, my * cy * cy
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, k))) as pool:  # the Numba kernel releases the GIL
+        rows = np.array(list(pool.map(one, range(k))))
+    reps_arr = rows[:, :3]
+    cxy, vx, vy = (float(v) for v in reps_arr.mean(axis=0))
+    mx, my = float(rows[:, 3].mean()), float(rows[:, 4].mean())
+    terms = DcovTerms(
+        n=reps[0].n, cxy=cxy, vx=vx, vy=vy,
+        x_zero=bool(vx <= ZERO_TOL * mx), y_zero=bool(vy <= ZERO_TOL * my), x_const=mx == 0, y_const=my == 0,
+        replicates=None if exact else reps_arr,
+    )  # fmt: skip
+    params = {"block_size": plan.block_rows, "n_blocks": plan.n_blocks, "scheduler": plan.scheduler}
+    if not exact:
+        params.update(n_projections=k, seed=seed, C_p=cx, C_q=cy)
+    return terms, params
+
+
+# ---------------------------------------------------------------------------
+# block U-statistics over seeded random blocks
+# ---------------------------------------------------------------------------
+
+
+def block_rows(n: int, block: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(permutation, bounds): block b holds rows perm[bounds[b]:bounds[b+1]]; ⌊n/B⌋ blocks of ⌊n/m⌋ or ⌈n/m⌉ rows."""
+    m = n // block
+    perm = np.random.default_rng([seed, _SEED_BLOCK]).permutation(n)
+    bounds = (np.arange(m + 1, dtype=np.int64) * n) // m
+    return perm, bounds
+
+
+def _ustats_of_block(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float, float]:
+    """Exact unbiased (cxy, vx, vy) of one block and the rounding scales of vx, vy."""
+    x = x - x.mean(axis=0)
+    y = y - y.mean(axis=0)
+    nx, ny = np.einsum("ij,ij->i", x, x), np.einsum("ij,ij->i", y, y)
+    b = x.shape[0]
+    ra, rb = np.zeros(b), np.zeros(b)
+    ab, aa, bb = accumulate_distance_tile(sqdist(x, x, nx, nx), sqdist(y, y, ny, ny), x, x, y, y, nx, nx, ny, ny, True, ra, rb, ra, rb)
+    return (
+        hsic_from_sums(b, ab, ra, rb, "unbiased"),
+        hsic_from_sums(b, aa, ra, ra, "unbiased"),
+        hsic_from_sums(b, bb, rb, rb, "unbiased"),
+        _magnitude(b, aa, ra, "unbiased"),
+        _magnitude(b, bb, rb, "unbiased"),
+    )
+
+
+class _Inputs:
+    """x and y, opaque to dask: the engine passes the statistic as a task argument, and dask
+    walks dataclass fields of arguments and would compute a dask array found inside a
+    Representation.  Its token is the engine's content identity of the inputs (store path
+    and layer, dask name, or a hash of in-memory data), so checkpoints of the block method
+    resume like any other pass."""
+
+    __slots__ = ("x", "y")
+
+    def __init__(self, x: Representation, y: Representation):
+        self.x, self.y = x, y
+
+    def __dask_tokenize__(self) -> Any:
+        from ..engine import _content_id
+
+        return ("bigalign-block-inputs", _content_id(self.x), _content_id(self.y))
+
+    def __reduce__(self):
+        return (_Inputs, (self.x, self.y))
+
+
+@dataclass(frozen=True, eq=False)
+class BlockDcovStatistic:
+    """Runs over the *indices of the random blocks* (the engine's input is ``arange(m)``).
+
+    Each partial gathers the rows of its random blocks from x and y (sorted
+    reads), computes each block's exact U-statistics and returns them keyed by
+    block: the answer does not depend on how blocks are grouped into tasks.
+    """
+
+    inputs: _Inputs
+    block: int
+    seed: int
+
+    @property
+    def x(self) -> Representation:
+        return self.inputs.x
+
+    @property
+    def y(self) -> Representation:
+        return self.inputs.y
+
+    def partial(self, blocks: Sequence[np.ndarray], start: int) -> dict[int, np.ndarray]:
+        ids = np.asarray(blocks[0]).ravel()
+        perm, bounds = block_rows(self.x.n, self.block, self.seed)
+        rows = [perm[bounds[b] : bounds[b + 1]] for b in ids]
+        allrows = np.concatenate(rows)
+        order = np.argsort(allrows, kind="stable")
+        sorted_rows = allrows[order]
+        xs = self.x.take(sorted_rows)
+        ys = self.y.take(sorted_rows)
+        where = np.empty_like(order)
+        where[order] = np.arange(order.size)  # position of allrows[t] in sorted_rows
+        out, t = {}, 0
+        for b, r in zip(ids, rows):
+            pos = where[t : t + r.size]
+            t += r.size
+            xb = finite_rows(xs[pos], self.x.name, 0, r)
+            yb = finite_rows(ys[pos], self.y.name, 0, r)
+            out[int(b)] = np.array(_ustats_of_block(xb, yb))
+        return out
+
+    def combine(self, a: dict, b: dict) -> dict:
+        return {**a, **b}
+
+    def finalize(self, state: dict) -> np.ndarray:
+        return np.stack([state[b] for b in sorted(state)])
+
+
+def _blocked(
+    reps: list[Representation], block: int, seed: int, ekw: dict[str, Any], workers: int
+) -> tuple[DcovTerms, dict[str, Any]]:
+    n = reps[0].n
+    m = n // block
+    # random blocks per task: as many as fit the memory budget, and >= 2 tasks per worker when m allows
+    budget = task_budget(workers, ekw.get("memory_per_worker"))  # honours bigalign.memory_limit
+    row_bytes = 8 * 4 * (reps[0].d + reps[1].d) + 8 * 3 * 2 * block  # rows (input, float64, centred) + 2 distance tiles
+    per_task = max(1, min(budget // max(1, row_bytes * block), math.ceil(m / (2 * max(1, workers)))))
+    kw = {k: v for k, v in ekw.items() if k not in ("memory_per_worker", "block_size")}
+    stat = BlockDcovStatistic(_Inputs(reps[0], reps[1]), block, seed)
+    out, plan = run(stat, [np.arange(m, dtype=np.int64).reshape(m, 1)], names=["block index"], block_size=per_task, check_pairing=False, **kw)
+    cxy, vx, vy = (float(v) for v in out[:, :3].mean(axis=0))
+    terms = DcovTerms(
+        n=n, cxy=cxy, vx=vx, vy=vy,
+        x_zero=bool(vx <= ZERO_TOL * out[:, 3].mean()), y_zero=bool(vy <= ZERO_TOL * out[:, 4].mean()),
+        x_const=bool(np.all(out[:, 3] == 0)), y_const=bool(np.all(out[:, 4] == 0)),
+        replicates=out[:, :3],
+    )  # fmt: skip
+    sizes = np.diff(block_rows(n, block, seed)[1])
+    params = {
+        "block_size": block,
+        "n_blocks": m,
+        "block_rows": [int(sizes.min()), int(sizes.max())],
+        "blocks_per_task": per_task,
+        "n_tasks": plan.n_blocks,
+        "scheduler": plan.scheduler,
+        "seed": seed,
+    }
+    return terms, params
+
+
+# ---------------------------------------------------------------------------
+# standard errors: jackknife over blocks / projections
+# ---------------------------------------------------------------------------
+
+
+def _jackknife(rep: np.ndarray, f: Any) -> float:
+    """Delete-one jackknife standard error of f(mean of the replicate rows)."""
+    m = rep.shape[0]
+    loo = (rep.sum(axis=0)[None, :] - rep) / (m - 1)
+    vals = np.array([f(*row) for row in loo])
+    return float(math.sqrt((m - 1) / m * np.sum((vals - vals.mean()) ** 2)))
+
+
+# ---------------------------------------------------------------------------
+# façades
+# ---------------------------------------------------------------------------
+
+
+def _check_int(func: str, name: str, value: Any, minimum: int, allow_none: bool = True) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InvalidInputError(f"the {name!r} parameter of {func} must be an integer >= {minimum}; got {value!r} instead.")
+    return int(value)
+
+
+def resolve_method(method: str, n: int, dx: int, dy: int) -> tuple[str, str]:
+    """(method, reason) for ``method="auto"`` (the one place the thresholds live)."""
+    if method != "auto":
+        if method == "projection" and dx == 1 and dy == 1:
+            return "univariate", "requested projection: one-dimensional inputs are exact in O(n log n)"
+        return method, "requested"
+    if dx == 1 and dy == 1:
+        return "univariate", "one-dimensional inputs: exact O(n log n) algorithm (Huo & Szekely 2016)"
+    if n <= EXACT_MAX_N:
+        return "exact", f"n = {n} <= {EXACT_MAX_N}: exact tiles"
+    return "block", f"n = {n} > {EXACT_MAX_N}: block U-statistics (random projections are for testing, not estimation)"
+
+
+def _compute(func: str, x: Any, y: Any, kw: dict[str, Any]) -> tuple[DcovTerms, str, dict[str, Any]]:
+    estimator, method = kw["estimator"], kw["method"]
+    check_choice(func, "estimator", estimator, ESTIMATORS)
+    check_choice(func, "method", method, METHODS)
+    n = paired_n(x, y)
+    check_unbiased_n(func, n, estimator)
+    if n < 2:
+        raise InvalidInputError(f"{func} needs at least 2 samples; got {n}.")
+    seed = _check_int(func, "seed", kw["seed"], 0, allow_none=False)
+    block = _check_int(func, "block_size", kw["block_size"], 1)
+    n_proj = _check_int(func, "n_projections", kw["n_projections"], 2)
+    reps = prepare([x, y], ["x", "y"])
+    chosen, reason = resolve_method(method, n, reps[0].d, reps[1].d)
+    ekw = {k: kw[k] for k in ("scheduler", "client", "num_workers", "memory_per_worker") if kw[k] is not None}
+    from ..engine import _n_workers, resolve_scheduler
+
+    workers = _n_workers(*resolve_scheduler(kw["scheduler"], kw["client"]), kw["num_workers"])
+    if n_proj is not None and method != "projection":
+        raise InvalidInputError(f"n_projections applies to method='projection' only; got it with method={method!r}.")
+    if chosen == "exact":
+        terms, params = _exact(reps, estimator, {**ekw, **({"block_size": block} if block else {})})
+        name = "exact-tiles"
+    elif chosen == "univariate":
+        terms, params = _projected(reps, estimator, 1, seed, ekw, workers)
+        name = "univariate-exact"
+    elif chosen == "projection":
+        terms, params = _projected(reps, estimator, n_proj or DEFAULT_PROJECTIONS, seed, ekw, workers)
+        name = "projection"
+        params["stderr"] = (
+            "jackknife over projections: the Monte Carlo error of the projection average around the exact "
+            "full-sample statistic; large in many dimensions"
+        )
+    else:
+        b = block or DEFAULT_BLOCK
+        if b < 4:
+            raise InvalidInputError(f"method='block' needs blocks of at least 4 rows (the U-statistics' n(n-3)); got block_size={b}.")
+        if n // b < 2:
+            raise InvalidInputError(
+                f"method='block' needs at least 2 random blocks for its standard error; n = {n} holds {n // b} block(s) of "
+                f"block_size = {b}. Use a smaller block_size (<= {n // 2}) or method='exact'."
+            )
+        terms, params = _blocked(reps, b, seed, ekw, workers)
+        name = "block"
+        params["stderr"] = "jackknife over the random blocks"
+        if estimator == "biased":
+            params["estimand"] = (
+                "population dCor, from the bias-corrected block U-statistics; the full-sample V-statistic "
+                "exceeds it by O(1/n)"
+            )
+    params = {"method_reason": reason, **params}
+    if chosen in ("univariate", "projection"):
+        params.pop("n_blocks", None)
+        params.pop("block_size", None)
+    return terms, name, params
+
+
+def _flags(t: DcovTerms) -> tuple[str, ...]:
+    """``"x_constant"`` (all distances 0) or ``"x_zero_dvar"`` (dVar² 0 up to rounding, e.g. equidistant rows)."""
+    out = []
+    for name, zero, const in (("x", t.x_zero, t.x_const), ("y", t.y_zero, t.y_const)):
+        if const:
+            out.append(f"{name}_constant")
+        elif zero:
+            out.append(f"{name}_zero_dvar")
+    return tuple(out)
+
+
+_DOC = """
+    estimator : {"unbiased", "biased"}, default="unbiased"
+        ``"unbiased"``: the U-centred (bias-corrected) statistic of Székely &
+        Rizzo (2014), as ``dcor.u_distance_covariance_sqr`` /
+        ``dcor.u_distance_correlation_sqr``: a *squared* quantity that can be
+        negative (needs n ≥ 4).  ``"biased"``: the V-statistic, as
+        ``dcor.distance_covariance`` / ``dcor.distance_correlation``: *not*
+        squared, ≥ 0, inflated when the dimension is not small next to n.
+    method : {"auto", "exact", "block", "projection"}, default="auto"
+        ``"auto"``: exact (O(n log n)) for one-dimensional x and y; exact tiles
+        for n ≤ 20,000; block U-statistics beyond.  See the module notes.  The
+        choice and the reason are in ``result.parameters["method_reason"]``.
+    block_size : int, optional
+        ``method="exact"``: rows per tile side (default 2048; the value does
+        not depend on it beyond rounding).  ``method="block"``: B, the rows of
+        each random block (default 1024): the estimate depends on it
+        (statistically), the cost is O(n·B·d).
+    n_projections : int, optional
+        ``method="projection"``: directions per input (default 50).
+    seed : int, default=0
+        Seeds the random blocks or directions; the same seed gives identical results.
+    scheduler : {"sync", "threads", "distributed"}, distributed.Client or None
+        As for :func:`bigalign.cka`.
+    client : distributed.Client, optional
+    num_workers : int, optional
+    memory_per_worker : int, optional
+        Bytes of rows one task of the block or projection method may hold
+        (default 512 MiB, or planned from an active :func:`bigalign.memory_limit`)."""
+
+
+def _doc(func: Any) -> Any:
+    func.__doc__ = func.__doc__.replace("    {dcor}\n", _DOC.lstrip("\n") + "\n")
+    return func
+
+
+def _degenerate(t: DcovTerms) -> None:
+    """Raise for dCor = 0/0: a self-term that is exactly 0 (constant input) or 0 up to rounding."""
+    for flag in _flags(t):
+        name = flag[0]
+        v = t.vx if name == "x" else t.vy
+        detail = (
+            f"{name} is constant, so its distances are all 0"
+            if flag.endswith("constant")
+            else f"dCov²({name}, {name}) is 0 up to rounding ({v:.3g}): the U-centred distance matrix of {name} "
+            f"vanishes, which happens when all its rows are equidistant (e.g. one-hot rows)"
+        )
+        raise DegenerateInputError(
+            f"distance correlation is undefined: {detail}, and dCor is 0/0. Expected representations whose rows "
+            "vary. Use dcov(), which is 0 for it, or drop the degenerate representation.",
+            reason=flag,
+        )
+
+
+@_doc
+def dcor(
+    x: Any,
+    y: Any,
+    /,
+    *,
+    estimator: Literal["unbiased", "biased"] = "unbiased",
+    method: Literal["auto", "exact", "block", "projection"] = "auto",
+    block_size: int | None = None,
+    n_projections: int | None = None,
+    seed: int = 0,
+    scheduler: Any = None,
+    client: Any = None,
+    num_workers: int | None = None,
+    memory_per_worker: int | None = None,
+) -> Result:
+    """Distance correlation of two representations (Székely et al. 2007).
+
+    Parameters
+    ----------
+    x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
+        numpy, dask or zarr arrays or store layers; the same samples in the same order.
+    {dcor}
+
+    Returns
+    -------
+    Result
+        ``value``: dCor (biased) or the bias-corrected dCor² (unbiased);
+        terms ``dcov2_xy``, ``dvar2_x``, ``dvar2_y`` (squared, of the chosen
+        estimator); ``stderr`` for block (jackknife over blocks) and
+        projection (jackknife over directions); ``None`` when exact.
+
+    Raises
+    ------
+    DegenerateInputError
+        x or y constant (or, unbiased, with all rows equidistant): dCor is 0/0;
+        an estimated self-term ≤ 0 (block/projection).
+    InvalidInputError, NonFiniteError, PairingError
+        Mismatched n, n < 4 (unbiased) or < 2, NaN/Inf (the message names the
+        rows), bad options.
+
+    Notes
+    -----
+    exact: O(n²·d) time, O(n + tile²) memory.  block: O(n·B·d) time, reads
+    each row once — but a task's rows are random, so a chunked store is read
+    about once per task (numpy/dask arrays in memory: once).  projection:
+    O(n·K·(d + log n)) time, O(n·K) memory.  Where the estimators differ from
+    the ``dcor`` package: a constant input raises here (``dcor`` returns 0).
+
+    Examples
+    --------
+    >>> import numpy as np, bigalign
+    >>> x = np.random.default_rng(0).normal(size=(200, 3))
+    >>> round(bigalign.dcor(x, 2 * x + 1, estimator="biased").value, 12)
+    1.0
+    """
+    terms, name, params = _compute("dcor", x, y, locals())
+    _degenerate(terms)
+    if terms.vx <= 0 or terms.vy <= 0:
+        raise DegenerateInputError(
+            f"distance correlation is undefined here: the estimated dCov²(x, x) = {terms.vx:.3g} and dCov²(y, y) = "
+            f"{terms.vy:.3g} must both be positive ({name}, n = {terms.n}). Use method='exact', more samples, or "
+            "larger blocks.",
+            reason="nonpositive_self_dcov",
+        )
+
+    def f(cxy: float, vx: float, vy: float) -> float:
+        r2 = cxy / math.sqrt(vx * vy)
+        return math.sqrt(r2) if estimator == "biased" else r2
+
+    if estimator == "biased" and terms.cxy < 0:
+        raise DegenerateInputError(
+            f"the biased distance correlation √(dCor²) is undefined here: the {name} estimate of dCor² is negative "
+            f"({terms.cxy / math.sqrt(terms.vx * terms.vy):.3g}; x and y nearly independent). Use estimator='unbiased', "
+            "which reports the signed dCor².",
+            reason="negative_dcor2",
+        )
+    value = f(terms.cxy, terms.vx, terms.vy)
+    stderr = None if terms.replicates is None else _jackknife(terms.replicates, lambda c, a, b: f(c, a, b) if a > 0 and b > 0 and (c >= 0 or estimator == "unbiased") else float("nan"))
+    if stderr is not None and not math.isfinite(stderr):
+        stderr = None
+        params["stderr"] = "unavailable: a leave-one-out replicate is undefined (self-term <= 0)"
+    flags = ("negative_unbiased_estimate",) if value < 0 else ()
+    return Result(
+        metric="dcor",
+        value=value,
+        estimator=estimator,
+        method=name,
+        n_samples=terms.n,
+        terms={"dcov2_xy": terms.cxy, "dvar2_x": terms.vx, "dvar2_y": terms.vy},
+        parameters=params,
+        stderr=stderr,
+        flags=flags,
+    )
+
+
+@_doc
+def dcov(
+    x: Any,
+    y: Any,
+    /,
+    *,
+    estimator: Literal["unbiased", "biased"] = "unbiased",
+    method: Literal["auto", "exact", "block", "projection"] = "auto",
+    block_size: int | None = None,
+    n_projections: int | None = None,
+    seed: int = 0,
+    scheduler: Any = None,
+    client: Any = None,
+    num_workers: int | None = None,
+    memory_per_worker: int | None = None,
+) -> Result:
+    """Distance covariance of two representations.
+
+    Parameters
+    ----------
+    x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
+    {dcor}
+
+    Returns
+    -------
+    Result
+        ``value``: dCov (biased, as ``dcor.distance_covariance``: the square
+        root of the V-statistic) or the bias-corrected dCov² (unbiased, as
+        ``dcor.u_distance_covariance_sqr``; can be negative); terms ``dcov2_xy``,
+        ``dvar2_x``, ``dvar2_y``.  A constant x or y gives exactly 0 with the
+        flag ``"x_constant"`` / ``"y_constant"`` (``"x_zero_dvar"`` when dVar²(x) is 0 only up to
+        rounding, e.g. equidistant rows with the unbiased estimator).
+
+    Notes
+    -----
+    dCov²ᵤ(x, y) = 4·HSICᵤ(x, y) with the distance-induced kernel (Sejdinovic
+    et al. 2013); the biased V-statistics satisfy dCov²ₙ = 4·tr(KHLH)/n².
+
+    Examples
+    --------
+    >>> import numpy as np, bigalign
+    >>> x = np.array([[0.0], [1.0], [2.0], [3.0]])
+    >>> round(bigalign.dcov(x, x, estimator="biased").value ** 2, 12)   # dVar²ₙ = Σ Aᵢⱼ² / n² = 13/16
+    0.8125
+    """
+    terms, name, params = _compute("dcov", x, y, locals())
+    flags = _flags(terms)
+    if estimator == "biased":
+        if terms.cxy < 0:
+            if terms.replicates is None:  # a V-statistic is ≥ 0: only rounding can make it negative
+                raise AssertionError(f"internal error: biased dCov² = {terms.cxy!r} < 0")
+            raise DegenerateInputError(
+                f"the biased distance covariance √(dCov²) is undefined here: the {name} estimate of dCov² is "
+                f"{terms.cxy:.3g} < 0 (x and y nearly independent). Use estimator='unbiased'.",
+                reason="negative_dcov2",
+            )
+        value = math.sqrt(terms.cxy)
+        f = lambda c, a, b: math.sqrt(c) if c >= 0 else float("nan")  # noqa: E731
+    else:
+        value = terms.cxy
+        f = lambda c, a, b: c  # noqa: E731
+    stderr = None if terms.replicates is None else _jackknife(terms.replicates, f)
+    if stderr is not None and not math.isfinite(stderr):
+        stderr = None
+        params["stderr"] = "unavailable: a leave-one-out replicate is undefined"
+    if value < 0:
+        flags += ("negative_unbiased_estimate",)
+    return Result(
+        metric="dcov",
+        value=value,
+        estimator=estimator,
+        method=name,
+        n_samples=terms.n,
+        terms={"dcov2_xy": terms.cxy, "dvar2_x": terms.vx, "dvar2_y": terms.vy},
+        parameters=params,
+        stderr=stderr,
+        flags=flags,
+    )
