@@ -10,6 +10,7 @@ from .independence import coco, kcc, kmi
 from .kernel import cka, hsic, kernel_alignment
 from .neighbors import cknna, mutual_knn
 from .rsa import rsa
+from .spectral import kare, spectral_alignment, spectrum, task_alignment
 from .stitching import StitchingMatrix, StitchResult, StitchRisks, stitch, stitching_matrix
 
 __all__ = [
@@ -23,11 +24,15 @@ __all__ = [
     "dcov",
     "distance_alignment",
     "hsic",
+    "kare",
     "kcc",
     "kernel_alignment",
     "kmi",
     "mutual_knn",
     "rsa",
+    "spectral_alignment",
+    "spectrum",
     "stitch",
     "stitching_matrix",
+    "task_alignment",
 ]
