@@ -150,6 +150,39 @@ def _select(all_layers: list[str], chosen: Sequence[str] | None, name: str) -> l
     return list(chosen)
 
 
+def layer_inputs(
+    a: Any, b: Any, layers_a: Sequence[str] | None, layers_b: Sequence[str] | None
+) -> tuple[list[str], list[str], list[Any], list[str], list[int], list[int]]:
+    """The distinct inputs of a layer matrix, paired and checked.
+
+    Returns (layers_a, layers_b, representations, labels, ia, ib): a-layers then
+    b-layers, shared when ``b`` is ``a`` (or None); ``ia[i]``/``ib[j]`` index
+    the representation of ``layers_a[i]``/``layers_b[j]``.
+    """
+    from .io import as_representation, check_pairing
+
+    names_a, arrs_a = _as_store(a, "a")
+    same = b is None or b is a
+    names_b, arrs_b = (names_a, arrs_a) if same else _as_store(b, "b")
+    la = _select(names_a, layers_a, "layers_a")
+    lb = _select(names_b, layers_b, "layers_b")
+    inputs: list[Any] = []
+    labels: list[str] = []
+    index: dict[tuple[str, str], int] = {}
+    for side, layers, arrs in (("a", la, arrs_a), ("b", lb, arrs_b)):
+        for l in layers:
+            key = ("a" if same else side, l)
+            if key not in index:
+                index[key] = len(inputs)
+                inputs.append(arrs[l])
+                labels.append(f"{side}:{l}")
+    ia = [index[("a", l)] for l in la]
+    ib = [index[("a" if same else "b", l)] for l in lb]
+    reps = [as_representation(x, nm) for x, nm in zip(inputs, labels)]
+    check_pairing(reps)
+    return la, lb, reps, labels, ia, ib
+
+
 def _plan_passes(pairs: list[tuple[int, int]], widths: list[int], budget: int) -> list[list[tuple[int, int]]]:
     """Group pairs so that each pass's cross and side states fit in ``budget`` bytes.
 
@@ -268,30 +301,7 @@ def compare_layers(
         raise InvalidInputError(
             f"method={method!r} approximates non-linear kernels; linear metrics are exact at any n. Use method='auto'."
         )
-    names_a, arrs_a = _as_store(a, "a")
-    same = b is None or b is a
-    names_b, arrs_b = (names_a, arrs_a) if same else _as_store(b, "b")
-    la = _select(names_a, layers_a, "layers_a")
-    lb = _select(names_b, layers_b, "layers_b")
-
-    # the distinct inputs: a-layers then b-layers (shared when comparing a store with itself)
-    inputs: list[Any] = []
-    labels: list[str] = []
-    index: dict[tuple[str, str], int] = {}
-    for side, layers, arrs in (("a", la, arrs_a), ("b", lb, arrs_b)):
-        for l in layers:
-            key = ("a" if same else side, l)
-            if key not in index:
-                index[key] = len(inputs)
-                inputs.append(arrs[l])
-                labels.append(f"{side}:{l}")
-    ia = [index[("a", l)] for l in la]
-    ib = [index[("a" if same else "b", l)] for l in lb]
-
-    from .io import as_representation, check_pairing
-
-    reps = [as_representation(x, nm) for x, nm in zip(inputs, labels)]
-    check_pairing(reps)
+    la, lb, reps, labels, ia, ib = layer_inputs(a, b, layers_a, layers_b)
     n = reps[0].n
     if metric in ("cka", "hsic"):
         check_unbiased_n("compare_layers", n, estimator)

@@ -1235,7 +1235,7 @@ def stitching_matrix(
     passes (as in :func:`bigalign.compare_layers`) so that (folds + 1) copies
     of the accumulated moments fit in ``state_memory``.
     """
-    from ..compare import DEFAULT_STATE_MEMORY, _as_store, _plan_passes, _select
+    from ..compare import DEFAULT_STATE_MEMORY, _plan_passes, layer_inputs
     from .kernel import cka_from_moments, ka_from_moments
 
     func = "stitching_matrix"
@@ -1250,26 +1250,7 @@ def stitching_matrix(
             "stitching_matrix needs targets (the stitching risk is a risk on a task); got targets=None. "
             "Pass labels or an (n_samples, c) target array; for task-free maps use bigalign.stitch(x, y)."
         )
-    names_a, arrs_a = _as_store(a, "a")
-    same = b is None or b is a
-    names_b, arrs_b = (names_a, arrs_a) if same else _as_store(b, "b")
-    la = _select(names_a, layers_a, "layers_a")
-    lb = _select(names_b, layers_b, "layers_b")
-
-    inputs: list[Any] = []
-    labels: list[str] = []
-    index: dict[tuple[str, str], int] = {}
-    for side, layers, arrs in (("a", la, arrs_a), ("b", lb, arrs_b)):
-        for l in layers:
-            key = ("a" if same else side, l)
-            if key not in index:
-                index[key] = len(inputs)
-                inputs.append(arrs[l])
-                labels.append(f"{side}:{l}")
-    ia = [index[("a", l)] for l in la]
-    ib = [index[("a" if same else "b", l)] for l in lb]
-    reps = [as_representation(v, nm) for v, nm in zip(inputs, labels)]
-    check_pairing(reps)
+    la, lb, reps, labels, ia, ib = layer_inputs(a, b, layers_a, layers_b)
     n = reps[0].n
     check_unbiased_n(func, n, cka_estimator)
     tin, tf = _targets_input(targets, n, func)
