@@ -435,11 +435,14 @@ def run(
             bar.finish()
     else:
         token = dask.base.tokenize(statistic, n, rows, *[_rep_token(r) for r in reps])
+        # inputs and the statistic enter the graph once each, opaque: dask must not traverse
+        # them (a statistic holding a dask array would otherwise be computed) nor copy them per task
         dreps = [dask.delayed(r, pure=True, traverse=False) for r in reps]
+        dstat = dask.delayed(statistic, pure=True, traverse=False)
         part = dask.delayed(_read_and_partial, pure=True)
         paths = _checkpoint_paths(statistic, reps, n, rows, [f"b{i}" for i in range(len(starts))])
         parts = [
-            part(statistic, dreps, s, min(s + rows, n), paths[i], dask_key_name=f"partial-{token}-{i}")
+            part(dstat, dreps, s, min(s + rows, n), paths[i], dask_key_name=f"partial-{token}-{i}")
             for i, s in enumerate(starts)
         ]
         state = _compute_tree(parts, statistic.combine, token, name, cl, workers)
@@ -518,11 +521,14 @@ def run_pairs(
         state = tree.result()
     else:
         token = dask.base.tokenize(statistic, n, rows, "pairs", *[_rep_token(r) for r in reps])
+        # inputs and the statistic enter the graph once each, opaque: dask must not traverse
+        # them (a statistic holding a dask array would otherwise be computed) nor copy them per task
         dreps = [dask.delayed(r, pure=True, traverse=False) for r in reps]
+        dstat = dask.delayed(statistic, pure=True, traverse=False)
         part = dask.delayed(_read_and_partial_pair, pure=True)
         paths = _checkpoint_paths(statistic, reps, n, rows, [f"t{a}-{b}" for a, b in tiles])
         parts = [
-            part(statistic, dreps, starts[a], starts[b], rows, n, p, dask_key_name=f"tile-{token}-{a}-{b}")
+            part(dstat, dreps, starts[a], starts[b], rows, n, p, dask_key_name=f"tile-{token}-{a}-{b}")
             for (a, b), p in zip(tiles, paths)
         ]
         state = _compute_tree(parts, statistic.combine, token, name, cl, workers)
