@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -15,14 +17,18 @@ from .features import KERNELS
 from .metrics._common import ESTIMATORS, check_choice, check_unbiased_n, engine_parameters
 from .metrics._kernel_nonlinear import METHODS
 from .metrics.distance import distance_alignment_from_moments
+from .metrics import coco, cknna, dcor, dcov, kcc, kmi, mutual_knn, rsa
 from .metrics.independence import coco_from_moments, kcc_from_moments, kmi_from_moments
 from .metrics.kernel import cka_from_moments, hsic_from_moments, ka_from_moments
+from .metrics.mmd import mmd
+from .metrics.spectral import gaussian_mi_from_moments, gaussian_w2_from_moments
 from .moments import MomentStatistic
 from .result import Result
 
-__all__ = ["compare_layers", "LayerMatrix", "LINEAR_METRICS"]
+__all__ = ["compare_layers", "LayerMatrix", "LINEAR_METRICS", "METRICS", "PAIR_METRICS"]
 
-#: metric name -> function(moments, i, j, estimator, parameters) -> Result
+#: metric name -> function(moments, i, j, estimator, parameters) -> Result.  With the
+#: linear kernel these share one read of the data for every pair of layers.
 LINEAR_METRICS: dict[str, Callable[..., Result]] = {
     "cka": cka_from_moments,
     "hsic": hsic_from_moments,
@@ -31,7 +37,30 @@ LINEAR_METRICS: dict[str, Callable[..., Result]] = {
     "coco": coco_from_moments,
     "kcc": kcc_from_moments,
     "kmi": kmi_from_moments,
+    "gaussian_mi": gaussian_mi_from_moments,
+    "gaussian_w2": gaussian_w2_from_moments,
 }
+
+#: metric name -> the public function, called once per pair of layers (each call
+#: reads both layers itself: one or more passes per pair).  coco/kcc/kmi go
+#: here with a non-linear kernel.
+PAIR_METRICS: dict[str, Callable[..., Any]] = {
+    "dcor": dcor,
+    "dcov": dcov,
+    "rsa": rsa,
+    "mutual_knn": mutual_knn,
+    "cknna": cknna,
+    "mmd": mmd,
+    "coco": coco,
+    "kcc": kcc,
+    "kmi": kmi,
+}
+
+#: every metric compare_layers (and ``bigalign compare --metric``) accepts
+METRICS: tuple[str, ...] = tuple(LINEAR_METRICS) + tuple(m for m in PAIR_METRICS if m not in LINEAR_METRICS)
+
+#: keyword arguments each moment metric accepts through ``metric_options``
+_MOMENT_OPTIONS: dict[str, tuple[str, ...]] = {"kcc": ("regularization",), "kmi": ("regularization",)}
 
 DEFAULT_STATE_MEMORY = 1 * 2**30
 
@@ -223,6 +252,7 @@ def compare_layers(
     method: str = "auto",
     n_features: int | None = None,
     seed: int = 0,
+    metric_options: Mapping[str, Any] | None = None,
     state_memory: int | None = None,
     checkpoint: str | Path | None = None,
     resume: bool = False,
@@ -245,11 +275,25 @@ def compare_layers(
     ----------
     a, b : ActivationStore, path, or mapping of layer name to array
         ``b=None`` compares the layers of ``a`` with each other.
-    metric : {"cka", "hsic", "kernel_alignment", "distance_alignment"}
+    metric : str
+        Any measure of the family (``bigalign.compare.METRICS``).  With the
+        linear kernel, ``"cka"``, ``"hsic"``, ``"kernel_alignment"``,
+        ``"distance_alignment"``, ``"coco"``, ``"kcc"``, ``"kmi"``,
+        ``"gaussian_mi"`` and ``"gaussian_w2"`` (the spectral view's Gaussian
+        mutual information and squared Wasserstein-2, no ridge) come from one
+        shared read of the data for all pairs; ``"cka"``, ``"hsic"`` and
+        ``"kernel_alignment"`` with rbf/laplacian share one pass of feature
+        maps.  ``"dcor"``, ``"dcov"``, ``"rsa"``, ``"mutual_knn"``,
+        ``"cknna"``, ``"mmd"`` (same-width layers only: it compares two
+        samples of one space) and non-linear ``"coco"``/``"kcc"``/``"kmi"``
+        call the metric's own function once per pair of layers, so they read
+        the data once (or more) per pair; each cell equals that function's
+        result with the same options.
     layers_a, layers_b : list of str, optional
         Subsets (and order) of layers; default all.
     estimator : {"unbiased", "biased"}
-        For CKA and HSIC.
+        For the metrics that have one (CKA, HSIC, dCor, dCov, MMD); ignored by
+        the others, which are plug-in estimates.
     kernel : {"linear", "rbf", "laplacian"}
     bandwidth : "median" or float
         For rbf/laplacian: the median heuristic per layer (on one seeded
@@ -260,6 +304,11 @@ def compare_layers(
         tiles once per pair of layers.
     n_features, seed
         As for :func:`bigalign.cka`.
+    metric_options : mapping, optional
+        Further keyword arguments of the metric's own function, e.g.
+        ``{"k": 20}`` for ``"mutual_knn"``, ``{"regularization": 1e-3}`` for
+        ``"kcc"``, ``{"distance": "cosine", "compare": "spearman"}`` for
+        ``"rsa"``, ``{"n_projections": 256}`` for ``"dcor"``.
     state_memory : int, optional
         Bytes of accumulated state allowed per pass.
     checkpoint : path, optional
@@ -284,20 +333,28 @@ def compare_layers(
         kw["checkpoint"], kw["resume"] = None, False
         with checkpointing(checkpoint, resume=resume):
             return compare_layers(**kw)
-    check_choice("compare_layers", "metric", metric, tuple(LINEAR_METRICS))
+    check_choice("compare_layers", "metric", metric, METRICS)
     check_choice("compare_layers", "estimator", estimator, ESTIMATORS)
     check_choice("compare_layers", "kernel", kernel, KERNELS)
-    check_choice("compare_layers", "method", method, METHODS)
-    if kernel != "linear" and metric == "distance_alignment":
+    options = _check_options(metric_options)
+    per_pair = metric in PAIR_METRICS and (metric not in LINEAR_METRICS or kernel != "linear")
+    if per_pair:
+        pair_kw = _pair_kwargs(metric, estimator, kernel, bandwidth, method, n_features, seed, options)
+    else:
+        check_choice("compare_layers", "method", method, METHODS)
+        unknown = sorted(set(options) - set(_MOMENT_OPTIONS.get(metric, ())))
+        if unknown:
+            raise InvalidInputError(
+                f"metric_options {unknown} are not options of {metric!r} in compare_layers; it accepts "
+                f"{list(_MOMENT_OPTIONS.get(metric, ())) or 'none'}. Remove them."
+            )
+    if kernel != "linear" and metric in ("distance_alignment", "gaussian_mi", "gaussian_w2"):
         raise InvalidInputError(
-            "distance_alignment uses Euclidean distances of the representations; kernel must be 'linear' for it. "
-            "Use metric='cka', 'hsic' or 'kernel_alignment' with a non-linear kernel."
+            f"{metric} is defined on the representations themselves (Euclidean distances / linear covariances); "
+            "kernel must be 'linear' for it. Use metric='cka', 'hsic', 'kernel_alignment', 'coco', 'kcc' or 'kmi' "
+            "with a non-linear kernel."
         )
-    if kernel != "linear" and metric in ("coco", "kcc", "kmi"):
-        raise InvalidInputError(
-            f"compare_layers supports {metric} with kernel='linear' only; call bigalign.{metric}(x, y, kernel=...) per pair."
-        )
-    if kernel == "linear" and method not in ("auto", "exact"):
+    if kernel == "linear" and not per_pair and method not in ("auto", "exact"):
         raise InvalidInputError(
             f"method={method!r} approximates non-linear kernels; linear metrics are exact at any n. Use method='auto'."
         )
@@ -310,6 +367,10 @@ def compare_layers(
     wanted = sorted({(min(i, j), max(i, j)) for i in ia for j in ib})
     budget = int(state_memory or DEFAULT_STATE_MEMORY)
     ekw = {"block_size": block_size, "scheduler": scheduler, "client": client, "num_workers": num_workers}
+    if per_pair:
+        ekw["memory_per_worker"] = memory_per_worker
+        values = _pair_cells(metric, reps, wanted, {**pair_kw, **{k: v for k, v in ekw.items() if v is not None}})
+        return _matrix(metric, la, lb, ia, ib, values, len(wanted), n, estimator)
     if kernel != "linear":
         values, n_passes = _nonlinear_cells(
             reps, wanted, metric, estimator, kernel, bandwidth, method, n_features, seed, budget,
@@ -319,6 +380,8 @@ def compare_layers(
     passes = _plan_passes(wanted, widths, budget)
     values: dict[tuple[int, int], Any] = {}
     fn = LINEAR_METRICS[metric]
+    if options:
+        fn = functools.partial(fn, **options)
     plan = None
     for group in passes:
         used = sorted({k for pr in group for k in pr})
@@ -360,7 +423,8 @@ def _matrix(metric: str, la: list[str], lb: list[str], ia: list[int], ib: list[i
             else:
                 row.append(v)
         results.append(row)
-    est = estimator if metric in ("cka", "hsic") else "biased"
+    first = next((r for row in results for r in row if r is not None), None)
+    est = first.estimator if first is not None else (estimator if metric in ("cka", "hsic") else "biased")
     return LayerMatrix(
         metric=metric,
         layers_a=la,
@@ -450,3 +514,79 @@ def _nonlinear_cells(
             else:
                 record(i, j, feature_job(m, views, local[i], local[j], chosen, estimator, p))
     return values, len(passes)
+
+
+def _check_options(options: Any) -> dict[str, Any]:
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+        raise InvalidInputError(
+            f"metric_options must be a mapping of keyword name to value, e.g. {{'k': 20}}; got {options!r}."
+        )
+    return dict(options)
+
+
+#: compare_layers' own arguments that are not the metric function's options
+_RESERVED_OPTIONS = ("x", "y", "estimator", "kernel", "bandwidth", "method", "n_features", "seed", "block_size",
+                     "scheduler", "client", "num_workers", "memory_per_worker")  # fmt: skip
+
+
+def _pair_kwargs(
+    metric: str, estimator: str, kernel: str, bandwidth: Any, method: str, n_features: Any, seed: int, options: dict
+) -> dict[str, Any]:
+    """The keyword arguments of ``PAIR_METRICS[metric]`` for compare_layers' arguments.
+
+    An argument the function does not take is an error when it was set to
+    something other than its default (``kernel="rbf"`` for dcor, ...), so
+    nothing a user asked for is silently dropped; ``estimator`` is passed only
+    to functions that have one.
+    """
+    params = inspect.signature(PAIR_METRICS[metric]).parameters
+    kw: dict[str, Any] = {}
+    given = {"kernel": (kernel, "linear"), "bandwidth": (bandwidth, "median"), "method": (method, "auto"),
+             "n_features": (n_features, None)}  # fmt: skip
+    for name, (value, default) in given.items():
+        if name in params:
+            if not (isinstance(value, str) and isinstance(default, str) and value == default) and value is not default:
+                kw[name] = value
+        elif not (value is default or (isinstance(value, str) and value == default)):
+            raise InvalidInputError(
+                f"metric {metric!r} takes no {name!r} (got {name}={value!r}); its options are "
+                f"{[p for p in params if p not in ('x', 'y')]}. Remove {name}, or pass the metric's own "
+                "options through metric_options."
+            )
+    if "estimator" in params:
+        kw["estimator"] = estimator
+    if "seed" in params:
+        kw["seed"] = seed
+    bad = sorted(k for k in options if k not in params or k in _RESERVED_OPTIONS)
+    if bad:
+        raise InvalidInputError(
+            f"metric_options {bad} are not options of bigalign.{metric} (or are compare_layers' own arguments); "
+            f"it accepts {[p for p in params if p not in _RESERVED_OPTIONS]}. Fix the names."
+        )
+    if metric in ("mutual_knn", "cknna") and not isinstance(options.get("k", 10), (int, np.integer)):
+        raise InvalidInputError(
+            f"compare_layers needs one k per matrix for {metric}; got k={options['k']!r}. Pass an int, "
+            f"or call bigalign.{metric}(x, y, k=[...]) per pair for several k from one search."
+        )
+    return {**kw, **options}
+
+
+def _pair_cells(metric: str, reps: list, wanted: list[tuple[int, int]], kw: dict[str, Any]) -> dict[tuple[int, int], Any]:
+    """Cells computed by calling the metric's public function once per pair (symmetric: (j, i) = (i, j))."""
+    fn = PAIR_METRICS[metric]
+    values: dict[tuple[int, int], Any] = {}
+    for i, j in wanted:
+        if metric == "mmd" and reps[i].d != reps[j].d:
+            values[(i, j)] = values[(j, i)] = DegenerateInputError(
+                f"mmd compares two samples of one space; {reps[i].name} has {reps[i].d} features and "
+                f"{reps[j].name} {reps[j].d}.",
+                reason="different_widths",
+            )
+            continue
+        try:
+            values[(i, j)] = values[(j, i)] = fn(reps[i], reps[j], **kw)
+        except DegenerateInputError as exc:
+            values[(i, j)] = values[(j, i)] = exc
+    return values

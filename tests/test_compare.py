@@ -130,3 +130,87 @@ def test_pairing_checked(stores, tmp_path):
         w.append(layers, sample_ids=np.arange(1000, 1240))
     with pytest.raises(bigalign.PairingError):
         bigalign.compare_layers(a, bigalign.open_activations(tmp_path / "other.zarr"))
+
+
+# -- every measure of the family by name ------------------------------------------------------------
+
+def _facade(metric):
+    """The public function a cell of ``metric`` must equal, returning the value (written independently of
+    compare.py's tables: Gaussian MI / W2 come from spectral_alignment's exact road)."""
+    if metric == "gaussian_mi":
+        return lambda x, y, **kw: bigalign.spectral_alignment(x, y, **kw).gaussian_mi
+    if metric == "gaussian_w2":
+        return lambda x, y, **kw: bigalign.spectral_alignment(x, y, **kw).gaussian_wasserstein
+    fn = getattr(bigalign, metric)
+    return lambda x, y, **kw: fn(x, y, **kw).value
+
+
+FAMILY_KW = {  # the options each façade is called with, as compare_layers passes them
+    "dcor": {"estimator": "unbiased"},
+    "dcov": {"estimator": "unbiased"},
+    "mmd": {"estimator": "unbiased", "seed": 0},
+    "rsa": {"seed": 0},
+    "mutual_knn": {"seed": 0},
+}
+
+
+@pytest.mark.parametrize("metric", sorted(set(bigalign.compare.METRICS) - set(METRICS)))
+def test_every_family_member_by_name_equals_its_function(stores, metric):
+    a, b = stores
+    m = bigalign.compare_layers(a, b, metric=metric)
+    assert m.metric == metric
+    for i, la in enumerate(a.layers):
+        for j, lb in enumerate(b.layers):
+            if metric == "mmd" and a[la].n_features != b[lb].n_features:
+                # two samples of different spaces: reported as undefined, with the reason
+                assert m[la, lb] is None and "features" in m.undefined[(i, j)]
+                continue
+            ref = _facade(metric)(a[la], b[lb], **FAMILY_KW.get(metric, {}))
+            # moment metrics: same sums in another merge order (rounding only); per-pair metrics: the same call
+            assert m.values[i, j] == pytest.approx(ref, rel=1e-10, abs=1e-12), (la, lb)
+
+
+def test_metric_options_reach_the_function(stores):
+    a, b = stores
+    m = bigalign.compare_layers(a, b, metric="kcc", metric_options={"regularization": 0.1})
+    ref = bigalign.kcc(a["l1"], b["l2"], regularization=0.1).value
+    assert m["l1", "l2"].value == pytest.approx(ref, rel=1e-10)
+    assert m["l1", "l2"].value != pytest.approx(bigalign.kcc(a["l1"], b["l2"]).value, rel=1e-3)
+    k = bigalign.compare_layers(a, b, metric="mutual_knn", metric_options={"k": 5}, layers_a=["l1"], layers_b=["l2"])
+    assert k.values[0, 0] == pytest.approx(bigalign.mutual_knn(a["l1"], b["l2"], k=5).value, rel=1e-12)
+
+
+def test_nonlinear_independence_measures_per_pair(stores):
+    a, b = stores
+    m = bigalign.compare_layers(a, b, metric="kmi", kernel="rbf", method="exact", layers_a=["l1", "l2"], layers_b=["l2"])
+    for i, la in enumerate(["l1", "l2"]):
+        ref = bigalign.kmi(a[la], b["l2"], kernel="rbf", method="exact").value
+        assert m.values[i, 0] == pytest.approx(ref, rel=1e-10)
+    assert m.n_passes == 2  # one call (at least one pass) per pair, as documented
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"metric": "dcor", "kernel": "rbf"}, "takes no 'kernel'"),
+        ({"metric": "rsa", "n_features": 64}, "takes no 'n_features'"),
+        ({"metric": "cka", "metric_options": {"k": 3}}, "not options of 'cka'"),
+        ({"metric": "mutual_knn", "metric_options": {"kk": 3}}, "not options of bigalign.mutual_knn"),
+        ({"metric": "mutual_knn", "metric_options": {"k": [3, 5]}}, "one k per matrix"),
+        ({"metric": "dcor", "metric_options": {"seed": 3}}, "compare_layers' own arguments"),
+        ({"metric": "gaussian_mi", "kernel": "rbf"}, "kernel must be 'linear'"),
+        ({"metric": "cka", "metric_options": [1]}, "must be a mapping"),
+        ({"metric": "procrustes"}, "must be one of"),
+    ],
+)
+def test_bad_metric_arguments_are_named(stores, kw, match):
+    a, b = stores
+    with pytest.raises(bigalign.InvalidInputError, match=match):
+        bigalign.compare_layers(a, b, **kw)
+
+
+def test_gaussian_mi_of_a_layer_with_itself_is_undefined_not_inf(stores):
+    a, _ = stores
+    m = bigalign.compare_layers(a, None, metric="gaussian_mi", layers_a=["l1"], layers_b=["l1", "l3"])
+    assert m.results[0][0] is None and "canonical correlation is 1" in m.undefined[(0, 0)]
+    assert np.isfinite(m.values[0, 1])

@@ -59,7 +59,7 @@ from ..linalg import (
     numerical_rank,
     randomized_sides,
 )
-from ..result import _freeze, _jsonable
+from ..result import Result, _freeze, _jsonable
 from ._common import check_choice, engine_parameters
 from .kernel import _engine_kw, with_engine_doc
 
@@ -337,6 +337,44 @@ def _cca_summaries(rho: np.ndarray, structural_one: bool) -> tuple[float | None,
         return None, w2, ("canonical_correlation_one",)
     mi = float(-0.5 * np.sum(np.log1p(-(r * r))))
     return mi, w2, flags
+
+
+def _gaussian_from_moments(metric: str, m: Any, i: int, j: int, parameters: Mapping[str, Any]) -> Result:
+    """Gaussian MI or W₂² of inputs i and j from merged moments: the exact road of
+    :func:`spectral_alignment` (full numerical rank, no ridge), for :func:`bigalign.compare_layers`."""
+    ex, ey = exact_side(m.sides[i], True), exact_side(m.sides[j], True)
+    _degenerate(metric, ex, "x", True)
+    _degenerate(metric, ey, "y", True)
+    dx, dy = m.sides[i].mean.size, m.sides[j].mean.size
+    kx, ky = numerical_rank(ex.values, dx), numerical_rank(ey.values, dy)
+    G = ex.vectors[:, :kx].T @ _cross_cov(m, i, j, True) @ ey.vectors[:, :ky]
+    rho = _canonical(G, ex.values[:kx], ey.values[:ky], 0.0, 0.0)
+    mi, w2, flags = _cca_summaries(rho, kx + ky > m.n - 1)
+    if metric == "gaussian_mi" and mi is None:
+        raise DegenerateInputError(
+            f"gaussian_mi is infinite: a canonical correlation is 1 (numerical ranks {kx} + {ky} vs n − 1 = {m.n - 1}, "
+            f"largest ρ = {float(rho[0]) if rho.size else 0.0:.15g}), so one representation determines a direction of "
+            "the other exactly. Use bigalign.spectral_alignment(x, y, ridge=...) or kmi(..., regularization=...) for a "
+            "finite, regularised value.",
+            reason="canonical_correlation_one",
+        )
+    value = mi if metric == "gaussian_mi" else w2
+    rank_flags = tuple(f"{nm}_rank_deficient" for k, d, nm in ((kx, dx, "x"), (ky, dy, "y")) if k < d)
+    return Result(
+        metric=metric, value=float(value), estimator="biased", method="exact-streaming", n_samples=m.n,
+        terms={"canonical_correlations_top": float(rho[0]) if rho.size else 0.0, "n_canonical": int(rho.size)},
+        parameters={**parameters, "rank_x": int(kx), "rank_y": int(ky)}, flags=tuple(flags) + rank_flags,
+    )  # fmt: skip
+
+
+def gaussian_mi_from_moments(m: Any, i: int, j: int, estimator: str, parameters: Mapping[str, Any]) -> Result:
+    """−½ Σ log(1 − ρᵢ²) over the canonical correlations of inputs i and j (``estimator`` ignored: plug-in)."""
+    return _gaussian_from_moments("gaussian_mi", m, i, j, parameters)
+
+
+def gaussian_w2_from_moments(m: Any, i: int, j: int, estimator: str, parameters: Mapping[str, Any]) -> Result:
+    """Σ 2(2 − √(1+ρᵢ) − √(1−ρᵢ)), the squared Gaussian W₂ of the whitened joint to the product (plug-in)."""
+    return _gaussian_from_moments("gaussian_w2", m, i, j, parameters)
 
 
 def _alignment_bounds(
