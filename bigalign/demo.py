@@ -3,7 +3,8 @@
 Two multilayer perceptrons with the same architecture are trained from
 different seeds on the 8×8 digits shipped with scikit-learn; their input,
 hidden-layer and output activations on every image are written as two
-activation stores with sample ids.  Nothing is downloaded.
+activation stores with sample ids and the digit labels as ``targets``.
+Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def build_demo_stores(directory: str | Path, seeds: tuple[int, int] = (0, 1), fo
         paths.append(path)
         if path.exists() and not force:
             try:
-                if open_activations(path).n_samples == x.shape[0]:
+                old = open_activations(path)
+                if old.n_samples == x.shape[0] and old.targets is not None:
                     continue
             except Exception:
                 pass
@@ -68,5 +70,5 @@ def build_demo_stores(directory: str | Path, seeds: tuple[int, int] = (0, 1), fo
         with ActivationWriter(path, mode="w", chunk_rows=256, attrs=attrs) as w:
             for start in range(0, x.shape[0], 500):
                 sl = slice(start, start + 500)
-                w.append({k: v[sl] for k, v in acts.items()}, sample_ids=ids[sl])
+                w.append({k: v[sl] for k, v in acts.items()}, sample_ids=ids[sl], targets=digits.target[sl])
     return paths

@@ -2,7 +2,9 @@
 
 A store is a Zarr group (v3 written, v2 readable) holding one array per layer,
 samples along the first axis (further axes are flattened into features), and an
-optional 1-D ``sample_ids`` array.  Stores written by :class:`ActivationWriter`
+optional 1-D ``sample_ids`` array, and optional ``targets`` (the task's labels
+or regression targets, one row per sample: what stitching and task alignment
+need).  Stores written by :class:`ActivationWriter`
 also carry a ``bigalign`` group attribute with the layer order and the number of
 *committed* samples; readers never look past that count, which is what makes an
 interrupted writer safe (see :class:`ActivationWriter`).
@@ -48,10 +50,11 @@ __all__ = [
 FORMAT_VERSION = 1
 _ATTR = "bigalign"
 _IDS = "sample_ids"
+_TARGETS = "targets"
 _BF16 = np.dtype(ml_dtypes.bfloat16)
 _DEFAULT_CHUNK_BYTES = 32 * 2**20
 _LAYER_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9._\-]*")
-_RESERVED = {_IDS, "zarr.json"}
+_RESERVED = {_IDS, _TARGETS, "zarr.json"}
 
 
 class PairingWarning(UserWarning):
@@ -121,6 +124,9 @@ class ActivationStore:
         Number of complete samples (committed batches only).
     sample_ids : numpy.ndarray or None
         The sample identifiers, or ``None`` when the store has none.
+    targets : numpy.ndarray or None
+        The targets (1-D labels or (n_samples, c) values) stored in an array
+        named ``targets``, or ``None``.  Never counted as a layer.
     """
 
     def __init__(self, group: zarr.Group, source: str):
@@ -149,7 +155,7 @@ class ActivationStore:
         else:
             self._meta = {}
             self.layers = sorted(
-                (n for n, a in arrays.items() if n != _IDS and a.ndim >= 2), key=_natural_key
+                (n for n, a in arrays.items() if n not in (_IDS, _TARGETS) and a.ndim >= 2), key=_natural_key
             )
             if not self.layers:
                 raise StoreError(
@@ -164,6 +170,7 @@ class ActivationStore:
                 )
             self.n_samples = next(iter(ns.values()))
         self._ids: np.ndarray | None | bool = False  # False: not loaded yet
+        self._targets: np.ndarray | None | bool = False
 
     # -- mapping-like access -------------------------------------------------
     def __getitem__(self, layer: str) -> "Layer":
@@ -199,6 +206,22 @@ class ActivationStore:
                     )
                 self._ids = np.asarray(arr[: self.n_samples])
         return self._ids  # type: ignore[return-value]
+
+    @property
+    def targets(self) -> np.ndarray | None:
+        if self._targets is False:
+            arr = self._arrays.get(_TARGETS)
+            if arr is None:
+                self._targets = None
+            else:
+                if arr.ndim not in (1, 2) or arr.shape[0] < self.n_samples:
+                    raise StoreError(
+                        f"store {self.source!r} has a targets array of shape {arr.shape}; expected a 1-D "
+                        f"(labels) or 2-D (n_samples, c) array of at least {self.n_samples} rows. Rewrite the "
+                        "targets, or rename the array if it is a layer."
+                    )
+                self._targets = np.asarray(arr[: self.n_samples])
+        return self._targets  # type: ignore[return-value]
 
     def _logical_dtype(self, layer: str) -> np.dtype:
         special = self._meta.get("dtypes", {}).get(layer)
@@ -662,7 +685,8 @@ class ActivationWriter:
             self._meta = dict(meta)
             self._recover()
         else:
-            self._meta = {"format": FORMAT_VERSION, "layers": [], "n_samples": 0, "dtypes": {}, "has_ids": None}
+            self._meta = {"format": FORMAT_VERSION, "layers": [], "n_samples": 0, "dtypes": {}, "has_ids": None,
+                          "has_targets": None}  # fmt: skip
             if attrs:
                 group.attrs.update(dict(attrs))
             self._commit()
@@ -682,6 +706,7 @@ class ActivationWriter:
 
     def _arrays(self) -> dict[str, zarr.Array]:
         names = list(self._meta["layers"]) + ([_IDS] if self._meta.get("has_ids") else [])
+        names += [_TARGETS] if self._meta.get("has_targets") else []
         # write every chunk, even all-zero ones (dead units): readers treat a missing chunk as damage
         return {n: self._group[n].with_config({"write_empty_chunks": True}) for n in names}  # type: ignore[union-attr]
 
@@ -705,7 +730,7 @@ class ActivationWriter:
             _fsync_path(self._root)
 
     # -- API --------------------------------------------------------------------
-    def append(self, batch: Mapping[str, Any], sample_ids: Any = None) -> int:
+    def append(self, batch: Mapping[str, Any], sample_ids: Any = None, targets: Any = None) -> int:
         """Write one batch of every layer and commit it.
 
         Parameters
@@ -716,6 +741,11 @@ class ActivationWriter:
         sample_ids : array-like, optional
             One unique id (integer or string) per row.  Either every batch has
             ids or none does.
+        targets : array-like, optional
+            The task's targets for these rows: 1-D labels (integers, bools) or
+            values, or a 2-D (batch_size, c) array.  Either every batch has
+            targets or none does; readers get them as ``store.targets``
+            (used by stitching and task alignment, and by ``bigalign report``).
 
         Returns
         -------
@@ -761,6 +791,21 @@ class ActivationWriter:
                 raise InvalidInputError(f"sample_ids must be integers or strings; got dtype {ids.dtype}.")
             if ids.dtype.kind in "UTO":
                 ids = ids.astype(str)
+        tgt = None
+        if targets is not None:
+            tgt = np.asarray(targets)
+            if tgt.ndim not in (1, 2) or tgt.shape[0] != m:
+                raise InvalidInputError(
+                    f"targets must be 1-D (one label or value per row) or 2-D (rows, c) with {m} rows, like the "
+                    f"batch; got shape {tgt.shape}."
+                )
+            if tgt.dtype.kind not in "biuf":
+                raise InvalidInputError(
+                    f"targets must be numeric (integer/bool labels or float values); got dtype {tgt.dtype}. "
+                    "Encode string labels as integers first (e.g. numpy.unique(labels, return_inverse=True))."
+                )
+            if tgt.dtype.kind == "f" and not np.isfinite(tgt).all():
+                raise InvalidInputError("targets contain NaN or infinity; expected finite values. Drop those samples.")
         if ids is not None:
             uniq, counts = np.unique(ids, return_counts=True)
             if (counts > 1).any():
@@ -768,31 +813,33 @@ class ActivationWriter:
                     f"sample_ids within a batch must be unique; got duplicates {uniq[counts > 1][:5].tolist()}."
                 )
         if not self._meta["layers"]:
-            self._create(arrays, ids)
+            self._create(arrays, ids, tgt)
         else:
-            self._check_consistent(arrays, ids)
+            self._check_consistent(arrays, ids, tgt)
         if ids is not None:
             self._check_unique(ids)
         if m == 0:
             return self.n_samples
         start, stop = self.n_samples, self.n_samples + m
-        targets = self._arrays()
+        stored = self._arrays()
         # 1. grow the arrays (invisible to readers: they stop at the committed count)
-        for arr in targets.values():
+        for arr in stored.values():
             arr.resize((stop,) + tuple(arr.shape[1:]))
         # 2. write the data (each chunk file is replaced atomically by zarr)
         for name, a in arrays.items():
-            arr = targets[name]
+            arr = stored[name]
             if self._meta["dtypes"].get(name) == "bfloat16":
                 a = a.astype(_BF16, copy=False).view(np.uint16)
             elif a.dtype != arr.dtype:
                 a = a.astype(arr.dtype)
             arr[start:stop] = a
         if ids is not None:
-            targets[_IDS][start:stop] = ids
+            stored[_IDS][start:stop] = ids
+        if tgt is not None:
+            stored[_TARGETS][start:stop] = tgt
         # 3. make it durable, then commit
         if self.durable:
-            for name, arr in targets.items():
+            for name, arr in stored.items():
                 self._fsync_chunks(name, arr, start, stop)
         self._meta["n_samples"] = stop
         self._commit()
@@ -800,7 +847,7 @@ class ActivationWriter:
             self._seen_ids.update(ids.tolist())
         return stop
 
-    def _create(self, arrays: Mapping[str, np.ndarray], ids: np.ndarray | None) -> None:
+    def _create(self, arrays: Mapping[str, np.ndarray], ids: np.ndarray | None, tgt: np.ndarray | None = None) -> None:
         comp: Any = "auto" if self.compressors == "default" else self.compressors
         dtypes = {}
         for name, a in arrays.items():
@@ -826,10 +873,18 @@ class ActivationWriter:
                 dtype=str if ids.dtype.kind == "U" else ids.dtype,
                 overwrite=True,
             )
-        self._meta.update(layers=list(arrays), dtypes=dtypes, has_ids=ids is not None)
+        if tgt is not None:
+            self._group.create_array(
+                _TARGETS,
+                shape=(0,) + tgt.shape[1:],
+                chunks=(self.chunk_rows or 65536,) + tgt.shape[1:],
+                dtype=tgt.dtype,
+                overwrite=True,
+            )
+        self._meta.update(layers=list(arrays), dtypes=dtypes, has_ids=ids is not None, has_targets=tgt is not None)
         self._commit()
 
-    def _check_consistent(self, arrays: Mapping[str, np.ndarray], ids: np.ndarray | None) -> None:
+    def _check_consistent(self, arrays: Mapping[str, np.ndarray], ids: np.ndarray | None, tgt: np.ndarray | None) -> None:
         if set(arrays) != set(self._meta["layers"]):
             raise InvalidInputError(
                 f"a batch must contain exactly the store's layers {self._meta['layers']}; got {list(arrays)}."
@@ -846,6 +901,18 @@ class ActivationWriter:
                 "either every batch has sample_ids or none does; this store "
                 + ("has ids, so pass sample_ids=..." if self._meta.get("has_ids") else "has no ids, so omit sample_ids.")
             )
+        if (tgt is not None) != bool(self._meta.get("has_targets")):
+            raise InvalidInputError(
+                "either every batch has targets or none does; this store "
+                + ("has targets, so pass targets=..." if self._meta.get("has_targets") else "has no targets, so omit targets.")
+            )
+        if tgt is not None:
+            arr = self._group[_TARGETS]
+            if tuple(tgt.shape[1:]) != tuple(arr.shape[1:]) or not np.can_cast(tgt.dtype, arr.dtype, "same_kind"):  # type: ignore[union-attr]
+                raise InvalidInputError(
+                    f"targets must keep the shape (rows,) + {tuple(arr.shape[1:])} and the kind of dtype "  # type: ignore[union-attr]
+                    f"({arr.dtype}) of the first batch; got shape {tgt.shape}, dtype {tgt.dtype}."  # type: ignore[union-attr]
+                )
 
     def _check_unique(self, ids: np.ndarray) -> None:
         if self._seen_ids is None:

@@ -735,3 +735,63 @@ def test_mismatched_sample_counts_raise_invalid_input(pair_stores):
     assert f"{N_PAIR} rows" in str(exc.value) and f"{N_PAIR - 1} rows" in str(exc.value)
     with pytest.raises(InvalidInputError, match="same number of samples"):
         bigalign.cka(stores["noids"]["l"], stores["short"]["l"])
+
+
+# -- targets: the task's labels stored beside the layers ------------------------------------------
+
+
+def test_targets_round_trip_resume_and_are_not_a_layer(tmp_path):
+    rng = np.random.default_rng(0)
+    x, labels = rng.normal(size=(70, 4)), rng.integers(0, 3, size=70)
+    with bigalign.ActivationWriter(tmp_path / "s.zarr", chunk_rows=16) as w:
+        w.append({"h": x[:40]}, sample_ids=np.arange(40), targets=labels[:40])
+    with bigalign.ActivationWriter(tmp_path / "s.zarr", mode="a") as w:  # resuming keeps the convention
+        w.append({"h": x[40:]}, sample_ids=np.arange(40, 70), targets=labels[40:].astype(np.int32))
+    s = bigalign.open_activations(tmp_path / "s.zarr")
+    assert s.layers == ["h"]
+    np.testing.assert_array_equal(s.targets, labels)
+    np.testing.assert_array_equal(s["h"][:], x)
+
+
+def test_targets_in_a_plain_zarr_group_are_found_and_not_a_layer(tmp_path):
+    import zarr
+
+    g = zarr.open_group(str(tmp_path / "plain.zarr"), mode="w")
+    g.create_array("layer1", data=np.ones((10, 3)))
+    g.create_array("targets", data=np.arange(20.0).reshape(10, 2))
+    s = bigalign.open_activations(tmp_path / "plain.zarr")
+    assert s.layers == ["layer1"]
+    np.testing.assert_array_equal(s.targets, np.arange(20.0).reshape(10, 2))
+
+
+def test_store_without_targets_has_none(tmp_path):
+    with bigalign.ActivationWriter(tmp_path / "s.zarr") as w:
+        w.append({"h": np.ones((5, 2))})
+    assert bigalign.open_activations(tmp_path / "s.zarr").targets is None
+
+
+@pytest.mark.parametrize(
+    "first, second, match",
+    [
+        (np.arange(5), None, "every batch has targets or none"),
+        (None, np.arange(5), "every batch has targets or none"),
+        (np.arange(5), np.zeros((5, 2)), "keep the shape"),
+        (np.arange(5), np.arange(5) + 0.5, "kind of dtype"),
+    ],
+)
+def test_inconsistent_targets_are_refused(tmp_path, first, second, match):
+    with bigalign.ActivationWriter(tmp_path / "s.zarr") as w:
+        w.append({"h": np.ones((5, 2))}, targets=first)
+        with pytest.raises(bigalign.InvalidInputError, match=match):
+            w.append({"h": np.ones((5, 2))}, targets=second)
+    assert bigalign.open_activations(tmp_path / "s.zarr").n_samples == 5  # the refused batch left nothing
+
+
+@pytest.mark.parametrize(
+    "targets, match",
+    [(np.arange(4), "with 5 rows"), (np.array(["a"] * 5), "numeric"), (np.full(5, np.nan), "NaN"), (np.ones((5, 2, 2)), "1-D")],
+)
+def test_bad_targets_name_what_was_expected(tmp_path, targets, match):
+    with bigalign.ActivationWriter(tmp_path / "s.zarr") as w:
+        with pytest.raises(bigalign.InvalidInputError, match=match):
+            w.append({"h": np.ones((5, 2))}, targets=targets)
