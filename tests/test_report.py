@@ -10,6 +10,10 @@ import numpy as np
 import pytest
 
 import bigalign
+import bigalign.report
+from html import escape as html_escape
+
+DEFAULT = bigalign.report.DEFAULT_SECTIONS
 
 
 @pytest.fixture(scope="module")
@@ -25,29 +29,65 @@ def report(tmp_path_factory):
             "dead": np.zeros((400, 3), dtype=np.float32),  # a constant layer: CKA undefined
         }
         with bigalign.ActivationWriter(root / f"m{k}.zarr") as wr:
-            wr.append(layers, sample_ids=np.arange(400))
+            wr.append(layers, sample_ids=np.arange(400), targets=(z[:, 0] > 0).astype(int) + (z[:, 1] > 0))
     path = bigalign.write_report(root / "m0.zarr", root / "m1.zarr", root / "out")
     return path
 
 
+TITLES = ("Linear CKA (debiased)", "Linear CKA (biased)", "RBF CKA", "Kernel alignment", "Distance alignment",
+          "Distance correlation", "Mutual k-nearest", "Kernel canonical correlation", "Spectra of A", "Spectra of B",
+          "Stitching (linear, Theorem 1)")  # fmt: skip
+
+
+def _n_figures(doc):
+    """One figure per section that was computed (a section that could not be says why, without a figure)."""
+    return sum("error" not in v for v in doc["sections"].values())
+
+
 def test_self_contained_and_complete(report):
     page = report.read_text(encoding="utf-8")
+    doc = json.loads((report.parent / "report.json").read_text())
     # nothing fetched from elsewhere: every image is inline, no scripts, links or stylesheets
     assert not re.search(r"""(src|href)=["'](?!data:)""", page)
     assert "<script" not in page
-    assert page.count("data:image/png;base64,") == 5
-    for title in ("Linear CKA (debiased)", "Linear CKA (biased)", "RBF CKA", "Kernel alignment", "Distance alignment"):
+    for title in TITLES:
         assert title in page
-    assert "undefined" in page  # the constant layer is reported, not NaN
+    assert len(doc["sections"]) == len(TITLES)
+    # the all-zero layer: cells undefined where a metric is undefined; kNN (cosine) cannot take zero rows and says so
+    assert "undefined" in page
+    knn = next(v for k, v in doc["sections"].items() if k.startswith("Mutual"))
+    assert "all zeros" in knn["error"]
+    assert _n_figures(doc) == len(TITLES) - 1
+    assert page.count("data:image/png;base64,") == _n_figures(doc)
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)  # base64 may spell anything
     assert not re.search(r"\bnan\b", text, flags=re.IGNORECASE)
-    doc = json.loads((report.parent / "report.json").read_text())
     cka = doc["sections"]["Linear CKA (debiased)"]
     assert cka["layers_a"] == ["early", "late", "dead"]
     assert cka["values"][2][2] is None
-    ref = bigalign.cka(bigalign.open_activations(report.parent.parent / "m0.zarr")["early"],
-                       bigalign.open_activations(report.parent.parent / "m1.zarr")["late"]).value  # fmt: skip
-    assert cka["values"][0][1] == pytest.approx(ref, rel=1e-12)
+    a, b = (bigalign.open_activations(report.parent.parent / f"m{k}.zarr") for k in (0, 1))
+    assert cka["values"][0][1] == pytest.approx(bigalign.cka(a["early"], b["late"]).value, rel=1e-12)
+    dc = doc["sections"]["Distance correlation (bias-corrected dCor²)"]
+    assert dc["values"][0][1] == pytest.approx(bigalign.dcor(a["early"], b["late"]).value, rel=1e-10)
+    # spectra: every eigenvalue of each (non-constant) layer, summing to the total variance
+    spec = doc["sections"]["Spectra of A"]
+    lam = np.linalg.eigvalsh(np.cov(np.asarray(a["early"][:], dtype=np.float64).T, bias=True))[::-1]
+    np.testing.assert_allclose(spec["early"]["explained_variance_ratio"], lam / lam.sum(), rtol=1e-7, atol=1e-12)
+    assert "error" in spec["dead"] and "constant" in spec["dead"]["error"]
+    # stitching from the stores' targets: the same numbers as stitching_matrix
+    st = doc["sections"]["Stitching (linear, Theorem 1)"]
+    ref = bigalign.stitching_matrix(a, b, targets=a.targets)
+    np.testing.assert_allclose(st["excess_risk"], ref.values("excess_risk"), rtol=1e-10, atol=1e-12)
+    assert all(e <= bd + 1e-9 for row_e, row_b in zip(st["excess_risk"], st["excess_bound"]) for e, bd in zip(row_e, row_b))
+
+
+def test_stitching_section_says_why_without_targets(tmp_path):
+    rng = np.random.default_rng(1)
+    with bigalign.ActivationWriter(tmp_path / "m.zarr") as wr:
+        wr.append({"h": rng.normal(size=(50, 3))})
+    page, doc = bigalign.report.build_report(tmp_path / "m.zarr", sections=[DEFAULT[0]], spectra=False)
+    why = doc["sections"]["Stitching (linear, Theorem 1)"]["error"]
+    assert "targets" in why and "ActivationWriter.append(..., targets=labels)" in why
+    assert html_escape(why) in page
 
 
 def test_renders_in_headless_chromium(report, tmp_path):
@@ -64,7 +104,8 @@ def test_renders_in_headless_chromium(report, tmp_path):
     ]  # fmt: skip
     dom = subprocess.run([chromium, *flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert "Linear CKA (debiased)" in dom.stdout and dom.stdout.count("<img") == 5
+    doc = json.loads((report.parent / "report.json").read_text())
+    assert "Linear CKA (debiased)" in dom.stdout and dom.stdout.count("<img") == _n_figures(doc)
     # page errors would be logged as console messages ("Uncaught ...")
     assert "Uncaught" not in dom.stderr
     sub = subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1200,1600", report.as_uri()],
