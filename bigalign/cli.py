@@ -2,8 +2,9 @@
 
     bigalign demo [--out DIR]            build the built-in stores, compare them, write a report
     bigalign info STORE                  layers, shapes, dtypes, chunks, sample ids, size on disk
-    bigalign compare A [B] --metric cka  the layer × layer matrix (JSON, optional heatmap)
-    bigalign report A [B] --out DIR      several metric families side by side (HTML + JSON)
+    bigalign compare A [B] --metric cka  the layer × layer matrix of any measure (JSON, optional heatmap)
+    bigalign stitch A [B]                stitching risk and Theorem 1's bound for every layer pair (needs targets)
+    bigalign report A [B] --out DIR      several metric families, spectra and stitching side by side (HTML + JSON)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import __version__
-from .compare import LINEAR_METRICS, LayerMatrix, compare_layers
+from .compare import METRICS, PAIR_METRICS, LayerMatrix, compare_layers
 from .errors import BigalignError
 from .io import open_activations
 from .progress import progress as progress_bar
@@ -32,6 +33,8 @@ EPILOG = """examples:
   bigalign compare demo-out/stores/model_seed0.zarr demo-out/stores/model_seed1.zarr \\
       --metric cka --out cka.json --plot cka.png
   bigalign compare A.zarr B.zarr --metric cka --kernel rbf --method nystroem --workers 4
+  bigalign compare A.zarr B.zarr --metric mutual_knn --option k=20 --option n_queries=5000
+  bigalign stitch A.zarr B.zarr --out stitch.json --plot stitch.png
   bigalign report A.zarr B.zarr --out report-dir --scheduler tcp://scheduler:8786
 
 Scheduling: without --scheduler or --workers the dask threaded scheduler uses every
@@ -88,7 +91,23 @@ def _metric_kw(args: argparse.Namespace) -> dict[str, Any]:
             raise BigalignError(f"--bandwidth must be 'median' or a positive number; got {args.bandwidth!r}.") from None
     if args.n_features:
         kw["n_features"] = args.n_features
+    if args.option:
+        kw["metric_options"] = _options(args.option)
     return kw
+
+
+def _options(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings → keyword arguments; values are read as JSON (numbers, lists, true/false) or kept as text."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise BigalignError(f"--option must look like KEY=VALUE (e.g. k=20); got {item!r}.")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 @contextlib.contextmanager
@@ -120,7 +139,10 @@ def _planned_cost(args: argparse.Namespace, stores: list[Any]) -> None:
     widths = [s[l].n_features for s in stores for l in s.layers]
     la = len(args.layers_a or stores[0].layers)
     lb = len(args.layers_b or stores[-1].layers)
-    if args.kernel == "linear":
+    if args.metric in PAIR_METRICS and (args.metric in ("mutual_knn", "cknna", "rsa", "dcor", "dcov", "mmd")):
+        flops = 2.0 * n * n * (max(widths) + 10) * la * lb
+        what = f"{la * lb} separate {args.metric} computations (up to O(n²) each; see the metric's method option)"
+    elif args.kernel == "linear":
         flops = 2.0 * n * (sum(widths) ** 2)
         what = "exact streamed moments"
     elif args.method == "exact" or (args.method == "auto" and n <= EXACT_MAX_N):
@@ -195,6 +217,12 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"size on disk: {size / 2**20:.1f} MiB")
     print(f"samples: {s.n_samples}")
     print(f"sample ids: {'absent — pairing with other stores cannot be verified' if ids is None else f'{len(ids)} ({ids.dtype})'}")
+    t = s.targets
+    if t is None:
+        print("targets: absent (stitching needs them: ActivationWriter.append(..., targets=labels))")
+    else:
+        kind = f"{len(np.unique(t))} classes" if t.ndim == 1 and t.dtype.kind in "biu" else f"shape {t.shape[1:] or '(1,)'}"
+        print(f"targets: {t.shape[0]} ({t.dtype}, {kind})")
     if s.attrs:
         print(f"attributes: {json.dumps(s.attrs)}")
     print(f"{'layer':<20}{'stored shape':<22}{'features':>10}{'dtype':>10}{'chunk rows':>12}")
@@ -253,6 +281,61 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stitch(args: argparse.Namespace) -> int:
+    from .metrics.stitching import stitching_matrix
+
+    sa = open_activations(args.a)
+    sb = open_activations(args.b) if args.b else None
+    if args.targets:
+        targets: Any = np.load(args.targets)
+    else:
+        targets = sa.targets
+        if targets is None:
+            raise BigalignError(
+                f"store {args.a!r} has no targets; stitching needs the task's labels. Write them with "
+                "ActivationWriter.append(..., targets=labels), or pass --targets labels.npy (one row per sample)."
+            )
+        if sb is not None and sb.targets is not None and not np.array_equal(targets, sb.targets):
+            raise BigalignError("the two stores carry different targets; pass the task's labels with --targets FILE.npy.")
+    ridge: Any = args.ridge if args.ridge == "cv" else float(args.ridge)
+    with warnings.catch_warnings(record=True) as caught, _cluster(args), _limits(args):
+        warnings.simplefilter("always")
+        with progress_bar() if not args.quiet else contextlib.nullcontext():
+            sm = stitching_matrix(sa, sb, targets=targets, layers_a=args.layers_a, layers_b=args.layers_b, ridge=ridge,
+                                  holdout=args.holdout, seed=args.seed, **_engine_kw(args))  # fmt: skip
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    ex, bound = sm.values("excess_risk"), sm.values("excess_bound")
+    print(f"held-out excess risk of stitching A-layer (rows) into B-layer and B's head (columns); ≤ Theorem 1's bound")
+    w = max(18, max(len(l) for l in sm.layers_b) + 1)
+    first = max(len(l) for l in sm.layers_a) + 2
+    print(" " * first + "".join(f"{l:>{w}}" for l in sm.layers_b))
+    for i, la in enumerate(sm.layers_a):
+        print(f"{la:<{first}}" + "".join(f"{f'{ex[i, j]:.3g} ≤ {bound[i, j]:.3g}':>{w}}" for j in range(len(sm.layers_b))))
+    doc = {
+        "bigalign_version": __version__, "a": args.a, "b": args.b,
+        "inputs": [_fingerprint(sa)] + ([_fingerprint(sb)] if sb is not None else []),
+        "layers_a": sm.layers_a, "layers_b": sm.layers_b, "n_samples": sm.n_samples, "n_passes": sm.n_passes,
+        "excess_risk": ex.tolist(), "excess_bound": bound.tolist(), "bound": sm.values("bound").tolist(),
+        "stitched_risk": sm.values("stitched_risk").tolist(), "risk_a": sm.risk_a.tolist(), "risk_b": sm.risk_b.tolist(),
+        "cka": sm.cka.to_dict()["values"], "results": [[r.to_dict() for r in row] for row in sm.results],
+    }  # fmt: skip
+    if args.out:
+        Path(args.out).write_text(json.dumps(doc, indent=1, default=float))
+        print(f"wrote {args.out}")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig = sm.plot()
+        fig.savefig(args.plot, dpi=120)
+        plt.close(fig)
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
@@ -262,7 +345,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     with _cluster(args), _limits(args), (progress_bar() if not args.quiet else contextlib.nullcontext()), checkpoint(
         ckpt, resume=args.resume
     ):
-        path = write_report(args.a, args.b, args.out, engine_kw=_engine_kw(args))
+        path = write_report(args.a, args.b, args.out, engine_kw=_engine_kw(args), spectra=not args.no_spectra,
+                            stitching=not args.no_stitching)  # fmt: skip
     print(f"wrote {path} and {Path(args.out) / 'report.json'}")
     return 0
 
@@ -304,15 +388,20 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="layer × layer matrix of a metric between two stores")
     c.add_argument("a", help="first store (Zarr group)")
     c.add_argument("b", nargs="?", default=None, help="second store (default: compare a's layers with each other)")
-    c.add_argument("--metric", default="cka", choices=sorted(LINEAR_METRICS))
+    c.add_argument("--metric", default="cka", choices=list(METRICS), metavar="METRIC",
+                   help=f"one of: {', '.join(METRICS)} (default: cka)")  # fmt: skip
     c.add_argument("--estimator", default="unbiased", choices=["unbiased", "biased"],
                    help="HSIC/CKA estimator (default: unbiased, i.e. debiased CKA)")  # fmt: skip
     c.add_argument("--kernel", default="linear", choices=["linear", "rbf", "laplacian"])
     c.add_argument("--bandwidth", default="median", help="'median' (default) or a number, for rbf/laplacian")
-    c.add_argument("--method", default="auto", choices=["auto", "exact", "rff", "orf", "nystroem"],
-                   help="for rbf/laplacian: exact tiles or an approximation with error bars (default: auto)")  # fmt: skip
+    c.add_argument("--method", default="auto", choices=["auto", "exact", "rff", "orf", "nystroem", "block", "projection", "sampled"],
+                   help="rbf/laplacian: exact tiles or rff/orf/nystroem with error bars; dcor: block/projection; "
+                   "rsa: sampled (default: auto)")  # fmt: skip
     c.add_argument("--n-features", type=int, default=None, help="random features / landmarks (default: 2048 / 1024)")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the metric's own function, e.g. k=20 (mutual_knn), regularization=0.001 (kcc), "
+                   "distance=cosine (rsa); repeatable")  # fmt: skip
     c.add_argument("--layers-a", nargs="+", default=None, metavar="LAYER")
     c.add_argument("--layers-b", nargs="+", default=None, metavar="LAYER")
     c.add_argument("--out", default=None, help="write the result as JSON here")
@@ -320,10 +409,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_args(c)
     c.set_defaults(func=cmd_compare)
 
-    r = sub.add_parser("report", help="several metric families side by side: DIR/report.html (self-contained) + report.json")
+    s = sub.add_parser("stitch", help="stitching risk and Theorem 1's bound for every layer pair (the stores' targets)")
+    s.add_argument("a", help="first store: its layers are stitched into b's")
+    s.add_argument("b", nargs="?", default=None, help="second store (default: a's layers into each other)")
+    s.add_argument("--targets", default=None, metavar="FILE.npy",
+                   help="the task's labels/targets, one row per sample (default: the stores' own targets)")  # fmt: skip
+    s.add_argument("--ridge", default="0", help="ridge λ ≥ 0 for maps and heads, or 'cv' (default: 0)")
+    s.add_argument("--holdout", type=float, default=0.2, help="fraction of rows held out for evaluation (default 0.2)")
+    s.add_argument("--seed", type=int, default=0, help="seeds the held-out split")
+    s.add_argument("--layers-a", nargs="+", default=None, metavar="LAYER")
+    s.add_argument("--layers-b", nargs="+", default=None, metavar="LAYER")
+    s.add_argument("--out", default=None, help="write the result as JSON here")
+    s.add_argument("--plot", default=None, help="write CKA / excess risk / bound heatmaps (PNG) here")
+    _add_engine_args(s)
+    s.set_defaults(func=cmd_stitch)
+
+    r = sub.add_parser("report", help="metric families, spectra and stitching side by side: DIR/report.html + report.json")
     r.add_argument("a")
     r.add_argument("b", nargs="?", default=None)
     r.add_argument("--out", required=True, help="output directory")
+    r.add_argument("--no-spectra", action="store_true", help="skip the per-layer covariance spectra")
+    r.add_argument("--no-stitching", action="store_true", help="skip stitching even when the stores carry targets")
     _add_engine_args(r)
     r.set_defaults(func=cmd_report)
     return p

@@ -71,3 +71,72 @@ def test_demo_end_to_end(tmp_path):
     cross = np.array(doc["results"]["cka_seed0_vs_seed1"]["values"], dtype=float)
     assert cross[1, 1] > cross[0, 4]
     assert (tmp_path / "demo" / "cka_seed0_vs_seed1.png").exists()
+
+
+@pytest.mark.parametrize("metric, options, kw", [
+    ("dcor", [], {}),
+    ("mutual_knn", ["--option", "k=5"], {"metric_options": {"k": 5}}),
+    ("kcc", ["--option", "regularization=0.1"], {"metric_options": {"regularization": 0.1}}),
+    ("gaussian_w2", [], {}),
+])  # fmt: skip
+def test_compare_any_measure_matches_api(plain_groups, tmp_path, metric, options, kw):
+    a, b = plain_groups
+    out = tmp_path / "r.json"
+    with pytest.warns(bigalign.PairingWarning):
+        ref = bigalign.compare_layers(a, b, metric=metric, **kw)
+    assert main(["compare", a, b, "--metric", metric, *options, "--out", str(out), "--quiet"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["metric"] == metric
+    np.testing.assert_allclose(np.array(doc["values"], dtype=float), ref.values, rtol=1e-12)
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--option", "k"], "KEY=VALUE"),
+    (["--option", "kk=3", "--metric", "mutual_knn"], "not options of bigalign.mutual_knn"),
+    (["--metric", "dcor", "--kernel", "rbf"], "takes no 'kernel'"),
+])  # fmt: skip
+def test_compare_bad_options_exit_2_with_the_reason(plain_groups, capsys, argv, match):
+    a, b = plain_groups
+    assert main(["compare", a, b, "--quiet", *argv]) == 2
+    assert match in capsys.readouterr().err
+
+
+@pytest.fixture()
+def stores_with_targets(tmp_path):
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(240, 4))
+    labels = (z[:, 0] > 0).astype(int) + 2 * (z[:, 1] > 0)
+    paths = []
+    for k in range(2):
+        w = np.random.default_rng(10 + k)
+        with bigalign.ActivationWriter(tmp_path / f"t{k}.zarr") as wr:
+            wr.append({"h1": np.tanh(z @ w.normal(size=(4, 6))), "h2": z @ w.normal(size=(4, 3))},
+                      sample_ids=np.arange(240), targets=labels)  # fmt: skip
+        paths.append(str(tmp_path / f"t{k}.zarr"))
+    return paths, labels
+
+
+def test_stitch_uses_the_stores_targets_and_matches_api(stores_with_targets, tmp_path, capsys):
+    (a, b), labels = stores_with_targets
+    out, png = tmp_path / "s.json", tmp_path / "s.png"
+    assert main(["stitch", a, b, "--out", str(out), "--plot", str(png), "--quiet"]) == 0
+    doc = json.loads(out.read_text())
+    ref = bigalign.stitching_matrix(a, b, targets=labels)
+    np.testing.assert_allclose(doc["excess_risk"], ref.values("excess_risk"), rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(doc["bound"], ref.values("bound"), rtol=1e-10)
+    assert "≤" in capsys.readouterr().out and png.stat().st_size > 1000
+    # an explicit --targets file gives the same
+    np.save(tmp_path / "labels.npy", labels)
+    assert main(["stitch", a, b, "--targets", str(tmp_path / "labels.npy"), "--out", str(out), "--quiet"]) == 0
+    np.testing.assert_allclose(json.loads(out.read_text())["excess_risk"], doc["excess_risk"], rtol=0, atol=0)
+
+
+def test_stitch_without_targets_says_how_to_add_them(plain_groups, capsys):
+    assert main(["stitch", plain_groups[0], "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "no targets" in err and "--targets" in err
+
+
+def test_info_reports_targets(stores_with_targets, capsys):
+    assert main(["info", stores_with_targets[0][0]]) == 0
+    assert "targets: 240 (int64, 4 classes)" in capsys.readouterr().out
