@@ -423,8 +423,8 @@ def test_naive_random_feature_cka_is_biased_low_debiased_is_not(kernel):
 
 N_COV = 600
 # 40 seeds for rff/orf (their coverage sits well above 0.9); 80 for Nyström, whose error bar is
-# a single difference and so noisier seed to seed (measured 0.90 over seeds 0-39, 0.95 over
-# 0-79 at 0.3 × median): 80 seeds pin its coverage to ±0.025.  Nyström calls are cheap.
+# built from differences between landmark levels and so noisier seed to seed: 80 seeds pin its
+# coverage to ±0.025 (the issue's "≥ 80 seeds").  Nyström calls are cheap.
 SEEDS = {"rff": 40, "orf": 40, "nystroem": 80}
 # rff/orf: 256 columns = 128 frequencies in 64 groups (the default 2048 costs 1 s a call
 # here; the jackknife's calibration does not depend on D: measured coverage 0.94-0.97 at
@@ -465,28 +465,98 @@ def test_stderr_covers_the_exact_value(cov_setup, method, ratio):
     calibrated sd and ~normal errors 2·se covers ≈ 95 %, and 40 seeds put the 90 % threshold
     about 1.5 binomial sd below that.  Measured (40 seeds, median / 0.3 × median): rff 1.0 /
     0.95, orf 0.95 / 0.95; rmse ≈ mean stderr (calibrated).
-    Nyström: stderr = |θ(m) − θ(m/2)|, an error *estimate* from a single difference, 1.6-4x the
-    rmse on average but with a mode near 0; measured (80 seeds, m = 128) 0.95 / 0.95 — but see
-    the xfail below for small m.
+    Nyström: stderr = √(d² + (ρ·slope)²), the trace-extrapolated bias plus the level difference
+    (``_kernel_approx`` docstring); measured (80 seeds, m = 128) 1.0 / 0.988 with mean stderr
+    6.4x / 10.4x the rmse (conservative: most of the error is a bias it over-estimates).
     """
     coverage, rmse, mean_se = _coverage(cov_setup, method, ratio, COV_FEATURES[method])
     print(f"{method} ratio={ratio}: coverage={coverage:.3f} rmse={rmse:.4g} mean stderr={mean_se:.4g}")
     assert coverage >= 0.9, (coverage, rmse, mean_se)
-    # an error bar must not be wildly pessimistic either: mean se within 10x of the rmse
-    assert mean_se <= 10 * rmse
+    # an error bar must not be wildly pessimistic either: mean se within 15x of the rmse
+    # (measured ≤ 10x for Nyström, where a bias of unknown size forces a conservative bound)
+    assert mean_se <= 15 * rmse
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library limitation (reported): Nyström's stderr |θ(m) − θ(m/2)| assumes the error shrinks fast "
-    "with m; at small bandwidth and few landmarks it shrinks slowly (bias −0.055 at m = 32, −0.029 at m = 64) "
-    "and the error bar covers about half the seeds (measured coverage 0.45-0.475 at m = 32, 0.85 at m = 64; "
-    "rmse 0.058 vs mean stderr 0.027 at m = 32)",
-)
 def test_nystroem_stderr_covers_at_small_bandwidth_with_few_landmarks(cov_setup):
+    """Few landmarks at a small bandwidth: 32 landmarks out of 600 rows at 0.3 × median miss
+    ~80 % of the kernel's trace and CKA is biased low by 0.055 (rmse 0.058).  The former error
+    bar |θ(m) − θ(m/2)| covered 0.475 of the seeds (mean 0.027); the trace extrapolation sees
+    that most of the kernel is missing and widens: measured coverage 0.988 over 80 seeds
+    (benchmarks/results/nystroem_coverage.md), mean stderr 8.6x the rmse.
+    Tolerance: with 80 seeds and a true coverage of 0.95 the binomial sd is 0.024, so the
+    0.9 threshold is 2 sd below it; at the measured 0.988 (sd 0.012) it is 7 sd below.
+    The result must also carry the flag, since its error bar is an extrapolation.
+    The width bound (≤ 20x rmse; measured 8.6x) keeps the bar from being uselessly wide.
+    """
     coverage, rmse, mean_se = _coverage(cov_setup, "nystroem", 0.3, 32)
     print(f"nystroem m=32 ratio=0.3: coverage={coverage:.3f} rmse={rmse:.4g} mean stderr={mean_se:.4g}")
     assert coverage >= 0.9, (coverage, rmse, mean_se)
+    assert mean_se <= 20 * rmse, (mean_se, rmse)
+    x, y, (mx, my), _ = cov_setup
+    r = bigalign.cka(x, y, kernel="rbf", bandwidth=(0.3 * mx, 0.3 * my), method="nystroem", n_features=32)
+    assert "nystroem_not_converged" in r.flags and r.parameters["residual_trace_fraction"] > 0.5
+
+
+def test_nystroem_hsic_stderr_covers_with_few_landmarks(cov_setup):
+    """HSIC has no cancellation between numerator and denominator: its Nyström bias is the whole
+    shortfall (θ(32)/θ ≈ 0.22 at 0.3 × median), which the former error bar covered for 0 of 80
+    seeds.  The trace extrapolation (anchored at HSIC = 0 with no landmarks) measured 1.0 over
+    80 seeds with mean stderr ≈ 1.6x the rmse; 40 seeds here (0.9 is ≈ 2 binomial sd below a
+    true 0.95 at 40 seeds: sd 0.034) keep the test to a few seconds."""
+    x, y, (mx, my), _ = cov_setup
+    bw = (0.3 * mx, 0.3 * my)
+    exact = bigalign.hsic(x, y, kernel="rbf", method="exact", bandwidth=bw).value
+    rs = [bigalign.hsic(x, y, kernel="rbf", bandwidth=bw, method="nystroem", n_features=32, seed=s, scheduler="sync")
+          for s in range(40)]  # fmt: skip
+    err = np.array([r.value - exact for r in rs])
+    se = np.array([r.stderr for r in rs])
+    coverage, rmse = float(np.mean(np.abs(err) <= 2 * se)), float(np.sqrt(np.mean(err**2)))
+    print(f"nystroem hsic m=32 ratio=0.3: coverage={coverage:.3f} rmse={rmse:.4g} mean stderr={se.mean():.4g}")
+    assert coverage >= 0.9 and se.mean() <= 10 * rmse, (coverage, rmse, se.mean())
+
+
+def test_nystroem_stderr_pieces_from_a_naive_reference():
+    """The error bar's inputs against references written from their definitions: θ at the
+    nested landmark prefixes m, m/2, m/4 from explicit n×n Nyström Grams K_nZ W⁺ K_Zn and
+    ρ = 1 − tr(K̃)/n from the same Grams; then nystroem_stderr from the formula
+    √(d² + (ρ(m)·max slope)²).  Tolerance 1e-9 relative: the library's features drop
+    eigenvalues of W below 1e-12·λ_max, which the dense pseudo-inverse (rcond 1e-12) matches,
+    and ρ is a difference of traces of size n (measured agreement ≤ 1e-12)."""
+    from bigalign.features import kernel_matrix, sample_rows
+    from bigalign.engine import prepare
+    from bigalign.metrics._kernel_approx import nystroem_stderr
+
+    x, y = pair(21, 120, 4, 3)
+    m, seed = 20, 7
+    r = bigalign.hsic(x, y, kernel="rbf", method="nystroem", n_features=m, seed=seed, scheduler="sync")
+    c = bigalign.cka(x, y, kernel="rbf", method="nystroem", n_features=m, seed=seed, scheduler="sync")
+    sx, sy = r.parameters["bandwidth_x"], r.parameters["bandwidth_y"]
+    reps = prepare([x, y], ["x", "y"])
+    _, (xs, ys) = sample_rows(reps, BANDWIDTH_SAMPLE, seed)
+    _, (lx, ly) = sample_rows(reps, m, seed + 1)
+    order = np.random.default_rng([seed, 3]).permutation(m)
+    vals_h, vals_c, rho = [], [], []
+    for size in (m, m // 2, m // 4):
+        grams = []
+        for a, land, s, sh in ((x, lx, sx, xs.mean(0)), (y, ly, sy, ys.mean(0))):
+            knz = kernel_matrix(a - sh, land[order][:size] - sh, "rbf", s)
+            w = kernel_matrix(land[order][:size] - sh, land[order][:size] - sh, "rbf", s)
+            grams.append(knz @ np.linalg.pinv(w, rcond=1e-12, hermitian=True) @ knz.T)
+        K, L = grams
+        vals_h.append(kr.hsic(K, L, "unbiased"))
+        vals_c.append(kr.cka(K, L, "unbiased"))
+        rho.append(0.5 * ((1 - np.trace(K) / len(x)) + (1 - np.trace(L) / len(x))))
+    assert rel(r.value, vals_h[0]) <= 1e-9 and rel(c.value, vals_c[0]) <= 1e-9
+    assert rel(r.parameters["residual_trace_fraction"], rho[0]) <= 1e-9
+    pts_h = list(zip(rho, vals_h)) + [(1.0, 0.0)]  # HSIC = 0 with no landmarks
+    for res, pts in ((r, pts_h), (c, list(zip(rho, vals_c)))):
+        slope = max(abs(va - vb) / (rb - ra) for (ra, va), (rb, vb) in zip(pts, pts[1:]))
+        want = math.hypot(abs(pts[0][1] - pts[1][1]), rho[0] * slope)
+        assert rel(res.stderr, want) <= 1e-9, (res.stderr, want)
+    # the helper's edge cases: an undefined level is skipped; no measurable slope with trace missing is infinite
+    assert nystroem_stderr([1.0, None, 0.5], [0.2, 0.4, 0.6]) == pytest.approx(math.hypot(0.5, 0.2 * 0.5 / 0.4))
+    assert nystroem_stderr([1.0, 0.9, 0.8], [0.3, 0.3, 0.3]) == math.inf
+    assert nystroem_stderr([1.0, 0.9, 0.8], [0.0, 0.3, 0.6]) == pytest.approx(0.1)
 
 
 # =============================================================================

@@ -26,7 +26,17 @@ from ..features import (
     sample_rows,
 )
 from ..moments import MomentStatistic
-from ._kernel_approx import KernelTerms, terms_from_groups, terms_from_single
+from ._kernel_approx import (
+    NYSTROEM_MAX_RESIDUAL,
+    NYSTROEM_STDERR,
+    KernelTerms,
+    jackknife_stderr,
+    nystroem_stderr,
+    residual_fraction,
+    terms_from_groups,
+    terms_from_single,
+    zero_terms,
+)
 from ._kernel_exact import KernelTileStatistic, hsic_from_sums
 
 METHODS = ("auto", "exact", "rff", "orf", "nystroem")
@@ -44,7 +54,9 @@ class NonlinearJob:
     terms: KernelTerms
     method: str
     parameters: dict[str, Any]
-    half: KernelTerms | None = None  # Nyström with half the landmarks (error estimate)
+    half: KernelTerms | None = None  # Nyström with the first m/2 landmarks (error estimate)
+    quarter: KernelTerms | None = None  # ... and with the first m/4
+    residuals: tuple[float, float, float] | None = None  # Nyström: ρ = tr(K − K̃)/tr(K) at m, m/2, m/4
     flags: tuple[str, ...] = ()
     stderr_kind: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -156,7 +168,7 @@ def nonlinear_terms(
     params.update(fparams, block_size=plan.block_rows, n_blocks=plan.n_blocks, scheduler=plan.scheduler)
     job = feature_job(m, views, 0, 1, chosen, estimator, params)
     if chosen == "nystroem" and ratio < NYSTROEM_MIN_RATIO:
-        # measured: its error estimate under-covers there (0.475 at 32 landmarks, 0.3 x median)
+        # few landmarks capture little of a narrow kernel (see nystroem_not_converged); auto picks ORF here
         job = dataclasses.replace(job, flags=job.flags + ("nystroem_small_bandwidth",))
     return job
 
@@ -199,7 +211,9 @@ def feature_moments(
     """One streaming pass over the feature maps of several inputs.
 
     Returns (moments, views, plan, parameters); ``views[k]`` lists the moment
-    indices of input k's maps (rff/orf: [map]; nystroem: [m landmarks, m/2]).
+    indices of input k's maps (rff/orf: [map]; nystroem: [m landmarks, the
+    first m/2, the first m/4] — nested prefixes of one random order, for the
+    error estimate of :func:`~bigalign.metrics._kernel_approx.nystroem_stderr`).
     Input k's random-feature map is drawn from the seed and ``keys[k]``
     (default k), so the same seed and key give the same map whatever else is
     in the pass; Nyström landmarks are the same rows for every input.
@@ -234,22 +248,24 @@ def feature_moments(
             raise InvalidInputError(f"n_features (landmarks) for nystroem must be >= 4; got {n_features!r}.")
         m_land = min(m_land, n)
         _, lands = sample_rows(reps, m_land, seed + 1)
-        order = np.random.default_rng([seed, 3]).permutation(m_land)  # the half map: a uniform subset
-        half = m_land // 2
-        full_maps = [draw_nystroem(kernel, l[order], s, sh) for l, s, sh in zip(lands, sigmas, shifts)]
-        half_maps = [draw_nystroem(kernel, l[order][:half], s, sh) for l, s, sh in zip(lands, sigmas, shifts)]
+        order = np.random.default_rng([seed, 3]).permutation(m_land)  # prefixes of it: uniform subsets
+        levels = (m_land, m_land // 2, m_land // 4)  # nested: each map's landmarks contain the next one's
+        level_maps = [
+            [draw_nystroem(kernel, l[order][:size], s, sh) for l, s, sh in zip(lands, sigmas, shifts)] for size in levels
+        ]
         k = len(reps)
-        maps = full_maps + half_maps
-        views = [[i, k + i] for i in range(k)]
-        inputs, names = list(reps) * 2, [r.name for r in reps] * 2
-        mpairs = [(i, j) for i, j in pairs] + [(k + i, k + j) for i, j in pairs]
+        maps = [f for lv in level_maps for f in lv]
+        views = [[a * k + i for a in range(len(levels))] for i in range(k)]
+        inputs, names = list(reps) * len(levels), [r.name for r in reps] * len(levels)
+        mpairs = [(a * k + i, a * k + j) for a in range(len(levels)) for i, j in pairs]
         groups = ()
         params = {
             "n_features": m_land,
-            "ranks": [f.n_features for f in full_maps],
+            "ranks": [f.n_features for f in level_maps[0]],
             "landmarks": "uniform without replacement",
+            "landmark_levels": list(levels),
         }
-        width = m_land + half
+        width = sum(levels)
     stat = MomentStatistic(names=tuple(names), pairs=tuple(mpairs), groups=groups, transforms=tuple(maps))
     m, plan = run(stat, inputs, check_pairing=False, **_feature_engine_kw(engine_kw, reps, width, width))
     return m, views, plan, params
@@ -278,7 +294,7 @@ def _self_moments(m: Any, i: int, j: int) -> Any:
 def self_job(m: Any, views: list[list[int]], i: int, method: str, estimator: str, params: dict[str, Any]) -> NonlinearJob:
     """An input compared with itself: the cross terms are the (debiased) self terms."""
     job = feature_job(m, views, i, i, method, estimator, params, same=True)
-    return dataclasses.replace(job, terms=_as_self(job.terms), half=_as_self(job.half))
+    return dataclasses.replace(job, terms=_as_self(job.terms), half=_as_self(job.half), quarter=_as_self(job.quarter))
 
 
 def _as_self(t: KernelTerms | None) -> KernelTerms | None:
@@ -299,14 +315,21 @@ def feature_job(
             terms=terms_from_groups(full, estimator), method=method, parameters=params, flags=flags,
             stderr_kind="jackknife over feature groups",
         )  # fmt: skip
-    half = sub(m, views[i][1], views[j][1])
+    levels = [full] + [sub(m, views[i][a], views[j][a]) for a in (1, 2)]
+    terms = [terms_from_single(lv, 0, 1, estimator) for lv in levels]
+    # ρ of the pair: the mean of the two inputs' residual trace fractions (one input when same)
+    rho = tuple(0.5 * (residual_fraction(lv.sides[0]) + residual_fraction(lv.sides[1])) for lv in levels)
+    if rho[0] > NYSTROEM_MAX_RESIDUAL:
+        flags += ("nystroem_not_converged",)
     return NonlinearJob(
-        terms=terms_from_single(full, 0, 1, estimator),
-        half=terms_from_single(half, 0, 1, estimator),
+        terms=terms[0],
+        half=terms[1],
+        quarter=terms[2],
+        residuals=rho,  # type: ignore[arg-type]
         method="nystroem",
-        parameters=params,
+        parameters={**params, "residual_trace_fraction": rho[0]},
         flags=flags,
-        stderr_kind="|estimate(m landmarks) - estimate(m/2 landmarks)|",
+        stderr_kind=NYSTROEM_STDERR,
     )
 
 
@@ -335,14 +358,28 @@ def check_degenerate(job: NonlinearJob, what: str) -> None:
 
 
 def jackknife_or_half(job: NonlinearJob, f: Any) -> float | None:
-    """Standard error of f(terms) for approximate methods (None for exact)."""
-    from ._kernel_approx import jackknife_stderr
+    """Standard error of f(terms) for approximate methods (None for exact).
 
+    rff/orf: the delete-one-group jackknife.  Nyström: :func:`nystroem_stderr`
+    over the nested landmark levels m, m/2, m/4 — plus "no landmarks" (K̃ = 0,
+    ρ = 1) where f is defined there (HSIC: 0; CKA and KA are 0/0 there).
+    """
     if job.terms.replicates is not None:
         return jackknife_stderr(job.terms, f)
-    if job.half is not None:
-        return float(abs(f(job.terms) - f(job.half)))
+    if job.half is not None and job.quarter is not None and job.residuals is not None:
+        values = [_value(f, t) for t in (job.terms, job.half, job.quarter)]
+        return nystroem_stderr(values, list(job.residuals), zero=_value(f, zero_terms(job.terms.n)))
     return None
+
+
+def _value(f: Any, t: KernelTerms) -> float | None:
+    """f(t), or None where it is undefined (0/0, the root of a negative self-term)."""
+    with np.errstate(all="ignore"):
+        try:
+            v = float(f(t))
+        except ZeroDivisionError:
+            return None
+    return v if np.isfinite(v) else None
 
 
 __all__ = ["METHODS", "NonlinearJob", "check_degenerate", "jackknife_or_half", "nonlinear_terms", "resolve_method"]
