@@ -50,9 +50,9 @@ keeps d (conservative).
 Measured (benchmarks/results/nystroem_coverage.md: rbf, unbiased CKA and HSIC, 80
 seeds, 32-256 landmarks at 1, 0.3 and 0.1 × the median bandwidth, two data sets of
 n = 600 and 800: 48 cells): the exact value lies within 2·stderr for ≥ 0.9 of seeds
-in 47 cells (the former |θ(m) − θ(m/2)|: 25 cells, down to 0.0 for HSIC).  The bar is
-conservative: mean(stderr)/rmse is 2.5-13 at the median and 0.3 × median (33 for CKA
-with 32 landmarks on the clustered data), 4-6 for HSIC and 14-89 for CKA at
+in 47 cells (the former |θ(m) − θ(m/2)|: 21 cells, down to 0.0 for HSIC).  The bar is
+conservative: mean(stderr)/rmse is 1.6-13 at the median and 0.3 × median (33 for CKA
+with 32 landmarks on the clustered data), 3.6-6.3 for HSIC and 14-89 for CKA at
 0.1 × median, where exact CKA is 0.003-0.016 and θ mostly noise.  The exception is
 HSIC at 0.1 × median with 32 landmarks on the clustered data (ρ = 0.96: 4% of the
 trace captured): 0.887 (0.912 on the other data set).  There the exact HSIC comes from
