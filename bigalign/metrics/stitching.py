@@ -53,6 +53,7 @@ from ._common import ESTIMATORS, check_choice, check_unbiased_n, engine_paramete
 __all__ = ["StitchResult", "StitchRisks", "StitchingMatrix", "stitch", "stitching_matrix"]
 
 METHOD = "exact-streaming"
+KINDS = ("linear", "kernel", "mlp")  # stitch classes of stitch(kind=...); the non-linear ones: stitching_nonlinear.py
 HOLDOUT = -1  # split key of the held-out rows; folds are 0 .. folds-1
 #: default ridge grid for ridge="cv": these multiples of the mean eigenvalue tr(G)/d of the regressor's Gram
 DEFAULT_GRID_FACTORS = tuple(10.0**k for k in range(-6, 3))
@@ -828,6 +829,7 @@ def stitch(
     y: Any,
     /,
     *,
+    kind: Literal["linear", "kernel", "mlp"] = "linear",
     ridge: float | Literal["cv"] = 0.0,
     intercept: bool = True,
     targets: Any = None,
@@ -842,6 +844,7 @@ def stitch(
     client: Any = None,
     num_workers: int | None = None,
     memory_per_worker: int | None = None,
+    **options: Any,
 ) -> StitchResult:
     """Linear stitching of representation x into y (and into y's linear head), in one streaming pass.
 
@@ -854,6 +857,22 @@ def stitch(
     ----------
     x, y : array-like of shape (n_samples, d_x), (n_samples, d_y)
         numpy, dask or zarr arrays or store layers; the same samples in the same order.
+    kind : {"linear", "kernel", "mlp"}, default="linear"
+        The stitch class (the paper's Remark 3: Ã = inf over the class of
+        E‖s(f₁) − f₂‖²).  ``"linear"``: everything below.  ``"kernel"``: ridge
+        on the explicit features [x, c·φ(x)] (random Fourier/orthogonal/Nyström
+        φ, streamed like the linear stitch); ``"mlp"``: the linear stitch plus
+        α·m(x), m a scikit-learn MLP trained by minibatches on the linear
+        residual, α ≥ 0 by a closed-form line search on the fitting rows.  The
+        non-linear kinds return a :class:`~bigalign.metrics.stitching_nonlinear.NonlinearStitchResult`
+        (``map``/``offset`` None, ``.predict``, held-out standard errors,
+        ``.baseline`` the linear stitch on the same split); see
+        :func:`bigalign.metrics.stitching_nonlinear.stitch_nonlinear`.
+    **options
+        Options of the non-linear kinds only (an error with ``kind="linear"``):
+        ``kernel``, ``bandwidth``, ``method``, ``n_features`` for ``"kernel"``;
+        ``hidden``, ``epochs``, ``batch_size``, ``learning_rate``,
+        ``weight_decay``, ``activation`` for ``"mlp"``.
     ridge : float ≥ 0 or "cv", default=0.0
         λ in Σ‖x S + b − y‖² + λ‖S‖²_F (scikit-learn's ``Ridge(alpha=λ)``:
         the penalty is on the sum, not the mean, of squared errors; the
@@ -971,6 +990,21 @@ def stitch(
     )
     if not isinstance(reverse, (bool, np.bool_)):
         raise InvalidInputError(f"the 'reverse' parameter of stitch must be True or False; got {reverse!r} instead.")
+    check_choice("stitch", "kind", kind, KINDS)
+    if kind != "linear":
+        from .stitching_nonlinear import stitch_nonlinear
+
+        return stitch_nonlinear(
+            x, y, kind=kind, options=options, ridge=ridge, intercept=intercept, targets=targets, holdout=holdout,
+            seed=seed, folds=folds, ridge_grid=ridge_grid, split_rows=split_rows, reverse=bool(reverse),
+            engine_kw=_engine_kw(block_size, scheduler, client, num_workers, memory_per_worker),
+        )  # fmt: skip
+    if options:
+        raise InvalidInputError(
+            f"stitch got option(s) {sorted(options)} with kind='linear'; they belong to the non-linear stitch classes "
+            "(kernel, bandwidth, method, n_features: kind='kernel'; hidden, epochs, batch_size, learning_rate, "
+            "weight_decay, activation: kind='mlp'). Pass the matching kind=..., or drop them."
+        )
     rx, ry = as_representation(x, "x"), as_representation(y, "y")
     reps = [rx, ry]
     check_pairing(reps)
