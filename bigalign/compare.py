@@ -497,7 +497,7 @@ def _nonlinear_cells(
         for i, j in wanted:
             record(i, j, exact_job([reps[i], reps[j]], kernel, [sigmas[i], sigmas[j]], [shifts[i], shifts[j]], estimator, ekw, params(i, j)))
         return values, len(wanted)
-    width = int(n_features or (DEFAULT_RANDOM_FEATURES if chosen in ("rff", "orf") else DEFAULT_LANDMARKS * 3 // 2))
+    width = int(n_features or (DEFAULT_RANDOM_FEATURES if chosen in ("rff", "orf") else DEFAULT_LANDMARKS * 7 // 4))
     passes = _plan_passes(wanted, [width] * len(reps), budget)
     for group in passes:
         used = sorted({k for pr in group for k in pr})
