@@ -305,10 +305,9 @@ def _ustats_of_block(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float,
 
 
 class _Inputs:
-    """x and y, opaque to dask: the engine passes the statistic as a task argument, and dask
-    walks dataclass fields of arguments and would compute a dask array found inside a
-    Representation.  Its token is the engine's content identity of the inputs (store path
-    and layer, dask name, or a hash of in-memory data), so checkpoints of the block method
+    """x and y inside the block statistic, with a cheap, stable token: the engine's content
+    identity of the inputs (store path and layer, dask name, or a hash of in-memory data)
+    instead of dask hashing the Representations' fields, so checkpoints of the block method
     resume like any other pass."""
 
     __slots__ = ("x", "y")
