@@ -490,7 +490,8 @@ def test_result_api_with_targets(data):
     [
         ({"kind": "cubic"}, "'kind' parameter of stitch must be one of \\['linear', 'kernel', 'mlp'\\]; got 'cubic'"),
         ({"n_features": 64}, "option\\(s\\) \\['n_features'\\] with kind='linear'.*kind='kernel'"),
-        ({"hidden": (8,)}, "option\\(s\\) \\['hidden'\\] with kind='linear'"),
+        ({"hidden": (8,)}, "option\\(s\\) \\['hidden'\\] with kind='linear'; they belong to kind='mlp'"),
+        ({"holdot": 0.1}, "unexpected keyword argument\\(s\\) \\['holdot'\\]. Check the spelling"),
         ({"kind": "mlp", "bandwidth": 1.0}, "kind='mlp'\\) got option\\(s\\) \\['bandwidth'\\] of kind='kernel'"),
         ({"kind": "kernel", "epochs": 3}, "kind='kernel'\\) got option\\(s\\) \\['epochs'\\] of kind='mlp'"),
         ({"kind": "kernel", "n_feature": 3}, "unknown option\\(s\\) \\['n_feature'\\]"),

@@ -1000,10 +1000,19 @@ def stitch(
             engine_kw=_engine_kw(block_size, scheduler, client, num_workers, memory_per_worker),
         )  # fmt: skip
     if options:
+        from .stitching_nonlinear import OPTIONS
+
+        of_kind = {k: kd for kd, defaults in OPTIONS.items() for k in defaults}
+        unknown = sorted(set(options) - set(of_kind))
+        if unknown:
+            raise InvalidInputError(
+                f"stitch got unexpected keyword argument(s) {unknown}. Check the spelling; the keywords are listed in "
+                f"stitch's docstring (options of the non-linear kinds: {sorted(of_kind)})."
+            )
         raise InvalidInputError(
-            f"stitch got option(s) {sorted(options)} with kind='linear'; they belong to the non-linear stitch classes "
-            "(kernel, bandwidth, method, n_features: kind='kernel'; hidden, epochs, batch_size, learning_rate, "
-            "weight_decay, activation: kind='mlp'). Pass the matching kind=..., or drop them."
+            f"stitch got option(s) {sorted(options)} with kind='linear'; they belong to "
+            f"kind={of_kind[sorted(options)[0]]!r} (kernel, bandwidth, method, n_features: kind='kernel'; hidden, epochs, "
+            "batch_size, learning_rate, weight_decay, activation: kind='mlp'). Pass the matching kind=..., or drop them."
         )
     rx, ry = as_representation(x, "x"), as_representation(y, "y")
     reps = [rx, ry]

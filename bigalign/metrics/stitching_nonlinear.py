@@ -44,11 +44,17 @@ the fitting rows they are never worse than the linear stitch:
     ``batch_size``); each epoch visits windows of ``WINDOW_BATCHES``
     consecutive minibatches in a seeded order, and the minibatches of a window
     in a seeded order (one ``partial_fit`` step each).  Windows are read with
-    ``Representation.read`` (contiguous rows), so the trained MLPs are
-    bit-identical for any ``block_size`` or scheduler, and a function of the
-    seed only; the line search and the risks come from one engine pass and
-    are block-size invariant to rounding.  Held-out rows are never read for
-    training (they are skipped by the same seeded hash as the linear stitch).
+    ``Representation.read`` (contiguous rows), so the minibatches and their
+    order are a function of the seed and ``batch_size`` only, never of
+    ``block_size`` or the scheduler; the trained weights differ across block
+    sizes only through the rounding of the linear stitch and of the
+    standardisation that define the MLP's inputs and targets (measured
+    ≤ 3e-15), and are bit-identical run to run.  The line search and the
+    risks come from one engine pass and are block-size invariant to rounding.
+    Held-out rows are never used for training (they are skipped by the same
+    seeded hash as the linear stitch; their values cannot change the fit).
+    With ``intercept=False`` the linear part goes through the origin; the MLP
+    keeps its biases.
 
 Risks, Theorem 1 and standard errors
 ------------------------------------
@@ -629,12 +635,15 @@ def _kernel(rx, ry, rt, tf, opts, ridge, intercept, holdout, seed, folds, ridge_
         base = _baseline(b, hold, ib)
         flags = {f.replace(f"{labels[0]}_rank_deficient", f"{labels[0]}_features_rank_deficient") for f in k.flags}
         r1 = {"fit": b.fit.risk_1, "holdout": None if b.holdout is None else b.holdout.risk_1}
+        # head_1 is model 1's linear head (the kernel head on z(x) that _direction also fits is not reported)
+        ridges = {**k.ridge, **({"head_1": b.ridge["head_1"]} if "head_1" in b.ridge else {})}
+        cv = None if k.cv is None else {**k.cv, **({"head_1": b.cv["head_1"]} if b.cv and "head_1" in b.cv else {})}
         results.append(NonlinearStitchResult(
             direction=k.direction, map=None, offset=None,
             fit=_with(k.fit, risk_1=r1["fit"]),
             holdout=None if k.holdout is None else _with(k.holdout, _stderrs(hold, ik), risk_1=r1["holdout"]),
-            ridge=k.ridge, intercept=intercept, n_samples=n, head_1=b.head_1, head_2=b.head_2, task_map=None,
-            task_offset=None, kappa=k.kappa, rank={f"{labels[0]}_features": k.rank[labels[0]], **b.rank}, cv=k.cv,
+            ridge=ridges, intercept=intercept, n_samples=n, head_1=b.head_1, head_2=b.head_2, task_map=None,
+            task_offset=None, kappa=k.kappa, rank={f"{labels[0]}_features": k.rank[labels[0]], **b.rank}, cv=cv,
             parameters={**params, "source": labels[0]}, flags=tuple(sorted(flags)), method=f"kernel-{opts['method']}-streaming",
             kind="kernel", model=KernelStitch(features=feat, coef=k.map, offset=k.offset),
             task_model=None if t is None else KernelStitch(features=feat, coef=k.task_map, offset=k.task_offset),
