@@ -95,7 +95,7 @@ from .features import (
     sample_rows,
 )
 from .io import Representation
-from .metrics._kernel_nonlinear import _feature_engine_kw
+from .metrics._common import feature_engine_kwargs
 from .result import _freeze, _jsonable
 
 __all__ = ["TestResult", "hsic_test"]
@@ -839,7 +839,7 @@ def _feature_test(reps, maps, widths, shifts, method, n_perm, seed, alpha, worke
 
     transforms = tuple(maps) if any(m is not None for m in maps) else ()
     stat = MomentStatistic(names=("x", "y"), pairs=((0, 1),), transforms=transforms)
-    kw = _feature_engine_kw({k: v for k, v in ekw.items() if v is not None}, reps, widths[0], widths[1])
+    kw = feature_engine_kwargs({k: v for k, v in ekw.items() if v is not None}, reps, widths[0], widths[1])
     m, plan = run(stat, reps, check_pairing=False, **kw)
     sides = []
     for s in m.sides:

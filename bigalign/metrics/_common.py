@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 
-from ..engine import Plan, run
+from ..engine import Plan, run, task_budget
 from ..errors import InvalidInputError
 from ..io import as_representation
 from ..moments import Moments, MomentStatistic
@@ -61,3 +62,40 @@ def paired_n(x: Any, y: Any) -> int:
     if rx.n != ry.n:
         check_pairing([rx, ry])  # raises the mismatch error naming both row counts
     return rx.n
+
+
+_ENGINE_DOC = """
+    block_size : int, optional
+        Rows per block.  Default: planned from ``memory_per_worker`` and the
+        stored chunking.  The result does not depend on it beyond rounding.
+    scheduler : {"sync", "threads", "distributed"}, distributed.Client or None
+        ``None`` uses the active ``distributed.Client`` if there is one, else
+        the threaded scheduler.  ``"sync"`` is a plain loop without dask.
+    client : distributed.Client, optional
+        Run on this client.
+    num_workers : int, optional
+        Threads for the threaded scheduler (default: number of CPUs).
+    memory_per_worker : int, optional
+        Bytes of block data one task may hold (default 512 MiB)."""
+
+
+def with_engine_doc(func: Any) -> Any:
+    """Insert the shared engine parameters into a façade's docstring."""
+    func.__doc__ = func.__doc__.replace("    {engine}\n", _ENGINE_DOC.lstrip("\n") + "\n")
+    return func
+
+
+def engine_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
+    """The engine options among a façade's arguments."""
+    return {k: kw[k] for k in ("block_size", "scheduler", "client", "num_workers", "memory_per_worker")}
+
+
+def feature_engine_kwargs(ekw: dict[str, Any], reps: list, dfx: int, dfy: int) -> dict[str, Any]:
+    """Block rows for feature maps: the features, not the inputs, dominate memory."""
+    out = dict(ekw)
+    if "block_size" not in out:
+        budget = task_budget(os.cpu_count() or 1, out.get("memory_per_worker"))
+        row_bytes = 8 * 3 * (dfx + dfy) + sum(r.d * 16 for r in reps)
+        out["block_size"] = max(64, min(reps[0].n, budget // row_bytes))
+    out.pop("memory_per_worker", None)
+    return out

@@ -37,6 +37,7 @@ from ._kernel_approx import (
     terms_from_single,
     zero_terms,
 )
+from ._common import feature_engine_kwargs
 from ._kernel_exact import KernelTileStatistic, hsic_from_sums
 
 METHODS = ("auto", "exact", "rff", "orf", "nystroem")
@@ -267,7 +268,7 @@ def feature_moments(
         }
         width = sum(levels)
     stat = MomentStatistic(names=tuple(names), pairs=tuple(mpairs), groups=groups, transforms=tuple(maps))
-    m, plan = run(stat, inputs, check_pairing=False, **_feature_engine_kw(engine_kw, reps, width, width))
+    m, plan = run(stat, inputs, check_pairing=False, **feature_engine_kwargs(engine_kw, reps, width, width))
     return m, views, plan, params
 
 
@@ -335,15 +336,7 @@ def feature_job(
 
 
 
-def _feature_engine_kw(ekw: dict[str, Any], reps: list, dfx: int, dfy: int) -> dict[str, Any]:
-    """Block rows for feature maps: the features, not the inputs, dominate memory."""
-    out = dict(ekw)
-    if "block_size" not in out:
-        budget = task_budget(os.cpu_count() or 1, out.get("memory_per_worker"))
-        row_bytes = 8 * 3 * (dfx + dfy) + sum(r.d * 16 for r in reps)
-        out["block_size"] = max(64, min(reps[0].n, budget // row_bytes))
-    out.pop("memory_per_worker", None)
-    return out
+_feature_engine_kw = feature_engine_kwargs  # old name, for modules not yet moved
 
 
 def check_degenerate(job: NonlinearJob, what: str) -> None:

@@ -15,7 +15,8 @@ from ..moments import Moments
 from ..result import Result
 from ._common import check_choice, engine_parameters, linear_moments, sqnorm
 from ..moments import scale
-from .kernel import _engine_kw, _representable, with_engine_doc
+from ._common import engine_kwargs, with_engine_doc
+from .kernel import _representable
 
 __all__ = ["distance_alignment"]
 
@@ -103,5 +104,5 @@ def distance_alignment(
     True
     """
     check_choice("distance_alignment", "distance", distance, ("euclidean",))
-    m, plan = linear_moments(x, y, _engine_kw(locals()))
+    m, plan = linear_moments(x, y, engine_kwargs(locals()))
     return distance_alignment_from_moments(m, 0, 1, "biased", {"distance": distance, **engine_parameters(plan)})

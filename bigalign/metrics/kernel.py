@@ -32,10 +32,12 @@ from ._common import (
     ESTIMATORS,
     check_choice,
     check_unbiased_n,
+    engine_kwargs,
     engine_parameters,
     linear_moments,
     paired_n,
     sqnorm,
+    with_engine_doc,
 )
 
 __all__ = ["cka", "hsic", "kernel_alignment"]
@@ -181,30 +183,8 @@ def ka_from_moments(m: Moments, i: int, j: int, estimator: str, parameters: dict
 # public façades
 # ----------------------------------------------------------------------------
 
-_ENGINE_DOC = """
-    block_size : int, optional
-        Rows per block.  Default: planned from ``memory_per_worker`` and the
-        stored chunking.  The result does not depend on it beyond rounding.
-    scheduler : {"sync", "threads", "distributed"}, distributed.Client or None
-        ``None`` uses the active ``distributed.Client`` if there is one, else
-        the threaded scheduler.  ``"sync"`` is a plain loop without dask.
-    client : distributed.Client, optional
-        Run on this client.
-    num_workers : int, optional
-        Threads for the threaded scheduler (default: number of CPUs).
-    memory_per_worker : int, optional
-        Bytes of block data one task may hold (default 512 MiB)."""
-
-
-def with_engine_doc(func: Any) -> Any:
-    """Insert the shared engine parameters into a façade's docstring."""
-    func.__doc__ = func.__doc__.replace("    {engine}\n", _ENGINE_DOC.lstrip("\n") + "\n")
-    return func
-
-
-def _engine_kw(kw: dict[str, Any]) -> dict[str, Any]:
-    """The engine options among a façade's arguments."""
-    return {k: kw[k] for k in ("block_size", "scheduler", "client", "num_workers", "memory_per_worker")}
+# the shared engine plumbing now lives in _common; these names stay for modules not yet moved
+_engine_kw = engine_kwargs
 
 
 _KERNEL_DOC = """kernel : {"linear", "rbf", "laplacian"}, default="linear"
@@ -245,10 +225,10 @@ def _run_kernel(func: str, x: Any, y: Any, kw: dict[str, Any], estimator: str) -
                 f"method={method!r} approximates non-linear kernels; with kernel='linear' {func} is exact at "
                 "any n in one streaming pass. Use method='auto' (or 'exact'), or a non-linear kernel."
             )
-        return linear_moments(x, y, _engine_kw(kw))
+        return linear_moments(x, y, engine_kwargs(kw))
     return nonlinear_terms(
         x, y, kernel=kernel, bandwidth=kw["bandwidth"], method=method, n_features=kw["n_features"],
-        seed=kw["seed"], estimator=estimator, engine_kw=_engine_kw(kw),
+        seed=kw["seed"], estimator=estimator, engine_kw=engine_kwargs(kw),
     ), None  # fmt: skip
 
 

@@ -61,7 +61,7 @@ from .._numba.topk import cknna_sums, empty_lists, merge_topk, overlap_counts, t
 from ..engine import prepare, run, run_pairs
 from ..errors import DegenerateInputError, InvalidInputError, NonFiniteError
 from ..result import Result
-from .kernel import with_engine_doc
+from ._common import with_engine_doc
 
 __all__ = ["IntervalResult", "finite_rows", "NeighbourTileStatistic", "QueryStatistic", "cknna", "mutual_knn", "sample_queries", "unit_rows"]
 

@@ -53,7 +53,7 @@ from ..io import Representation
 from ..moments import MomentStatistic, Moments, scale
 from ..result import Result
 from ._common import check_choice, linear_moments, paired_n, sqnorm
-from .kernel import with_engine_doc
+from ._common import with_engine_doc
 from .neighbors import IntervalResult, finite_rows, unit_rows
 
 __all__ = ["rsa"]

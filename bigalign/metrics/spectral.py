@@ -61,7 +61,7 @@ from ..linalg import (
 )
 from ..result import Result, _freeze, _jsonable
 from ._common import check_choice, engine_parameters
-from .kernel import _engine_kw, with_engine_doc
+from ._common import engine_kwargs, with_engine_doc
 
 __all__ = [
     "KareResult",
@@ -186,9 +186,9 @@ def _feature_kw(ekw: dict[str, Any], reps: list[Representation], widths: list[in
     out = {k: v for k, v in ekw.items() if v is not None}
     if not mapped:
         return out
-    from ._kernel_nonlinear import _feature_engine_kw
+    from ._common import feature_engine_kwargs
 
-    return _feature_engine_kw(out, reps, sum(widths), 0)
+    return feature_engine_kwargs(out, reps, sum(widths), 0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -663,7 +663,7 @@ def spectrum(
         )
     chosen, reason = _resolve_method(func, method, [D], rank)
     params["method_reason"] = reason
-    ekw = _feature_kw(_engine_kw(locals()), [rep], [D], fmap is not None)
+    ekw = _feature_kw(engine_kwargs(locals()), [rep], [D], fmap is not None)
     if chosen == "exact":
         m, plan = exact_moments([rep], ["x"], (), [fmap], ekw)
         eig = exact_side(m.sides[0], center)
@@ -988,7 +988,7 @@ def spectral_alignment(
     dx, dy = rx.d, ry.d
     chosen, reason = _resolve_method(func, method, [dx, dy], rank)
     params: dict[str, Any] = {"method_reason": reason, "seed": seed}
-    ekw = _feature_kw(_engine_kw(locals()), [rx, ry], [dx, dy], False)
+    ekw = _feature_kw(engine_kwargs(locals()), [rx, ry], [dx, dy], False)
     n = rx.n
     flags: list[str] = []
     if chosen == "exact":
@@ -1317,7 +1317,7 @@ def task_alignment(
     seed = _check_seed(func, seed)
     m, plan, tg, params, D = _task_pass(
         func, x, targets, target_type=target_type, center=center, kernel=kernel, bandwidth=bandwidth,
-        n_features=n_features, seed=seed, ekw_in=_engine_kw(locals()),
+        n_features=n_features, seed=seed, ekw_in=engine_kwargs(locals()),
     )  # fmt: skip
     ex = exact_side(m.sides[0], center)
     _degenerate(func, ex, "x", center)
@@ -1533,7 +1533,7 @@ def kare(
         )
     m, plan, tg, params, D = _task_pass(
         func, x, targets, target_type=target_type, center=center, kernel=kernel, bandwidth=bandwidth,
-        n_features=n_features, seed=seed, ekw_in=_engine_kw(locals()),
+        n_features=n_features, seed=seed, ekw_in=engine_kwargs(locals()),
     )  # fmt: skip
     ex = exact_side(m.sides[0], center)
     et = exact_side(m.sides[1], center)
