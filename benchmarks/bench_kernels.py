@@ -149,11 +149,24 @@ def child_acc_approx(n: int, cells: list[dict[str, Any]], seeds: int) -> None:
     _util.emit({"job": "approx", "n": n, "cells": cells, "runs": runs})
 
 
+def _kernel_code_hash() -> str:
+    """sha256[:12] of the bigalign sources the kernel approximations run (the cell cache's version key)."""
+    import bigalign
+
+    pkg = Path(bigalign.__file__).resolve().parent
+    h = hashlib.sha256()
+    for rel in ("features.py", "moments.py", "engine.py", "io.py", "linalg.py", "_numba/tiles.py", "metrics/kernel.py",
+                "metrics/_kernel_nonlinear.py", "metrics/_kernel_approx.py", "metrics/_kernel_exact.py"):
+        f = pkg / rel
+        h.update(rel.encode() + b"\0" + (f.read_bytes() if f.exists() else b"") + b"\0")
+    return h.hexdigest()[:12]
+
+
 def part_accuracy(args, log) -> dict[str, Any]:
     import numpy as np
 
     n = 2000 if args.quick else 20_000
-    feats = [128, 512] if args.quick else [int(v) for v in args.features.split(",")]
+    feats = [64, 256] if args.quick else [int(v) for v in args.features.split(",")]
     seeds = 2 if args.quick else args.seeds
     ratios = [1.0, 0.3]
     log(f"accuracy: n={n}: exact ...")
@@ -169,7 +182,7 @@ def part_accuracy(args, log) -> dict[str, Any]:
     cache_dir.mkdir(parents=True, exist_ok=True)
     for g in groups:
         spec = {"n": n, "cells": g, "seeds": seeds}
-        key = hashlib.sha256(json.dumps([spec, args.snapshot], sort_keys=True).encode()).hexdigest()[:16]
+        key = hashlib.sha256(json.dumps([spec, _kernel_code_hash()], sort_keys=True).encode()).hexdigest()[:16]
         cached = cache_dir / f"{key}.json"
         if cached.exists() and not args.quick:
             r = json.loads(cached.read_text())
@@ -201,7 +214,7 @@ def part_accuracy(args, log) -> dict[str, Any]:
                              "mean_signed_error": float(np.mean([u["error"] for u in runs])),
                              "median_wall_s": statistics.median(u["wall_s"] for u in runs),
                              "peak_rss_mb": max(c["peak_rss_mb"] for c in mine)})
-    return {"part": "accuracy", "n": n, "dx": ACC_DX, "dy": ACC_DY, "n_features": feats, "seeds": seeds,
+    return {"part": "accuracy", "kernel_code_sha256_12": _kernel_code_hash(), "n": n, "dx": ACC_DX, "dy": ACC_DY, "n_features": feats, "seeds": seeds,
             "exact": ex, "children": children, "rows": rows}
 
 
