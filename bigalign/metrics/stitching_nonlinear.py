@@ -107,7 +107,6 @@ from ..errors import DegenerateInputError, InvalidInputError, NonFiniteError
 from ..features import BANDWIDTH_SAMPLE, check_bandwidth, draw_nystroem, draw_random_fourier, median_bandwidth
 from ..io import Representation, as_representation, check_pairing
 from ..moments import MomentStatistic
-from ..result import _jsonable
 from ._common import engine_parameters
 from ._kernel_nonlinear import _feature_engine_kw
 from .stitching import (
