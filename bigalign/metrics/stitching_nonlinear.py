@@ -107,8 +107,7 @@ from ..errors import DegenerateInputError, InvalidInputError, NonFiniteError
 from ..features import BANDWIDTH_SAMPLE, check_bandwidth, draw_nystroem, draw_random_fourier, median_bandwidth
 from ..io import Representation, as_representation, check_pairing
 from ..moments import MomentStatistic
-from ._common import engine_parameters
-from ._kernel_nonlinear import _feature_engine_kw
+from ._common import engine_parameters, feature_engine_kwargs
 from .stitching import (
     HOLDOUT,
     SplitMomentStatistic,
@@ -584,7 +583,7 @@ def _kernel(rx, ry, rt, tf, opts, ridge, intercept, holdout, seed, folds, ridge_
     stat = SplitMomentStatistic(inner=_Expanded(names=raw_names, order=tuple(s[1] for s in specs), inner=inner), splits=splits)  # type: ignore[arg-type]
     # block rows planned for the expanded width: the features, not the inputs, dominate memory
     width = sum(raw[r].d + (tr.n_features if isinstance(tr, KernelFeatures) else 0) for _, r, tr in specs)
-    ekw = _feature_engine_kw({k: v for k, v in engine_kw.items() if v is not None}, raw, width, 0)
+    ekw = feature_engine_kwargs({k: v for k, v in engine_kw.items() if v is not None}, raw, width, 0)
     moments, plan = run(stat, raw, names=list(raw_names), check_pairing=False, **ekw)
     P = _Problem(moments, n_folds, holdout > 0, intercept)
     params = {**common, "kind": "kernel", "kernel": opts["kernel"], "method_features": opts["method"],
