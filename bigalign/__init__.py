@@ -16,6 +16,7 @@ from .errors import (
 )
 from .io import ActivationStore, ActivationWriter, Layer, PairingWarning, open_activations
 from .metrics import (
+    NonlinearStitchResult,
     StitchingMatrix,
     StitchResult,
     cka,
@@ -59,6 +60,7 @@ __all__ = [
     "Layer",
     "LayerMatrix",
     "MMDTestResult",
+    "NonlinearStitchResult",
     "NonFiniteError",
     "PairingError",
     "PairingWarning",

@@ -80,9 +80,11 @@ def main(argv: list[str] | None = None) -> dict:
     from bigalign.demo import HIDDEN, forward_activations
 
     if args.quick:
-        hidden, max_iter, n_features, mlp = (32, 16, 16), 40, 128, dict(hidden=(32,), epochs=10, batch_size=128, learning_rate=3e-3)
+        hidden, max_iter, n_features, mlp = (32, 16, 16), 40, 128, dict(hidden=(32,), epochs=6, batch_size=128, learning_rate=3e-3)
+        layers = ["input", "hidden2", "logits"]  # 9 pairs: the CI-sized run
     else:
         hidden, max_iter, n_features, mlp = HIDDEN, 200, 256, dict(hidden=(128,), epochs=40, batch_size=64, learning_rate=1e-3)
+        layers = LAYERS
     kernel_kw = dict(kernel="rbf", method="rff", n_features=n_features)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,16 +104,16 @@ def main(argv: list[str] | None = None) -> dict:
     stores = write_stores(nets, x_all[evaluate], evaluate, out / "stores")
     a, b = stores["seed0"], stores["seed1"]
     labels = y_all[evaluate]
-    cka = bigalign.compare_layers(a, b, metric="cka", layers_a=LAYERS, layers_b=LAYERS, scheduler="sync").values.filled(np.nan)
+    cka = bigalign.compare_layers(a, b, metric="cka", layers_a=layers, layers_b=layers, scheduler="sync").values.filled(np.nan)
     total_var = {lb: float(np.mean(np.sum((np.asarray(b[lb], np.float64) - np.asarray(b[lb], np.float64).mean(0)) ** 2, 1)))
-                 for lb in LAYERS}  # fmt: skip
+                 for lb in layers}  # fmt: skip
 
     common = dict(targets=labels, holdout=args.holdout, seed=0, scheduler="sync")
     rows = []
     t0 = time.perf_counter()
     timing = {k: 0.0 for k in ("kernel", "kernel_ridge0", "mlp")}
-    for i, la in enumerate(LAYERS):
-        for j, lb in enumerate(LAYERS):
+    for i, la in enumerate(layers):
+        for j, lb in enumerate(layers):
             t = time.perf_counter()
             ker = bigalign.stitch(a[la], b[lb], kind="kernel", ridge="cv", **kernel_kw, **common)
             timing["kernel"] += time.perf_counter() - t

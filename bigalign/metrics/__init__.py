@@ -12,9 +12,12 @@ from .neighbors import cknna, mutual_knn
 from .rsa import rsa
 from .spectral import kare, spectral_alignment, spectrum, task_alignment
 from .stitching import StitchingMatrix, StitchResult, StitchRisks, stitch, stitching_matrix
+from .stitching_nonlinear import NonlinearStitchResult, StitchRisksSE
 
 __all__ = [
+    "NonlinearStitchResult",
     "StitchResult",
+    "StitchRisksSE",
     "StitchRisks",
     "StitchingMatrix",
     "cka",
