@@ -69,8 +69,24 @@ linear kernel
     bias-corrected estimate G·θ − (G−1)·mean(θ₋g), which removed it (and
     brought the coverage of ±2 standard errors from 0.85 to 0.93 under
     independence).  COCO is reported plug-in (its bias was 0.2 standard
-    deviations; correcting it only added variance).  Nyström:
-    |θ(m) − θ(m/2)| over the first m/2 landmarks, as for CKA.
+    deviations; correcting it only added variance).
+
+    Nyström: the error bar of :mod:`bigalign.metrics._kernel_approx`, as for
+    CKA — the same pass gives θ at nested landmark prefixes m, m/2, m/4 and the
+    missed trace fractions ρ; stderr = √(d² + (ρ(m)·slope)²), d = |θ(m) − θ(m/2)|,
+    slope the largest |Δθ|/Δρ between levels (COCO = ‖Σ_xy‖₂ is 0 without
+    landmarks: the level (ρ = 1, 0) counts too; KCC and KMI are 0/0 there).
+    ``residual_trace_fraction`` = ρ(m); ρ(m) > 0.5 is flagged
+    ``nystroem_not_converged``.  KCC and KMI carry a second, ridge error: κ_x
+    is relative to the trace the landmarks capture, tr Σ̃_xx < tr Σ_xx, so the
+    ridge is too small and Nyström KCC is biased *up* (measured +0.07 at
+    0.3 × median with half the trace missed, where the extrapolation alone
+    covered 0.80 of seeds).  The same map with ridges κ·(1 − ‖φ̄‖²) — an
+    upper bound of κ·tr Σ_xx, since 1ᵀK̃1 ≤ 1ᵀK1 — gives a value θ_R ≤ θ
+    (larger ridges, and a sup over a subspace of the RKHS), so the ridge part of
+    the error lies in [0, θ(m) − θ_R]; that bound,
+    ``terms["nystroem_ridge_bias_bound"]``, is added in quadrature.  Measured
+    (benchmarks/results/nystroem_coverage_family.md): see the table there.
 
 Every value is a plug-in (V-statistic) estimate, reported as ``estimator="biased"``.
 
@@ -101,6 +117,7 @@ from ..features import BANDWIDTH_SAMPLE, KERNELS, sample_rows
 from ..moments import Moments
 from ..result import Result
 from ._common import check_choice, engine_parameters, linear_moments, paired_n
+from ._kernel_approx import NYSTROEM_MAX_RESIDUAL, NYSTROEM_STDERR, nystroem_stderr, residual_fraction
 from ._kernel_nonlinear import NYSTROEM_MIN_RATIO, _bandwidths, bandwidth_ratio, feature_moments, sub_moments
 from .kernel import _engine_kw, with_engine_doc
 
@@ -343,7 +360,10 @@ class _Job:
     method: str
     parameters: dict[str, Any]
     flags: tuple[str, ...]
-    half: Covariances | None = None  # Nyström with m/2 landmarks
+    half: Covariances | None = None  # Nyström with the first m/2 landmarks (error estimate)
+    quarter: Covariances | None = None  # ... and with the first m/4
+    residuals: tuple[float, float, float] | None = None  # Nyström: ρ = tr(K − K̃)/tr(K) at m, m/2, m/4
+    trace_bounds: tuple[float, float] | None = None  # Nyström: 1 − ‖φ̄‖² ≥ tr Σ of the exact kernel, x and y
     grouped: bool = False  # rff/orf: jackknife over groups
 
 
@@ -446,9 +466,20 @@ def _job(func: str, x: Any, y: Any, kw: dict[str, Any]) -> _Job:
     flags = tuple(f for f, s in (("x_constant", full.sides[0]), ("y_constant", full.sides[1])) if s.is_constant)
     cov = covariances_from_moments(full, 0, 1)
     if chosen == "nystroem":
-        half = covariances_from_moments(sub_moments(m, views[0][1], views[1][1]), 0, 1)
-        params["stderr"] = "|estimate(m landmarks) - estimate(m/2 landmarks)|"
-        return _Job(cov, "nystroem", params, flags, half=half)
+        # nested landmark prefixes m, m/2, m/4 (views[k] = [full, half, quarter]: feature_moments)
+        levels = [full] + [sub_moments(m, views[0][a], views[1][a]) for a in (1, 2)]
+        # ρ of the pair: the mean of the two inputs' missed trace fractions (k(x, x) = 1: rbf, laplacian)
+        rho = tuple(0.5 * (residual_fraction(lv.sides[0]) + residual_fraction(lv.sides[1])) for lv in levels)
+        if rho[0] > NYSTROEM_MAX_RESIDUAL:
+            flags += ("nystroem_not_converged",)
+        # 1 − ‖φ̄‖² = tr Σ̃ + ρ: an upper bound of the exact kernel's tr Σ (1ᵀK̃1 ≤ 1ᵀK1 as K̃ ⪯ K)
+        bounds = (1.0 - float(full.sides[0].mean @ full.sides[0].mean), 1.0 - float(full.sides[1].mean @ full.sides[1].mean))
+        ridge = "" if func == "coco" else ", combined in quadrature with the ridge bias bound (terms)"
+        params.update(stderr=NYSTROEM_STDERR + ridge, residual_trace_fraction=rho[0])
+        return _Job(
+            cov, "nystroem", params, flags, half=covariances_from_moments(levels[1], 0, 1),
+            quarter=covariances_from_moments(levels[2], 0, 1), residuals=rho, trace_bounds=bounds,  # type: ignore[arg-type]
+        )  # fmt: skip
     params["stderr"] = "jackknife over feature groups"
     return _Job(cov, chosen, params, flags, grouped=True)
 
@@ -469,13 +500,14 @@ def _regularization(func: str, value: Any, kernel: str) -> float:
 
 
 def _degenerate_constant(func: str, flags: tuple[str, ...]) -> None:
-    if flags:
-        which = " and ".join(f.split("_")[0] for f in flags)
+    constant = [f for f in flags if f in ("x_constant", "y_constant")]
+    if constant:
+        which = " and ".join(f.split("_")[0] for f in constant)
         raise DegenerateInputError(
             f"{func.upper()} is undefined: {which} is constant (every sample has the same representation, or the "
             "bandwidth makes every kernel value 1), so its covariance is zero and the regularised canonical "
             "correlation is 0/0. Expected a varying representation. Use coco() (exactly 0 for it).",
-            reason=flags[0],
+            reason=constant[0],
         )
 
 
@@ -505,6 +537,21 @@ def _canonical_result(func: str, x: Any, y: Any, kw: dict[str, Any], kappa: floa
         return _canonical_result_body(func, _job(func, x, y, kw), kappa)
 
 
+def _canonical_level(func: str, c: Covariances, kappa: float) -> float | None:
+    """KCC or KMI of a smaller Nyström level, or None where it is undefined there.
+
+    A level with fewer landmarks can be degenerate where the full map is not (its
+    features constant: a zero covariance; a canonical correlation of 1 to rounding:
+    KMI infinite); :func:`~bigalign.metrics._kernel_approx.nystroem_stderr` then
+    skips that level, as it does for an undefined CKA.
+    """
+    try:
+        h = canonical_correlations(c, kappa * float(np.trace(c.sxx)), kappa * float(np.trace(c.syy)))
+        return float(h[0]) if func == "kcc" else kmi_from_correlations(h)
+    except DegenerateInputError:
+        return None
+
+
 def _canonical_result_body(func: str, job: _Job, kappa: float) -> Result:
     _degenerate_constant(func, job.flags)
     v = _values(job.cov, kappa, want_kmi=func == "kmi")
@@ -513,6 +560,7 @@ def _canonical_result_body(func: str, job: _Job, kappa: float) -> Result:
     kcc_v = float(rho[0])
     value = kcc_v if func == "kcc" else float(v.kmi)  # type: ignore[arg-type]
     stderr = None
+    terms_extra: dict[str, float] = {}
     if job.grouped:
         direct = max(job.cov.sxx.shape[0], job.cov.syy.shape[0]) <= DIRECT_REPLICATES_MAX_D
         kr, mr = (_cc_replicates_direct if direct else _cc_replicates_fast)(job.cov, v.kx, v.ky)
@@ -521,12 +569,18 @@ def _canonical_result_body(func: str, job: _Job, kappa: float) -> Result:
         # Quenouille's jackknife bias correction: ρ(κ) and KMI are non-linear in the (noisy) covariances
         G = reps.size
         value = G * value - (G - 1) * float(reps.mean())
-    elif job.half is not None:
-        h = canonical_correlations(job.half, kappa * float(np.trace(job.half.sxx)), kappa * float(np.trace(job.half.syy)))
-        other = float(h[0]) if func == "kcc" else kmi_from_correlations(h)
-        stderr = abs(value - other)
+    elif job.half is not None and job.quarter is not None and job.residuals is not None and job.trace_bounds is not None:
+        # KCC and KMI have no value without landmarks (κ_x = κ·tr Σ_xx = 0: 0/0), so no zero level
+        levels = [value] + [_canonical_level(func, c, kappa) for c in (job.half, job.quarter)]
+        # the ridge term (module docstring): the same map with the ridges of the traces' upper bounds
+        tx, ty = job.trace_bounds
+        wide = canonical_correlations(job.cov, kappa * tx, kappa * ty)
+        ridge = value - (float(wide[0]) if func == "kcc" else kmi_from_correlations(wide))
+        stderr = float(np.hypot(nystroem_stderr(levels, list(job.residuals), zero=None), ridge))
+        terms_extra = {"nystroem_ridge_bias_bound": ridge}
     terms: dict[str, float] = {f"rho_{i + 1}": float(r) for i, r in enumerate(rho[:3])}
     terms.update(kcc=kcc_v, regularization_x=v.kx, regularization_y=v.ky)
+    terms.update(terms_extra)
     if func == "kmi":
         terms["kmi_plug_in"] = float(v.kmi)  # type: ignore[arg-type]
     extra = {"bias_correction": "jackknife over feature groups"} if job.grouped else {}
@@ -696,8 +750,10 @@ def coco(
         stderr = None
         if job.grouped:
             stderr = _jackknife(_coco_replicates(job.cov))
-        elif job.half is not None:
-            stderr = abs(v.coco - _top_singular(job.half.sxy)[0])
+        elif job.half is not None and job.quarter is not None and job.residuals is not None:
+            # COCO = ‖Σ_xy‖₂ is 0 with no landmarks (K̃ = 0, ρ = 1): the zero level anchors the slope
+            levels = [v.coco, _top_singular(job.half.sxy)[0], _top_singular(job.quarter.sxy)[0]]
+            stderr = nystroem_stderr(levels, list(job.residuals), zero=0.0)
     return Result(
         metric="coco", value=v.coco, estimator="biased", method=job.method, n_samples=job.cov.n,
         terms={"coco": v.coco, "hsic_xy": v.hsic_b},

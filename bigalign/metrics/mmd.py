@@ -33,8 +33,17 @@ linear kernel
     random-feature kernel is unbiased for k at every pair, and MMD² is
     *linear* in the kernel, so rff/orf MMD² (biased and unbiased) are unbiased
     for the exact ones given the data: no debiasing is needed.  The standard
-    error is the delete-one-group jackknife over the G groups of frequencies;
-    Nyström reports |θ(m) − θ(m/2)|, as for CKA.
+    error is the delete-one-group jackknife over the G groups of frequencies.
+    Nyström: the error bar of :mod:`bigalign.metrics._kernel_approx`, as for
+    CKA.  The pass streams three nested maps (the first m, m/2 and m/4 of the
+    permuted landmarks) side by side; from their sums come MMD² at each level
+    and the missed trace fractions ρ = 1 − Σᵢ‖φ(zᵢ)‖²/n over the pooled sample
+    (:func:`residual_fractions`), and stderr = √(d² + (ρ(m)·slope)²),
+    d = |θ(m) − θ(m/2)|, slope the largest |Δθ|/Δρ between levels including
+    "no landmarks" (ρ = 1, MMD² = 0).  The projected kernel K̃ ⪯ K makes the
+    biased MMD² of the map ≤ the exact one; the error is mostly this bias.
+    ρ(m) > 0.5 is flagged ``nystroem_not_converged`` (``mmd`` and ``mmd_test``).
+    Measured coverage: benchmarks/results/nystroem_coverage_family.md.
 
 The test
 --------
@@ -107,6 +116,7 @@ from ..io import Representation, as_representation
 from ..result import Result, _jsonable
 from ..stats import TestResult
 from ._common import ESTIMATORS, check_choice
+from ._kernel_approx import NYSTROEM_MAX_RESIDUAL, NYSTROEM_STDERR, nystroem_stderr
 from ._kernel_nonlinear import (
     DEFAULT_LANDMARKS,
     DEFAULT_RANDOM_FEATURES,
@@ -331,13 +341,12 @@ class _Features:
 
 @dataclass(frozen=True, eq=False)
 class _Stacked:
-    """[full map | half map] (Nyström with m and m/2 landmarks) as one map."""
+    """[full map | m/2 map | m/4 map] (Nyström with nested landmark prefixes m, m/2, m/4) as one map."""
 
-    full: Any
-    half: Any
+    maps: tuple[Any, ...]
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
-        return np.concatenate([self.full(z), self.half(z)], axis=1)
+        return np.concatenate([f(z) for f in self.maps], axis=1)
 
 
 @dataclass
@@ -397,6 +406,21 @@ def feature_group_terms(fs: FeatureSums, bounds: np.ndarray, n_x: int, n_y: int,
     return np.stack([_block_sums(sx * sx, bounds) - qx, _block_sums(sy * sy, bounds) - qy, _block_sums(sx * sy, bounds)])
 
 
+def residual_fractions(fs: FeatureSums, offset: np.ndarray | None, bounds: np.ndarray) -> np.ndarray:
+    """(G,): ρ = 1 − Σᵢ ‖φ_g(zᵢ)‖² / n of each map g over the pooled sample (k(z, z) = 1: rbf, laplacian).
+
+    The pass accumulates the features less a fixed offset c (the subsample mean),
+    q = Σᵢ ‖φᵢ − c‖² and s = Σᵢ (φᵢ − c); hence Σᵢ ‖φᵢ‖² = q + 2·cᵀs + n‖c‖² per map.
+    For a Nyström map it is tr K̃ = tr(K_nZ W⁺ K_Zn), so ρ is the fraction of tr K = n
+    its landmarks miss (:func:`~bigalign.metrics._kernel_approx.residual_fraction`).
+    """
+    n = fs.n
+    raw = fs.q_all.astype(np.float64)
+    if offset is not None:
+        raw = raw + _block_sums(2.0 * offset * fs.s_all + n * offset * offset, bounds)
+    return 1.0 - raw / n
+
+
 def feature_all_labellings(fs: FeatureSums, n_x: int) -> np.ndarray:
     """(3, L): the same three sums, all groups together, for every labelling."""
     sy = fs.s_all[:, None] - fs.s
@@ -428,6 +452,7 @@ class _Estimate:
     parameters: dict[str, Any]
     null_values: np.ndarray | None = None  # MMD² under each permuted labelling
     weights: np.ndarray | None = None  # eigenvalues of C_x/n_x + C_y/n_y (asymptotic null)
+    flags: tuple[str, ...] = ()  # Nyström: "nystroem_not_converged"
 
 
 def _bandwidth(bandwidth: Any, zs: np.ndarray, func: str) -> tuple[float, float | None]:
@@ -550,15 +575,15 @@ def _estimate_body(
     if m < 4:
         raise InvalidInputError(f"n_features (landmarks) for nystroem must be >= 4; got {n_features!r}.")
     lands = _sample_named(z, m, seed + 1)
-    order = np.random.default_rng([seed, 3]).permutation(m)
-    full = draw_nystroem(kernel, lands[order], sigma, shift)
-    half = draw_nystroem(kernel, lands[order][: m // 2], sigma, shift)
-    stacked = _Stacked(full, half)
+    order = np.random.default_rng([seed, 3]).permutation(m)  # prefixes of it: uniform subsets
+    levels = (m, m // 2, m // 4)  # nested: each map's landmarks contain the next one's (error estimate)
+    maps = tuple(draw_nystroem(kernel, lands[order][:size], sigma, shift) for size in levels)
+    stacked = _Stacked(maps)
     feats = _Features(stacked, shift, stacked(zs).mean(axis=0))
-    bounds = np.array([0, full.n_features, full.n_features + half.n_features], dtype=np.int64)
-    params.update(n_features=m, rank=full.n_features, landmarks="uniform without replacement (pooled sample)",
-                  stderr="|estimate(m landmarks) - estimate(m/2 landmarks)|")  # fmt: skip
-    return _feature_estimate(z, feats, bounds, "nystroem", params, estimator, labels, null, full.n_features, ekw, "half")
+    bounds = np.concatenate([[0], np.cumsum([f.n_features for f in maps])]).astype(np.int64)
+    params.update(n_features=m, rank=maps[0].n_features, landmarks="uniform without replacement (pooled sample)",
+                  landmark_levels=list(levels), stderr=NYSTROEM_STDERR)  # fmt: skip
+    return _feature_estimate(z, feats, bounds, "nystroem", params, estimator, labels, null, maps[0].n_features, ekw, "levels")
 
 
 def _feature_estimate(
@@ -574,23 +599,29 @@ def _feature_estimate(
     qx, qy = fs.q[:, 0], fs.q_all - fs.q[:, 0]
     per = mmd_from_sums(g[0], g[1], g[2], qx, qy, n_x, n_y, estimator)  # (G,)
     stderr = None
+    flags: tuple[str, ...] = ()
     if error == "groups":
         G = per.size
         value = float(per.sum())
         reps = G / (G - 1) * (value - per)
         stderr = float(np.sqrt((G - 1) / G * np.sum((reps - reps.mean()) ** 2)))
         sums = g.sum(axis=1)
-    elif error == "half":
-        value, other = float(per[0]), float(per[1])
-        stderr = abs(value - other)
+    elif error == "levels":
+        # per = MMD² of the nested maps (m, m/2, m/4 landmarks); ρ from their traces; MMD² = 0 without landmarks
+        value = float(per[0])
+        rho = residual_fractions(fs, feats.offset, bounds)
+        stderr = nystroem_stderr([float(v) for v in per], [float(r) for r in rho], zero=0.0)
+        params["residual_trace_fraction"] = float(rho[0])
+        if rho[0] > NYSTROEM_MAX_RESIDUAL:
+            flags += ("nystroem_not_converged",)
         sums = g[:, 0]
     else:
         value = float(per.sum())
         sums = g.sum(axis=1)
     est = _Estimate(value, sums[0] / (n_x * (n_x - 1)) if n_x > 1 else 0.0, sums[1] / (n_y * (n_y - 1)) if n_y > 1 else 0.0,
-                    sums[2] / (n_x * n_y), stderr, method, params)  # fmt: skip
+                    sums[2] / (n_x * n_y), stderr, method, params, flags=flags)  # fmt: skip
     if labels is not None:
-        if error == "half":  # the permutation null of the full map only
+        if error == "levels":  # the permutation null of the full map only (group 0: its first `width` columns)
             cols = slice(0, width)
             sub = FeatureSums(fs.n, fs.s[cols], fs.q[:1], fs.s_all[cols], fs.q_all[:1])
         else:
@@ -784,8 +815,11 @@ def mmd(
         ``metric="mmd"``, ``value`` = the MMD² estimate; ``terms``:
         ``mean_kxx``, ``mean_kyy`` (off-diagonal means), ``mean_kxy``;
         ``n_samples`` = n_x + n_y (``parameters`` has n_x, n_y); ``stderr``
-        for rff/orf (jackknife over feature groups) and Nyström.  A negative
-        unbiased estimate carries the flag ``"negative_unbiased_estimate"``.
+        for rff/orf (jackknife over feature groups) and Nyström (extrapolated
+        over nested landmark levels in the missed trace fraction
+        ``parameters["residual_trace_fraction"]``; above 0.5 the result is
+        flagged ``"nystroem_not_converged"``).  A negative unbiased estimate
+        carries the flag ``"negative_unbiased_estimate"``.
 
     Raises
     ------
@@ -824,7 +858,7 @@ def mmd(
 
 
 def _result(est: _Estimate, estimator: str) -> Result:
-    flags = ("negative_unbiased_estimate",) if est.value < 0 and estimator == "unbiased" else ()
+    flags = est.flags + (("negative_unbiased_estimate",) if est.value < 0 and estimator == "unbiased" else ())
     p = est.parameters
     return Result(
         metric="mmd", value=est.value, estimator=estimator, method=est.method, n_samples=p["n_x"] + p["n_y"],
@@ -917,7 +951,8 @@ def mmd_test(
         exact kernels the asymptotic weights come from a seeded subsample of
         ≤ 500 rows of each sample (``NULL_SAMPLE``); with features, from their
         streamed D×D covariances.  The test is then exact for the approximate
-        kernel.
+        kernel (Nyström: of the full m-landmark map; a map that misses more
+        than half of the kernel's trace is flagged ``"nystroem_not_converged"``).
     n_features : int, optional
         As for :func:`mmd`.
     seed : int, default=0
@@ -1003,5 +1038,5 @@ def mmd_test(
                 "mean": 0.0 if estimator == "unbiased" else total, "variance": 2.0 * float(np.sum(w * w))}  # fmt: skip
     return MMDTestResult(
         statistic=t, pvalue=float(min(1.0, p)), method=chosen, null=null, n_samples=n, alpha=float(alpha),
-        parameters=params, flags=(), estimator=estimator,
+        parameters=params, flags=est.flags, estimator=estimator,
     )  # fmt: skip
