@@ -36,8 +36,9 @@ kernel's high-water mark) is its own:
    last hidden layer has all-zero rows on some digits — ReLU — for which cosine
    neighbours are undefined.)
 
-Writes into --out ``summary.md`` and ``results.json`` (and, with --results
-PATH, the same as PATH.md and PATH.json).  The machine is shared: the table
+Writes into --out ``scale_run.png`` (the linear CKA matrix; time and peak
+RSS per step), ``summary.md`` and ``results.json`` (and, with --results PATH,
+the same as PATH.md and PATH.json).  The machine is shared: the table
 reports the wall time, the process's own CPU time and the 1-minute load
 average seen at the start of each step.
 """
@@ -200,6 +201,40 @@ def run_step(name: str, args) -> dict:
     return res
 
 
+def plot(results: dict, path: Path) -> None:
+    """The run on one figure: the linear CKA matrix and, per step, wall and CPU seconds with the peak RSS."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = results["steps"]
+    fig, ax = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1, 1.4]})
+    lin = np.array(steps["linear"]["matrix"], dtype=float)
+    im = ax[0].imshow(lin, cmap="magma", vmin=0, vmax=1)
+    ax[0].set_xticks(range(len(LAYERS)), LAYERS, rotation=45, ha="right")
+    ax[0].set_yticks(range(len(LAYERS)), LAYERS)
+    for i in range(lin.shape[0]):
+        for j in range(lin.shape[1]):
+            ax[0].text(j, i, f"{lin[i, j]:.2f}", ha="center", va="center", fontsize=8, color="black" if lin[i, j] > 0.5 else "white")
+    ax[0].set(xlabel="seed 1", ylabel="seed 0", title=f"linear CKA (debiased, exact), n = {results['n']:,}")
+    fig.colorbar(im, ax=ax[0], fraction=0.046)
+    names = list(steps)
+    pos = np.arange(len(names))
+    ax[1].bar(pos - 0.2, [steps[k]["wall_s"] for k in names], width=0.4, label="wall s")
+    ax[1].bar(pos + 0.2, [steps[k]["cpu_s"] for k in names], width=0.4, label="CPU s (this process)")
+    for x_, k in zip(pos, names):
+        ax[1].text(x_, steps[k]["wall_s"], f"{steps[k]['peak_rss_mb']:.0f} MiB\nload {steps[k]['load_average_at_start']:.1f}",
+                   ha="center", va="bottom", fontsize=7)  # fmt: skip
+    ax[1].set_xticks(pos, names)
+    ax[1].set(yscale="log", ylabel="seconds", title="each step in a fresh process: time, peak RSS (VmHWM), load average")
+    ax[1].set_ylim(0.5 * min(steps[k]["cpu_s"] for k in names), 4 * max(steps[k]["wall_s"] for k in names))
+    ax[1].legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=1_000_000)
@@ -265,7 +300,8 @@ def main(argv: list[str] | None = None) -> dict:
         "",
         f"Machine: {os.cpu_count()} CPUs, shared with other jobs (load average at the start of each step in the table). "
         "Each step ran in a fresh process; peak RSS is that process's VmHWM. One run, not a median of repeats: "
-        "timings on this machine vary with the other jobs.",
+        "timings on this machine vary with the other jobs. Wall time includes waiting for a CPU while other jobs run "
+        "(a load average above the number of CPUs): CPU s is the figure comparable between runs.",
         "",
         "| step | what | wall s | CPU s | peak RSS MiB | load avg |",
         "|---|---|---:|---:|---:|---:|",
@@ -319,6 +355,7 @@ def main(argv: list[str] | None = None) -> dict:
         Path(args.results).parent.mkdir(parents=True, exist_ok=True)
         Path(f"{args.results}.md").write_text(text)
         Path(f"{args.results}.json").write_text(json.dumps(results, indent=1, default=float))
+    plot(results, out / "scale_run.png")
     if args.clean:
         for s in (0, 1):
             shutil.rmtree(Path(args.data) / f"scale_seed{s}.zarr", ignore_errors=True)
