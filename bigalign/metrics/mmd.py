@@ -43,7 +43,11 @@ linear kernel
     "no landmarks" (ρ = 1, MMD² = 0).  The projected kernel K̃ ⪯ K makes the
     biased MMD² of the map ≤ the exact one; the error is mostly this bias.
     ρ(m) > 0.5 is flagged ``nystroem_not_converged`` (``mmd`` and ``mmd_test``).
-    Measured coverage: benchmarks/results/nystroem_coverage_family.md.
+    Measured (benchmarks/results/nystroem_coverage_family.md: three pairs of
+    samples of 250-300 rows, one with P = Q, 32 and 128 landmarks at 1 and
+    0.3 × median, 80 seeds): the exact MMD²_u lies within 2·stderr for every
+    seed in all 12 cells (the former bar: ≥ 0.9 in 6, down to 0.19);
+    mean(stderr)/rmse 3.4-26 — conservative, most of the error being a bias.
 
 The test
 --------
