@@ -336,9 +336,6 @@ def feature_job(
 
 
 
-_feature_engine_kw = feature_engine_kwargs  # old name, for modules not yet moved
-
-
 def check_degenerate(job: NonlinearJob, what: str) -> None:
     for f in (f for f in job.flags if f in ("x_constant", "y_constant", "x_constant_kernel", "y_constant_kernel")):
         which = f.split("_")[0]

@@ -119,10 +119,9 @@ from ..errors import DegenerateInputError, InvalidInputError
 from ..features import BANDWIDTH_SAMPLE, KERNELS, sample_rows
 from ..moments import Moments
 from ..result import Result
-from ._common import check_choice, engine_parameters, linear_moments, paired_n
+from ._common import check_choice, engine_kwargs, engine_parameters, linear_moments, paired_n, with_engine_doc
 from ._kernel_approx import NYSTROEM_MAX_RESIDUAL, NYSTROEM_STDERR, nystroem_stderr, residual_fraction
 from ._kernel_nonlinear import NYSTROEM_MIN_RATIO, _bandwidths, bandwidth_ratio, feature_moments, sub_moments
-from .kernel import _engine_kw, with_engine_doc
 
 __all__ = ["coco", "kcc", "kmi"]
 
@@ -426,7 +425,7 @@ def _job(func: str, x: Any, y: Any, kw: dict[str, Any]) -> _Job:
     n = paired_n(x, y)
     if n < 2:
         raise InvalidInputError(f"{func} needs at least 2 paired samples (a covariance); got n = {n}. Pass more samples.")
-    ekw = {k: v for k, v in _engine_kw(kw).items() if v is not None}
+    ekw = {k: v for k, v in engine_kwargs(kw).items() if v is not None}
     if kernel == "linear":
         if method not in ("auto", "exact"):
             raise InvalidInputError(

@@ -183,10 +183,6 @@ def ka_from_moments(m: Moments, i: int, j: int, estimator: str, parameters: dict
 # public façades
 # ----------------------------------------------------------------------------
 
-# the shared engine plumbing now lives in _common; these names stay for modules not yet moved
-_engine_kw = engine_kwargs
-
-
 _KERNEL_DOC = """kernel : {"linear", "rbf", "laplacian"}, default="linear"
         rbf: exp(−‖x−x'‖²/(2σ²)); laplacian: exp(−‖x−x'‖/σ); σ = bandwidth.
     bandwidth : "median", float, or (bandwidth_x, bandwidth_y), default="median"

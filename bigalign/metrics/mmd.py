@@ -119,16 +119,14 @@ from ..features import (
 from ..io import Representation, as_representation
 from ..result import Result, _jsonable
 from ..stats import TestResult
-from ._common import ESTIMATORS, check_choice
+from ._common import ESTIMATORS, check_choice, engine_kwargs, feature_engine_kwargs, with_engine_doc
 from ._kernel_approx import NYSTROEM_MAX_RESIDUAL, NYSTROEM_STDERR, nystroem_stderr
 from ._kernel_nonlinear import (
     DEFAULT_LANDMARKS,
     DEFAULT_RANDOM_FEATURES,
     EXACT_MAX_N,
     NYSTROEM_MIN_RATIO,
-    _feature_engine_kw,
 )
-from .kernel import _engine_kw, with_engine_doc
 
 __all__ = ["MMDTestResult", "mmd", "mmd_test"]
 
@@ -596,7 +594,7 @@ def _feature_estimate(
 ) -> _Estimate:  # fmt: skip
     n_x, n_y = z.n_x, z.n - z.n_x
     stat = PooledFeatureStatistic(feats, bounds, n_x, labels, width if null else 0)
-    kw = _feature_engine_kw(ekw, [z], int(bounds[-1]) + (labels.shape[1] if labels is not None else 0), 0)
+    kw = feature_engine_kwargs(ekw, [z], int(bounds[-1]) + (labels.shape[1] if labels is not None else 0), 0)
     fs, plan = run(stat, [z], names=["x and y (pooled)"], check_pairing=False, **kw)
     params.update(block_size=plan.block_rows, n_blocks=plan.n_blocks, scheduler=plan.scheduler)
     g = feature_group_terms(fs, bounds, n_x, n_y)  # (3, G)
@@ -856,7 +854,7 @@ def mmd(
     """
     est = _estimate(
         "mmd", x, y, kernel=kernel, bandwidth=bandwidth, estimator=estimator, method=method, n_features=n_features,
-        seed=seed, engine_kw=_engine_kw(locals()),
+        seed=seed, engine_kw=engine_kwargs(locals()),
     )  # fmt: skip
     return _result(est, estimator)
 
@@ -1009,7 +1007,7 @@ def mmd_test(
     )  # fmt: skip
     est = _estimate(
         func, x, y, kernel=kernel, bandwidth=bandwidth, estimator=estimator, method=features, n_features=n_features,
-        seed=seed, engine_kw=_engine_kw(locals()), n_perm=n_perm if chosen == "permutation" else 0,
+        seed=seed, engine_kw=engine_kwargs(locals()), n_perm=n_perm if chosen == "permutation" else 0,
         null=chosen == "asymptotic",
     )  # fmt: skip
     params = {**est.parameters, "test_reason": reason, "features": est.method}
