@@ -306,7 +306,7 @@ def cmd_stitch(args: argparse.Namespace) -> int:
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     ex, bound = sm.values("excess_risk"), sm.values("excess_bound")
-    print(f"held-out excess risk of stitching A-layer (rows) into B-layer and B's head (columns); ≤ Theorem 1's bound")
+    print("held-out excess risk of stitching A-layer (rows) into B-layer and B's head (columns); ≤ Theorem 1's bound")
     w = max(18, max(len(l) for l in sm.layers_b) + 1)
     first = max(len(l) for l in sm.layers_a) + 2
     print(" " * first + "".join(f"{l:>{w}}" for l in sm.layers_b))

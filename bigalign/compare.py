@@ -12,7 +12,7 @@ import numpy as np
 
 from .engine import run
 from .errors import DegenerateInputError, InvalidInputError
-from .io import ActivationStore, Layer, open_activations
+from .io import ActivationStore, open_activations
 from .features import KERNELS
 from .metrics._common import ESTIMATORS, check_choice, check_unbiased_n, engine_parameters
 from .metrics._kernel_nonlinear import METHODS

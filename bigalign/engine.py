@@ -276,7 +276,7 @@ class _StreamingTree:
         return acc
 
 
-def _rep_token(r: Representation) -> Any:
+def rep_token(r: Representation) -> Any:
     """A cheap, deterministic identity of an input (no hashing of the data itself)."""
     return (r.name, r.kind, r.shape, str(r.dtype), id(r.source) if r.kind in ("numpy", "dask") else repr(r.source))
 
@@ -301,7 +301,7 @@ def _read_and_partial_pair(
     return _maybe_cached(path, compute)
 
 
-def _content_id(r: Representation) -> Any:
+def content_id(r: Representation) -> Any:
     """A stable identity of an input's data for checkpoint fingerprints."""
     src = r.source
     if r.kind == "layer":
@@ -318,7 +318,7 @@ def _checkpoint_paths(statistic: Any, reps: Sequence[Representation], n: int, ro
     ck = active_checkpoint()
     if ck is None:
         return [None] * len(names)
-    d = ck.pass_dir(fingerprint(statistic, n, rows, [_content_id(r) for r in reps]))
+    d = ck.pass_dir(fingerprint(statistic, n, rows, [content_id(r) for r in reps]))
     paths = [str(d / f"{nm}.pkl") for nm in names]
     existing = sum(os.path.exists(p) for p in paths)
     ck.loaded += existing
@@ -434,7 +434,7 @@ def run(
         if bar is not None:
             bar.finish()
     else:
-        token = dask.base.tokenize(statistic, n, rows, *[_rep_token(r) for r in reps])
+        token = dask.base.tokenize(statistic, n, rows, *[rep_token(r) for r in reps])
         # inputs and the statistic enter the graph once each, opaque: dask must not traverse
         # them (a statistic holding a dask array would otherwise be computed) nor copy them per task
         dreps = [dask.delayed(r, pure=True, traverse=False) for r in reps]
@@ -520,7 +520,7 @@ def run_pairs(
             bar.finish()
         state = tree.result()
     else:
-        token = dask.base.tokenize(statistic, n, rows, "pairs", *[_rep_token(r) for r in reps])
+        token = dask.base.tokenize(statistic, n, rows, "pairs", *[rep_token(r) for r in reps])
         # inputs and the statistic enter the graph once each, opaque: dask must not traverse
         # them (a statistic holding a dask array would otherwise be computed) nor copy them per task
         dreps = [dask.delayed(r, pure=True, traverse=False) for r in reps]

@@ -71,17 +71,16 @@ Analysis 20 (1995) — the exact permutation moments.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
 from numba import njit
 
-from ._checks import finite_float64, raise_nonfinite
+from ._checks import raise_nonfinite
 from .engine import prepare, run, run_pairs
 from .errors import DegenerateInputError, InvalidInputError, NonFiniteError
 from .features import (
@@ -94,6 +93,7 @@ from .features import (
     median_bandwidth,
     sample_rows,
 )
+from .gram import blas_threads_for, centre_gram, gram, read_all
 from .io import Representation
 from .metrics._common import feature_engine_kwargs
 from .result import _freeze, _jsonable
@@ -119,12 +119,6 @@ MIN_SAMPLES = 5
 _PERMUTATION_TAG = 0x5E57  # the permutations draw from default_rng([seed, tag])
 _FEATURE_TAG = 2  # the same feature-map stream as the kernel metrics
 _BATCH_BYTES = 64 * 2**20  # permuted copies of Ψ held at once
-_REFINE = 1e-4  # GEMM distances below this fraction of ‖a‖² + ‖b‖² are recomputed from differences
-#: In-memory problems with at most this many float64 input/feature values (n·(D_x + D_y)) run BLAS
-#: on one thread: for them thread wake-ups cost more than the products (and, on a loaded
-#: 2-core VM, made a 100×64 product 10–300× slower).
-SMALL_PROBLEM = 2**18
-_CONTROLLER: Any = None
 
 
 # --------------------------------------------------------------------------- #
@@ -360,74 +354,6 @@ def _tie_tolerance(n: int, a: _SideStats, b: _SideStats) -> float:
 # --------------------------------------------------------------------------- #
 # kernels and features
 # --------------------------------------------------------------------------- #
-
-
-@contextlib.contextmanager
-def _blas_threads_for(size: int) -> Iterator[None]:
-    """One BLAS thread for small in-memory problems (``size`` values ≤ ``SMALL_PROBLEM``)."""
-    global _CONTROLLER
-    if size > SMALL_PROBLEM:
-        yield
-        return
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
-
-        _CONTROLLER = ThreadpoolController()
-    with _CONTROLLER.limit(limits=1, user_api="blas"):
-        yield
-
-
-def _read_all(rep: Representation, name: str, shift: np.ndarray | None = None, fmap: Any = None, width: int | None = None) -> np.ndarray:
-    """All rows of ``rep`` in float64, shifted or mapped, read block by block (names bad rows)."""
-    n = rep.n
-    cols = width if width is not None else rep.d
-    rows = max(1, min(n, (128 * 2**20) // (8 * (rep.d + cols) + 1)))
-    out = np.empty((n, cols))
-    for s in range(0, n, rows):
-        e = min(n, s + rows)
-        blk = finite_float64(rep.read(s, e), name, s)
-        if fmap is not None:
-            out[s:e] = fmap(blk)
-        else:
-            out[s:e] = blk if shift is None else blk - shift
-    return out
-
-
-def _gram(xs: np.ndarray, kernel: str, sigma: float) -> np.ndarray:
-    """The n×n rbf/laplacian kernel matrix of (shifted) rows; GEMM distances, small ones recomputed exactly."""
-    sq = np.einsum("ij,ij->i", xs, xs)
-    d2 = xs @ xs.T
-    d2 *= -2.0
-    d2 += sq[:, None]
-    d2 += sq[None, :]
-    np.maximum(d2, 0.0, out=d2)
-    ii, jj = np.nonzero(d2 < _REFINE * (sq[:, None] + sq[None, :]))
-    off = ii != jj
-    ii, jj = ii[off], jj[off]
-    step = max(1, 2**22 // max(1, xs.shape[1]))
-    for s in range(0, ii.size, step):  # near-duplicate pairs, where √d² would amplify GEMM rounding
-        i, j = ii[s : s + step], jj[s : s + step]
-        diff = xs[i] - xs[j]
-        d2[i, j] = np.einsum("ij,ij->i", diff, diff)
-    np.fill_diagonal(d2, 0.0)
-    scale = kernel_scale(kernel, float(sigma))
-    if kernel == "rbf":
-        d2 *= -scale
-    else:
-        np.sqrt(d2, out=d2)
-        d2 *= -scale
-    return np.exp(d2, out=d2)
-
-
-def _centre_gram(k: np.ndarray) -> np.ndarray:
-    """H K H in place, then symmetrised exactly."""
-    r = k.mean(axis=1)
-    k -= r[:, None]
-    k -= r[None, :]
-    k += r.mean()
-    k += k.T  # numpy buffers the overlapping transpose
-    k *= 0.5
-    return k
 
 
 def _gram_stats(kc: np.ndarray, constant: bool) -> _SideStats:
@@ -803,7 +729,7 @@ def _finish(n: int, t_obs: float, a: _SideStats, b: _SideStats, method: str, n_p
 
 
 def _gram_test(reps, kernel, sigmas, shifts, method, n_perm, seed, alpha, workers, params) -> TestResult:  # type: ignore[no-untyped-def]
-    with _blas_threads_for(reps[0].n * (reps[0].d + reps[1].d)):
+    with blas_threads_for(reps[0].n * (reps[0].d + reps[1].d)):
         return _gram_test_body(reps, kernel, sigmas, shifts, method, n_perm, seed, alpha, workers, params)
 
 
@@ -812,11 +738,11 @@ def _gram_test_body(reps, kernel, sigmas, shifts, method, n_perm, seed, alpha, w
     sides = []
     mats = []
     for rep, nm, sigma, shift in zip(reps, ("x", "y"), sigmas, shifts):
-        xs = _read_all(rep, nm, shift)
+        xs = read_all(rep, nm, shift)
         constant = bool(np.all(xs == xs[0]))
-        k = _gram(xs, kernel, sigma)
+        k = gram(xs, kernel, sigma)
         del xs
-        kc = _centre_gram(k)
+        kc = centre_gram(k)
         if constant:
             kc[...] = 0.0
         mats.append(kc)
@@ -832,7 +758,7 @@ def _feature_test(reps, maps, widths, shifts, method, n_perm, seed, alpha, worke
     n = reps[0].n
     dx, dy = widths
     if _materialise(n, dx, dy, method):
-        with _blas_threads_for(n * (dx + dy + reps[0].d + reps[1].d)):
+        with blas_threads_for(n * (dx + dy + reps[0].d + reps[1].d)):
             return _in_memory_feature_test(reps, maps, widths, shifts, method, n_perm, seed, alpha, workers, params)
 
     from .moments import MomentStatistic
@@ -854,7 +780,7 @@ def _in_memory_feature_test(reps, maps, widths, shifts, method, n_perm, seed, al
     dx, dy = widths
     phis, constant = [], []
     for rep, nm, fmap, w, shift in zip(reps, ("x", "y"), maps, widths, shifts):
-        phi = _read_all(rep, nm, shift, fmap, w)
+        phi = read_all(rep, nm, shift, fmap, w)
         constant.append(_centre_features(phi))
         phis.append(phi)
     mem = n * (dx + dy) * 8

@@ -8,13 +8,12 @@ HSIC or KA and their standard errors.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..engine import prepare, run, run_pairs, task_budget
+from ..engine import prepare, run, run_pairs
 from ..errors import DegenerateInputError, InvalidInputError
 from ..features import (
     BANDWIDTH_SAMPLE,

@@ -316,9 +316,9 @@ class _Inputs:
         self.x, self.y = x, y
 
     def __dask_tokenize__(self) -> Any:
-        from ..engine import _content_id
+        from ..engine import content_id
 
-        return ("bigalign-block-inputs", _content_id(self.x), _content_id(self.y))
+        return ("bigalign-block-inputs", content_id(self.x), content_id(self.y))
 
     def __reduce__(self):
         return (_Inputs, (self.x, self.y))

@@ -387,20 +387,20 @@ def _pivoted_cholesky_factor(kc: np.ndarray) -> np.ndarray:
 
 
 def _gram_factor(rep: Any, name: str, kernel: str, sigma: float, shift: np.ndarray) -> tuple[np.ndarray, bool]:
-    from ..stats import _blas_threads_for
+    from ..gram import blas_threads_for
 
-    with _blas_threads_for(rep.n * rep.n):
+    with blas_threads_for(rep.n * rep.n):
         return _gram_factor_body(rep, name, kernel, sigma, shift)
 
 
 def _gram_factor_body(rep: Any, name: str, kernel: str, sigma: float, shift: np.ndarray) -> tuple[np.ndarray, bool]:
-    from ..stats import _centre_gram, _gram, _read_all
+    from ..gram import centre_gram, gram, read_all
 
-    xs = _read_all(rep, name, shift)
+    xs = read_all(rep, name, shift)
     constant = bool(np.all(xs == xs[0]))
-    k = _gram(xs, kernel, sigma)
+    k = gram(xs, kernel, sigma)
     del xs
-    kc = _centre_gram(k)
+    kc = centre_gram(k)
     if constant:
         return np.zeros((kc.shape[0], 0)), True
     return _pivoted_cholesky_factor(kc), False
@@ -520,7 +520,7 @@ def _small_blas(x: Any, y: Any, kw: dict[str, Any]) -> Any:
     n·(d_x + d_y + 2D) + (2D)², D the feature width (d for linear, n for exact).
     """
     from ..io import as_representation
-    from ..stats import _blas_threads_for
+    from ..gram import blas_threads_for
 
     rx, ry = as_representation(x, "x"), as_representation(y, "y")
     n = max(rx.n, ry.n)
@@ -531,7 +531,7 @@ def _small_blas(x: Any, y: Any, kw: dict[str, Any]) -> Any:
     else:
         nf = kw["n_features"]
         width = int(nf) if isinstance(nf, (int, np.integer)) and not isinstance(nf, bool) and nf > 0 else DEFAULT_N_FEATURES
-    return _blas_threads_for(n * (rx.d + ry.d + 2 * width) + 4 * width * width)
+    return blas_threads_for(n * (rx.d + ry.d + 2 * width) + 4 * width * width)
 
 
 def _canonical_result(func: str, x: Any, y: Any, kw: dict[str, Any], kappa: float) -> Result:

@@ -104,7 +104,7 @@ from numba import njit
 
 from .._checks import finite_float64
 from .._numba.tiles import KERNEL_CODES, _k, _refined, sqdist
-from ..engine import _content_id, _rep_token, run, run_pairs
+from ..engine import content_id, rep_token, run, run_pairs
 from ..errors import DegenerateInputError, InvalidInputError
 from ..features import (
     BANDWIDTH_SAMPLE,
@@ -156,10 +156,10 @@ class _PoolSource:
     y: Representation
 
     def __repr__(self) -> str:
-        return f"pooled({_rep_token(self.x)!r}, {_rep_token(self.y)!r})"
+        return f"pooled({rep_token(self.x)!r}, {rep_token(self.y)!r})"
 
     def __dask_tokenize__(self) -> Any:
-        return ("pooled", _content_id(self.x), _content_id(self.y))
+        return ("pooled", content_id(self.x), content_id(self.y))
 
 
 @dataclass
@@ -488,10 +488,10 @@ def _estimate(func: str, x: Any, y: Any, **kw: Any) -> _Estimate:
     Small problems run BLAS on one thread (as :func:`bigalign.stats.hsic_test`: thread
     wake-ups cost more than the products, and on a loaded machine far more).
     """
-    from ..stats import _blas_threads_for
+    from ..gram import blas_threads_for
 
     rx, ry = as_representation(x, "x"), as_representation(y, "y")
-    with _blas_threads_for((rx.n + ry.n) * (rx.d + 1 + int(kw.get("n_perm", 0))) + NULL_SAMPLE**2 * bool(kw.get("null"))):
+    with blas_threads_for((rx.n + ry.n) * (rx.d + 1 + int(kw.get("n_perm", 0))) + NULL_SAMPLE**2 * bool(kw.get("null"))):
         return _estimate_body(func, x, y, **kw)
 
 
@@ -674,7 +674,7 @@ def _gram_null_weights(z: PooledRepresentation, kernel: str, sigma: float, shift
     sample s (m_s rows subsampled of n_s), C = Σᵢ wᵢφ̃ᵢφ̃ᵢᵀ has the non-zero
     eigenvalues of W^{1/2} K̃ W^{1/2}, K̃ the kernel matrix centred blockwise.
     """
-    from ..stats import _gram
+    from ..gram import gram
 
     rx, ry = z.parts
     parts, ws, sizes = [], [], []
@@ -683,7 +683,7 @@ def _gram_null_weights(z: PooledRepresentation, kernel: str, sigma: float, shift
         parts.append(finite_float64(s, rep.name, 0) - shift)
         sizes.append(s.shape[0])
         ws.append(np.full(s.shape[0], 1.0 / ((max(s.shape[0], 2) - 1) * rep.n)))
-    kmat = _gram(np.concatenate(parts), kernel, sigma)
+    kmat = gram(np.concatenate(parts), kernel, sigma)
     np.fill_diagonal(kmat, 1.0)  # k(z, z) = 1
     cuts = [0, sizes[0], sizes[0] + sizes[1]]
     proj = np.zeros_like(kmat)  # block centring P = I − blockdiag(11ᵀ/m_s)
