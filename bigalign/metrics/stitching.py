@@ -48,7 +48,7 @@ from ..errors import DegenerateInputError, InvalidInputError
 from ..io import Layer, as_representation, check_pairing
 from ..moments import MAX_MAGNITUDE, MIN_MAGNITUDE, Moments, MomentStatistic, merge
 from ..result import Result, _jsonable
-from ._common import ESTIMATORS, check_choice, check_unbiased_n, engine_parameters
+from ._common import ESTIMATORS, check_choice, check_unbiased_n, engine_parameters, with_engine_doc
 
 __all__ = ["StitchResult", "StitchRisks", "StitchingMatrix", "stitch", "stitching_matrix"]
 
@@ -824,6 +824,7 @@ def _engine_kw(block_size: Any, scheduler: Any, client: Any, num_workers: Any, m
 # ============================================================================
 
 
+@with_engine_doc
 def stitch(
     x: Any,
     y: Any,
@@ -909,17 +910,7 @@ def stitch(
     reverse : bool, default=False
         Also stitch y into x (and into x's head): ``result.reverse``; the same
         pass, no extra read.
-    block_size : int, optional
-        Rows per block.  Default: planned from ``memory_per_worker`` and the
-        stored chunking.  The result does not depend on it beyond rounding.
-    scheduler : {"sync", "threads", "distributed"}, distributed.Client or None
-        ``None`` uses the active ``distributed.Client`` if there is one, else
-        the threaded scheduler.  ``"sync"`` is a plain loop without dask.
-    client : distributed.Client, optional
-    num_workers : int, optional
-        Threads for the threaded scheduler (default: number of CPUs).
-    memory_per_worker : int, optional
-        Bytes of block data one task may hold (default 512 MiB).
+    {engine}
 
     Returns
     -------
