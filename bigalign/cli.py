@@ -287,7 +287,15 @@ def cmd_stitch(args: argparse.Namespace) -> int:
     sa = open_activations(args.a)
     sb = open_activations(args.b) if args.b else None
     if args.targets:
-        targets: Any = np.load(args.targets)
+        try:
+            targets: Any = np.load(args.targets, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise BigalignError(
+                f"--targets {args.targets!r} could not be read as a .npy array ({exc}); expected a file written by "
+                "numpy.save with one label or row of targets per sample."
+            ) from None
+        if not isinstance(targets, np.ndarray):
+            raise BigalignError(f"--targets {args.targets!r} holds several arrays (.npz); save one array with numpy.save.")
     else:
         targets = sa.targets
         if targets is None:
@@ -297,7 +305,10 @@ def cmd_stitch(args: argparse.Namespace) -> int:
             )
         if sb is not None and sb.targets is not None and not np.array_equal(targets, sb.targets):
             raise BigalignError("the two stores carry different targets; pass the task's labels with --targets FILE.npy.")
-    ridge: Any = args.ridge if args.ridge == "cv" else float(args.ridge)
+    try:
+        ridge: Any = args.ridge if args.ridge == "cv" else float(args.ridge)
+    except ValueError:
+        raise BigalignError(f"--ridge must be 'cv' or a number ≥ 0; got {args.ridge!r}.") from None
     with warnings.catch_warnings(record=True) as caught, _cluster(args), _limits(args):
         warnings.simplefilter("always")
         with progress_bar() if not args.quiet else contextlib.nullcontext():

@@ -497,7 +497,10 @@ def _nonlinear_cells(
         for i, j in wanted:
             record(i, j, exact_job([reps[i], reps[j]], kernel, [sigmas[i], sigmas[j]], [shifts[i], shifts[j]], estimator, ekw, params(i, j)))
         return values, len(wanted)
-    width = int(n_features or (DEFAULT_RANDOM_FEATURES if chosen in ("rff", "orf") else DEFAULT_LANDMARKS * 7 // 4))
+    if chosen in ("rff", "orf"):
+        width = int(n_features or DEFAULT_RANDOM_FEATURES)
+    else:  # Nyström carries its nested m/2 and m/4 levels in the same pass
+        width = int(n_features or DEFAULT_LANDMARKS) * 7 // 4
     passes = _plan_passes(wanted, [width] * len(reps), budget)
     for group in passes:
         used = sorted({k for pr in group for k in pr})
@@ -536,10 +539,13 @@ def _pair_kwargs(
 ) -> dict[str, Any]:
     """The keyword arguments of ``PAIR_METRICS[metric]`` for compare_layers' arguments.
 
-    An argument the function does not take is an error when it was set to
-    something other than its default (``kernel="rbf"`` for dcor, ...), so
-    nothing a user asked for is silently dropped; ``estimator`` is passed only
-    to functions that have one.
+    compare_layers' kernel/bandwidth/method/n_features are passed to every
+    function that takes them (so ``metric="mmd"`` is the linear-kernel MMD
+    unless ``kernel`` says otherwise, as for every other metric here).  One
+    the function does not take is an error when it was set to something other
+    than compare_layers' default (``kernel="rbf"`` for dcor, ...), so nothing
+    a user asked for is silently dropped; ``estimator`` is passed only to
+    functions that have one (the others are plug-in estimates).
     """
     params = inspect.signature(PAIR_METRICS[metric]).parameters
     kw: dict[str, Any] = {}
@@ -547,8 +553,7 @@ def _pair_kwargs(
              "n_features": (n_features, None)}  # fmt: skip
     for name, (value, default) in given.items():
         if name in params:
-            if not (isinstance(value, str) and isinstance(default, str) and value == default) and value is not default:
-                kw[name] = value
+            kw[name] = value
         elif not (value is default or (isinstance(value, str) and value == default)):
             raise InvalidInputError(
                 f"metric {metric!r} takes no {name!r} (got {name}={value!r}); its options are "

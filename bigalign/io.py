@@ -874,11 +874,11 @@ class ActivationWriter:
                 overwrite=True,
             )
         if tgt is not None:
-            self._group.create_array(
+            self._group.create_array(  # labels as int64, values as float64: later batches never narrow
                 _TARGETS,
                 shape=(0,) + tgt.shape[1:],
                 chunks=(self.chunk_rows or 65536,) + tgt.shape[1:],
-                dtype=tgt.dtype,
+                dtype=np.float64 if tgt.dtype.kind == "f" else np.int64,
                 overwrite=True,
             )
         self._meta.update(layers=list(arrays), dtypes=dtypes, has_ids=ids is not None, has_targets=tgt is not None)
@@ -908,10 +908,11 @@ class ActivationWriter:
             )
         if tgt is not None:
             arr = self._group[_TARGETS]
-            if tuple(tgt.shape[1:]) != tuple(arr.shape[1:]) or not np.can_cast(tgt.dtype, arr.dtype, "same_kind"):  # type: ignore[union-attr]
+            if tuple(tgt.shape[1:]) != tuple(arr.shape[1:]) or not np.can_cast(tgt.dtype, arr.dtype, "safe"):  # type: ignore[union-attr]
                 raise InvalidInputError(
-                    f"targets must keep the shape (rows,) + {tuple(arr.shape[1:])} and the kind of dtype "  # type: ignore[union-attr]
-                    f"({arr.dtype}) of the first batch; got shape {tgt.shape}, dtype {tgt.dtype}."  # type: ignore[union-attr]
+                    f"targets must keep the shape (rows,) + {tuple(arr.shape[1:])} of the first batch and a dtype "  # type: ignore[union-attr]
+                    f"that converts to the stored {arr.dtype} without loss; got shape {tgt.shape}, dtype {tgt.dtype}. "  # type: ignore[union-attr]
+                    "Labels stay integers (int64) and values floats for the whole store."
                 )
 
     def _check_unique(self, ids: np.ndarray) -> None:

@@ -260,11 +260,11 @@ def build_report(
 
 
 def _no_stitching_reason(sa: ActivationStore, sb: ActivationStore) -> str | None:
-    if sa.targets is None or sb.targets is None:
-        which = [st.source for st in (sa, sb) if st.targets is None]
-        return (f"stitching needs the task's targets and {sorted(set(which))} has none; write them with "
+    """Why the stitching section cannot run (A's targets are used, as by ``bigalign stitch``), or None."""
+    if sa.targets is None:
+        return (f"stitching needs the task's targets and {sa.source!r} has none; write them with "
                 "ActivationWriter.append(..., targets=labels) or add an array named 'targets' to the store.")  # fmt: skip
-    if sb is not sa and not np.array_equal(sa.targets, sb.targets):
+    if sb is not sa and sb.targets is not None and not np.array_equal(sa.targets, sb.targets):
         return "the two stores carry different targets; stitching compares two models on one task."
     return None
 

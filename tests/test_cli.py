@@ -140,3 +140,14 @@ def test_stitch_without_targets_says_how_to_add_them(plain_groups, capsys):
 def test_info_reports_targets(stores_with_targets, capsys):
     assert main(["info", stores_with_targets[0][0]]) == 0
     assert "targets: 240 (int64, 4 classes)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--ridge", "foo"], "--ridge must be 'cv' or a number"),
+    (["--targets", "missing.npy"], "could not be read as a .npy array"),
+])  # fmt: skip
+def test_stitch_bad_arguments_exit_2_with_the_reason(stores_with_targets, capsys, monkeypatch, tmp_path, extra, match):
+    monkeypatch.chdir(tmp_path)
+    (a, b), _ = stores_with_targets
+    assert main(["stitch", a, b, "--quiet", *extra]) == 2
+    assert match in capsys.readouterr().err

@@ -148,7 +148,7 @@ def _facade(metric):
 FAMILY_KW = {  # the options each façade is called with, as compare_layers passes them
     "dcor": {"estimator": "unbiased"},
     "dcov": {"estimator": "unbiased"},
-    "mmd": {"estimator": "unbiased", "seed": 0},
+    "mmd": {"estimator": "unbiased", "seed": 0, "kernel": "linear"},  # compare_layers' kernel (default linear) is passed on
     "rsa": {"seed": 0},
     "mutual_knn": {"seed": 0},
 }

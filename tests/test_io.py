@@ -776,7 +776,8 @@ def test_store_without_targets_has_none(tmp_path):
         (np.arange(5), None, "every batch has targets or none"),
         (None, np.arange(5), "every batch has targets or none"),
         (np.arange(5), np.zeros((5, 2)), "keep the shape"),
-        (np.arange(5), np.arange(5) + 0.5, "kind of dtype"),
+        (np.arange(5), np.arange(5) + 0.5, "without loss"),
+        (np.arange(5, dtype=np.int8), np.array([300, 2**63, 7, 1, 2], dtype=np.uint64), "without loss"),
     ],
 )
 def test_inconsistent_targets_are_refused(tmp_path, first, second, match):

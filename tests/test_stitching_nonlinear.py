@@ -580,3 +580,17 @@ def test_example_quick(tmp_path, capsys):
     # expected, not guaranteed: on held-out rows the non-linear stitches are at most 2 standard errors worse
     assert out["kernel_holdout_within_2se"] >= 0.9 * n and out["mlp_holdout_within_2se"] >= 0.9 * n
     assert "wrote" in capsys.readouterr().out
+
+
+def test_fitting_row_sample_keeps_m_rows_beyond_the_exact_listing(monkeypatch):
+    """Beyond _EXACT_SAMPLE_N rows, candidates are drawn in batches until m fitting rows are kept — even
+    when most rows are held out (a single fixed draw used to return fewer than m)."""
+    import bigalign.metrics.stitching_nonlinear as sn
+    from bigalign.metrics.stitching import Splits
+
+    monkeypatch.setattr(sn, "_EXACT_SAMPLE_N", 1000)
+    splits = Splits(holdout=0.8, folds=5, seed=0, split_rows=1)
+    rows = sn.fitting_row_sample(splits, 100_000, 512, 0, 1)
+    assert rows.size == 512 and np.unique(rows).size == 512
+    assert (splits.assign_rows(rows) >= 0).all()  # every one a fitting row
+    np.testing.assert_array_equal(rows, sn.fitting_row_sample(splits, 100_000, 512, 0, 1))  # seeded

@@ -31,7 +31,7 @@ The error bar extrapolates in ρ instead of in m:
   HSIC(E_K, L) + HSIC(K̃, E_L)), hence to first order proportional to how much
   of the kernel is missing; each doubling of the landmarks measures a slope
   |Δθ| / Δρ, and the error of θ(m) is estimated as ρ(m) times the *largest*
-  measured slope (m/2 → m, m/4 → m/2, and 0 → m where θ is defined without
+  measured slope (m/2 → m, m/4 → m/2, and 0 → m/4 where θ is defined without
   landmarks: HSIC is 0 at K̃ = 0, ρ = 1).  What remains after m landmarks are
   the kernel's directions of smallest eigenvalue, which carry less of the
   dependence per unit of trace, so the largest slope so far over-estimates the

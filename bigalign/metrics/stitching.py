@@ -107,7 +107,11 @@ class Splits:
     split_rows: int
 
     def assign(self, start: int, stop: int) -> np.ndarray:
-        groups = (np.arange(start, stop, dtype=np.uint64) // np.uint64(self.split_rows)).astype(np.uint64)
+        return self.assign_rows(np.arange(start, stop, dtype=np.uint64))
+
+    def assign_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The split of arbitrary row indices (held-out → HOLDOUT, else the fold)."""
+        groups = (np.asarray(rows).astype(np.uint64) // np.uint64(self.split_rows)).astype(np.uint64)
         key = _splitmix64(np.array([self.seed], dtype=np.uint64))[0]
         u = (_splitmix64(groups ^ key) >> np.uint64(11)).astype(np.float64) * 2.0**-53
         fold = np.minimum(np.floor((u - self.holdout) / (1.0 - self.holdout) * self.folds), self.folds - 1)

@@ -363,8 +363,15 @@ def fitting_row_sample(splits: Splits, n: int, m: int, seed: int, stream: int) -
     if n <= _EXACT_SAMPLE_N:
         fit = np.flatnonzero(splits.assign(0, n) >= 0)
         return np.sort(fit if m >= fit.size else rng.choice(fit, size=m, replace=False))
-    cand = rng.choice(n, size=min(n, 2 * m + 64), replace=False)
-    keep = [int(i) for i in cand if splits.assign(int(i), int(i) + 1)[0] >= 0]
+    # seeded batches of distinct candidates, sized for the fitting fraction, until m fitting rows are kept
+    # (n > _EXACT_SAMPLE_N here, so m ≪ n and a few batches suffice; holdout < 1 leaves fitting rows)
+    batch = int(min(n, 2 * m / max(1e-3, 1.0 - splits.holdout) + 64))
+    seen: set[int] = set()
+    keep: list[int] = []
+    while len(keep) < m and len(seen) < n:
+        cand = np.asarray([i for i in rng.choice(n, size=batch, replace=False).tolist() if i not in seen], dtype=np.int64)
+        seen.update(cand.tolist())
+        keep.extend(int(i) for i, f in zip(cand, splits.assign_rows(cand)) if f >= 0)
     return np.sort(np.asarray(keep[:m], dtype=np.int64))
 
 
