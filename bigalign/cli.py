@@ -313,18 +313,20 @@ def cmd_stitch(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         with progress_bar() if not args.quiet else contextlib.nullcontext():
             sm = stitching_matrix(sa, sb, targets=targets, layers_a=args.layers_a, layers_b=args.layers_b, ridge=ridge,
-                                  holdout=args.holdout, seed=args.seed, **_engine_kw(args))  # fmt: skip
+                                  holdout=args.holdout, seed=args.seed, kind=args.kind, **_engine_kw(args),
+                                  **_options(args.option))  # fmt: skip
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     ex, bound = sm.values("excess_risk"), sm.values("excess_bound")
-    print("held-out excess risk of stitching A-layer (rows) into B-layer and B's head (columns); ≤ Theorem 1's bound")
+    print(f"held-out excess risk of {args.kind} stitching A-layer (rows) into B-layer and B's head (columns); "
+          "≤ Theorem 1's bound")  # fmt: skip
     w = max(18, max(len(l) for l in sm.layers_b) + 1)
     first = max(len(l) for l in sm.layers_a) + 2
     print(" " * first + "".join(f"{l:>{w}}" for l in sm.layers_b))
     for i, la in enumerate(sm.layers_a):
         print(f"{la:<{first}}" + "".join(f"{f'{ex[i, j]:.3g} ≤ {bound[i, j]:.3g}':>{w}}" for j in range(len(sm.layers_b))))
     doc = {
-        "bigalign_version": __version__, "a": args.a, "b": args.b,
+        "bigalign_version": __version__, "a": args.a, "b": args.b, "kind": args.kind,
         "inputs": [_fingerprint(sa)] + ([_fingerprint(sb)] if sb is not None else []),
         "layers_a": sm.layers_a, "layers_b": sm.layers_b, "n_samples": sm.n_samples, "n_passes": sm.n_passes,
         "excess_risk": ex.tolist(), "excess_bound": bound.tolist(), "bound": sm.values("bound").tolist(),
@@ -425,6 +427,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("b", nargs="?", default=None, help="second store (default: a's layers into each other)")
     s.add_argument("--targets", default=None, metavar="FILE.npy",
                    help="the task's labels/targets, one row per sample (default: the stores' own targets)")  # fmt: skip
+    s.add_argument("--kind", default="linear", choices=["linear", "kernel", "mlp"],
+                   help="stitch class: affine maps (one shared pass), kernel ridge on random features, or an MLP on "
+                   "the linear residual (one stitch per layer pair) (default: linear)")  # fmt: skip
+    s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the kind, e.g. n_features=1024 or kernel=laplacian (kernel), epochs=10 (mlp); "
+                   "repeatable")  # fmt: skip
     s.add_argument("--ridge", default="0", help="ridge λ ≥ 0 for maps and heads, or 'cv' (default: 0)")
     s.add_argument("--holdout", type=float, default=0.2, help="fraction of rows held out for evaluation (default 0.2)")
     s.add_argument("--seed", type=int, default=0, help="seeds the held-out split")

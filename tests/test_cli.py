@@ -151,3 +151,15 @@ def test_stitch_bad_arguments_exit_2_with_the_reason(stores_with_targets, capsys
     (a, b), _ = stores_with_targets
     assert main(["stitch", a, b, "--quiet", *extra]) == 2
     assert match in capsys.readouterr().err
+
+
+def test_stitch_kernel_kind_matches_api(stores_with_targets, tmp_path):
+    (a, b), labels = stores_with_targets
+    out = tmp_path / "k.json"
+    argv = ["stitch", a, b, "--kind", "kernel", "--option", "n_features=64", "--layers-a", "h1", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    doc = json.loads(out.read_text())
+    assert doc["kind"] == "kernel"
+    ref = bigalign.stitch(bigalign.open_activations(a)["h1"], bigalign.open_activations(b)["h2"], kind="kernel",
+                          n_features=64, targets=labels)  # fmt: skip
+    assert doc["excess_risk"][0][1] == pytest.approx(ref.excess_risk, rel=1e-10, abs=1e-13)

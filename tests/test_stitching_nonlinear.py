@@ -594,3 +594,20 @@ def test_fitting_row_sample_keeps_m_rows_beyond_the_exact_listing(monkeypatch):
     assert rows.size == 512 and np.unique(rows).size == 512
     assert (splits.assign_rows(rows) >= 0).all()  # every one a fitting row
     np.testing.assert_array_equal(rows, sn.fitting_row_sample(splits, 100_000, 512, 0, 1))  # seeded
+
+
+@pytest.mark.parametrize("kind, kw", [("kernel", {"n_features": 64}), ("mlp", {"hidden": (8,), "epochs": 2})])
+def test_stitching_matrix_of_a_nonlinear_kind_equals_stitch_per_cell(data, kind, kw):
+    """stitching_matrix(kind=...) runs stitch once per cell: each cell is that call; CKA beside it is compare_layers'."""
+    x, y, t = data
+    layers = {"x": x, "y": y}
+    m = bigalign.stitching_matrix(layers, None, targets=t, kind=kind, reverse=False, scheduler="sync", **kw)
+    for i, la in enumerate(("x", "y")):
+        for j, lb in enumerate(("x", "y")):
+            ref = bigalign.stitch(layers[la], layers[lb], kind=kind, targets=t, scheduler="sync", **kw)
+            assert m.results[i][j].stitched_risk == pytest.approx(ref.stitched_risk, rel=1e-10, abs=1e-13)
+    np.testing.assert_allclose(m.cka.values, bigalign.compare_layers(layers, None, "cka").values, rtol=1e-12)
+    assert m.layers_a == ["x", "y"] and m.parameters["kind"] == kind
+    assert m.to_dict()["layers_a"] == ["x", "y"]
+    with pytest.raises(bigalign.InvalidInputError, match="with kind='linear'"):
+        bigalign.stitching_matrix(layers, None, targets=t, **kw)

@@ -37,6 +37,7 @@ representations", NeurIPS 2021.
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
@@ -828,6 +829,26 @@ def _engine_kw(block_size: Any, scheduler: Any, client: Any, num_workers: Any, m
 # ============================================================================
 
 
+def _no_options_for_linear(func: str, options: Mapping[str, Any]) -> None:
+    """Options of the non-linear kinds given with kind='linear' (or misspelt keywords): a named error."""
+    if not options:
+        return
+    from .stitching_nonlinear import OPTIONS
+
+    of_kind = {k: kd for kd, defaults in OPTIONS.items() for k in defaults}
+    unknown = sorted(set(options) - set(of_kind))
+    if unknown:
+        raise InvalidInputError(
+            f"{func} got unexpected keyword argument(s) {unknown}. Check the spelling; the keywords are listed in "
+            f"stitch's docstring (options of the non-linear kinds: {sorted(of_kind)})."
+        )
+    raise InvalidInputError(
+        f"{func} got option(s) {sorted(options)} with kind='linear'; they belong to "
+        f"kind={of_kind[sorted(options)[0]]!r} (kernel, bandwidth, method, n_features: kind='kernel'; hidden, epochs, "
+        "batch_size, learning_rate, weight_decay, activation: kind='mlp'). Pass the matching kind=..., or drop them."
+    )
+
+
 @with_engine_doc
 def stitch(
     x: Any,
@@ -994,21 +1015,7 @@ def stitch(
             seed=seed, folds=folds, ridge_grid=ridge_grid, split_rows=split_rows, reverse=bool(reverse),
             engine_kw=_engine_kw(block_size, scheduler, client, num_workers, memory_per_worker),
         )  # fmt: skip
-    if options:
-        from .stitching_nonlinear import OPTIONS
-
-        of_kind = {k: kd for kd, defaults in OPTIONS.items() for k in defaults}
-        unknown = sorted(set(options) - set(of_kind))
-        if unknown:
-            raise InvalidInputError(
-                f"stitch got unexpected keyword argument(s) {unknown}. Check the spelling; the keywords are listed in "
-                f"stitch's docstring (options of the non-linear kinds: {sorted(of_kind)})."
-            )
-        raise InvalidInputError(
-            f"stitch got option(s) {sorted(options)} with kind='linear'; they belong to "
-            f"kind={of_kind[sorted(options)[0]]!r} (kernel, bandwidth, method, n_features: kind='kernel'; hidden, epochs, "
-            "batch_size, learning_rate, weight_decay, activation: kind='mlp'). Pass the matching kind=..., or drop them."
-        )
+    _no_options_for_linear("stitch", options)
     rx, ry = as_representation(x, "x"), as_representation(y, "y")
     reps = [rx, ry]
     check_pairing(reps)
@@ -1224,12 +1231,14 @@ def stitching_matrix(
     reverse: bool = True,
     keep_maps: bool = False,
     cka_estimator: Literal["unbiased", "biased"] = "unbiased",
+    kind: Literal["linear", "kernel", "mlp"] = "linear",
     state_memory: int | None = None,
     block_size: int | None = None,
     scheduler: Any = None,
     client: Any = None,
     num_workers: int | None = None,
     memory_per_worker: int | None = None,
+    **options: Any,
 ) -> StitchingMatrix:
     """Stitching risk and Theorem 1's bound for every layer pair of two stores, beside CKA and KA.
 
@@ -1255,6 +1264,12 @@ def stitching_matrix(
     keep_maps : bool, default=False
         Keep every cell's maps and heads (memory L_a·L_b·d_a·d_b).
     cka_estimator : {"unbiased", "biased"}, default="unbiased"
+    kind : {"linear", "kernel", "mlp"}, default="linear"
+        The stitch class, with its options as keyword arguments (see
+        :func:`stitch`).  The non-linear kinds run :func:`stitch` once per
+        cell (their feature maps and networks belong to the source layer and
+        split), so they read the data once or more per pair; CKA and KA beside
+        them come from one linear pass.  Each cell equals that ``stitch`` call.
     state_memory : int, optional
         Bytes of accumulated state allowed per pass (default 1 GiB; the
         state of one pass is (folds + 1) copies of the moments).
@@ -1281,6 +1296,9 @@ def stitching_matrix(
         func, ridge, intercept, holdout, seed, folds, ridge_grid, split_rows
     )
     check_choice(func, "cka_estimator", cka_estimator, ESTIMATORS)
+    check_choice(func, "kind", kind, KINDS)
+    if kind == "linear":
+        _no_options_for_linear(func, options)
     if not isinstance(reverse, (bool, np.bool_)) or not isinstance(keep_maps, (bool, np.bool_)):
         raise InvalidInputError(f"reverse and keep_maps of {func} must be True or False; got {reverse!r}, {keep_maps!r}.")
     if targets is None:
@@ -1293,6 +1311,13 @@ def stitching_matrix(
     check_unbiased_n(func, n, cka_estimator)
     tin, tf = _targets_input(targets, n, func)
     rt = _targets_rep(tin, targets, reps)
+    if kind != "linear":
+        return _nonlinear_matrix(
+            kind, options, la, lb, reps, ia, ib, targets, n,
+            dict(ridge=ridge, intercept=intercept, holdout=holdout, seed=seed, folds=folds, ridge_grid=ridge_grid,
+                 split_rows=split_rows, reverse=reverse),
+            cka_estimator, _engine_kw(block_size, scheduler, client, num_workers, memory_per_worker),
+        )  # fmt: skip
 
     n_folds = folds if ridge == "cv" else 1
     splits_def = Splits(holdout=holdout, folds=n_folds, seed=seed, split_rows=split_rows)
@@ -1360,3 +1385,25 @@ def stitching_matrix(
         n_passes=len(passes),
         parameters={**base, **(engine_parameters(plan) if plan is not None else {})},
     )
+
+
+def _nonlinear_matrix(
+    kind: str, options: Mapping[str, Any], la: list[str], lb: list[str], reps: list, ia: list[int], ib: list[int],
+    targets: Any, n: int, stitch_kw: dict[str, Any], cka_estimator: str, ekw: dict[str, Any],
+) -> StitchingMatrix:  # fmt: skip
+    """A StitchingMatrix of non-linear stitches: one :func:`stitch` call per cell, CKA and KA from one linear pass."""
+    from ..compare import compare_layers
+
+    results = [[stitch(reps[i], reps[j], kind=kind, targets=targets, **stitch_kw, **ekw, **options) for j in ib] for i in ia]
+    layers = {f"a{k}": reps[k] for k in sorted(set(ia) | set(ib))}  # the paired inputs, by index
+    names_a, names_b = [f"a{i}" for i in ia], [f"a{j}" for j in ib]
+
+    def relabel(m: Any) -> Any:
+        return dataclasses.replace(m, layers_a=list(la), layers_b=list(lb))
+
+    cka = relabel(compare_layers(layers, None, "cka", names_a, names_b, estimator=cka_estimator, **ekw))
+    ka = relabel(compare_layers(layers, None, "kernel_alignment", names_a, names_b, **ekw))
+    return StitchingMatrix(
+        layers_a=list(la), layers_b=list(lb), results=results, cka=cka, kernel_alignment=ka, n_samples=n,
+        n_passes=len(ia) * len(ib) + 2, parameters={**stitch_kw, "kind": kind, **dict(options)},
+    )  # fmt: skip
