@@ -11,9 +11,10 @@ stores.  For the network of the first seed, the layer × layer matrices of
 * linear CKA (debiased) — ``bigalign.compare_layers(store, metric="cka")``, one pass;
 * RBF CKA (debiased, median bandwidth per layer, ``method="exact"``: n ≈ 900) —
   ``compare_layers(store, metric="cka", kernel="rbf", method="exact")``;
-* distance correlation (bias-corrected dCor²) — ``bigalign.dcor`` per pair
-  (``compare_layers`` has no dCor);
-* mutual kNN (k = 10, cosine) — ``bigalign.mutual_knn`` per pair;
+* distance correlation (bias-corrected dCor²) — ``compare_layers(store, metric="dcor")``
+  (one ``bigalign.dcor`` call per pair);
+* mutual kNN (k = 10, cosine) — ``compare_layers(store, metric="mutual_knn",
+  metric_options={"k": 10})`` (one ``bigalign.mutual_knn`` call per pair);
 
 and the cross-seed matrix of linear CKA (layer i of seed 0 against layer j of
 seed 1).  Every compare_layers cell is checked against the per-pair façade
@@ -81,18 +82,10 @@ def nearby_structure(m: np.ndarray) -> dict[str, float]:
     }
 
 
-def pairwise_matrix(layers: list[str], store: bigalign.ActivationStore, fn) -> tuple[np.ndarray, dict[str, str]]:
-    """A symmetric layer × layer matrix from a per-pair function (i ≤ j computed, diagonal included)."""
-    size = len(layers)
-    m = np.full((size, size), np.nan)
-    undefined = {}
-    for i in range(size):
-        for j in range(i, size):
-            try:
-                m[i, j] = m[j, i] = fn(store[layers[i]], store[layers[j]])
-            except bigalign.BigalignError as exc:  # recorded and reported, never silently filled
-                undefined[f"{layers[i]}|{layers[j]}"] = f"{type(exc).__name__}: {exc}"
-    return m, undefined
+def matrix_and_undefined(m: bigalign.LayerMatrix) -> tuple[np.ndarray, dict[str, str]]:
+    """Values (NaN where undefined) and the reasons for undefined cells, keyed "layerA|layerB"."""
+    undefined = {f"{m.layers_a[i]}|{m.layers_b[j]}": why for (i, j), why in m.undefined.items()}
+    return m.values.filled(np.nan), undefined
 
 
 def heatmap(ax, m: np.ndarray, labels_r: list[str], labels_c: list[str], title: str, vmin=None, vmax=None) -> None:
@@ -153,10 +146,12 @@ def main(argv: list[str] | None = None) -> dict:
     rbf = bigalign.compare_layers(s0, metric="cka", kernel="rbf", method="exact", scheduler="sync")
     timings["RBF CKA (compare_layers, exact)"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    dc, und_dc = pairwise_matrix(layers, s0, lambda a, b: bigalign.dcor(a, b, scheduler="sync").value)
+    dc, und_dc = matrix_and_undefined(bigalign.compare_layers(s0, metric="dcor", scheduler="sync"))
     timings["dCor² (per pair)"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    knn, und_knn = pairwise_matrix(layers, s0, lambda a, b: bigalign.mutual_knn(a, b, k=args.k, scheduler="sync").value)
+    knn, und_knn = matrix_and_undefined(
+        bigalign.compare_layers(s0, metric="mutual_knn", metric_options={"k": args.k}, scheduler="sync")
+    )
     timings["mutual kNN (per pair)"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     cross = bigalign.compare_layers(s0, s1, metric="cka", scheduler="sync")
@@ -171,6 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
                 s0[li], s0[lj], kernel="rbf", method="exact", scheduler="sync").value))  # fmt: skip
             facade_diff["cross"] = max(facade_diff["cross"], abs(cross.values[i, j] - bigalign.cka(s0[li], s1[lj], scheduler="sync").value))
 
+    assert lin.layers_a == layers, (lin.layers_a, layers)  # every matrix below is in the stores' layer order
     mats = {"linear CKA": lin.values.filled(np.nan), "RBF CKA": rbf.values.filled(np.nan), "dCor²": dc, "mutual kNN": knn}
     structure = {name: nearby_structure(m) for name, m in mats.items()}
     profiles = {name: distance_profile(m) for name, m in mats.items()}
