@@ -21,7 +21,7 @@ class Result:
     Attributes
     ----------
     metric : str
-        ``"cka"``, ``"hsic"``, ``"kernel_alignment"`` or ``"distance_alignment"``.
+        The measure, e.g. ``"cka"``, ``"dcor"``, ``"mutual_knn"``.
     value : float
         The estimate.  Never NaN: undefined values raise
         :class:`~bigalign.errors.DegenerateInputError` instead.
@@ -42,6 +42,10 @@ class Result:
         Degenerate or noteworthy conditions, e.g. ``"x_constant"`` for an HSIC
         of a constant representation (which is exactly 0) or
         ``"negative_unbiased_estimate"``.
+    ci, ci_level : (float, float) or None, float or None
+        A confidence interval for the population value and its level, where
+        the estimator provides one (sampled neighbourhoods and RSA: normal,
+        95%); ``None`` otherwise.
     """
 
     metric: str
@@ -53,6 +57,8 @@ class Result:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     stderr: float | None = None
     flags: tuple[str, ...] = ()
+    ci: tuple[float, float] | None = None
+    ci_level: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "terms", _freeze(self.terms))
@@ -88,14 +94,16 @@ class Result:
             "parameters": {k: _jsonable(v) for k, v in self.parameters.items()},
             "stderr": None if self.stderr is None else float(self.stderr),
             "flags": list(self.flags),
+            **({} if self.ci is None else {"ci": [float(self.ci[0]), float(self.ci[1])], "ci_level": self.ci_level}),
         }
 
     def __repr__(self) -> str:
         se = "" if self.stderr is None else f" ± {self.stderr:.3g}"
         fl = f", flags={list(self.flags)}" if self.flags else ""
+        ci = "" if self.ci is None else f", ci=({self.ci[0]:.4g}, {self.ci[1]:.4g})"
         return (
-            f"Result({self.metric}={self.value:.6g}{se}, estimator={self.estimator!r}, "
-            f"method={self.method!r}, n_samples={self.n_samples}{fl})"
+            f"{type(self).__name__}({self.metric}={self.value:.6g}{se}, estimator={self.estimator!r}, "
+            f"method={self.method!r}, n_samples={self.n_samples}{fl}{ci})"
         )
 
 

@@ -72,22 +72,10 @@ _SEED_QUERIES = 0x4E4E
 
 @dataclass(frozen=True, repr=False)
 class IntervalResult(Result):
-    """A :class:`~bigalign.result.Result` with a confidence interval ``ci`` (for sampled estimators)."""
+    """The :class:`~bigalign.result.Result` of a sampled estimator: ``stderr`` and ``ci`` are always set.
 
-    ci: tuple[float, float] | None = None
-    ci_level: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
-        out["ci"] = None if self.ci is None else [float(self.ci[0]), float(self.ci[1])]
-        out["ci_level"] = self.ci_level
-        return out
-
-    def __repr__(self) -> str:
-        base = super().__repr__()
-        if self.ci is None:
-            return base
-        return base[:-1] + f", ci=({self.ci[0]:.4g}, {self.ci[1]:.4g}))"
+    (``ci``/``ci_level`` are fields of every Result; this subclass only marks the sampled road.)
+    """
 
 
 def finite_rows(block: np.ndarray, name: str, start: int, rows: np.ndarray | None = None) -> np.ndarray:
