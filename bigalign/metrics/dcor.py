@@ -372,15 +372,32 @@ class BlockDcovStatistic:
         return np.stack([state[b] for b in sorted(state)])
 
 
+def blocks_per_task(reps: list[Representation], block: int, m: int, workers: int, budget: int) -> tuple[int, int, int]:
+    """(random blocks per task, bytes held per block, bytes of the one block being worked on).
+
+    As many blocks per task as fit ``budget``, and >= 2 tasks per worker when m allows.  Few, large
+    tasks matter for chunked stores: a task's rows are spread over the whole store, so each task
+    decodes about every chunk of it once (measured at n = 10⁶, d = 32, zstd: 98 tasks of 10 blocks
+    decoded the store 98 times, 70% of the CPU time; 4 tasks of 244: 11.6 s instead of 42.4 s CPU;
+    benchmarks/results/profile_block_dcor.md).  A task holds the rows of all its blocks at once
+    (input dtype, and 4 int64 row indices each: allrows, order, sorted_rows, where) but works on one
+    block at a time: its rows in float64 (copy, finite check, centred copy: ~4 per feature) and two
+    B×B distance tiles with their temporaries (3 per input).  Measured peak of one task: 52–89% of
+    held·per_task + work (d = 32…2048, budgets 64–512 MiB; same file).
+    """
+    d = reps[0].d + reps[1].d
+    held = block * (np.dtype(reps[0].dtype).itemsize * reps[0].d + np.dtype(reps[1].dtype).itemsize * reps[1].d + 4 * 8)
+    work = block * (8 * 4 * d + 8 * 3 * 2 * block)
+    return max(1, min((budget - work) // held, math.ceil(m / (2 * max(1, workers))))), held, work
+
+
 def _blocked(
     reps: list[Representation], block: int, seed: int, ekw: dict[str, Any], workers: int
 ) -> tuple[DcovTerms, dict[str, Any]]:
     n = reps[0].n
     m = n // block
-    # random blocks per task: as many as fit the memory budget, and >= 2 tasks per worker when m allows
     budget = task_budget(workers, ekw.get("memory_per_worker"))  # honours bigalign.memory_limit
-    row_bytes = 8 * 4 * (reps[0].d + reps[1].d) + 8 * 3 * 2 * block  # rows (input, float64, centred) + 2 distance tiles
-    per_task = max(1, min(budget // max(1, row_bytes * block), math.ceil(m / (2 * max(1, workers)))))
+    per_task = blocks_per_task(reps, block, m, workers, budget)[0]
     kw = {k: v for k, v in ekw.items() if k not in ("memory_per_worker", "block_size")}
     stat = BlockDcovStatistic(_Inputs(reps[0], reps[1]), block, seed)
     out, plan = run(stat, [np.arange(m, dtype=np.int64).reshape(m, 1)], names=["block index"], block_size=per_task, check_pairing=False, **kw)
@@ -607,8 +624,10 @@ def dcor(
     Notes
     -----
     exact: O(n²·d) time, O(n + tile²) memory.  block: O(n·B·d) time, reads
-    each row once — but a task's rows are random, so a chunked store is read
-    about once per task (numpy/dask arrays in memory: once).  projection:
+    each row once — but a task's rows are random, so a chunked store is
+    decoded about once per task; tasks are as large as ``memory_per_worker``
+    allows (2 per worker when the rows fit), so a store is decoded about
+    2 × workers times (numpy/dask arrays in memory: read once).  projection:
     O(n·K·(d + log n)) time, O(n·K) memory.  Where the estimators differ from
     the ``dcor`` package: a constant input raises here (``dcor`` returns 0).
 
