@@ -389,13 +389,12 @@ class Representation:
         if self.kind == "numpy":
             return src[rows]
         if self.kind == "layer":
-            block = np.asarray(src._zarr.oindex[(rows,) + (slice(None),) * (src._zarr.ndim - 1)])
+            block = _take_by_chunks(src._zarr, rows)
             if src.dtype == _BF16:
                 block = block.view(_BF16)
             return block.reshape(len(rows), self.d)
         if self.kind == "zarr":
-            sel = (rows,) + (slice(None),) * (src.ndim - 1)
-            return np.asarray(src.oindex[sel]).reshape(len(rows), self.d)
+            return _take_by_chunks(src, rows).reshape(len(rows), self.d)
         return np.asarray(src[rows].compute(scheduler="sync"))
 
     def to_dask(self, rows: int) -> da.Array:
@@ -413,6 +412,27 @@ class Representation:
         if arr.chunks[0] != _regular_chunks(self.n, rows) or len(arr.chunks[1]) != 1:
             arr = arr.rechunk({0: rows, 1: -1})
         return arr
+
+
+#: stored chunks decoded at once by ``take``: one orthogonal-index read over every chunk lets zarr decode
+#: them all concurrently (1,000 random rows of a 200,000 × 512 zstd layer, 32 MiB chunks: +472 MiB peak;
+#: two chunks at a time: +169 MiB and twice as fast; raw: +211 → +66 MiB)
+_TAKE_CHUNKS = 2
+
+
+def _take_by_chunks(arr: zarr.Array, rows: np.ndarray) -> np.ndarray:
+    """``arr.oindex[rows]`` for sorted rows, read a few stored chunks at a time (bounded decode memory)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    tail = (slice(None),) * (arr.ndim - 1)
+    chunk = rows // int(arr.chunks[0])
+    starts = np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]])  # first selected row of each touched chunk
+    if starts.size <= _TAKE_CHUNKS:
+        return np.asarray(arr.oindex[(rows,) + tail])
+    out = np.empty((rows.size,) + tuple(arr.shape[1:]), dtype=arr.dtype)
+    bounds = np.r_[starts[::_TAKE_CHUNKS], rows.size]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        out[a:b] = arr.oindex[(rows[a:b],) + tail]
+    return out
 
 
 def _regular_chunks(n: int, rows: int) -> tuple[int, ...]:

@@ -796,3 +796,22 @@ def test_bad_targets_name_what_was_expected(tmp_path, targets, match):
     with bigalign.ActivationWriter(tmp_path / "s.zarr") as w:
         with pytest.raises(bigalign.InvalidInputError, match=match):
             w.append({"h": np.ones((5, 2))}, targets=targets)
+
+
+def test_take_reads_a_few_chunks_at_a_time_and_returns_the_same_rows(tmp_path):
+    """Representation.take reads sorted rows two stored chunks at a time (bounded decode memory); the rows are
+    those of numpy indexing, for every chunk layout, at the edges and in bfloat16."""
+    import ml_dtypes
+
+    from bigalign.io import as_representation
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(1000, 3)).astype(np.float32)
+    with bigalign.ActivationWriter(tmp_path / "s.zarr", chunk_rows=37) as w:
+        w.append({"f32": x, "bf16": x.astype(ml_dtypes.bfloat16)})
+    s = bigalign.open_activations(tmp_path / "s.zarr")
+    for rows in (np.array([0]), np.array([0, 36, 37, 999]), np.sort(rng.choice(1000, 300, replace=False)), np.arange(1000)):
+        np.testing.assert_array_equal(as_representation(s["f32"]).take(rows), x[rows])
+        got = as_representation(s["bf16"]).take(rows)
+        assert got.dtype == ml_dtypes.bfloat16
+        np.testing.assert_array_equal(got.astype(np.float32), x[rows].astype(ml_dtypes.bfloat16).astype(np.float32))
