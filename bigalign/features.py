@@ -44,22 +44,25 @@ def kernel_scale(kernel: str, sigma: float) -> float:
     return 1.0 / (2.0 * sigma * sigma) if kernel == "rbf" else 1.0 / sigma
 
 
+def take_finite(rep: Representation, idx: np.ndarray, sample: str) -> np.ndarray:
+    """Rows ``idx`` of ``rep`` as float64; NaN/Inf raise, naming the rows and the ``sample`` they were drawn for."""
+    block = np.asarray(rep.take(idx), dtype=np.float64)
+    if not np.isfinite(block).all():
+        rows = idx[~np.isfinite(block).all(axis=1)]
+        raise NonFiniteError(
+            f"{rep.name} holds NaN or infinite values in rows {', '.join(map(str, rows[:5]))}"
+            f"{' ...' if rows.size > 5 else ''} (found in the seeded sample of {sample}). "
+            "Expected finite numbers. Remove or repair these rows."
+        )
+    return finite_float64(block, rep.name, 0)
+
+
 def sample_rows(reps: Sequence[Representation], m: int, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """A seeded uniform sample of min(m, n) rows (the same rows of every input), as float64."""
     n = reps[0].n
     rng = np.random.default_rng([seed, 0xB16A])
     idx = np.arange(n) if m >= n else np.sort(rng.choice(n, size=m, replace=False))
-    out = []
-    for r in reps:
-        block = np.asarray(r.take(idx), dtype=np.float64)
-        if not np.isfinite(block).all():
-            rows = idx[~np.isfinite(block).all(axis=1)]
-            raise NonFiniteError(
-                f"{r.name} holds NaN or infinite values in rows {', '.join(map(str, rows[:5]))}"
-                f"{' ...' if rows.size > 5 else ''} (found in the seeded sample of rows used for the bandwidth or "
-                "landmarks). Expected finite numbers. Remove or repair these rows."
-            )
-        out.append(finite_float64(block, r.name, 0))
+    out = [take_finite(r, idx, "rows used for the bandwidth or landmarks") for r in reps]
     return idx, out
 
 

@@ -103,8 +103,15 @@ import numpy as np
 
 from .._checks import finite_float64
 from ..engine import run
-from ..errors import DegenerateInputError, InvalidInputError, NonFiniteError
-from ..features import BANDWIDTH_SAMPLE, check_bandwidth, draw_nystroem, draw_random_fourier, median_bandwidth
+from ..errors import DegenerateInputError, InvalidInputError
+from ..features import (
+    BANDWIDTH_SAMPLE,
+    check_bandwidth,
+    draw_nystroem,
+    draw_random_fourier,
+    median_bandwidth,
+    take_finite,
+)
 from ..io import Representation, as_representation, check_pairing
 from ..moments import MomentStatistic
 from ._common import engine_parameters, feature_engine_kwargs
@@ -376,15 +383,7 @@ def fitting_row_sample(splits: Splits, n: int, m: int, seed: int, stream: int) -
 
 
 def _read_rows(rep: Representation, idx: np.ndarray, what: str) -> np.ndarray:
-    block = np.asarray(rep.take(idx), dtype=np.float64)
-    if not np.isfinite(block).all():
-        rows = idx[~np.isfinite(block).all(axis=1)]
-        raise NonFiniteError(
-            f"{rep.name} holds NaN or infinite values in rows {', '.join(map(str, rows[:5]))}"
-            f"{' ...' if rows.size > 5 else ''} (found in the seeded sample of fitting rows used for the {what}). "
-            "Expected finite numbers. Remove or repair these rows."
-        )
-    return finite_float64(block, rep.name, 0)
+    return take_finite(rep, idx, f"fitting rows used for the {what}")
 
 
 def kernel_features(rep: Representation, splits: Splits, opts: Mapping[str, Any], seed: int) -> tuple[KernelFeatures, dict[str, Any]]:
