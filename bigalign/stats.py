@@ -96,6 +96,7 @@ from .features import (
 from .gram import blas_threads_for, centre_gram, gram, read_all
 from .io import Representation
 from .metrics._common import feature_engine_kwargs
+from .metrics._kernel_nonlinear import resolve_method
 from .result import _freeze, _jsonable
 
 __all__ = ["TestResult", "hsic_test"]
@@ -661,20 +662,9 @@ def hsic_test(
     sx, sy, mx, my = _bandwidths(bandwidth, xs, ys)
     shifts = (xs.mean(axis=0), ys.mean(axis=0))
     params.update(bandwidth_x=sx, bandwidth_y=sy, median_x=mx, median_y=my, bandwidth_sample=int(xs.shape[0]))
-    if features == "auto":
-        if n <= EXACT_MAX_N:
-            features, why = "exact", f"n = {n} <= {EXACT_MAX_N}: exact kernel matrices"
-        else:
-            if mx is None or my is None:  # an explicit bandwidth on data whose median distance is 0
-                ratio = 0.0
-            else:
-                ratio = min(sx / mx, sy / my)
-            if ratio >= NYSTROEM_MIN_RATIO:
-                features, why = "nystroem", f"n > {EXACT_MAX_N} and bandwidth >= {NYSTROEM_MIN_RATIO} x median: Nystroem"
-            else:
-                features, why = "rff", f"n > {EXACT_MAX_N} and bandwidth < {NYSTROEM_MIN_RATIO} x median (Nystroem fails there): rff"
-    else:
-        why = "requested"
+    # an explicit bandwidth on data whose median distance is 0 has no ratio: never Nystroem
+    ratio = 0.0 if mx is None or my is None else min(sx / mx, sy / my)
+    features, why = resolve_method(features, n, ratio, exact_max_n=EXACT_MAX_N, exact="exact kernel matrices", fallback="rff")
     params.update(features=features, features_reason=why)
 
     if features == "exact":

@@ -114,15 +114,25 @@ def check_seed(seed: Any) -> int:
     return int(seed)
 
 
-def resolve_method(method: str, n: int, ratio: float) -> tuple[str, str]:
-    """(method, reason) for ``method="auto"``."""
+def resolve_method(
+    method: str, n: int, ratio: float, *, exact_max_n: int = EXACT_MAX_N, exact: str = "exact tiles",
+    n_label: str = "n", fallback: str = "orf",
+) -> tuple[str, str]:  # fmt: skip
+    """(method, reason) for ``method="auto"``: the one rule of every kernel estimator.
+
+    Exact up to ``exact_max_n`` samples (``exact`` names the exact road in the
+    reason); beyond, Nyström when the bandwidth is at least
+    ``NYSTROEM_MIN_RATIO`` × the median distance (``ratio``), else
+    ``fallback`` random features (Nyström fails at small bandwidths).
+    """
     if method != "auto":
         return method, "requested"
-    if n <= EXACT_MAX_N:
-        return "exact", f"n = {n} <= {EXACT_MAX_N}: exact tiles"
+    if n <= exact_max_n:
+        return "exact", f"{n_label} = {n} <= {exact_max_n}: {exact}"
     if ratio >= NYSTROEM_MIN_RATIO:
-        return "nystroem", f"n > {EXACT_MAX_N} and bandwidth >= {NYSTROEM_MIN_RATIO} x median: Nystroem"
-    return "orf", f"n > {EXACT_MAX_N} and bandwidth < {NYSTROEM_MIN_RATIO} x median (Nystroem fails there): ORF"
+        return "nystroem", f"{n_label} > {exact_max_n} and bandwidth >= {NYSTROEM_MIN_RATIO} x median: Nystroem"
+    label = "ORF" if fallback == "orf" else fallback
+    return fallback, f"{n_label} > {exact_max_n} and bandwidth < {NYSTROEM_MIN_RATIO} x median (Nystroem fails there): {label}"
 
 
 def nonlinear_terms(

@@ -121,7 +121,7 @@ from ..moments import Moments
 from ..result import Result
 from ._common import check_choice, engine_kwargs, engine_parameters, linear_moments, paired_n, with_engine_doc
 from ._kernel_approx import NYSTROEM_MAX_RESIDUAL, NYSTROEM_STDERR, nystroem_stderr, residual_fraction
-from ._kernel_nonlinear import NYSTROEM_MIN_RATIO, _bandwidths, bandwidth_ratio, feature_moments, sub_moments
+from ._kernel_nonlinear import _bandwidths, bandwidth_ratio, feature_moments, resolve_method, sub_moments
 
 __all__ = ["coco", "kcc", "kmi"]
 
@@ -406,16 +406,6 @@ def _gram_factor_body(rep: Any, name: str, kernel: str, sigma: float, shift: np.
     return _pivoted_cholesky_factor(kc), False
 
 
-def _resolve(method: str, n: int, ratio: float) -> tuple[str, str]:
-    if method != "auto":
-        return method, "requested"
-    if n <= GRAM_AUTO_N:
-        return "exact", f"n = {n} <= {GRAM_AUTO_N}: exact kernel matrices"
-    if ratio >= NYSTROEM_MIN_RATIO:
-        return "nystroem", f"n > {GRAM_AUTO_N} and bandwidth >= {NYSTROEM_MIN_RATIO} x median: Nystroem"
-    return "orf", f"n > {GRAM_AUTO_N} and bandwidth < {NYSTROEM_MIN_RATIO} x median (Nystroem fails there): ORF"
-
-
 def _job(func: str, x: Any, y: Any, kw: dict[str, Any]) -> _Job:
     kernel, method, seed = kw["kernel"], kw["method"], kw["seed"]
     check_choice(func, "kernel", kernel, KERNELS)
@@ -440,7 +430,9 @@ def _job(func: str, x: Any, y: Any, kw: dict[str, Any]) -> _Job:
     reps = prepare([x, y], ["x", "y"])
     _, (xs, ys) = sample_rows(reps, BANDWIDTH_SAMPLE, int(seed))
     sx, sy, mx, my = _bandwidths(kw["bandwidth"], xs, ys)
-    chosen, reason = _resolve(method, n, bandwidth_ratio([sx, sy], [mx, my]))
+    chosen, reason = resolve_method(
+        method, n, bandwidth_ratio([sx, sy], [mx, my]), exact_max_n=GRAM_AUTO_N, exact="exact kernel matrices"
+    )
     shifts = [xs.mean(axis=0), ys.mean(axis=0)]
     params: dict[str, Any] = {
         "kernel": kernel, "bandwidth_x": sx, "bandwidth_y": sy, "median_x": mx, "median_y": my,

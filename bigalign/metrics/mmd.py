@@ -121,12 +121,7 @@ from ..result import Result, _jsonable
 from ..stats import TestResult
 from ._common import ESTIMATORS, check_choice, engine_kwargs, feature_engine_kwargs, with_engine_doc
 from ._kernel_approx import NYSTROEM_MAX_RESIDUAL, NYSTROEM_STDERR, nystroem_stderr
-from ._kernel_nonlinear import (
-    DEFAULT_LANDMARKS,
-    DEFAULT_RANDOM_FEATURES,
-    EXACT_MAX_N,
-    NYSTROEM_MIN_RATIO,
-)
+from ._kernel_nonlinear import DEFAULT_LANDMARKS, DEFAULT_RANDOM_FEATURES, resolve_method
 
 __all__ = ["MMDTestResult", "mmd", "mmd_test"]
 
@@ -544,15 +539,8 @@ def _estimate_body(
         return _feature_estimate(z, feats, bounds, "exact-streaming", params, estimator, labels, null, z.d, ekw, "exact")
     sigma, med = _bandwidth(bandwidth, zs, func)
     params.update(bandwidth=sigma, median=med, bandwidth_sample=int(zs.shape[0]))
-    if method == "auto":
-        if n <= EXACT_MAX_N:
-            chosen, reason = "exact", f"n_x + n_y = {n} <= {EXACT_MAX_N}: exact tiles"
-        elif med is not None and sigma / med >= NYSTROEM_MIN_RATIO:
-            chosen, reason = "nystroem", f"n_x + n_y > {EXACT_MAX_N} and bandwidth >= {NYSTROEM_MIN_RATIO} x median: Nystroem"
-        else:
-            chosen, reason = "orf", f"n_x + n_y > {EXACT_MAX_N} and bandwidth < {NYSTROEM_MIN_RATIO} x median (Nystroem fails there): ORF"
-    else:
-        chosen, reason = method, "requested"
+    ratio = 0.0 if med is None else sigma / med  # no median (all rows equal): never Nystroem
+    chosen, reason = resolve_method(method, n, ratio, n_label="n_x + n_y")
     params["method_reason"] = reason
     if chosen == "exact":
         return _tile_estimate(z, kernel, sigma, shift, params, estimator, labels, null, zs, seed, ekw)
