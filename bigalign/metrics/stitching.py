@@ -1358,22 +1358,10 @@ def stitching_matrix(
                         except DegenerateInputError as exc:
                             store[(src, dst)] = exc
 
-    from ..compare import LayerMatrix
+    from ..compare import _matrix
 
     def layer_matrix(metric: str, vals: dict, est: str) -> Any:
-        results, undefined = [], {}
-        for r, i in enumerate(ia):
-            row = []
-            for c, j in enumerate(ib):
-                v = vals[(i, j)]
-                if isinstance(v, DegenerateInputError):
-                    undefined[(r, c)] = str(v)
-                    row.append(None)
-                else:
-                    row.append(v)
-            results.append(row)
-        return LayerMatrix(metric=metric, layers_a=list(la), layers_b=list(lb), results=results, undefined=undefined,
-                           n_passes=len(passes), n_samples=n, estimator=est)  # fmt: skip
+        return _matrix(metric, la, lb, ia, ib, vals, len(passes), n, est)
 
     return StitchingMatrix(
         layers_a=list(la),
