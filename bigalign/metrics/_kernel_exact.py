@@ -75,10 +75,7 @@ class KernelTileStatistic:
         bi, bj = xi.shape[0], xj.shape[0]
         rk, rl = np.zeros(bi), np.zeros(bi)
         ck, cl = np.zeros(bj), np.zeros(bj)
-        kl, kk, ll = accumulate_tile(
-            dx, dy, xi, xj, yi, yj, nxi, nxj, nyi, nyj,
-            KERNEL_CODES[self.kernel], self.scale_x, self.scale_y, diagonal, rk, rl, ck, cl,
-        )  # fmt: skip
+        kl, kk, ll = self._accumulate(dx, dy, xi, xj, yi, yj, nxi, nxj, nyi, nyj, diagonal, rk, rl, ck, cl)
         state = TileState(kl=kl, kk=kk, ll=ll)
         _add_rows(state.rows, start_i, rk, rl)
         if not diagonal:
@@ -86,6 +83,13 @@ class KernelTileStatistic:
             state.kl, state.kk, state.ll = 2 * kl, 2 * kk, 2 * ll
             _add_rows(state.rows, start_j, ck, cl)
         return state
+
+    def _accumulate(self, dx, dy, xi, xj, yi, yj, nxi, nxj, nyi, nyj, diagonal, rk, rl, ck, cl):  # type: ignore[no-untyped-def]
+        """The tile's ⟨K, L⟩, ‖K‖², ‖L‖², adding row sums to rk, rl and column sums to ck, cl (Numba)."""
+        return accumulate_tile(
+            dx, dy, xi, xj, yi, yj, nxi, nxj, nyi, nyj,
+            KERNEL_CODES[self.kernel], self.scale_x, self.scale_y, diagonal, rk, rl, ck, cl,
+        )  # fmt: skip
 
     def combine(self, a: TileState, b: TileState) -> TileState:
         rows = dict(a.rows)

@@ -73,7 +73,7 @@ from ..errors import DegenerateInputError, InvalidInputError
 from ..io import Representation
 from ..result import Result
 from ._common import ESTIMATORS, check_choice, check_unbiased_n, paired_n
-from ._kernel_exact import KernelSums, KernelTileStatistic, TileState, _add_rows, hsic_from_sums
+from ._kernel_exact import KernelSums, KernelTileStatistic, hsic_from_sums
 from .neighbors import finite_rows
 
 __all__ = ["dcor", "dcov", "dcov_terms_from_sums"]
@@ -153,31 +153,16 @@ def _terms_from_sums(sums: KernelSums, estimator: str) -> DcovTerms:
 class DistanceTileStatistic(KernelTileStatistic):
     """The exact kernel tiles with the Euclidean distance as the entry (S_ab, S_aa, S_bb, row sums).
 
-    ``combine`` and ``finalize`` (row sums stitched by block start) are those
-    of :class:`~bigalign.metrics._kernel_exact.KernelTileStatistic`; build it
+    ``partial`` (block preparation, GEMM distances, the symmetric tile), ``combine``
+    and ``finalize`` (row sums stitched by block start) are those of
+    :class:`~bigalign.metrics._kernel_exact.KernelTileStatistic`; only the tile's
+    accumulation (``_accumulate``) differs.  Build it
     as ``DistanceTileStatistic("euclidean-distance", 1.0, 1.0, shift_x, shift_y)``.
     """
 
-    def partial(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> TileState:
-        xi, nxi = self._prep(blocks_i[0], self.shift_x, self.names[0], start_i)
-        yi, nyi = self._prep(blocks_i[1], self.shift_y, self.names[1], start_i)
-        diagonal = start_i == start_j
-        if diagonal:
-            xj, nxj, yj, nyj = xi, nxi, yi, nyi
-        else:
-            xj, nxj = self._prep(blocks_j[0], self.shift_x, self.names[0], start_j)
-            yj, nyj = self._prep(blocks_j[1], self.shift_y, self.names[1], start_j)
-        dx = sqdist(xi, xj, nxi, nxj)
-        dy = sqdist(yi, yj, nyi, nyj)
-        ra, rb = np.zeros(xi.shape[0]), np.zeros(xi.shape[0])
-        ca, cb = np.zeros(xj.shape[0]), np.zeros(xj.shape[0])
-        ab, aa, bb = accumulate_distance_tile(dx, dy, xi, xj, yi, yj, nxi, nxj, nyi, nyj, diagonal, ra, rb, ca, cb)
-        state = TileState(kl=ab, kk=aa, ll=bb)
-        _add_rows(state.rows, start_i, ra, rb)
-        if not diagonal:  # the symmetric tile (J, I): the same sums, columns become rows
-            state.kl, state.kk, state.ll = 2 * ab, 2 * aa, 2 * bb
-            _add_rows(state.rows, start_j, ca, cb)
-        return state
+    def _accumulate(self, dx, dy, xi, xj, yi, yj, nxi, nxj, nyi, nyj, diagonal, rk, rl, ck, cl):  # type: ignore[no-untyped-def]
+        """The tile's double-centring sums of the distances (S_ab, S_aa, S_bb) and their row/column sums."""
+        return accumulate_distance_tile(dx, dy, xi, xj, yi, yj, nxi, nxj, nyi, nyj, diagonal, rk, rl, ck, cl)
 
 
 def _shifts(reps: list[Representation]) -> list[np.ndarray]:
