@@ -1,11 +1,23 @@
-"""bigalign: representation alignment at the scale of whole activation dumps."""
+"""bigalign: representation alignment at the scale of whole activation dumps.
 
+``import bigalign`` is cheap: the public names below are loaded on first use
+(dask, zarr, numba and the metric modules cost a second or more of CPU to
+import, which a command-line ``--help`` or a script that only needs one metric
+should not pay).  ``from bigalign import cka`` and ``bigalign.cka`` work as for
+any package.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
 from importlib.metadata import PackageNotFoundError, version as _version
+from typing import TYPE_CHECKING, Any
 
-from .capture import capture
+# light leaves, loaded eagerly: errors, the result type, and the two context
+# managers whose function shares its submodule's name (see _Package below)
 from .checkpoint import checkpoint
-from .compare import LayerMatrix, compare_layers
-from .engine import Statistic, memory_limit, run
 from .errors import (
     BigalignError,
     DegenerateInputError,
@@ -14,93 +26,141 @@ from .errors import (
     PairingError,
     StoreError,
 )
-from .io import ActivationStore, ActivationWriter, Layer, PairingWarning, open_activations
-from .metrics import (
-    NonlinearStitchResult,
-    StitchingMatrix,
-    StitchResult,
-    cka,
-    cknna,
-    coco,
-    dcor,
-    dcov,
-    distance_alignment,
-    hsic,
-    kare,
-    kcc,
-    kernel_alignment,
-    kmi,
-    mutual_knn,
-    rsa,
-    spectral_alignment,
-    spectrum,
-    stitch,
-    stitching_matrix,
-    task_alignment,
-)
-from .metrics.spectral import KareResult, SpectralAlignmentResult, SpectrumResult, TaskAlignmentResult
-from .metrics.mmd import MMDTestResult, mmd, mmd_test
 from .progress import progress
-from .report import write_report
 from .result import Result
-from .stats import TestResult, hsic_test
 
 try:
     __version__ = _version("bigalign")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
-__all__ = [
-    "ActivationStore",
-    "ActivationWriter",
-    "BigalignError",
-    "DegenerateInputError",
-    "InvalidInputError",
-    "KareResult",
-    "Layer",
-    "LayerMatrix",
-    "MMDTestResult",
-    "NonlinearStitchResult",
-    "NonFiniteError",
-    "PairingError",
-    "PairingWarning",
-    "Result",
-    "SpectralAlignmentResult",
-    "SpectrumResult",
-    "Statistic",
-    "StitchResult",
-    "StitchingMatrix",
-    "StoreError",
-    "TaskAlignmentResult",
-    "TestResult",
-    "__version__",
-    "capture",
-    "checkpoint",
-    "cka",
-    "cknna",
-    "coco",
-    "compare_layers",
-    "dcor",
-    "dcov",
-    "distance_alignment",
-    "hsic",
-    "hsic_test",
-    "kare",
-    "kcc",
-    "kernel_alignment",
-    "kmi",
-    "memory_limit",
-    "mmd",
-    "mmd_test",
-    "mutual_knn",
-    "open_activations",
-    "progress",
-    "rsa",
-    "run",
-    "spectral_alignment",
-    "spectrum",
-    "stitch",
-    "stitching_matrix",
-    "task_alignment",
-    "write_report",
-]
+#: public name -> the module that defines it (imported on first access)
+_LAZY: dict[str, str] = {
+    "capture": ".capture",
+    "LayerMatrix": ".compare",
+    "compare_layers": ".compare",
+    "Statistic": ".engine",
+    "memory_limit": ".engine",
+    "run": ".engine",
+    "ActivationStore": ".io",
+    "ActivationWriter": ".io",
+    "Layer": ".io",
+    "PairingWarning": ".io",
+    "open_activations": ".io",
+    "NonlinearStitchResult": ".metrics.stitching_nonlinear",
+    "StitchRisks": ".metrics.stitching",
+    "StitchRisksSE": ".metrics.stitching_nonlinear",
+    "StitchingMatrix": ".metrics.stitching",
+    "StitchResult": ".metrics.stitching",
+    "stitch": ".metrics.stitching",
+    "stitching_matrix": ".metrics.stitching",
+    "cka": ".metrics.kernel",
+    "hsic": ".metrics.kernel",
+    "kernel_alignment": ".metrics.kernel",
+    "cknna": ".metrics.neighbors",
+    "mutual_knn": ".metrics.neighbors",
+    "coco": ".metrics.independence",
+    "kcc": ".metrics.independence",
+    "kmi": ".metrics.independence",
+    "dcor": ".metrics.dcor",
+    "dcov": ".metrics.dcor",
+    "distance_alignment": ".metrics.distance",
+    "rsa": ".metrics.rsa",
+    "KareResult": ".metrics.spectral",
+    "SpectralAlignmentResult": ".metrics.spectral",
+    "SpectrumResult": ".metrics.spectral",
+    "TaskAlignmentResult": ".metrics.spectral",
+    "kare": ".metrics.spectral",
+    "spectral_alignment": ".metrics.spectral",
+    "spectrum": ".metrics.spectral",
+    "task_alignment": ".metrics.spectral",
+    "MMDTestResult": ".metrics.mmd",
+    "mmd": ".metrics.mmd",
+    "mmd_test": ".metrics.mmd",
+    "write_report": ".report",
+    "TestResult": ".stats",
+    "hsic_test": ".stats",
+}
+
+__all__ = sorted(
+    [
+        *_LAZY,
+        "BigalignError",
+        "DegenerateInputError",
+        "InvalidInputError",
+        "NonFiniteError",
+        "PairingError",
+        "Result",
+        "StoreError",
+        "__version__",
+        "checkpoint",
+        "progress",
+    ]
+)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'bigalign' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+class _Package(types.ModuleType):
+    """``bigalign.capture``, ``bigalign.checkpoint`` and ``bigalign.progress`` are functions.
+
+    Importing a submodule binds it on its package (``import bigalign.capture``
+    sets ``bigalign.capture`` to the module).  With lazy loading that first
+    import can come after ``import bigalign``, so the binding is refused here
+    for the names whose public meaning is the function of the same name.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("capture", "checkpoint", "progress") and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
+    from .capture import capture
+    from .compare import LayerMatrix, compare_layers
+    from .engine import Statistic, memory_limit, run
+    from .io import ActivationStore, ActivationWriter, Layer, PairingWarning, open_activations
+    from .metrics import (
+        NonlinearStitchResult,
+        StitchingMatrix,
+        StitchResult,
+        StitchRisks,
+        StitchRisksSE,
+        cka,
+        cknna,
+        coco,
+        dcor,
+        dcov,
+        distance_alignment,
+        hsic,
+        kare,
+        kcc,
+        kernel_alignment,
+        kmi,
+        mutual_knn,
+        rsa,
+        spectral_alignment,
+        spectrum,
+        stitch,
+        stitching_matrix,
+        task_alignment,
+    )
+    from .metrics.mmd import MMDTestResult, mmd, mmd_test
+    from .metrics.spectral import KareResult, SpectralAlignmentResult, SpectrumResult, TaskAlignmentResult
+    from .report import write_report
+    from .stats import TestResult, hsic_test

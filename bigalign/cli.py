@@ -19,13 +19,31 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from . import __version__
-from .compare import METRICS, PAIR_METRICS, LayerMatrix, compare_layers
 from .errors import BigalignError
-from .io import open_activations
 from .progress import progress as progress_bar
+
+# numpy, dask, zarr and the metric modules are imported by the commands that use
+# them, so that `bigalign --help` answers in a fraction of a second
+if TYPE_CHECKING:
+    from .compare import LayerMatrix
+
+
+class _MetricNames:
+    """The names of compare.METRICS, read only when argparse checks or lists a metric."""
+
+    def _names(self) -> list[str]:
+        from .compare import METRICS
+
+        return list(METRICS)
+
+    def __iter__(self) -> Any:
+        return iter(self._names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
 
 EPILOG = """examples:
   bigalign demo --out demo-out
@@ -133,6 +151,7 @@ def _cluster(args: argparse.Namespace):
 
 def _planned_cost(args: argparse.Namespace, stores: list[Any]) -> None:
     """Print the planned cost of a long job before starting it."""
+    from .compare import PAIR_METRICS
     from .metrics._kernel_nonlinear import EXACT_MAX_N
 
     n = stores[0].n_samples
@@ -158,7 +177,9 @@ def _planned_cost(args: argparse.Namespace, stores: list[Any]) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from .compare import compare_layers
     from .demo import build_demo_stores
+    from .io import open_activations
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -209,6 +230,10 @@ def _du(path: str) -> int | None:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .io import open_activations
+
     s = open_activations(args.store)
     ids = s.sample_ids
     print(f"store: {args.store}")
@@ -235,6 +260,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 def _fingerprint(store: Any) -> dict[str, Any]:
     import hashlib
 
+    import numpy as np
+
     ids = store.sample_ids
     return {
         "path": store.source,
@@ -245,6 +272,9 @@ def _fingerprint(store: Any) -> dict[str, Any]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_layers
+    from .io import open_activations
+
     sa = open_activations(args.a)
     sb = open_activations(args.b) if args.b else None
     _planned_cost(args, [sa] + ([sb] if sb is not None else []))
@@ -282,6 +312,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_stitch(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .io import open_activations
     from .metrics.stitching import stitching_matrix
 
     sa = open_activations(args.a)
@@ -401,8 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="layer × layer matrix of a metric between two stores")
     c.add_argument("a", help="first store (Zarr group)")
     c.add_argument("b", nargs="?", default=None, help="second store (default: compare a's layers with each other)")
-    c.add_argument("--metric", default="cka", choices=list(METRICS), metavar="METRIC",
-                   help=f"one of: {', '.join(METRICS)} (default: cka)")  # fmt: skip
+    c.add_argument("--metric", default="cka", choices=_MetricNames(), metavar="METRIC",
+                   help="one of: %(choices)s (default: cka)")  # fmt: skip
     c.add_argument("--estimator", default="unbiased", choices=["unbiased", "biased"],
                    help="HSIC/CKA estimator (default: unbiased, i.e. debiased CKA)")  # fmt: skip
     c.add_argument("--kernel", default="linear", choices=["linear", "rbf", "laplacian"])
