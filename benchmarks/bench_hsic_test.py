@@ -11,17 +11,17 @@ Data: x ~ N(0, I_d), y = x₁² + ε (d = 4, so the test rejects), float64 in me
 Jobs
 ----
 ``perm-exact``
-    ``hsic_test(method="permutation", features="exact", n_permutations=B)``; reference
+    ``hsic_test(null="permutation", method="exact", n_permutations=B)``; reference
     ``perm-numpy``: the same permuted sums by numpy fancy indexing (``permuted_traces_numpy``)
     on the same centred Grams, timed on a few permutations and reported per permutation.
 ``gamma-exact``
-    ``hsic_test(method="gamma", features="exact")``; reference ``gamma-gretton``: K, L by
+    ``hsic_test(null="gamma", method="exact")``; reference ``gamma-gretton``: K, L by
     scipy ``cdist`` and Gretton et al.'s reference computation (H K H, H L H as matrix
     products, the variance from (K_c ∘ L_c)²), i.e. the published ``hsicTestGamma.m`` in numpy.
 ``perm-rff``
-    ``hsic_test(method="permutation", features="rff", n_features=D)`` (features in memory).
+    ``hsic_test(null="permutation", method="rff", n_features=D)`` (features in memory).
 ``gamma-nystroem``
-    ``hsic_test(method="gamma")`` beyond ``EXACT_MAX_N``: streamed Nyström moments (default
+    ``hsic_test(null="gamma")`` beyond ``EXACT_MAX_N``: streamed Nyström moments (default
     256 landmarks), the large-n path.
 
 Results: ``benchmarks/results/hsic_test{_quick}.json`` and ``.md``.
@@ -68,7 +68,7 @@ def child(job: str, n: int, b: int, d: int) -> None:
     if job == "perm-exact":
         hsic_test(x[:20], y[:20], n_permutations=2)  # compile / load the cached loop (untimed)
         t = time.perf_counter()
-        r = hsic_test(x, y, method="permutation", features="exact", n_permutations=b)
+        r = hsic_test(x, y, null="permutation", method="exact", n_permutations=b)
         out.update(seconds=time.perf_counter() - t, pvalue=r.pvalue, per_perm_ms=1e3 * (time.perf_counter() - t) / b)
     elif job == "perm-numpy":
         from bigalign.gram import centre_gram, gram
@@ -82,7 +82,7 @@ def child(job: str, n: int, b: int, d: int) -> None:
         out.update(seconds=time.perf_counter() - t, per_perm_ms=1e3 * (time.perf_counter() - t) / b)
     elif job == "gamma-exact":
         t = time.perf_counter()
-        r = hsic_test(x, y, method="gamma", features="exact")
+        r = hsic_test(x, y, null="gamma", method="exact")
         out.update(seconds=time.perf_counter() - t, pvalue=r.pvalue)
     elif job == "gamma-gretton":
         from scipy.spatial.distance import cdist, pdist
@@ -105,12 +105,12 @@ def child(job: str, n: int, b: int, d: int) -> None:
         out.update(seconds=time.perf_counter() - t, pvalue=p)
     elif job == "perm-rff":
         t = time.perf_counter()
-        r = hsic_test(x, y, method="permutation", features="rff", n_features=d, n_permutations=b)
+        r = hsic_test(x, y, null="permutation", method="rff", n_features=d, n_permutations=b)
         out.update(seconds=time.perf_counter() - t, pvalue=r.pvalue, per_perm_ms=1e3 * (time.perf_counter() - t) / b,
                    representation=r.parameters["representation"])  # fmt: skip
     elif job == "gamma-nystroem":
         t = time.perf_counter()
-        r = hsic_test(x, y, method="gamma", features="nystroem", n_features=d)
+        r = hsic_test(x, y, null="gamma", method="nystroem", n_features=d)
         out.update(seconds=time.perf_counter() - t, pvalue=r.pvalue, representation=r.parameters["representation"])
     else:  # pragma: no cover
         raise SystemExit(f"unknown job {job}")

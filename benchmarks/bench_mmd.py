@@ -11,7 +11,7 @@ Jobs (in process; each timing is the best of ``--repeat`` runs):
 ``mmd-exact``      ``bigalign.mmd(method="exact")``: pooled kernel tiles (GEMM + compiled loop);
 ``mmd-naive``      the same value from the explicit pooled Gram in numpy (``scipy.spatial.distance.cdist``);
 ``mmd-rff``        ``bigalign.mmd(method="rff")``, 2,048 feature columns, one streamed pass;
-``mmd-perm``       ``bigalign.mmd_test(method="permutation", n_permutations=B)`` on exact tiles;
+``mmd-perm``       ``bigalign.mmd_test(null="permutation", n_permutations=B)`` on exact tiles;
 ``kcc-exact``      ``bigalign.kcc(kernel="rbf", method="exact")`` (Grams + pivoted Cholesky);
 ``kcc-naive``      R_x = K̃(K̃ + κ tr K̃)⁻¹, eig(R_xR_y) in numpy (the definition);
 ``kmi-nystroem``   ``bigalign.kmi(kernel="rbf", method="nystroem")`` (512 landmarks).
@@ -85,7 +85,7 @@ def main() -> None:
         rows.append({"job": "mmd-exact", "n": n, "s": t, "baseline": "mmd-naive", "baseline_s": tn,
                      "agree": abs(r.value - v) / max(abs(v), 1e-300)})  # fmt: skip
         if n <= 5000:
-            tp, _ = best(lambda: mmd_test(x, y, method="permutation", n_permutations=perm), a.repeat)
+            tp, _ = best(lambda: mmd_test(x, y, null="permutation", n_permutations=perm), a.repeat)
             rows.append({"job": f"mmd-perm (B={perm})", "n": n, "s": tp})
     for n in feature_ns:
         x, y = rng.normal(size=(n // 2, 8)), rng.normal(size=(n - n // 2, 8)) + 0.1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import NonFiniteError
+from .errors import InvalidInputError, NonFiniteError
 
 
 def raise_nonfinite(block: np.ndarray, name: str, start: int) -> None:
@@ -30,11 +30,37 @@ def finite_float64(block: np.ndarray, name: str, start: int) -> np.ndarray:
             raise_nonfinite(x, name, start)
     amax = float(np.abs(x).max()) if x.size else 0.0
     if amax > MAX_KERNEL_MAGNITUDE:
-        from .errors import InvalidInputError
-
         raise InvalidInputError(
             f"{name} has values of magnitude {amax:.3g} (rows {start}..{start + x.shape[0] - 1}); squared "
             f"distances need magnitudes below {MAX_KERNEL_MAGNITUDE:g} to stay inside float64. Rescale the input "
             "(with bandwidth='median' the kernel metrics are scale invariant)."
         )
     return x
+
+
+def check_applies(func: str, road: str, **options: tuple[object, object]) -> None:
+    """Raise :class:`InvalidInputError` for an option that was given but does not apply to ``road``.
+
+    ``options`` maps each option name to ``(value, default)``; an option whose
+    value is not its default was set by the caller, and an option that shapes
+    nothing must be an error, never silently dropped.  Example:
+    ``check_applies("cka", "the linear kernel", bandwidth=(bandwidth, "median"))``.
+    """
+    given = [name for name, (value, default) in options.items() if not _same(value, default)]
+    if given:
+        shown = ", ".join(f"{name}={options[name][0]!r}" for name in given)
+        raise InvalidInputError(
+            f"{func}: {shown} does not apply to {road} (it would be ignored). Expected "
+            f"{' and '.join(f'{name}={options[name][1]!r} (the default)' for name in given)}. "
+            f"Drop {'it' if len(given) == 1 else 'them'}, or choose a kernel or method that uses "
+            f"{'it' if len(given) == 1 else 'them'}."
+        )
+
+
+def _same(value: object, default: object) -> bool:
+    if value is default:
+        return True
+    try:
+        return bool(value == default) and type(value) is type(default)
+    except (TypeError, ValueError):  # arrays and other values without a plain truth value
+        return False

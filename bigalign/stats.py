@@ -3,7 +3,11 @@
 :func:`hsic_test` tests H0: x ⟂ y (the paired rows of two representations are
 independent) with the biased HSIC of Gretton et al. (2005, 2008),
 
-    HSIC_b = tr(K H L H) / n² = tr(K_c L_c) / n²,   H = I − 11ᵀ/n,  K_c = HKH,
+    HSIC_b = tr(K H L H) / (n − 1)² = tr(K_c L_c) / (n − 1)²,   H = I − 11ᵀ/n,  K_c = HKH,
+
+(the divisor of ``bigalign.hsic(estimator="biased")``: one biased HSIC everywhere;
+Gretton et al. divide by n², which rescales the statistic and its null law
+alike and leaves every p-value unchanged),
 
 computed either from the exact kernel matrices K, L or from explicit feature
 maps Φ, Ψ (K = ΦΦᵀ, exact for the linear kernel; random Fourier features or
@@ -16,7 +20,7 @@ permutation
     T_π = tr(K_c P L_c Pᵀ) for B uniform random permutations P of the rows of
     y; p = (1 + #{T_π ≥ T}) / (1 + B), valid (P(p ≤ u) ≤ u) at any n.
 gamma
-    A gamma law fitted to the mean and variance of n·HSIC_b under H0
+    A gamma law fitted to the mean and variance of tr(K_c P L_c Pᵀ) under H0
     (Gretton et al. 2008).  We use the *exact* first two moments of the
     statistic under random re-pairing (the permutation distribution; the
     moments of the RV/Mantel statistic, Kazi-Aoual et al. 1995): with
@@ -80,7 +84,7 @@ from typing import Any, Callable, Literal, Mapping
 import numpy as np
 from numba import njit
 
-from ._checks import raise_nonfinite
+from ._checks import check_applies, raise_nonfinite
 from .engine import prepare, run, run_pairs
 from .errors import DegenerateInputError, InvalidInputError, NonFiniteError
 from .features import (
@@ -97,22 +101,22 @@ from .gram import blas_threads_for, centre_gram, gram, read_all
 from .io import Representation
 from .metrics._common import feature_engine_kwargs
 from .metrics._kernel_nonlinear import resolve_method
-from .result import _freeze, _jsonable
+from .result import Result, _freeze, _jsonable
 
 __all__ = ["TestResult", "hsic_test"]
 
-METHODS = ("auto", "permutation", "gamma")
-FEATURES = ("auto", "exact", "rff", "nystroem")
-#: ``method="auto"`` runs the permutation test up to this many samples (exact kernels:
+NULLS = ("auto", "permutation", "gamma")
+METHODS = ("auto", "exact", "rff", "nystroem")
+#: ``null="auto"`` runs the permutation test up to this many samples (exact kernels:
 #: 5–7 ms per permutation at n = 2,000, so the default 1,000 permutations take ≈ 5–7 s)
 #: and the gamma approximation beyond.
 PERMUTATION_MAX_N = 2_000
 #: Exact kernel matrices are held in memory up to this n (2·n²·8 bytes: 400 MB at 5,000).
-#: ``features="auto"`` is exact up to here and approximate beyond; an explicit
-#: ``features="exact"`` beyond it runs the gamma test over kernel tiles (O(n) memory).
+#: ``method="auto"`` is exact up to here and approximate beyond; an explicit
+#: ``method="exact"`` beyond it runs the gamma test over kernel tiles (O(n) memory).
 EXACT_MAX_N = 5_000
-#: bandwidth / median below which Nyström is unreliable (scale.md: 0.265 vs 0.504 at 0.2 × median),
-#: so ``features="auto"`` takes random Fourier features there.
+#: bandwidth / median below which Nyström is unreliable (coverage 0.265 against 0.504 at 0.2 × median),
+#: so ``method="auto"`` takes random Fourier features there.
 NYSTROEM_MIN_RATIO = 0.5
 #: Default feature columns (rff: 128 frequencies × cos/sin) or landmarks (nystroem).
 DEFAULT_N_FEATURES = 256
@@ -127,31 +131,30 @@ _BATCH_BYTES = 64 * 2**20  # permuted copies of Ψ held at once
 # --------------------------------------------------------------------------- #
 
 
-@dataclass(frozen=True)
-class TestResult:
-    """The outcome of an independence test.
+@dataclass(frozen=True, repr=False)
+class TestResult(Result):
+    """The outcome of a hypothesis test: a :class:`~bigalign.Result` with a p-value.
 
-    Attributes
-    ----------
-    statistic : float
-        The biased HSIC, HSIC_b = tr(K_c L_c)/n² (of the approximate kernels
-        when features are random Fourier or Nyström).  Note
-        ``bigalign.hsic(..., estimator="biased")`` divides by (n − 1)² instead.
+    ``value`` (also ``float(result)`` and ``statistic``) is the test statistic;
+    for :func:`hsic_test` the biased HSIC_b = tr(K_c L_c)/(n − 1)² (of the
+    approximate kernels for ``method="rff"``/``"nystroem"``), the same number
+    as ``bigalign.hsic(x, y, estimator="biased")`` on the exact road.
+    ``method`` is the estimation road (``"exact"``, ``"rff"``, ``"nystroem"``)
+    and ``parameters["null"]`` the null distribution (``"permutation"`` or
+    ``"gamma"``).
+
+    Attributes (beyond :class:`~bigalign.Result`'s)
+    ------------------------------------------------
     pvalue : float
-        The p-value of H0: x and y are independent.
-    method : str
-        ``"permutation"`` or ``"gamma"``.
-    null : mapping
-        The null distribution of ``n * statistic``: for ``"gamma"`` its
-        ``shape``, ``scale``, ``mean`` and ``variance``; for ``"permutation"``
-        ``n_permutations``, ``n_at_least`` (permuted statistics ≥ the
-        observed one) and the ``mean`` and ``variance`` of the permuted values.
-    n_samples : int
-        Number of paired samples.
+        The p-value of H0 (for :func:`hsic_test`: x and y are independent).
     alpha : float
         The level ``reject`` refers to.
-    parameters : mapping
-        Kernel, bandwidths, features, how ``"auto"`` was resolved and why, seed.
+    null : mapping
+        The null law of ``n_samples * value``: its ``distribution``; for
+        ``"gamma"`` its ``shape``, ``scale``, ``mean`` and ``variance``; for
+        ``"permutation"`` ``n_permutations``, ``n_at_least`` (permuted
+        statistics ≥ the observed one) and the ``mean`` and ``variance`` of
+        the permuted values.
     flags : tuple of str
         ``"x_constant"`` / ``"y_constant"`` when a kernel is constant (the
         statistic is then exactly 0 and the p-value 1).
@@ -159,21 +162,20 @@ class TestResult:
 
     __test__ = False  # not a pytest test class, whatever its name
 
-    statistic: float
-    pvalue: float
-    method: str
-    null: Mapping[str, Any]
-    n_samples: int
-    alpha: float
-    parameters: Mapping[str, Any] = field(default_factory=dict)
-    flags: tuple[str, ...] = ()
+    pvalue: float = 1.0
+    alpha: float = 0.05
+    null: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         object.__setattr__(self, "null", _freeze(self.null))
-        object.__setattr__(self, "parameters", _freeze(self.parameters))
-        object.__setattr__(self, "flags", tuple(self.flags))
-        if not (math.isfinite(self.statistic) and 0.0 <= self.pvalue <= 1.0):  # a bug, not a user error
-            raise AssertionError(f"internal error: statistic {self.statistic!r}, p-value {self.pvalue!r}")
+        if not 0.0 <= self.pvalue <= 1.0:  # a bug, not a user error
+            raise AssertionError(f"internal error: p-value {self.pvalue!r}")
+
+    @property
+    def statistic(self) -> float:
+        """The test statistic (the same number as ``value``)."""
+        return self.value
 
     @property
     def reject(self) -> bool:
@@ -183,23 +185,19 @@ class TestResult:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of every field (and ``reject``)."""
         return {
-            "test": "hsic",
-            "statistic": float(self.statistic),
+            **super().to_dict(),
             "pvalue": float(self.pvalue),
             "reject": self.reject,
             "alpha": float(self.alpha),
-            "method": self.method,
-            "n_samples": int(self.n_samples),
             "null": {k: _jsonable(v) for k, v in self.null.items()},
-            "parameters": {k: _jsonable(v) for k, v in self.parameters.items()},
-            "flags": list(self.flags),
         }
 
     def __repr__(self) -> str:
         fl = f", flags={list(self.flags)}" if self.flags else ""
         return (
-            f"TestResult(hsic_b={self.statistic:.6g}, pvalue={self.pvalue:.4g}, reject={self.reject} at "
-            f"alpha={self.alpha:g}, method={self.method!r}, n_samples={self.n_samples}{fl})"
+            f"{type(self).__name__}({self.metric}={self.value:.6g}, pvalue={self.pvalue:.4g}, reject={self.reject} at "
+            f"alpha={self.alpha:g}, method={self.method!r}, null={self.parameters.get('null')!r}, "
+            f"n_samples={self.n_samples}{fl})"
         )
 
 
@@ -229,7 +227,7 @@ def _null_moments(n: int, a: _SideStats, b: _SideStats) -> tuple[float, float]:
 
 
 def _gamma_null(n: int, t_obs: float, a: _SideStats, b: _SideStats) -> tuple[float, dict[str, Any]]:
-    """p-value and parameters of the gamma law fitted to n·HSIC_b = t_obs/n."""
+    """p-value and parameters of the gamma law fitted to t_obs/n (``_finish`` rescales them to n·HSIC_b)."""
     from scipy.special import gammaincc
 
     mean, var = _null_moments(n, a, b)
@@ -239,7 +237,7 @@ def _gamma_null(n: int, t_obs: float, a: _SideStats, b: _SideStats) -> tuple[flo
             "the gamma approximation is undefined: the statistic takes (numerically) the same value under every "
             f"re-pairing of the samples (null mean {mean:.3g}, variance {var:.3g}). This happens when a kernel "
             "matrix is (close to) the identity, e.g. a bandwidth far below the pairwise distances. Expected a "
-            "bandwidth comparable to the distances (bandwidth='median') or use method='permutation'.",
+            "bandwidth comparable to the distances (bandwidth='median') or use null='permutation'.",
             reason="degenerate_null",
         )
     shape, scale = mean * mean / var, var / mean
@@ -474,9 +472,9 @@ def hsic_test(
     *,
     kernel: Literal["rbf", "linear", "laplacian"] = "rbf",
     bandwidth: Any = "median",
-    method: Literal["auto", "permutation", "gamma"] = "auto",
-    n_permutations: int = 1000,
-    features: Literal["auto", "exact", "rff", "nystroem"] = "auto",
+    null: Literal["auto", "permutation", "gamma"] = "auto",
+    n_permutations: int | None = None,
+    method: Literal["auto", "exact", "rff", "nystroem"] = "auto",
     n_features: int | None = None,
     seed: int = 0,
     alpha: float = 0.05,
@@ -490,7 +488,7 @@ def hsic_test(
 
     Tests H0: the rows of x and y are independent, with the biased HSIC
 
-    .. math:: \\mathrm{HSIC}_b = \\frac{1}{n^2}\\operatorname{tr}(KHLH),
+    .. math:: \\mathrm{HSIC}_b = \\frac{1}{(n-1)^2}\\operatorname{tr}(KHLH),
               \\qquad H = I - \\tfrac{1}{n}\\mathbf{1}\\mathbf{1}^\\top,
 
     and a permutation null or the gamma approximation of Gretton et al. (2008)
@@ -507,19 +505,20 @@ def hsic_test(
     bandwidth : "median", float or (x, y) pair of them, default="median"
         σ for rbf/laplacian; ``"median"`` is the median pairwise distance of a
         seeded subsample of 1,000 rows (fixed once, written on the result).
-        Ignored by the linear kernel.
-    method : {"auto", "permutation", "gamma"}, default="auto"
+        The linear kernel has no bandwidth: passing one with it is an error.
+    null : {"auto", "permutation", "gamma"}, default="auto"
         ``"permutation"``: permute the rows of y ``n_permutations`` times,
         p = (1 + #{T_π ≥ T}) / (1 + B).  ``"gamma"``: a gamma law with the
         exact permutation mean and variance of n·HSIC_b (see Notes).
         ``"auto"``: permutation for n ≤ 2,000, gamma beyond
         (``PERMUTATION_MAX_N``).
-    n_permutations : int, default=1000
-        B, for ``method="permutation"``; the smallest possible p-value is 1/(B + 1).
-    features : {"auto", "exact", "rff", "nystroem"}, default="auto"
-        How the kernels are represented.  ``"exact"``: the n×n kernel
+    n_permutations : int, optional
+        B, for ``null="permutation"`` (default 1,000); the smallest possible
+        p-value is 1/(B + 1).  An error with ``null="gamma"``.
+    method : {"auto", "exact", "rff", "nystroem"}, default="auto"
+        The estimation road: how the kernels are represented.  ``"exact"``: the n×n kernel
         matrices (in memory for n ≤ 5,000, ``EXACT_MAX_N``; beyond that only
-        ``method="gamma"``, streamed over kernel tiles).  ``"rff"``: random
+        ``null="gamma"``, streamed over kernel tiles).  ``"rff"``: random
         Fourier features (Rahimi & Recht); ``"nystroem"``: Nyström features
         on uniformly drawn landmarks — the test is then exact for the
         approximate kernel (Zhang et al. 2018).  ``"auto"``: exact for
@@ -527,7 +526,8 @@ def hsic_test(
         (``NYSTROEM_MIN_RATIO``), else rff.  The linear kernel is always exact.
     n_features : int, optional
         Feature columns for rff (even; default 256 = 128 frequencies ×
-        cos/sin) or landmarks for nystroem (default 256, at most n).
+        cos/sin) or landmarks for nystroem (default 256, at most n).  An
+        error on the exact road.
     seed : int, default=0
         Seeds the bandwidth subsample, the feature maps and the permutations:
         the same seed gives bit-identical results.
@@ -541,15 +541,18 @@ def hsic_test(
     Returns
     -------
     TestResult
-        ``statistic`` (HSIC_b), ``pvalue``, ``reject``, ``method``, ``null``
-        (the null law of n·HSIC_b), ``n_samples``, ``parameters`` (kernel,
-        bandwidths, features, how "auto" was resolved), ``flags``.
+        ``value`` (HSIC_b), ``pvalue``, ``reject``, ``method`` (the road),
+        ``null`` (the null law of n·HSIC_b), ``n_samples``, ``parameters``
+        (kernel, bandwidths, the null's name, how each "auto" was resolved),
+        ``flags``.
 
     Raises
     ------
     InvalidInputError
-        n < 5, mismatched n, 1-D input, non-numeric dtype, a bad option, or
-        ``features="exact"`` with ``method="permutation"`` beyond n = 5,000.
+        n < 5, mismatched n, 1-D input, non-numeric dtype, a bad option, an
+        option that does not apply (a bandwidth with the linear kernel,
+        ``n_features`` on the exact road, ``n_permutations`` with the gamma
+        null), or ``method="exact"`` with ``null="permutation"`` beyond n = 5,000.
     NonFiniteError
         NaN or infinite values (the message names the input and rows).
     PairingError
@@ -566,6 +569,9 @@ def hsic_test(
     permutations, 2·n·D_x·D_y flops each).  Both equal n²·HSIC_b of the
     re-paired sample.
 
+    n·HSIC_b = n·T/(n − 1)² is compared with the null law below (Gretton et
+    al.'s n²-divided statistic is the same test: every p-value is unchanged).
+
     Gamma moments, exact under random re-pairing (Kazi-Aoual et al. 1995),
     with t = tr K_c, f = ‖K_c‖²_F, s = Σᵢ (K_c)ᵢᵢ² and t', f', s' for L:
 
@@ -573,7 +579,7 @@ def hsic_test(
               \\mathrm{Var}[T_\\pi] = \\frac{2((n-1)f - t^2)((n-1)f' - t'^2)}{(n-1)^2(n+1)(n-2)}
               + \\frac{(n(n+1)s - (n-1)(t^2 + 2f))(n(n+1)s' - (n-1)(t'^2 + 2f'))}{(n+1)n(n-1)(n-2)(n-3)};
 
-    n·HSIC_b = T/n ~ Γ(shape = mean²/var, scale = var/mean).  Gretton et
+    T ~ Γ(shape = mean²/var, scale = var/mean).  Gretton et
     al.'s formulas are the large-n forms of these.  With features,
     t = ‖Φ_c‖²_F, f = ‖Φ_cᵀΦ_c‖²_F, s = Σᵢ‖φ_c,ᵢ‖⁴ and T = ‖Φ_cᵀΨ_c‖²_F.
 
@@ -615,15 +621,25 @@ def hsic_test(
     >>> from bigalign.stats import hsic_test
     >>> x = np.linspace(-1.0, 1.0, 50).reshape(-1, 1)
     >>> r = hsic_test(x, x**2, n_permutations=199)   # dependent, uncorrelated
-    >>> r.pvalue, r.reject, r.method
-    (0.005, True, 'permutation')
+    >>> r.pvalue, r.reject, r.method, r.parameters["null"]
+    (0.005, True, 'exact', 'permutation')
     >>> r.null["n_at_least"]
     0
     """
+    if method in NULLS[1:]:
+        raise InvalidInputError(
+            f"the 'method' parameter of hsic_test names the estimation road {list(METHODS)}; got {method!r}, a null "
+            f"distribution. Pass null={method!r} instead (method= picks exact kernels or rff/nystroem features)."
+        )
     kernel = _choice("kernel", kernel, KERNELS)  # type: ignore[assignment]
+    null = _choice("null", null, NULLS)  # type: ignore[assignment]
     method = _choice("method", method, METHODS)  # type: ignore[assignment]
-    features = _choice("features", features, FEATURES)  # type: ignore[assignment]
-    n_perm = _int("n_permutations", n_permutations, 1, "a positive integer")
+    if n_permutations is not None and null == "gamma":
+        raise InvalidInputError(
+            f"n_permutations={n_permutations!r} does not apply to null='gamma' (no permutations are drawn). "
+            "Drop n_permutations, or use null='permutation'."
+        )
+    n_perm = _int("n_permutations", 1000 if n_permutations is None else n_permutations, 1, "a positive integer")
     seed = _int("seed", seed, 0, "a non-negative integer")
     if n_features is not None:
         n_features = _int("n_features", n_features, 2, "an integer >= 2 (or None for the default)")
@@ -639,23 +655,26 @@ def hsic_test(
             f"hsic_test needs at least {MIN_SAMPLES} paired samples (the null variance divides by n − 3 and a "
             f"permutation test of fewer has almost no resolution); got n = {n}. Pass more samples."
         )
-    chosen = method if method != "auto" else ("permutation" if n <= PERMUTATION_MAX_N else "gamma")
-    reason = "requested" if method != "auto" else (
+    chosen = null if null != "auto" else ("permutation" if n <= PERMUTATION_MAX_N else "gamma")
+    reason = "requested" if null != "auto" else (
         f"n = {n} <= {PERMUTATION_MAX_N}: permutation" if n <= PERMUTATION_MAX_N else f"n = {n} > {PERMUTATION_MAX_N}: gamma"
     )
-    params: dict[str, Any] = {"kernel": kernel, "seed": seed, "method_reason": reason}
+    params: dict[str, Any] = {"kernel": kernel, "seed": seed, "null": chosen, "null_reason": reason}
+    if chosen == "permutation":
+        params["n_permutations"] = n_perm
     workers = int(num_workers or os.cpu_count() or 1)
     ekw = dict(block_size=block_size, scheduler=scheduler, client=client, num_workers=num_workers, memory_per_worker=memory_per_worker)
 
     if kernel == "linear":
-        if features not in ("auto", "exact"):
+        if method not in ("auto", "exact"):
             raise InvalidInputError(
-                f"features={features!r} approximates non-linear kernels; the linear kernel is exact at any n "
-                "(its features are the rows themselves). Use features='auto' (or 'exact'), or kernel='rbf'."
+                f"method={method!r} approximates non-linear kernels; the linear kernel is exact at any n "
+                "(its features are the rows themselves). Use method='auto' (or 'exact'), or kernel='rbf'."
             )
+        check_applies("hsic_test", "the linear kernel", bandwidth=(bandwidth, "median"), n_features=(n_features, None))
         xs, ys = _sample(reps, BANDWIDTH_SAMPLE, seed)
         shifts = (xs.mean(axis=0), ys.mean(axis=0))
-        params.update(features="exact", features_reason="linear kernel: always exact")
+        params.update(method="exact", method_reason="linear kernel: always exact")
         return _feature_test(reps, (None, None), (reps[0].d, reps[1].d), shifts, chosen, n_perm, seed, alpha, workers, params, ekw)
 
     xs, ys = _sample(reps, BANDWIDTH_SAMPLE, seed)
@@ -664,22 +683,24 @@ def hsic_test(
     params.update(bandwidth_x=sx, bandwidth_y=sy, median_x=mx, median_y=my, bandwidth_sample=int(xs.shape[0]))
     # an explicit bandwidth on data whose median distance is 0 has no ratio: never Nystroem
     ratio = 0.0 if mx is None or my is None else min(sx / mx, sy / my)
-    features, why = resolve_method(features, n, ratio, exact_max_n=EXACT_MAX_N, exact="exact kernel matrices", fallback="rff")
-    params.update(features=features, features_reason=why)
+    if method == "exact":  # requested (under "auto" it applies whenever the road is approximate)
+        check_applies("hsic_test", "method='exact'", n_features=(n_features, None))
+    method, why = resolve_method(method, n, ratio, exact_max_n=EXACT_MAX_N, exact="exact kernel matrices", fallback="rff")
+    params.update(method=method, method_reason=why)
 
-    if features == "exact":
+    if method == "exact":
         if n <= EXACT_MAX_N:
             return _gram_test(reps, kernel, (sx, sy), shifts, chosen, n_perm, seed, alpha, workers, params)
         if chosen == "permutation":
             raise InvalidInputError(
-                f"features='exact' with method='permutation' holds two n×n kernel matrices, allowed up to n = "
+                f"method='exact' with null='permutation' holds two n×n kernel matrices, allowed up to n = "
                 f"{EXACT_MAX_N} ({2 * EXACT_MAX_N**2 * 8 / 2**30:.1f} GiB); got n = {n} "
-                f"({2 * n * n * 8 / 2**30:.1f} GiB). Use features='rff' or 'nystroem' (the permutation test on "
-                "explicit features), or method='gamma' (exact kernels streamed over tiles)."
+                f"({2 * n * n * 8 / 2**30:.1f} GiB). Use method='rff' or 'nystroem' (the permutation test on "
+                "explicit features), or null='gamma' (exact kernels streamed over tiles)."
             )
         return _tiles_test(reps, kernel, (sx, sy), shifts, n, alpha, params, ekw)
 
-    if features == "rff":
+    if method == "rff":
         D = int(n_features or DEFAULT_N_FEATURES)
         if D % 2:
             raise InvalidInputError(
@@ -700,30 +721,34 @@ def hsic_test(
     return _feature_test(reps, maps, widths, shifts, chosen, n_perm, seed, alpha, workers, params, ekw)
 
 
-def _finish(n: int, t_obs: float, a: _SideStats, b: _SideStats, method: str, n_perm: int, seed: int, alpha: float,
+def _finish(n: int, t_obs: float, a: _SideStats, b: _SideStats, test_null: str, n_perm: int, seed: int, alpha: float,
             params: dict[str, Any], batch: Callable[[np.ndarray], np.ndarray] | None, batch_rows: int) -> TestResult:  # fmt: skip
     flags = tuple(f for f, s in (("x_constant", a), ("y_constant", b)) if s.constant)
     if flags:
         t_obs = 0.0
-    if method == "permutation":
+    if test_null == "permutation":
         assert batch is not None
         p, null = _permutation_null(n, n_perm, seed, t_obs, _tie_tolerance(n, a, b), batch, batch_rows)
     elif flags:  # a constant kernel: every re-pairing gives exactly 0
         p, null = 1.0, {"distribution": "point mass at 0", "statistic": "n * HSIC_b"}
     else:
         p, null = _gamma_null(n, t_obs, a, b)
+    # the null laws above are of T/n (n·HSIC with Gretton et al.'s n² divisor); the statistic divides by
+    # (n − 1)², so the law of n·value is the same law scaled by c = n²/(n − 1)² (p-values unchanged)
+    c = n * n / (n - 1.0) ** 2
+    null = {k: (v * c * c if k == "variance" else v * c if k in ("mean", "scale") else v) for k, v in null.items()}
     return TestResult(
-        statistic=t_obs / n**2, pvalue=min(1.0, p), method=method, null=null, n_samples=n, alpha=float(alpha),
-        parameters=params, flags=flags,
+        metric="hsic_test", value=t_obs / (n - 1.0) ** 2, estimator="biased", method=params["method"], n_samples=n,
+        parameters=params, flags=flags, pvalue=min(1.0, p), alpha=float(alpha), null=null,
     )  # fmt: skip
 
 
-def _gram_test(reps, kernel, sigmas, shifts, method, n_perm, seed, alpha, workers, params) -> TestResult:  # type: ignore[no-untyped-def]
+def _gram_test(reps, kernel, sigmas, shifts, test_null, n_perm, seed, alpha, workers, params) -> TestResult:  # type: ignore[no-untyped-def]
     with blas_threads_for(reps[0].n * (reps[0].d + reps[1].d)):
-        return _gram_test_body(reps, kernel, sigmas, shifts, method, n_perm, seed, alpha, workers, params)
+        return _gram_test_body(reps, kernel, sigmas, shifts, test_null, n_perm, seed, alpha, workers, params)
 
 
-def _gram_test_body(reps, kernel, sigmas, shifts, method, n_perm, seed, alpha, workers, params) -> TestResult:  # type: ignore[no-untyped-def]
+def _gram_test_body(reps, kernel, sigmas, shifts, test_null, n_perm, seed, alpha, workers, params) -> TestResult:  # type: ignore[no-untyped-def]
     n = reps[0].n
     sides = []
     mats = []
@@ -740,16 +765,16 @@ def _gram_test_body(reps, kernel, sigmas, shifts, method, n_perm, seed, alpha, w
     params.update(representation="kernel matrices", memory_bytes=2 * n * n * 8)
     t_obs = float(np.vdot(mats[0], mats[1]))
     batch_rows = max(1, min(n_perm, _BATCH_BYTES // (4 * n)))
-    batch = _gram_batch(mats[0], mats[1], workers) if method == "permutation" else None
-    return _finish(n, t_obs, sides[0], sides[1], method, n_perm, seed, alpha, params, batch, batch_rows)
+    batch = _gram_batch(mats[0], mats[1], workers) if test_null == "permutation" else None
+    return _finish(n, t_obs, sides[0], sides[1], test_null, n_perm, seed, alpha, params, batch, batch_rows)
 
 
-def _feature_test(reps, maps, widths, shifts, method, n_perm, seed, alpha, workers, params, ekw) -> TestResult:  # type: ignore[no-untyped-def]
+def _feature_test(reps, maps, widths, shifts, test_null, n_perm, seed, alpha, workers, params, ekw) -> TestResult:  # type: ignore[no-untyped-def]
     n = reps[0].n
     dx, dy = widths
-    if _materialise(n, dx, dy, method):
+    if _materialise(n, dx, dy, test_null):
         with blas_threads_for(n * (dx + dy + reps[0].d + reps[1].d)):
-            return _in_memory_feature_test(reps, maps, widths, shifts, method, n_perm, seed, alpha, workers, params)
+            return _in_memory_feature_test(reps, maps, widths, shifts, test_null, n_perm, seed, alpha, workers, params)
 
     from .moments import MomentStatistic
 
@@ -762,10 +787,10 @@ def _feature_test(reps, maps, widths, shifts, method, n_perm, seed, alpha, worke
         sides.append(_SideStats(t=s.trace, f=float(np.vdot(s.M, s.M)), s=s.t4, constant=s.is_constant))
     cm = m.crosses[(0, 1)].M
     params.update(representation="streamed feature moments", block_size=plan.block_rows, n_blocks=plan.n_blocks, scheduler=plan.scheduler)
-    return _finish(n, float(np.vdot(cm, cm)), sides[0], sides[1], method, n_perm, seed, alpha, params, None, 0)
+    return _finish(n, float(np.vdot(cm, cm)), sides[0], sides[1], test_null, n_perm, seed, alpha, params, None, 0)
 
 
-def _in_memory_feature_test(reps, maps, widths, shifts, method, n_perm, seed, alpha, workers, params) -> TestResult:  # type: ignore[no-untyped-def]
+def _in_memory_feature_test(reps, maps, widths, shifts, test_null, n_perm, seed, alpha, workers, params) -> TestResult:  # type: ignore[no-untyped-def]
     n = reps[0].n
     dx, dy = widths
     phis, constant = [], []
@@ -774,7 +799,7 @@ def _in_memory_feature_test(reps, maps, widths, shifts, method, n_perm, seed, al
         constant.append(_centre_features(phi))
         phis.append(phi)
     mem = n * (dx + dy) * 8
-    if _use_gram(n, dx, dy, method):
+    if _use_gram(n, dx, dy, test_null):
         mats = [phi @ phi.T for phi in phis]
         del phis
         for k in mats:
@@ -792,9 +817,9 @@ def _in_memory_feature_test(reps, maps, widths, shifts, method, n_perm, seed, al
         t_obs = float(np.vdot(c, c))
         batch = _feature_batch(*phis)
         batch_rows = max(1, min(n_perm, _BATCH_BYTES // (8 * n * dy + 1)))
-    if method != "permutation":
+    if test_null != "permutation":
         batch = None
-    return _finish(n, t_obs, sides[0], sides[1], method, n_perm, seed, alpha, params, batch, batch_rows)
+    return _finish(n, t_obs, sides[0], sides[1], test_null, n_perm, seed, alpha, params, batch, batch_rows)
 
 
 def _tiles_test(reps, kernel, sigmas, shifts, n, alpha, params, ekw) -> TestResult:  # type: ignore[no-untyped-def]

@@ -95,7 +95,7 @@ def measures(x: np.ndarray, y: np.ndarray, *, k: int, n_permutations: int) -> di
     # silent on that digit): mutual_knn raises for them, and, as its error advises, they are dropped from both
     # representations for this one measure; how many is reported beside the value.
     keep = np.any(x != 0, axis=1) & np.any(y != 0, axis=1)
-    test = bigalign.hsic_test(x, y, kernel="rbf", method="permutation", n_permutations=n_permutations, seed=0)
+    test = bigalign.hsic_test(x, y, kernel="rbf", null="permutation", n_permutations=n_permutations, seed=0)
     return {
         "linear CKA": bigalign.cka(x, y, **kw).value,
         "RBF CKA": bigalign.cka(x, y, kernel="rbf", method="exact", **kw).value,

@@ -102,7 +102,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 from numba import njit
 
-from .._checks import finite_float64
+from .._checks import check_applies, finite_float64
 from .._numba.tiles import KERNEL_CODES, _k, _refined, sqdist
 from ..engine import content_id, rep_token, run, run_pairs
 from ..errors import DegenerateInputError, InvalidInputError
@@ -510,7 +510,7 @@ def _estimate_body(
 ) -> _Estimate:  # fmt: skip
     check_choice(func, "kernel", kernel, KERNELS)
     check_choice(func, "estimator", estimator, ESTIMATORS)
-    check_choice(func, "method" if func == "mmd" else "features", method, METHODS)
+    check_choice(func, "method", method, METHODS)
     seed = _check_int(func, "seed", seed, 0)
     if n_features is not None:
         n_features = _check_int(func, "n_features", n_features, 2)
@@ -534,6 +534,7 @@ def _estimate_body(
                 f"method={method!r} approximates non-linear kernels; with kernel='linear' {func} is exact at any n "
                 "(the mean difference). Use method='auto' (or 'exact'), or kernel='rbf'."
             )
+        check_applies(func, "the linear kernel", bandwidth=(bandwidth, "median"), n_features=(n_features, None))
         feats = _Features(None, shift)
         bounds = np.array([0, z.d], dtype=np.int64)
         return _feature_estimate(z, feats, bounds, "exact-streaming", params, estimator, labels, null, z.d, ekw, "exact")
@@ -542,6 +543,8 @@ def _estimate_body(
     ratio = 0.0 if med is None else sigma / med  # no median (all rows equal): never Nystroem
     chosen, reason = resolve_method(method, n, ratio, n_label="n_x + n_y")
     params["method_reason"] = reason
+    if method == "exact":  # requested (under "auto" it applies whenever the road is approximate)
+        check_applies(func, "method='exact'", n_features=(n_features, None))
     if chosen == "exact":
         return _tile_estimate(z, kernel, sigma, shift, params, estimator, labels, null, zs, seed, ekw)
     if chosen in ("rff", "orf"):
@@ -857,45 +860,22 @@ def _result(est: _Estimate, estimator: str) -> Result:
     )  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class MMDTestResult(TestResult):
     """The outcome of a two-sample test (H0: x and y come from the same distribution).
 
-    Attributes
-    ----------
-    statistic : float
-        The MMD² estimate (``estimator``: unbiased or biased), as :func:`mmd` returns it.
-    pvalue : float
-    method : str
-        ``"permutation"`` or ``"asymptotic"``.
-    null : mapping
-        permutation: ``n_permutations``, ``n_at_least`` and the ``mean`` and
-        ``variance`` of the permuted statistics; asymptotic: the
-        ``distribution`` (weighted χ²), the number of ``weights``, their
-        ``sum`` and the null ``mean`` and ``variance`` of the statistic.
-    n_samples : int
-        n_x + n_y (``parameters`` has both).
-    alpha, parameters, flags
-        As for :class:`bigalign.stats.TestResult`.
-    estimator : str
+    A :class:`bigalign.stats.TestResult`: ``value`` is the MMD² estimate
+    (``estimator``: unbiased or biased) as :func:`mmd` returns it, ``method``
+    the estimation road (as :func:`mmd`'s), ``parameters["null"]`` the null
+    (``"permutation"`` or ``"asymptotic"``), ``n_samples`` = n_x + n_y
+    (``parameters`` has both), and ``null`` describes the null law: for a
+    permutation null ``n_permutations``, ``n_at_least`` and the ``mean`` and
+    ``variance`` of the permuted statistics; for the asymptotic one the
+    ``distribution`` (weighted χ²), the number of ``weights``, their ``sum``
+    and the null ``mean`` and ``variance`` of the statistic.
     """
 
     __test__ = False
-    estimator: str = "unbiased"
-
-    def to_dict(self) -> dict[str, Any]:
-        d = super().to_dict()
-        d["test"] = "mmd"
-        d["estimator"] = self.estimator
-        d["null"] = {k: _jsonable(v) for k, v in self.null.items()}
-        return d
-
-    def __repr__(self) -> str:
-        fl = f", flags={list(self.flags)}" if self.flags else ""
-        return (
-            f"MMDTestResult(mmd2={self.statistic:.6g}, pvalue={self.pvalue:.4g}, reject={self.reject} at "
-            f"alpha={self.alpha:g}, method={self.method!r}, n_samples={self.n_samples}{fl})"
-        )
 
 
 @_with_mmd_doc
@@ -908,9 +888,9 @@ def mmd_test(
     kernel: Literal["rbf", "laplacian", "linear"] = "rbf",
     bandwidth: Any = "median",
     estimator: Literal["unbiased", "biased"] = "unbiased",
-    method: Literal["auto", "permutation", "asymptotic"] = "auto",
-    n_permutations: int = 1000,
-    features: Literal["auto", "exact", "rff", "orf", "nystroem"] = "auto",
+    null: Literal["auto", "permutation", "asymptotic"] = "auto",
+    n_permutations: int | None = None,
+    method: Literal["auto", "exact", "rff", "orf", "nystroem"] = "auto",
     n_features: int | None = None,
     seed: int = 0,
     alpha: float = 0.05,
@@ -927,17 +907,18 @@ def mmd_test(
     x, y : array-like of shape (n_x, d), (n_y, d)
         Two samples in the same space (n_x may differ from n_y).
     {mmd_kernel}
-    method : {"auto", "permutation", "asymptotic"}, default="auto"
-        ``"permutation"``: B random relabellings of the pooled sample,
+    null : {"auto", "permutation", "asymptotic"}, default="auto"
+        The null distribution.  ``"permutation"``: B random relabellings of the pooled sample,
         p = (1 + #{T_b ≥ T})/(1 + B).  ``"asymptotic"``: the weighted-χ² limit
         law Σλ(z² − 1) (unbiased) or Σλz² (biased), λ the eigenvalues of
         C_x/n_x + C_y/n_y, tail by Imhof's formula.  ``"auto"``: permutation
         for n_x + n_y ≤ 2,000 (``PERMUTATION_MAX_N``), asymptotic beyond.
-    n_permutations : int, default=1000
-        B; the smallest possible p-value is 1/(B + 1).  Labels are held as an
-        (n_x + n_y) × B int8 matrix (at most 256 MiB).
-    features : {"auto", "exact", "rff", "orf", "nystroem"}, default="auto"
-        How the kernel is represented, as ``method`` of :func:`mmd`.  With
+    n_permutations : int, optional
+        B (default 1,000); the smallest possible p-value is 1/(B + 1).  Labels
+        are held as an (n_x + n_y) × B int8 matrix (at most 256 MiB).  An error
+        with ``null="asymptotic"``.
+    method : {"auto", "exact", "rff", "orf", "nystroem"}, default="auto"
+        The estimation road: how the kernel is represented, as for :func:`mmd`.  With
         exact kernels the asymptotic weights come from a seeded subsample of
         ≤ 500 rows of each sample (``NULL_SAMPLE``); with features, from their
         streamed D×D covariances.  The test is then exact for the approximate
@@ -978,27 +959,39 @@ def mmd_test(
     >>> import numpy as np, bigalign
     >>> rng = np.random.default_rng(0)
     >>> r = bigalign.mmd_test(rng.normal(size=(100, 2)), rng.normal(size=(80, 2)) + 1.0, n_permutations=199)
-    >>> r.pvalue, r.reject
-    (0.005, True)
+    >>> r.pvalue, r.reject, r.parameters["null"]
+    (0.005, True, 'permutation')
     """
     func = "mmd_test"
-    check_choice(func, "method", method, TESTS)
-    check_choice(func, "features", features, METHODS)
-    n_perm = _check_int(func, "n_permutations", n_permutations, 1)
+    if method in TESTS[1:]:
+        raise InvalidInputError(
+            f"the 'method' parameter of mmd_test names the estimation road {list(METHODS)}; got {method!r}, a null "
+            f"distribution. Pass null={method!r} instead (method= picks exact tiles or rff/orf/nystroem features)."
+        )
+    check_choice(func, "null", null, TESTS)
+    check_choice(func, "method", method, METHODS)
+    if n_permutations is not None and null == "asymptotic":
+        raise InvalidInputError(
+            f"n_permutations={n_permutations!r} does not apply to null='asymptotic' (no permutations are drawn). "
+            "Drop n_permutations, or use null='permutation'."
+        )
+    n_perm = _check_int(func, "n_permutations", 1000 if n_permutations is None else n_permutations, 1)
     if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, (int, float, np.integer, np.floating)) or not 0 < alpha < 1:
         raise InvalidInputError(f"the 'alpha' parameter of {func} must be a number in (0, 1); got {alpha!r} instead.")
     rx, ry = as_representation(x, "x"), as_representation(y, "y")
     n = rx.n + ry.n
-    chosen = method if method != "auto" else ("permutation" if n <= PERMUTATION_MAX_N else "asymptotic")
-    reason = "requested" if method != "auto" else (
+    chosen = null if null != "auto" else ("permutation" if n <= PERMUTATION_MAX_N else "asymptotic")
+    reason = "requested" if null != "auto" else (
         f"n_x + n_y = {n} <= {PERMUTATION_MAX_N}: permutation" if n <= PERMUTATION_MAX_N else f"n_x + n_y = {n} > {PERMUTATION_MAX_N}: asymptotic"
     )  # fmt: skip
     est = _estimate(
-        func, x, y, kernel=kernel, bandwidth=bandwidth, estimator=estimator, method=features, n_features=n_features,
+        func, x, y, kernel=kernel, bandwidth=bandwidth, estimator=estimator, method=method, n_features=n_features,
         seed=seed, engine_kw=engine_kwargs(locals()), n_perm=n_perm if chosen == "permutation" else 0,
         null=chosen == "asymptotic",
     )  # fmt: skip
-    params = {**est.parameters, "test_reason": reason, "features": est.method}
+    params = {**est.parameters, "null": chosen, "null_reason": reason}
+    if chosen == "permutation":
+        params["n_permutations"] = n_perm
     t = est.value
     if chosen == "permutation":
         vals = est.null_values
@@ -1019,14 +1012,16 @@ def mmd_test(
             raise DegenerateInputError(
                 "the asymptotic null is a point mass: the kernel features do not vary within either sample (constant "
                 "samples, or a bandwidth at which every kernel value rounds to 1). Expected varying samples; use "
-                "method='permutation' or bandwidth='median'.",
+                "null='permutation' or bandwidth='median'.",
                 reason="degenerate_null",
             )
         p = weighted_chi2_sf(q, w)
         null = {"distribution": "weighted chi-square" + (" (centred)" if estimator == "unbiased" else ""),
                 "weights": int(np.count_nonzero(w > 1e-12 * w.max())), "sum": total,
                 "mean": 0.0 if estimator == "unbiased" else total, "variance": 2.0 * float(np.sum(w * w))}  # fmt: skip
+    res = _result(est, estimator)
     return MMDTestResult(
-        statistic=t, pvalue=float(min(1.0, p)), method=chosen, null=null, n_samples=n, alpha=float(alpha),
-        parameters=params, flags=est.flags, estimator=estimator,
+        metric="mmd_test", value=res.value, estimator=estimator, method=res.method, n_samples=res.n_samples,
+        terms=res.terms, parameters=params, stderr=res.stderr, flags=res.flags, pvalue=float(min(1.0, p)),
+        alpha=float(alpha), null=null,
     )  # fmt: skip
