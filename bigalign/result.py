@@ -7,15 +7,70 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
-__all__ = ["Result"]
+__all__ = ["Result", "ResultProtocol"]
 
 
 def _freeze(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping or {}))
 
 
+class ResultProtocol:
+    """The protocol of every public result that carries more than one number.
+
+    :class:`Result` is the plain form; the richer results (spectra, KARE,
+    stitching, tests) add their own fields and keep these, so any result can
+    be read, printed and serialised the same way:
+
+    ``metric``
+        The measure's name.
+    ``value``, ``float(result)``
+        The one headline quantity (a Python float), the same quantity whatever
+        the options (each class's docstring says which).
+    ``estimator``
+        ``"unbiased"`` or ``"biased"`` (plug-in / V-statistic / in-sample).
+    ``method``
+        The estimation road that produced the value.
+    ``parameters``
+        Every option that shaped the answer (one that does not apply is an
+        error, never ignored).
+    ``flags``
+        Degenerate or noteworthy conditions.
+    ``stderr``
+        Approximation error against the exact value on the same rows, or None.
+    ``ci``, ``ci_level``
+        A confidence interval for the population value and its level, or None.
+    ``to_dict()``
+        All of it as JSON-safe plain types (``protocol_dict()`` holds the
+        protocol's part).
+    """
+
+    metric: str
+    stderr: float | None = None
+    ci: tuple[float, float] | None = None
+    ci_level: float | None = None
+
+    def __float__(self) -> float:
+        return float(self.value)  # type: ignore[attr-defined]
+
+    def protocol_dict(self) -> dict[str, Any]:
+        """The protocol's fields as JSON-safe plain types."""
+        ci = self.ci
+        return {
+            "metric": self.metric,
+            "value": float(self.value),  # type: ignore[attr-defined]
+            "estimator": self.estimator,  # type: ignore[attr-defined]
+            "method": self.method,  # type: ignore[attr-defined]
+            "n_samples": int(self.n_samples),  # type: ignore[attr-defined]
+            "parameters": {k: _jsonable(v) for k, v in self.parameters.items()},  # type: ignore[attr-defined]
+            "stderr": None if self.stderr is None else float(self.stderr),
+            "ci": None if ci is None else [float(ci[0]), float(ci[1])],
+            "ci_level": None if self.ci_level is None else float(self.ci_level),
+            "flags": list(self.flags),  # type: ignore[attr-defined]
+        }
+
+
 @dataclass(frozen=True)
-class Result:
+class Result(ResultProtocol):
     """The value of an alignment metric and everything needed to interpret it.
 
     Attributes
@@ -94,7 +149,8 @@ class Result:
             "parameters": {k: _jsonable(v) for k, v in self.parameters.items()},
             "stderr": None if self.stderr is None else float(self.stderr),
             "flags": list(self.flags),
-            **({} if self.ci is None else {"ci": [float(self.ci[0]), float(self.ci[1])], "ci_level": self.ci_level}),
+            "ci": None if self.ci is None else [float(self.ci[0]), float(self.ci[1])],
+            "ci_level": None if self.ci_level is None else float(self.ci_level),
         }
 
     def __repr__(self) -> str:

@@ -207,9 +207,9 @@ def test_kernel_standard_errors_match_naive(data):
         "stitched_risk": msq_rows(r.task_model.predict(x[hold]) @ W2 + b2, t[hold]),
         "regression_stitch_risk": msq_rows(r.predict(x[hold]) @ W2 + b2, t[hold]),
     }
-    assert set(r.stderr) == set(errs)
+    assert set(r.stderrs) == set(errs)
     for k, e in errs.items():
-        assert r.stderr[k] == pytest.approx(se(e), rel=1e-9), k
+        assert r.stderrs[k] == pytest.approx(se(e), rel=1e-9), k
         assert getattr(r.holdout, k) == pytest.approx(e.mean(), rel=1e-9), k
     assert r.fit.stderr is None
     # the linear baseline: its own standard errors from the same pass
@@ -310,7 +310,7 @@ def test_nonlinear_beats_linear_on_sine(sine, kind, kw):
     for q in ("residual", "regression_stitch_risk"):
         gain = getattr(lin.holdout, q) - getattr(r.holdout, q)
         # the gain exceeds 2 combined standard errors (independent-error bound, conservative for paired errors)
-        assert gain > 2 * math.hypot(r.stderr[q], lin.holdout.stderr[q]), (q, gain)
+        assert gain > 2 * math.hypot(r.stderrs[q], lin.holdout.stderr[q]), (q, gain)
     assert r.holdout.residual < 0.65 * lin.holdout.residual  # measured 0.30–0.52 of the linear residual
 
 
@@ -459,7 +459,7 @@ def test_result_api_without_targets(data):
     for kind, kw in (("kernel", dict(n_features=16)), ("mlp", MLP_FAST)):
         r = stitch(x, y, kind=kind, scheduler="sync", **kw)
         assert not r.has_targets and r.stitched_risk is None and r.bound is None and r.task_model is None
-        assert float(r) == r.residual and set(r.stderr) == {"residual"}
+        assert float(r) == r.residual and set(r.stderrs) == {"residual"}
         assert kind in repr(r) and "±" in repr(r)
         d = r.to_dict()
         json.dumps(d)
@@ -467,7 +467,7 @@ def test_result_api_without_targets(data):
         assert d["kind"] == kind and d["map"] is None and d["holdout"]["stderr"]["residual"] > 0
         assert d["baseline"]["holdout"]["stderr"]["residual"] > 0
         r0 = stitch(x, y, kind=kind, holdout=0, scheduler="sync", **kw)
-        assert r0.holdout is None and r0.stderr is None and r0.evaluation is r0.fit
+        assert r0.holdout is None and r0.stderrs is None and r0.ci is None and r0.evaluation is r0.fit
 
 
 def test_result_api_with_targets(data):

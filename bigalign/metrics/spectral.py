@@ -59,7 +59,7 @@ from ..linalg import (
     numerical_rank,
     randomized_sides,
 )
-from ..result import Result, _freeze, _jsonable
+from ..result import Result, ResultProtocol, _freeze, _jsonable
 from ._common import check_choice, engine_parameters
 from ._common import engine_kwargs, with_engine_doc
 
@@ -428,9 +428,13 @@ def _list(a: np.ndarray | None) -> list | None:
 # --------------------------------------------------------------------------- #
 
 
-@dataclass(frozen=True)
-class SpectrumResult:
+@dataclass(frozen=True, repr=False)
+class SpectrumResult(ResultProtocol):
     """The leading eigenpairs of a representation's covariance (or Nyström kernel).
+
+    Follows the result protocol (:class:`bigalign.result.ResultProtocol`):
+    ``value`` (and ``float(result)``) is ``effective_dimension``; ``estimator``
+    is ``"biased"`` (the 1/n plug-in covariance); ``stderr`` and ``ci`` are None.
 
     Attributes
     ----------
@@ -488,13 +492,22 @@ class SpectrumResult:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
 
+    metric = "spectrum"
+    estimator = "biased"
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "parameters", _freeze(self.parameters))
         object.__setattr__(self, "flags", tuple(self.flags))
 
+    @property
+    def value(self) -> float:
+        """The effective dimension (participation ratio) of the whole spectrum."""
+        return float(self.effective_dimension)
+
     def to_dict(self, *, include_components: bool = False) -> dict[str, Any]:
         """JSON-ready dict (components only on request: they are rank × n_features)."""
         out = {
+            **self.protocol_dict(),
             "view": "spectrum",
             "eigenvalues": _list(self.eigenvalues),
             "explained_variance_ratio": _list(self.explained_variance_ratio),
@@ -709,9 +722,13 @@ def spectrum(
 # --------------------------------------------------------------------------- #
 
 
-@dataclass(frozen=True)
-class SpectralAlignmentResult:
+@dataclass(frozen=True, repr=False)
+class SpectralAlignmentResult(ResultProtocol):
     """The spectral decomposition of the (linear-kernel) alignment of x and y.
+
+    Follows the result protocol (:class:`bigalign.result.ResultProtocol`):
+    ``estimator`` is ``"biased"`` (at full rank ``value`` is biased linear CKA);
+    ``stderr`` and ``ci`` are None (``bounds`` hold the randomized road's error).
 
     Attributes
     ----------
@@ -779,14 +796,14 @@ class SpectralAlignmentResult:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
 
+    metric = "spectral_alignment"
+    estimator = "biased"
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "parameters", _freeze(self.parameters))
         object.__setattr__(self, "flags", tuple(self.flags))
         if not math.isfinite(self.value):  # a bug, not a user error
             raise AssertionError(f"internal error: spectral alignment produced {self.value!r}")
-
-    def __float__(self) -> float:
-        return float(self.value)
 
     @property
     def contributions(self) -> np.ndarray:
@@ -804,6 +821,7 @@ class SpectralAlignmentResult:
     def to_dict(self, *, include_matrices: bool = False) -> dict[str, Any]:
         """JSON-ready dict; the rank_x × rank_y overlap only on request."""
         out = {
+            **self.protocol_dict(),
             "view": "spectral_alignment",
             "value": float(self.value),
             "full_value": None if self.full_value is None else float(self.full_value),
@@ -973,8 +991,8 @@ def spectral_alignment(
     >>> r = bigalign.spectral_alignment(x, y)
     >>> abs(r.value - bigalign.cka(x, y, estimator="biased").value) < 1e-12
     True
-    >>> round(float(r.contributions.sum()) - r.value, 12)   # the per-eigenpair terms sum to the value
-    0.0
+    >>> abs(float(r.contributions.sum()) - r.value) < 1e-12   # the per-eigenpair terms sum to the value
+    True
     """
     func = "spectral_alignment"
     center = _check_bool(func, "center", center)
@@ -1135,9 +1153,12 @@ def _task_pass(
     return m, plan, tg, params, D
 
 
-@dataclass(frozen=True)
-class TaskAlignmentResult:
+@dataclass(frozen=True, repr=False)
+class TaskAlignmentResult(ResultProtocol):
     """How a representation's kernel lines up with a task.
+
+    Follows the result protocol (:class:`bigalign.result.ResultProtocol`):
+    ``estimator`` is ``"biased"`` (plug-in alignment); ``stderr``/``ci`` None.
 
     Attributes
     ----------
@@ -1177,17 +1198,18 @@ class TaskAlignmentResult:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
 
+    metric = "task_alignment"
+    estimator = "biased"
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "parameters", _freeze(self.parameters))
         object.__setattr__(self, "flags", tuple(self.flags))
         if not math.isfinite(self.value):
             raise AssertionError(f"internal error: task alignment produced {self.value!r}")
 
-    def __float__(self) -> float:
-        return float(self.value)
-
     def to_dict(self) -> dict[str, Any]:
         return {
+            **self.protocol_dict(),
             "view": "task_alignment",
             "value": float(self.value),
             "eigenvalues": _list(self.eigenvalues),
@@ -1364,9 +1386,12 @@ def task_alignment(
     )
 
 
-@dataclass(frozen=True)
-class KareResult:
+@dataclass(frozen=True, repr=False)
+class KareResult(ResultProtocol):
     """The kernel alignment risk estimator at one or more ridges.
+
+    Follows the result protocol (:class:`bigalign.result.ResultProtocol`):
+    ``estimator`` is ``"biased"`` (plug-in); ``stderr``/``ci`` None.
 
     Attributes
     ----------
@@ -1397,14 +1422,14 @@ class KareResult:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
 
+    metric = "kare"
+    estimator = "biased"
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "parameters", _freeze(self.parameters))
         object.__setattr__(self, "flags", tuple(self.flags))
         if not (np.all(np.isfinite(self.risk)) and math.isfinite(self.value)):
             raise AssertionError(f"internal error: KARE produced {self.risk!r}")
-
-    def __float__(self) -> float:
-        return float(self.value)
 
     @property
     def best_ridge(self) -> float:
@@ -1413,6 +1438,7 @@ class KareResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **self.protocol_dict(),
             "view": "kare",
             "value": float(self.value),
             "ridge": _list(self.ridge),

@@ -48,7 +48,7 @@ from ..engine import run, tree_reduce
 from ..errors import DegenerateInputError, InvalidInputError
 from ..io import Layer, as_representation, check_pairing
 from ..moments import MAX_MAGNITUDE, MIN_MAGNITUDE, Moments, MomentStatistic, merge
-from ..result import Result, _jsonable
+from ..result import Result, ResultProtocol, _jsonable
 from ._common import ESTIMATORS, check_choice, check_unbiased_n, engine_parameters, with_engine_doc
 
 __all__ = ["StitchResult", "StitchRisks", "StitchingMatrix", "stitch", "stitching_matrix"]
@@ -255,11 +255,19 @@ def _opt(v: Any) -> float | None:
 
 
 @dataclass(frozen=True, eq=False)
-class StitchResult:
+class StitchResult(ResultProtocol):
     """Linear stitching of representation x (f₁) into y (f₂), and, with targets, into model 2's head.
 
     Predictions use the row convention of numpy: ŷ = x @ map + offset, i.e.
     ``map`` is the transpose of the paper's S.
+
+    Follows the result protocol (:class:`bigalign.result.ResultProtocol`):
+    ``value`` (and ``float(result)``) is always the map's ``residual``
+    mean ‖x S + b − y‖² on the evaluation rows, with or without targets (the
+    task risks are their own attributes: ``excess_risk``, ``stitched_risk``,
+    ``bound``...).  ``estimator`` is ``"unbiased"`` on held-out rows (an
+    unbiased estimate of the fitted map's risk) and ``"biased"`` on the
+    fitting rows (in-sample, optimistic).
 
     Attributes
     ----------
@@ -342,13 +350,17 @@ class StitchResult:
         lambda self: self.evaluation.regression_stitch_risk, doc="R₂(g₂∘map∘f₁) on the evaluation rows."
     )
 
+    metric = "stitching"
+
     @property
     def value(self) -> float:
-        """The excess stitching risk with targets, else the residual (evaluation rows)."""
-        return float(self.excess_risk if self.has_targets else self.residual)
+        """The map's residual mean ‖x S + b − y‖² on the evaluation rows (whatever the options)."""
+        return float(self.residual)
 
-    def __float__(self) -> float:
-        return self.value
+    @property
+    def estimator(self) -> str:
+        """``"unbiased"`` on held-out rows, ``"biased"`` (in-sample) on the fitting rows."""
+        return "unbiased" if self.holdout is not None else "biased"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (maps and heads as nested lists)."""
@@ -357,11 +369,8 @@ class StitchResult:
             return None if a is None else np.asarray(a).tolist()
 
         return {
-            "metric": "stitching",
+            **self.protocol_dict(),
             "direction": self.direction,
-            "value": self.value,
-            "method": self.method,
-            "n_samples": int(self.n_samples),
             "intercept": self.intercept,
             "fit": self.fit.to_dict(),
             "holdout": None if self.holdout is None else self.holdout.to_dict(),
@@ -994,7 +1003,7 @@ def stitch(
     >>> x = rng.normal(size=(500, 3))
     >>> y = x @ np.array([[1.0, 2.0], [0.0, 1.0], [1.0, 0.0]]) + 5.0
     >>> r = stitch(x, y, holdout=0)
-    >>> np.round(r.map, 12), np.round(r.offset, 12)
+    >>> np.round(r.map, 12) + 0.0, np.round(r.offset, 12) + 0.0   # + 0.0: no negative zeros
     (array([[1., 2.],
            [0., 1.],
            [1., 0.]]), array([5., 5.]))

@@ -245,7 +245,11 @@ class NonlinearStitchResult(StitchResult):
 
     ``fit``/``holdout`` are :class:`StitchRisksSE`; ``risk_1`` is the risk of
     model 1's *linear* head; ``head_1``/``head_2``/``kappa`` are the linear
-    heads.  ``.stderr`` gives the standard errors on the evaluation rows.
+    heads.  ``stderrs`` gives the standard errors of the evaluation-row risks
+    (sampling uncertainty of held-out means), and ``ci`` the normal 95%
+    interval of ``value`` (the residual) from its standard error; ``stderr``
+    (approximation error against an exact value) is None: a trained stitch has
+    no exact counterpart.
     """
 
     kind: str = "kernel"
@@ -254,9 +258,19 @@ class NonlinearStitchResult(StitchResult):
     baseline: StitchResult | None = None
 
     @property
-    def stderr(self) -> Mapping[str, float] | None:
+    def stderrs(self) -> Mapping[str, float] | None:
         """Standard errors of the evaluation-row risks (held-out rows; None when ``holdout=0``)."""
         return getattr(self.evaluation, "stderr", None)
+
+    @property
+    def ci(self) -> tuple[float, float] | None:  # type: ignore[override]
+        """value ± 1.96·se(residual) on held-out rows (normal 95% interval), None without them."""
+        se = (self.stderrs or {}).get("residual")
+        return None if se is None else (self.value - 1.959963984540054 * se, self.value + 1.959963984540054 * se)
+
+    @property
+    def ci_level(self) -> float | None:  # type: ignore[override]
+        return None if self.ci is None else 0.95
 
     def predict(self, x: Any) -> np.ndarray:
         """s(x): representation 1 rows mapped into representation 2 (float64 numpy rows)."""
@@ -265,6 +279,7 @@ class NonlinearStitchResult(StitchResult):
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
         out["kind"] = self.kind
+        out["stderrs"] = None if self.stderrs is None else {k: float(v) for k, v in self.stderrs.items()}
         out["baseline"] = None if self.baseline is None else self.baseline.to_dict()
         return out
 
