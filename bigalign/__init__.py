@@ -99,7 +99,16 @@ __all__ = sorted(
 )
 
 
+#: submodules reachable as attributes (``bigalign.compare.METRICS``) as when they were imported eagerly
+_SUBMODULES = frozenset({
+    "capture", "checkpoint", "cli", "compare", "demo", "engine", "errors", "features", "gram", "io", "linalg",
+    "metrics", "moments", "progress", "report", "result", "stats",
+})  # fmt: skip
+
+
 def __getattr__(name: str) -> Any:
+    if name not in _LAZY and name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)  # binds itself on the package
     try:
         module = _LAZY[name]
     except KeyError:

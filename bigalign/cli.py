@@ -446,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--n-features", type=int, default=None, help="random features / landmarks (default: 2048 / 1024)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="an option of the metric's own function, e.g. k=20 (mutual_knn), regularization=0.001 (kcc), "
+                   help="an option of the metric's own function, e.g. k=20 (mutual_knn), ridge=0.001 (kcc), "
                    "distance=cosine (rsa); repeatable")  # fmt: skip
     c.add_argument("--layers-a", nargs="+", default=None, metavar="LAYER")
     c.add_argument("--layers-b", nargs="+", default=None, metavar="LAYER")

@@ -60,7 +60,7 @@ PAIR_METRICS: dict[str, Callable[..., Any]] = {
 METRICS: tuple[str, ...] = tuple(LINEAR_METRICS) + tuple(m for m in PAIR_METRICS if m not in LINEAR_METRICS)
 
 #: keyword arguments each moment metric accepts through ``metric_options``
-_MOMENT_OPTIONS: dict[str, tuple[str, ...]] = {"kcc": ("regularization",), "kmi": ("regularization",)}
+_MOMENT_OPTIONS: dict[str, tuple[str, ...]] = {"kcc": ("ridge",), "kmi": ("ridge",)}
 
 DEFAULT_STATE_MEMORY = 1 * 2**30
 
@@ -306,7 +306,7 @@ def compare_layers(
         As for :func:`bigalign.cka`.
     metric_options : mapping, optional
         Further keyword arguments of the metric's own function, e.g.
-        ``{"k": 20}`` for ``"mutual_knn"``, ``{"regularization": 1e-3}`` for
+        ``{"k": 20}`` for ``"mutual_knn"``, ``{"ridge": 1e-3}`` for
         ``"kcc"``, ``{"distance": "cosine", "compare": "spearman"}`` for
         ``"rsa"``, ``{"n_projections": 256}`` for ``"dcor"``.
     state_memory : int, optional

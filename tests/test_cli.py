@@ -76,7 +76,7 @@ def test_demo_end_to_end(tmp_path):
 @pytest.mark.parametrize("metric, options, kw", [
     ("dcor", [], {}),
     ("mutual_knn", ["--option", "k=5"], {"metric_options": {"k": 5}}),
-    ("kcc", ["--option", "regularization=0.1"], {"metric_options": {"regularization": 0.1}}),
+    ("kcc", ["--option", "ridge=0.1"], {"metric_options": {"ridge": 0.1}}),
     ("gaussian_w2", [], {}),
 ])  # fmt: skip
 def test_compare_any_measure_matches_api(plain_groups, tmp_path, metric, options, kw):

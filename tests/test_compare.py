@@ -172,8 +172,8 @@ def test_every_family_member_by_name_equals_its_function(stores, metric):
 
 def test_metric_options_reach_the_function(stores):
     a, b = stores
-    m = bigalign.compare_layers(a, b, metric="kcc", metric_options={"regularization": 0.1})
-    ref = bigalign.kcc(a["l1"], b["l2"], regularization=0.1).value
+    m = bigalign.compare_layers(a, b, metric="kcc", metric_options={"ridge": 0.1})
+    ref = bigalign.kcc(a["l1"], b["l2"], ridge=0.1).value
     assert m["l1", "l2"].value == pytest.approx(ref, rel=1e-10)
     assert m["l1", "l2"].value != pytest.approx(bigalign.kcc(a["l1"], b["l2"]).value, rel=1e-3)
     k = bigalign.compare_layers(a, b, metric="mutual_knn", metric_options={"k": 5}, layers_a=["l1"], layers_b=["l2"])

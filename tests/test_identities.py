@@ -485,7 +485,7 @@ def test_gaussian_mi_and_w2_against_their_definitions(kind, demo):
     S = cov(np.hstack([x, y]))  # the sample joint covariance, 1/n (any common factor cancels in both formulas)
     # MI: the determinant form; the ρ-form is a different route (KMI at κ = 0 is classical CCA)
     assert r.gaussian_mi == pytest.approx(mi_def(S, dx), rel=REL)
-    assert bigalign.kmi(x, y, regularization=0, **SYNC).value == pytest.approx(mi_def(S, dx), rel=REL)
+    assert bigalign.kmi(x, y, ridge=0, **SYNC).value == pytest.approx(mi_def(S, dx), rel=REL)
     # W₂: the corrected formula Σ 2(2 − √(1+ρᵢ) − √(1−ρᵢ)) against Gelbrich's definition
     assert r.gaussian_wasserstein == pytest.approx(w2_def(S, dx), rel=REL)
     rho = r.canonical_correlations
@@ -549,7 +549,7 @@ INVARIANCES = {
     "coco_linear": (lambda x, y: bigalign.coco(x, y, **SYNC).value, {ORTH, SHIFT}),
     "kcc_linear": (lambda x, y: bigalign.kcc(x, y, **SYNC).value, {ORTH, SCALE, SHIFT}),
     "kmi_linear": (lambda x, y: bigalign.kmi(x, y, **SYNC).value, {ORTH, SCALE, SHIFT}),
-    "kcc_linear_kappa0": (lambda x, y: bigalign.kcc(x, y, regularization=0, **SYNC).value, {ORTH, SCALE, LINEAR, SHIFT}),
+    "kcc_linear_kappa0": (lambda x, y: bigalign.kcc(x, y, ridge=0, **SYNC).value, {ORTH, SCALE, LINEAR, SHIFT}),
     "gaussian_mi": (lambda x, y: bigalign.spectral_alignment(x, y, **SYNC).gaussian_mi, {ORTH, SCALE, LINEAR, SHIFT}),
     "gaussian_w2": (lambda x, y: bigalign.spectral_alignment(x, y, **SYNC).gaussian_wasserstein, {ORTH, SCALE, LINEAR, SHIFT}),
     "rsa_pearson": (lambda x, y: bigalign.rsa(x, y, **SYNC).value, {ORTH, SCALE, SHIFT}),

@@ -91,7 +91,7 @@ def test_exact_matches_gram_definitions(pair, kernel):
         assert r.method == ("exact-streaming" if kernel == "linear" else "exact-gram")
         assert r.stderr is None and r.estimator == "biased" and r.n_samples == 60
     assert got["kcc"].terms["rho_1"] == got["kcc"].value == got["kmi"].terms["kcc"]
-    assert got["kcc"].parameters["regularization"] == 1e-2
+    assert got["kcc"].parameters["ridge"] == 1e-2
     if kernel != "linear":
         assert p["bandwidth_x"] == pytest.approx(kr.median_pairwise_distance(x), rel=1e-12)
 
@@ -99,14 +99,14 @@ def test_exact_matches_gram_definitions(pair, kernel):
 @pytest.mark.parametrize("kappa", [0.3, 1e-3])
 def test_regularization_values(pair, kappa):
     x, y = pair
-    r = kmi(x, y, kernel="rbf", regularization=kappa, **SYNC)
+    r = kmi(x, y, kernel="rbf", ridge=kappa, **SYNC)
     p = r.parameters
     want = naive(*grams(x, y, "rbf", p["bandwidth_x"], p["bandwidth_y"]), kappa)
     assert r.value == pytest.approx(want["kmi"], rel=RTOL)
-    assert kcc(x, y, kernel="rbf", regularization=kappa, **SYNC).value == pytest.approx(want["kcc"], rel=RTOL)
+    assert kcc(x, y, kernel="rbf", ridge=kappa, **SYNC).value == pytest.approx(want["kcc"], rel=RTOL)
     # κ_x is relative to the trace of Σ_xx = tr(K̃)/n
     Kc = centred(kr.kernel_matrix(x, "rbf", p["bandwidth_x"]))
-    assert r.terms["regularization_x"] == pytest.approx(kappa * np.trace(Kc) / 60, rel=1e-12)
+    assert r.terms["ridge_x"] == pytest.approx(kappa * np.trace(Kc) / 60, rel=1e-12)
 
 
 def test_pivoted_cholesky_factor_is_exact(pair):
@@ -126,15 +126,15 @@ def test_linear_unregularised_is_cca_and_gaussian_mi(pair):
     """κ = 0, linear kernel: KCC = the first canonical correlation, KMI = −½ Σ log(1 − ρᵢ²)."""
     x, y = pair
     rho = cca(x, y)
-    assert kcc(x, y, regularization=0, **SYNC).value == pytest.approx(rho[0], rel=RTOL)
-    r = kmi(x, y, regularization=0, **SYNC)
+    assert kcc(x, y, ridge=0, **SYNC).value == pytest.approx(rho[0], rel=RTOL)
+    r = kmi(x, y, ridge=0, **SYNC)
     assert r.value == pytest.approx(-0.5 * np.sum(np.log1p(-(rho**2))), rel=RTOL)
     assert [r.terms["rho_1"], r.terms["rho_2"]] == pytest.approx(list(rho[:2]), rel=RTOL)
     # Gaussian data: KMI estimates the true MI −½ log det(I − ΛΛᵀ) (here one correlation 0.6)
     rng = np.random.default_rng(0)
     g = rng.normal(size=(20_000, 2))
     gy = np.c_[0.6 * g[:, 0] + 0.8 * rng.normal(size=20_000), rng.normal(size=20_000)]
-    assert kmi(g, gy, regularization=0, **SYNC).value == pytest.approx(-0.5 * math.log(1 - 0.36), abs=0.01)
+    assert kmi(g, gy, ridge=0, **SYNC).value == pytest.approx(-0.5 * math.log(1 - 0.36), abs=0.01)
 
 
 def test_coco_and_hsic(pair):
@@ -160,8 +160,8 @@ def test_invariances(pair):
     for f in (kcc, kmi):
         base = f(x, y, **SYNC).value
         assert f(5 * x @ q + 1, y, **SYNC).value == pytest.approx(base, rel=1e-10)  # orthogonal, isotropic, shift
-        b0 = f(x, y, regularization=0, **SYNC).value
-        assert f(x @ a, y, regularization=0, **SYNC).value == pytest.approx(b0, rel=1e-9)  # invertible linear
+        b0 = f(x, y, ridge=0, **SYNC).value
+        assert f(x @ a, y, ridge=0, **SYNC).value == pytest.approx(b0, rel=1e-9)  # invertible linear
     c = coco(x, y, **SYNC).value
     assert coco(x @ q, 2 * y, **SYNC).value == pytest.approx(2 * c, rel=1e-10)
     # rbf with the median bandwidth is invariant to isotropic scaling
@@ -176,8 +176,8 @@ def test_from_moments_match_facades(pair):
     m, _ = linear_moments(x, y, {"scheduler": "sync"})
     assert ind.coco_from_moments(m, 0, 1, "biased", {}).value == coco(x, y, **SYNC).value
     assert ind.kcc_from_moments(m, 1, 0, "biased", {}).value == pytest.approx(kcc(y, x, **SYNC).value, rel=1e-12)
-    assert ind.kmi_from_moments(m, 0, 1, "biased", {}, regularization=0.1).value == pytest.approx(
-        kmi(x, y, regularization=0.1, **SYNC).value, rel=1e-12
+    assert ind.kmi_from_moments(m, 0, 1, "biased", {}, ridge=0.1).value == pytest.approx(
+        kmi(x, y, ridge=0.1, **SYNC).value, rel=1e-12
     )
     # a layer with itself (compare_layers' diagonal): ρᵢ = λᵢ/(λᵢ + κ_x), finite KMI
     eig = np.linalg.eigvalsh(np.cov(x.T, bias=True))
@@ -436,7 +436,7 @@ def test_real_activations(two_networks):
     x, y = a["hidden1"], b["hidden2"]
     live_x, live_y = x[:, x.std(0) > 0], y[:, y.std(0) > 0]  # dead ReLUs make κ = 0 singular
     rho = cca(live_x, live_y)
-    assert kmi(live_x, live_y, regularization=0, **SYNC).value == pytest.approx(-0.5 * np.sum(np.log1p(-(rho**2))), rel=1e-9)
+    assert kmi(live_x, live_y, ridge=0, **SYNC).value == pytest.approx(-0.5 * np.sum(np.log1p(-(rho**2))), rel=1e-9)
     xs, ys = x[:80], y[:80]
     r = {f.__name__: f(xs, ys, kernel="rbf", **SYNC) for f in (coco, kcc, kmi)}
     p = r["coco"].parameters
@@ -482,10 +482,10 @@ def test_constant_input(pair):
 def test_errors(pair):
     x, y = pair
     for bad in (-1.0, float("nan"), "big", True):
-        with pytest.raises(InvalidInputError, match="'regularization' parameter of kcc"):
-            kcc(x, y, regularization=bad)
-    with pytest.raises(InvalidInputError, match="needs regularization > 0"):
-        kmi(x, y, kernel="rbf", regularization=0)
+        with pytest.raises(InvalidInputError, match="'ridge' parameter of kcc"):
+            kcc(x, y, ridge=bad)
+    with pytest.raises(InvalidInputError, match="needs ridge > 0"):
+        kmi(x, y, kernel="rbf", ridge=0)
     with pytest.raises(InvalidInputError, match="'method' parameter of coco"):
         coco(x, y, method="fast")
     with pytest.raises(InvalidInputError, match="kernel='linear'"):
@@ -495,17 +495,17 @@ def test_errors(pair):
     with pytest.raises(InvalidInputError, match="'seed'"):
         coco(x, y, kernel="rbf", seed=1.5)
     # κ = 0 with a singular covariance: duplicated column, or more features than samples
-    with pytest.raises(DegenerateInputError, match="regularization=0") as e:
-        kcc(np.c_[x, x[:, :1]], y, regularization=0, **SYNC)
+    with pytest.raises(DegenerateInputError, match="ridge=0") as e:
+        kcc(np.c_[x, x[:, :1]], y, ridge=0, **SYNC)
     assert e.value.reason == "x_singular_covariance"
     wide = np.random.default_rng(0).normal(size=(10, 20))
     with pytest.raises(DegenerateInputError, match="singular"):
-        kmi(wide, y[:10], regularization=0, **SYNC)
+        kmi(wide, y[:10], ridge=0, **SYNC)
     assert kcc(wide, y[:10], **SYNC).value < 1  # a ridge makes it well defined
     # a perfect linear relation: KCC = 1 (κ = 0), KMI infinite
-    assert kcc(x, x @ np.diag([1.0, 2.0, 3.0]), regularization=0, **SYNC).value == pytest.approx(1.0, abs=1e-12)
+    assert kcc(x, x @ np.diag([1.0, 2.0, 3.0]), ridge=0, **SYNC).value == pytest.approx(1.0, abs=1e-12)
     with pytest.raises(DegenerateInputError, match="infinite") as e:
-        kmi(x, 2 * x, regularization=0, **SYNC)
+        kmi(x, 2 * x, ridge=0, **SYNC)
     assert e.value.reason == "canonical_correlation_one"
 
 

@@ -28,7 +28,7 @@ KCC and KMI (Bach & Jordan 2002; Fukumizu, Bach & Gretton 2007)
     correlations and KMI is the Gaussian mutual information −½ Σ log(1 − ρᵢ²).
 
 The choice of κ
-    ``regularization`` κ is *relative*: κ_x = κ·tr Σ_xx and κ_y = κ·tr Σ_yy
+    ``ridge`` κ is *relative*: κ_x = κ·tr Σ_xx and κ_y = κ·tr Σ_yy
     (the total variance in feature space; tr Σ_xx = 1 − mean k(xᵢ, xⱼ) ≤ 1 for
     rbf/laplacian).  So KCC and KMI are invariant to isotropic scaling of x or
     y for the linear kernel, do not depend on the 1/n vs 1/(n−1) convention,
@@ -127,7 +127,7 @@ __all__ = ["coco", "kcc", "kmi"]
 
 METHODS = ("auto", "exact", "rff", "orf", "nystroem")
 #: Bach & Jordan's small-sample ridge, relative to the trace (see the module docstring).
-DEFAULT_REGULARIZATION = 1e-2
+DEFAULT_RIDGE = 1e-2
 #: ``method="exact"`` holds the n×n kernel matrices: allowed up to this n (≈ 3·n²·8 bytes at peak).
 GRAM_MAX_N = 5_000
 #: ``method="auto"`` is exact up to this n (O(n³): ≈ 10 s at 2,000 on a loaded 2-core VM), approximate beyond.
@@ -194,9 +194,9 @@ def _psd_cholesky(a: np.ndarray, what: str, kappa: float) -> np.ndarray:
     # κ = 0: a (numerically) singular covariance has no inverse square root
     if lo is None or (kappa == 0 and float(d.min()) ** 2 <= 1e4 * np.finfo(float).eps * float(np.max(np.diagonal(a)))):
         raise DegenerateInputError(
-            f"the canonical correlations are undefined with regularization=0: the covariance of {what} is singular "
+            f"the canonical correlations are undefined with ridge=0: the covariance of {what} is singular "
             "(linearly dependent or constant features, or fewer samples than features). Expected a non-singular "
-            "covariance. Use regularization > 0 (the default is 1e-2), or remove the redundant features.",
+            "covariance. Use ridge > 0 (the default is 1e-2), or remove the redundant features.",
             reason=f"{what}_singular_covariance",
         )
     return lo
@@ -221,7 +221,7 @@ def kmi_from_correlations(rho: np.ndarray) -> float:
         raise DegenerateInputError(
             f"KMI is infinite: a canonical correlation equals 1 to rounding (ρ₁ = {top!r}), i.e. some function of "
             "x is a deterministic function of y in feature space. Expected correlations below 1. Use (a larger) "
-            "regularization > 0.",
+            "ridge > 0.",
             reason="canonical_correlation_one",
         )
     return float(-0.5 * np.sum(np.log1p(-(rho * rho))))
@@ -478,17 +478,17 @@ def _job(func: str, x: Any, y: Any, kw: dict[str, Any]) -> _Job:
     return _Job(cov, chosen, params, flags, grouped=True)
 
 
-def _regularization(func: str, value: Any, kernel: str) -> float:
+def _ridge(func: str, value: Any, kernel: str) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InvalidInputError(f"the 'regularization' parameter of {func} must be a number >= 0; got {value!r} instead.")
+        raise InvalidInputError(f"the 'ridge' parameter of {func} must be a number >= 0; got {value!r} instead.")
     k = float(value)
     if not (math.isfinite(k) and k >= 0):
-        raise InvalidInputError(f"the 'regularization' parameter of {func} must be a finite number >= 0; got {value!r} instead.")
+        raise InvalidInputError(f"the 'ridge' parameter of {func} must be a finite number >= 0; got {value!r} instead.")
     if k == 0 and kernel != "linear":
         raise InvalidInputError(
-            f"{func} with kernel={kernel!r} needs regularization > 0: without it the kernel canonical correlation is "
+            f"{func} with kernel={kernel!r} needs ridge > 0: without it the kernel canonical correlation is "
             "1 (and KMI infinite) whenever the kernel matrices have full rank, whatever the data (Bach & Jordan 2002). "
-            f"Use regularization > 0 (default {DEFAULT_REGULARIZATION:g}), or kernel='linear' for classical CCA."
+            f"Use ridge > 0 (default {DEFAULT_RIDGE:g}), or kernel='linear' for classical CCA."
         )
     return k
 
@@ -573,14 +573,14 @@ def _canonical_result_body(func: str, job: _Job, kappa: float) -> Result:
         stderr = float(np.hypot(nystroem_stderr(levels, list(job.residuals), zero=None), ridge))
         terms_extra = {"nystroem_ridge_bias_bound": ridge}
     terms: dict[str, float] = {f"rho_{i + 1}": float(r) for i, r in enumerate(rho[:3])}
-    terms.update(kcc=kcc_v, regularization_x=v.kx, regularization_y=v.ky)
+    terms.update(kcc=kcc_v, ridge_x=v.kx, ridge_y=v.ky)
     terms.update(terms_extra)
     if func == "kmi":
         terms["kmi_plug_in"] = float(v.kmi)  # type: ignore[arg-type]
     extra = {"bias_correction": "jackknife over feature groups"} if job.grouped else {}
     return Result(
         metric=func, value=value, estimator="biased", method=job.method, n_samples=job.cov.n, terms=terms,
-        parameters={**job.parameters, **extra, "regularization": kappa, "covariance_normalisation": "1/n"},
+        parameters={**job.parameters, **extra, "ridge": kappa, "covariance_normalisation": "1/n"},
         stderr=stderr, flags=job.flags,
     )  # fmt: skip
 
@@ -609,24 +609,24 @@ def _canonical_from_moments(func: str, m: Moments, i: int, j: int, parameters: d
 
 
 def kcc_from_moments(
-    m: Moments, i: int, j: int, estimator: str, parameters: dict, regularization: float = DEFAULT_REGULARIZATION
+    m: Moments, i: int, j: int, estimator: str, parameters: dict, ridge: float = DEFAULT_RIDGE
 ) -> Result:
     """Linear-kernel KCC of inputs i and j from merged moments (``estimator`` is ignored: plug-in)."""
-    return _canonical_from_moments("kcc", m, i, j, parameters, _regularization("kcc", regularization, "linear"))
+    return _canonical_from_moments("kcc", m, i, j, parameters, _ridge("kcc", ridge, "linear"))
 
 
 def kmi_from_moments(
-    m: Moments, i: int, j: int, estimator: str, parameters: dict, regularization: float = DEFAULT_REGULARIZATION
+    m: Moments, i: int, j: int, estimator: str, parameters: dict, ridge: float = DEFAULT_RIDGE
 ) -> Result:
     """Linear-kernel KMI of inputs i and j from merged moments (``estimator`` is ignored: plug-in)."""
-    return _canonical_from_moments("kmi", m, i, j, parameters, _regularization("kmi", regularization, "linear"))
+    return _canonical_from_moments("kmi", m, i, j, parameters, _ridge("kmi", ridge, "linear"))
 
 
 # ----------------------------------------------------------------------------
 # public façades
 # ----------------------------------------------------------------------------
 
-_REG_DOC = """regularization : float, default=1e-2
+_RIDGE_DOC = """ridge : float, default=1e-2
         κ ≥ 0, *relative* to the total variance in feature space:
         κ_x = κ·tr Σ_xx, κ_y = κ·tr Σ_yy.  Default 10⁻² (Bach & Jordan's
         small-sample value; fixed, not a function of n, so that every n and
@@ -663,7 +663,7 @@ def with_kernel_doc(func: Any) -> Any:
 
 
 def _with_reg_doc(func: Any) -> Any:
-    func.__doc__ = func.__doc__.replace("    {regularization}\n", "    " + _REG_DOC + "\n")
+    func.__doc__ = func.__doc__.replace("    {ridge}\n", "    " + _RIDGE_DOC + "\n")
     return func
 
 
@@ -764,7 +764,7 @@ def kcc(
     /,
     *,
     kernel: Literal["linear", "rbf", "laplacian"] = "linear",
-    regularization: float = DEFAULT_REGULARIZATION,
+    ridge: float = DEFAULT_RIDGE,
     bandwidth: Any = "median",
     method: Literal["auto", "exact", "rff", "orf", "nystroem"] = "auto",
     n_features: int | None = None,
@@ -785,7 +785,7 @@ def kcc(
     ----------
     x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
         numpy, dask or zarr arrays or store layers; the same samples in the same order.
-    {regularization}
+    {ridge}
     {kernel}
     {engine}
 
@@ -793,8 +793,8 @@ def kcc(
     -------
     Result
         ``value`` = ρ₁; ``terms``: ``rho_1``… (up to 3 leading regularised
-        canonical correlations), the absolute ridges ``regularization_x`` = κ_x
-        and ``regularization_y`` = κ_y; ``stderr`` for approximate methods.
+        canonical correlations), the absolute ridges ``ridge_x`` = κ_x
+        and ``ridge_y`` = κ_y; ``stderr`` for approximate methods.
 
     Raises
     ------
@@ -825,10 +825,10 @@ def kcc(
     >>> import numpy as np, bigalign
     >>> rng = np.random.default_rng(0)
     >>> x = rng.normal(size=(500, 3))
-    >>> round(bigalign.kcc(x, x @ rng.normal(size=(3, 3)), regularization=0).value, 12)
+    >>> round(bigalign.kcc(x, x @ rng.normal(size=(3, 3)), ridge=0).value, 12)
     1.0
     """
-    kappa = _regularization("kcc", regularization, kernel)
+    kappa = _ridge("kcc", ridge, kernel)
     return _canonical_result("kcc", x, y, locals(), kappa)
 
 
@@ -841,7 +841,7 @@ def kmi(
     /,
     *,
     kernel: Literal["linear", "rbf", "laplacian"] = "linear",
-    regularization: float = DEFAULT_REGULARIZATION,
+    ridge: float = DEFAULT_RIDGE,
     bandwidth: Any = "median",
     method: Literal["auto", "exact", "rff", "orf", "nystroem"] = "auto",
     n_features: int | None = None,
@@ -866,7 +866,7 @@ def kmi(
     ----------
     x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
         numpy, dask or zarr arrays or store layers; the same samples in the same order.
-    {regularization}
+    {ridge}
     {kernel}
     {engine}
 
@@ -905,8 +905,8 @@ def kmi(
     >>> rng = np.random.default_rng(0)
     >>> x = rng.normal(size=(100_000, 1))
     >>> y = 0.6 * x + 0.8 * rng.normal(size=(100_000, 1))     # correlation 0.6
-    >>> round(bigalign.kmi(x, y, regularization=0).value, 2)   # −½ log(1 − 0.36)
+    >>> round(bigalign.kmi(x, y, ridge=0).value, 2)   # −½ log(1 − 0.36)
     0.22
     """
-    kappa = _regularization("kmi", regularization, kernel)
+    kappa = _ridge("kmi", ridge, kernel)
     return _canonical_result("kmi", x, y, locals(), kappa)

@@ -354,7 +354,7 @@ def _gaussian_from_moments(metric: str, m: Any, i: int, j: int, parameters: Mapp
         raise DegenerateInputError(
             f"gaussian_mi is infinite: a canonical correlation is 1 (numerical ranks {kx} + {ky} vs n − 1 = {m.n - 1}, "
             f"largest ρ = {float(rho[0]) if rho.size else 0.0:.15g}), so one representation determines a direction of "
-            "the other exactly. Use bigalign.spectral_alignment(x, y, ridge=...) or kmi(..., regularization=...) for a "
+            "the other exactly. Use bigalign.spectral_alignment(x, y, ridge=...) or kmi(..., ridge=...) for a "
             "finite, regularised value.",
             reason="canonical_correlation_one",
         )
