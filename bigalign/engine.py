@@ -469,6 +469,23 @@ class PairStatistic(Protocol, Generic[S, R]):
 DEFAULT_TILE_ROWS = 2048
 
 
+def tile_rows(reps: Sequence[Representation], memory_per_worker: int | None, n_workers: int) -> int:
+    """Rows per tile block: ``DEFAULT_TILE_ROWS``, or fewer so that one task fits its memory budget.
+
+    The budget applies when ``memory_per_worker`` is given or a :func:`memory_limit`
+    is active (otherwise the default tile, ≈ 130 MB of tile temporaries, is kept).
+    A task holds two input blocks (r rows each, as read and as float64) and
+    about four r × r float64 arrays (squared distances, kernel values and their
+    temporaries): 32·r² + 2·r·Σ d(8 + itemsize) bytes ≤ budget.
+    """
+    if memory_per_worker is None and _MEMORY_LIMIT.get() is None:
+        return DEFAULT_TILE_ROWS
+    budget = task_budget(n_workers, memory_per_worker)
+    row_bytes = 2 * sum(r.d * (8 + r.dtype.itemsize) for r in reps)
+    rows = int((-row_bytes + math.sqrt(row_bytes * row_bytes + 128.0 * budget)) / 64.0)
+    return max(1, min(DEFAULT_TILE_ROWS, rows))
+
+
 def run_pairs(
     statistic: PairStatistic[S, R],
     inputs: Sequence[Any],
@@ -478,18 +495,20 @@ def run_pairs(
     scheduler: Any = None,
     client: Any = None,
     num_workers: int | None = None,
+    memory_per_worker: int | None = None,
     check_pairing: bool = True,
 ) -> tuple[R, Plan]:
     """Run a pairwise statistic over the tiles (I, J), I ≤ J, of common row blocks.
 
     O(n_blocks²) tiles are spread over the workers and combined in the
     engine's one tree; memory per task is a few tiles (``block_size`` rows
-    square, default 2048).
+    square, default 2048, fewer when ``memory_per_worker`` or an active
+    :func:`memory_limit` needs it: see :func:`tile_rows`).
     """
     reps = prepare(inputs, names, check_pairing)
     name, cl = resolve_scheduler(scheduler, client)
     workers = _n_workers(name, cl, num_workers)
-    rows = block_size if block_size is not None else DEFAULT_TILE_ROWS
+    rows = block_size if block_size is not None else tile_rows(reps, memory_per_worker, workers)
     plan = plan_blocks(reps, block_rows=rows, n_workers=workers, scheduler=name)
     rows, n = plan.block_rows, plan.n_samples
     starts = list(range(0, n, rows))

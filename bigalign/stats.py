@@ -832,7 +832,7 @@ def _tiles_test(reps, kernel, sigmas, shifts, n, alpha, params, ekw) -> TestResu
     from .metrics._kernel_exact import KernelTileStatistic
 
     stat = KernelTileStatistic(kernel, kernel_scale(kernel, sigmas[0]), kernel_scale(kernel, sigmas[1]), shifts[0], shifts[1])
-    kw = {k: v for k, v in ekw.items() if v is not None and k != "memory_per_worker"}
+    kw = {k: v for k, v in ekw.items() if v is not None}
     sums, plan = run_pairs(stat, reps, check_pairing=False, **kw)
     r, s_ = sums.r + 1.0, sums.s + 1.0
     R, S = float(r.sum()), float(s_.sum())

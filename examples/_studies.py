@@ -1,4 +1,4 @@
-"""Shared helpers of the three studies of issue 9 (layers_one_model, two_modalities, scale_run).
+"""Shared helpers of the three studies (layers_one_model, two_modalities, scale_run).
 
 Data: scikit-learn's 8×8 digits (shipped with scikit-learn, nothing is downloaded),
 pixels scaled to [0, 1].  Networks: ``sklearn.neural_network.MLPClassifier`` (ReLU,

@@ -3,7 +3,7 @@
 Nothing here imports bigalign.  Kernel matrices are built from *explicit*
 pairwise differences (never the GEMM identity ‖a‖² + ‖b‖² − 2aᵀb), centring is
 the literal product H K H with H = I − 11ᵀ/n, and the unbiased HSIC is Song et
-al.'s formula with zeroed diagonals (paper.md):
+al.'s formula with zeroed diagonals (docs/formulas.md):
 
     rbf        k(x, x') = exp(−‖x − x'‖² / (2σ²))
     laplacian  k(x, x') = exp(−‖x − x'‖ / σ)          (Euclidean norm)
@@ -17,7 +17,7 @@ Also the *random-feature* references used to check the debiasing:
 
 * ``naive_feature_cka``: the plain linear CKA of the feature matrices Φ, Ψ
   (what one gets by handing random features to a linear CKA) — the estimator
-  that scale.md §0.2 shows is biased low;
+  that is biased low (test_kernels.py measures it);
 * ``debiased_feature_terms``: the same-group-dropping U-statistic over G
   feature groups, computed by brute force from per-group Gram matrices, and
   its delete-one-group jackknife computed by literally deleting each group and

@@ -1,11 +1,11 @@
-"""Naive O(n²) float64 reference implementations, written from docs/paper.md.
+"""Naive O(n²) float64 reference implementations, written from docs/formulas.md.
 
 Nothing here imports bigalign: every function builds the n×n Gram or distance
 matrices explicitly and applies the printed formula literally, so that the
 library's streaming, moment-based implementation is checked against an
 independent route to the same number.
 
-Notation (paper.md): X (n×d1), Y (n×d2); K = XXᵀ, L = YYᵀ; H = I − 11ᵀ/n.
+Notation (docs/formulas.md): X (n×d1), Y (n×d2); K = XXᵀ, L = YYᵀ; H = I − 11ᵀ/n.
 
 Precision caveat: a naive Gram of data with a large common mean loses digits
 (entries ~ ‖μ‖², signal ~ variance).  HSIC, CKA and D are translation

@@ -1,4 +1,4 @@
-"""The identities that tie the alignment measures together, checked on data (issue 10).
+"""The identities that tie the alignment measures together, checked on data.
 
 Every identity of docs/measures.md ("How the measures relate") is checked here on
 random data *and* on real network activations: the layers of the two MLPs of
@@ -90,7 +90,7 @@ def pair(kind: str, demo: dict, n: int | None, layers=(("A", "hidden2"), ("B", "
 
 
 # ---------------------------------------------------------------------------
-# numpy references, from the formulas (paper.md; nothing here calls bigalign)
+# numpy references, from the formulas (docs/formulas.md; nothing here calls bigalign)
 # ---------------------------------------------------------------------------
 
 
@@ -117,7 +117,7 @@ def centre(K: np.ndarray) -> np.ndarray:
 
 
 def hsic_b(K: np.ndarray, L: np.ndarray) -> float:
-    """tr(KHLH)/(n−1)² (bigalign's biased convention; paper.md: 'some use 1/n²')."""
+    """tr(KHLH)/(n−1)² (bigalign's biased convention; the paper: 'some use 1/n²')."""
     n = len(K)
     return float(np.sum(centre(K) * centre(L)) / (n - 1) ** 2)
 
@@ -199,7 +199,7 @@ def test_cka_is_normalised_hsic(kind, estimator, kernel, demo):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("kernel", ["linear", "rbf"])
 def test_cka_is_kernel_alignment_of_centred_kernels(kind, kernel, demo):
-    """paper.md: CKA is KA of HKH and HLH (the biased estimator: the 1/(n−1)² cancels)."""
+    """The paper: CKA is KA of HKH and HLH (the biased estimator: the 1/(n−1)² cancels)."""
     x, y = pair(kind, demo, 300)
     if kernel == "linear":
         # HKH for the linear kernel is the Gram of column-centred features: bigalign's KA on centred data
@@ -317,13 +317,13 @@ def unit_rows(a: np.ndarray) -> np.ndarray:
 
 
 def d_ref(x: np.ndarray, y: np.ndarray) -> float:
-    """paper.md: D = (1/n²) Σᵢⱼ (‖xᵢ − xⱼ‖² − ‖yᵢ − yⱼ‖²)²."""
+    """The paper: D = (1/n²) Σᵢⱼ (‖xᵢ − xⱼ‖² − ‖yᵢ − yⱼ‖²)²."""
     return float(np.mean((sqdist(x) - sqdist(y)) ** 2))
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_distance_alignment_of_unit_norm_features(kind, demo):
-    """paper.md (fix): with unit-norm features (d² = 2(1 − k)), D = 4(‖K₁‖² + ‖K₂‖² − 2‖K₁‖‖K₂‖·KA),
+    """The paper (fix): with unit-norm features (d² = 2(1 − k)), D = 4(‖K₁‖² + ‖K₂‖² − 2‖K₁‖‖K₂‖·KA),
     where ‖K‖ = ‖K‖_F/n (the paper's 1/n² normalisation: with raw Frobenius norms the right side is over n²)."""
     x, y = pair(kind, demo, 300)
     xn, yn = unit_rows(x), unit_rows(y)
@@ -348,7 +348,7 @@ def test_distance_alignment_of_unit_norm_features(kind, demo):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_distance_alignment_corrected_constant(kind, demo):
-    """paper.md (fix): unit-norm features with ‖K₁‖ = ‖K₂‖ = C give D = 8C²(1 − KA), not the printed 8C(1 − KA).
+    """The paper (fix): unit-norm features with ‖K₁‖ = ‖K₂‖ = C give D = 8C²(1 − KA), not the printed 8C(1 − KA).
     ‖K₂‖ = ‖K₁‖ exactly when y's rows are x's rows in another order (L = PKPᵀ)."""
     x, _ = pair(kind, demo, 300)
     xn = unit_rows(x)
@@ -490,7 +490,7 @@ def test_gaussian_mi_and_w2_against_their_definitions(kind, demo):
     assert r.gaussian_wasserstein == pytest.approx(w2_def(S, dx), rel=REL)
     rho = r.canonical_correlations
     printed = float(2 * np.sum(1 - np.sqrt(1 - rho**2)))  # the formula as printed in the paper
-    # paper.md (fix): "about twice too large" — per ρ the ratio printed/corrected runs from 2 (ρ → 0) down to
+    # the paper (fix): "about twice too large" — per ρ the ratio printed/corrected runs from 2 (ρ → 0) down to
     # 1/(2 − √2) ≈ 1.71 (ρ → 1), so > 1.5 for any data (measured 1.86 Gaussian, 1.78 real)
     assert printed > 1.5 * r.gaussian_wasserstein
     if pop is not None:
@@ -507,7 +507,7 @@ def test_gaussian_mi_and_w2_against_their_definitions(kind, demo):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_stitching_r2_is_the_mu_weighted_overlap(kind, demo):
-    """paper.md (Theorem 1): the residual of regressing f₂ linearly on f₁ is Ã₂ = Σⱼ μⱼ(1 − Σᵢ Cᵢⱼ²); with an
+    """The paper (Theorem 1): the residual of regressing f₂ linearly on f₁ is Ã₂ = Σⱼ μⱼ(1 − Σᵢ Cᵢⱼ²); with an
     intercept (centred eigenpairs) the fitted R² of ``stitch`` is therefore Σⱼ μⱼ Σᵢ Cᵢⱼ² / Σⱼ μⱼ — the overlap
     weighted by y's spectrum only (Remark 4: unlike KA it ignores x's eigenvalues)."""
     x, y = pair(kind, demo, None)  # every digit (d×d algebra); real x has dead units: rank-deficient, min-norm map

@@ -382,7 +382,7 @@ def test_debiased_terms_and_jackknife_equal_brute_force(kernel, method):
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_naive_random_feature_cka_is_biased_low_debiased_is_not(kernel):
-    """The trap of scale.md §0.2, and its fix.
+    """The random-feature trap (docs/kernels.md), and its fix.
 
     Over S = 60 seeds with D = 64 feature columns (32 frequencies), given the data, the
     estimates θ̂_s are i.i.d. draws of the feature randomness, so the mean over seeds has

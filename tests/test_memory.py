@@ -16,10 +16,11 @@ CHILD = """
 import os, sys, bigalign
 from dask.utils import parse_bytes
 s = bigalign.open_activations(sys.argv[1])
+cka = bigalign.cka  # import the metric modules (loaded lazily) before measuring what is in use
 in_use = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 limit = in_use + parse_bytes(sys.argv[2])
 with bigalign.memory_limit(limit):
-    r = bigalign.cka(s["x"], s["y"], scheduler=sys.argv[3])
+    r = cka(s["x"], s["y"], scheduler=sys.argv[3])
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
 print(r.value, r.parameters["block_size"], int(hwm) * 1024, limit)
 """

@@ -1,7 +1,7 @@
 """Every metric × estimator against the naive O(n²) references of tests/references.py.
 
 The references build n×n Gram / distance matrices in float64 and apply the
-formulas of docs/paper.md literally; the library streams d×d moments.  Two
+formulas of docs/formulas.md literally; the library streams d×d moments.  Two
 independent routes agreeing to ~1e-10 relative is the core correctness claim.
 
 Tolerance policy: the data are *correlated* (y = xW + noise), so every value is

@@ -2,7 +2,7 @@
 
 Every exact identity is checked against an independent float64 route that
 builds the n×n matrices (or the d×d covariances) with numpy and applies the
-formula of docs/paper.md literally.
+formula of docs/formulas.md literally.
 
 Tolerance policy
 ----------------
@@ -81,7 +81,7 @@ def inv_sqrt(s, r=0.0):
 def cca_whitening(x, y, ridge=0.0):
     """Canonical correlations by whitening: svd((Σxx + rI)^-1/2 Σxy (Σyy + rI)^-1/2)."""
     sxx, syy, sxy = cov(x), cov(y), cross(x, y)
-    rx, ry = ridge * np.trace(sxx) / sxx.shape[0], ridge * np.trace(syy) / syy.shape[0]
+    rx, ry = ridge * np.trace(sxx), ridge * np.trace(syy)  # the relative ridge: a fraction of tr Σ
     return np.linalg.svd(inv_sqrt(sxx, rx) @ sxy @ inv_sqrt(syy, ry), compute_uv=False)
 
 
@@ -342,7 +342,7 @@ def test_gaussian_wasserstein_is_the_corrected_formula_against_its_definition():
     assert r.gaussian_wasserstein == pytest.approx(w2, rel=1e-9)
     rho = r.canonical_correlations
     printed = float(2 * np.sum(1 - np.sqrt(1 - rho**2)))
-    assert printed > 1.7 * w2  # the formula as printed is about twice too large (paper.md "(fix)")
+    assert printed > 1.7 * w2  # the formula as printed is about twice too large (docs/formulas.md)
 
 
 @pytest.mark.parametrize("center", [True, False])
@@ -454,8 +454,15 @@ def test_task_alignment_rbf_is_linear_on_the_nystroem_features(task):
     np.testing.assert_allclose(t.cumulative_power, lin.cumulative_power, rtol=1e-8)
 
 
+def total_variance(phi, center):
+    """tr(K/n) for K = ΦΦᵀ (centred: HKH): the unit of the relative ridge, λ = ridge · tr(K/n)."""
+    phi = ref.as64(phi)
+    phi = phi - phi.mean(axis=0) if center else phi
+    return float(np.sum(phi * phi)) / phi.shape[0]
+
+
 def kare_n_by_n(phi, y, lam, center):
-    """paper.md: KARE(λ) = [(1/n) yᵀ(K/n + λI)⁻²y] / [(1/n) tr (K/n + λI)⁻¹]², K = ΦΦᵀ as given."""
+    """The paper: KARE(λ) = [(1/n) yᵀ(K/n + λI)⁻²y] / [(1/n) tr (K/n + λI)⁻¹]², K = ΦΦᵀ as given."""
     phi, y = ref.as64(phi), np.asarray(y, dtype=float).reshape(len(phi), -1)
     n = phi.shape[0]
     k = ref.centred_gram(phi) if center else ref.gram(phi)
@@ -470,11 +477,13 @@ def kare_n_by_n(phi, y, lam, center):
 def test_kare_against_n_by_n_formula(center, task):
     x, labels, target = task
     ridges = [1e-4, 1e-2, 0.3, 3.0]
-    r = kare(x, target, ridge=ridges, center=center, **SYNC)
+    tk = total_variance(x, center)  # the relative ridge's unit: λ = ridge · tr(K/n)
+    r = kare(x, target, ridge=[lam / tk for lam in ridges], center=center, **SYNC)
     want = [kare_n_by_n(x, target, lam, center) for lam in ridges]
     np.testing.assert_allclose(r.risk, want, rtol=1e-9)
-    assert r.value == r.risk[0] and r.best_ridge in ridges
-    rl = kare(x, labels, ridge=0.05, center=center, **SYNC)  # one-hot: summed over outputs
+    assert r.value == r.risk[0] and r.best_ridge in r.ridge
+    np.testing.assert_allclose(r.parameters["ridge_absolute"], ridges, rtol=1e-14)
+    rl = kare(x, labels, ridge=0.05 / tk, center=center, **SYNC)  # one-hot: summed over outputs
     assert rl.value == pytest.approx(kare_n_by_n(x, onehot(labels), 0.05, center), rel=1e-9)
 
 
@@ -482,13 +491,13 @@ def test_kare_when_d_exceeds_n_and_for_rbf_features():
     rng = np.random.default_rng(23)
     x = rng.normal(size=(40, 70))
     y = x[:, 0] + 0.1 * rng.normal(size=40)
-    r = kare(x, y, ridge=[0.01, 1.0], **SYNC)
+    r = kare(x, y, ridge=[0.01 / total_variance(x, False), 1.0 / total_variance(x, False)], **SYNC)
     assert "target_in_feature_span" in r.flags  # D ≥ n: y is in the span of the features
     np.testing.assert_allclose(r.risk, [kare_n_by_n(x, y, lam, False) for lam in (0.01, 1.0)], rtol=1e-8)
     x2 = rng.normal(size=(200, 3))
     y2 = np.sin(x2[:, 0]) + 0.1 * rng.normal(size=200)
-    rb = kare(x2, y2, ridge=1e-3, kernel="rbf", n_features=40, **SYNC)
     fmap, _ = sp._nystroem(as_representation(x2), "median", 40, 0, "t")
+    rb = kare(x2, y2, ridge=1e-3 / total_variance(fmap(x2), False), kernel="rbf", n_features=40, **SYNC)
     assert rb.value == pytest.approx(kare_n_by_n(fmap(x2), y2, 1e-3, False), rel=1e-9)
 
 

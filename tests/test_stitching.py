@@ -1,6 +1,6 @@
 """Linear stitching (bigalign.metrics.stitching) against naive references.
 
-References are written here from docs/paper.md without bigalign: numpy ``lstsq``
+References are written here from docs/formulas.md without bigalign: numpy ``lstsq``
 (minimum norm), explicit ridge solves, scikit-learn's ``Ridge`` and
 ``r2_score``, an explicit Kronecker least-squares system for the stitch into a
 fixed head, and risks computed from explicit predictions row by row.
@@ -60,6 +60,12 @@ def ref_regression(x, y, lam=0.0, intercept=True):
         S = np.linalg.solve(xc.T @ xc + lam * np.eye(x.shape[1]), xc.T @ yc)
     b = my - mx @ S if intercept else np.zeros(y.shape[1])
     return S, b
+
+
+def gram_trace(x, intercept=True):
+    """tr G of the regressor's Gram (centred with an intercept): the relative ridge's unit, λ = ridge · tr G."""
+    xc = x - x.mean(axis=0) if intercept else x
+    return float(np.sum(xc * xc))
 
 
 def ref_task_stitch(x, t, W, b, lam=0.0, intercept=True):
@@ -200,13 +206,13 @@ def test_ridge_matches_explicit_solve_and_sklearn(data, intercept):
 
     x, y, _ = data
     lam = 37.5
-    r = stitch(x, y, ridge=lam, holdout=0, intercept=intercept, scheduler="sync")
+    r = stitch(x, y, ridge=lam / gram_trace(x, intercept), holdout=0, intercept=intercept, scheduler="sync")
     S, b = ref_regression(x, y, lam, intercept)
     assert close(r.map, S, RTOL) and close(r.offset, b, RTOL, scale=np.abs(y).max())
     sk = Ridge(alpha=lam, fit_intercept=intercept).fit(x, y)
     assert close(r.map, sk.coef_.T, 1e-8)
     assert r.residual == pytest.approx(msq(x @ S + b, y), rel=RTOL)
-    assert r.ridge == {"map": lam}
+    assert r.ridge["map"] == pytest.approx(lam, rel=1e-15)
 
 
 def test_paper_residual_is_uncentred_min(data):
@@ -230,14 +236,15 @@ def test_heads_and_task_stitch_match_explicit(data, intercept, lam):
     x, y, labels = data
     t = onehot(labels)
     r = stitch(x, y, targets=labels, ridge=lam, holdout=0, intercept=intercept, scheduler="sync")
-    W1, b1 = ref_regression(x, t, lam, intercept)
-    W2, b2 = ref_regression(y, t, lam, intercept)
+    lx, ly = lam * gram_trace(x, intercept), lam * gram_trace(y, intercept)  # relative ridge: λ = ridge · tr G
+    W1, b1 = ref_regression(x, t, lx, intercept)
+    W2, b2 = ref_regression(y, t, ly, intercept)
     assert close(r.head_1[0], W1, RTOL) and close(r.head_2[0], W2, RTOL)
     assert close(r.head_1[1], b1, RTOL, scale=1.0) and close(r.head_2[1], b2, RTOL, scale=1.0)
     assert r.risk_1 == pytest.approx(msq(x @ W1 + b1, t), rel=RTOL)
     assert r.risk_2 == pytest.approx(msq(y @ W2 + b2, t), rel=RTOL)
     # the best stitch into the fixed head (W2, b2), by an explicit Kronecker system
-    S, c = ref_task_stitch(x, t, W2, b2, lam, intercept)
+    S, c = ref_task_stitch(x, t, W2, b2, lx, intercept)
     ref_risk = msq((x @ S + c) @ W2 + b2, t)
     assert r.stitched_risk == pytest.approx(ref_risk, rel=RTOL)
     got = (x @ r.task_map + r.task_offset) @ r.head_2[0] + r.head_2[1]
@@ -247,11 +254,12 @@ def test_heads_and_task_stitch_match_explicit(data, intercept, lam):
     assert r.excess_risk == pytest.approx(r.stitched_risk - r.risk_2, rel=1e-15, abs=1e-15)
     # κ₂ = ‖W₂‖₂ and Theorem 1's bound from a naive residual
     assert r.kappa == pytest.approx(np.linalg.norm(W2, 2), rel=RTOL)
-    Sm, bm = ref_regression(x, y, lam, intercept)
+    Sm, bm = ref_regression(x, y, lx, intercept)
     A2 = msq(x @ Sm + bm, y)
     assert r.bound == pytest.approx((math.sqrt(msq(y @ W2 + b2, t)) + np.linalg.norm(W2, 2) * math.sqrt(A2)) ** 2, rel=RTOL)
     assert r.regression_stitch_risk == pytest.approx(msq((x @ Sm + bm) @ W2 + b2, t), rel=RTOL)
-    assert r.ridge == {"map": lam, "head_1": lam, "head_2": lam, "stitch": lam}
+    want = {"map": lx, "head_1": lx, "head_2": ly, "stitch": lx}  # absolute λ (traces summed in another order)
+    assert r.ridge.keys() == want.keys() and all(r.ridge[k] == pytest.approx(v, rel=1e-14) for k, v in want.items())
     assert_finite(r.to_dict())
 
 
@@ -358,8 +366,12 @@ def test_cv_matches_naive(data):
     x, y, labels = data
     t = onehot(labels)
     grid = [0.01, 1.0, 30.0, 1000.0]
-    r = stitch(x, y, targets=labels, ridge="cv", folds=3, ridge_grid=grid, holdout=0.2, seed=1, scheduler="sync")
     lab = Splits(0.2, 3, 1, 1).assign(0, len(x))
+    trx = gram_trace(x[lab >= 0])  # ridge_grid is relative to tr G of x on the fitting rows
+    r = stitch(x, y, targets=labels, ridge="cv", folds=3, ridge_grid=[g / trx for g in grid], holdout=0.2, seed=1,
+               scheduler="sync")  # fmt: skip
+    grid = r.cv["map"]["grid"]  # the absolute λ: the values above up to rounding
+    assert np.allclose(grid, [0.01, 1.0, 30.0, 1000.0], rtol=1e-14, atol=0)
     nfit = int(np.sum(lab >= 0))
 
     def cv_errors(fit_fn, src, dst):

@@ -71,6 +71,12 @@ def ref_features(x: np.ndarray, feats) -> np.ndarray:
     return np.hstack([x, feats.scale * f])
 
 
+def gram_trace(x, intercept=True):
+    """tr G of x's Gram (centred with an intercept): the relative ridge's unit, λ = ridge · tr G."""
+    xc = x - x.mean(axis=0) if intercept else x
+    return float(np.sum(xc * xc))
+
+
 def ref_ridge(z, y, lam, intercept=True):
     """Least squares (lstsq, minimum norm) or ridge by an explicit solve; the intercept is unpenalised."""
     mz, my = (z.mean(0), y.mean(0)) if intercept else (np.zeros(z.shape[1]), np.zeros(y.shape[1]))
@@ -170,19 +176,20 @@ def test_kernel_matches_explicit_features(data, method, kernel, lam):
     assert px["bandwidth"] == pytest.approx(np.median(pdist(x[fit])), rel=1e-12)
     assert px["feature_scale"] == pytest.approx(math.sqrt(np.mean(np.sum((x[fit] - x[fit].mean(0)) ** 2, 1))), rel=1e-12)
     z = ref_features(x, r.model.features)
-    S, b = ref_ridge(z[fit], y[fit], lam)
+    lx, ly = lam * gram_trace(x[fit]), lam * gram_trace(y[fit])  # the kernel stitch's λ is anchored on x's Gram
+    S, b = ref_ridge(z[fit], y[fit], lx)
     if lam > 0:  # the map itself (unique); at ridge 0 the Gram is singular for nystroem and only risks are unique
         assert rel(r.model.coef, S) < RTOL and rel(r.model.offset, b) < RTOL
     for mask, part in ((fit, r.fit), (hold, r.holdout)):
         assert part.residual == pytest.approx(np.mean(msq_rows(z[mask] @ S + b, y[mask])), rel=RTOL)
     # heads: linear on x (risk_1, the same for every kind) and on y (the fixed head g₂)
     t = onehot(labels)
-    W1, b1 = ref_ridge(x[fit], t[fit], lam)
-    W2, b2 = ref_ridge(y[fit], t[fit], lam)
+    W1, b1 = ref_ridge(x[fit], t[fit], lx)
+    W2, b2 = ref_ridge(y[fit], t[fit], ly)
     assert r.fit.risk_1 == pytest.approx(np.mean(msq_rows(x[fit] @ W1 + b1, t[fit])), rel=RTOL)
     assert r.holdout.risk_2 == pytest.approx(np.mean(msq_rows(y[hold] @ W2 + b2, t[hold])), rel=RTOL)
     # the stitch of the kernel class into the fixed head g₂ (Kronecker least squares)
-    St, ct = ref_task_stitch(z[fit], t[fit], W2, b2, lam)
+    St, ct = ref_task_stitch(z[fit], t[fit], W2, b2, lx)
     for mask, part in ((fit, r.fit), (hold, r.holdout)):
         pred = (z[mask] @ St + ct) @ W2 + b2
         assert part.stitched_risk == pytest.approx(np.mean(msq_rows(pred, t[mask])), rel=1e-9)
@@ -245,6 +252,8 @@ def test_kernel_never_worse_than_linear_on_fitting_rows(data, method, kernel, in
     r = stitch(x, y, kind="kernel", ridge=lam, intercept=intercept, method=method, kernel=kernel, n_features=64, scheduler="sync")
     lin = r.baseline
     nf = r.fit.n_samples
+    lam = r.ridge["map"]  # absolute: ridge · tr G of x's Gram, the same for both stitches
+    assert lam == lin.ridge["map"] > 0
     obj_k = nf * r.fit.residual + lam * float(np.sum(r.model.coef**2))
     obj_l = nf * lin.fit.residual + lam * float(np.sum(lin.map**2))
     assert obj_k <= obj_l * (1 + RTOL)
@@ -424,11 +433,11 @@ def test_reverse_equals_swapped_call(data, kind, kw):
 
 
 def test_kernel_scale_equivariance(data):
-    """x → a·x with the median bandwidth scales [x, c·φ(x)] by a: ridge λ on x is ridge a²λ on a·x."""
+    """x → a·x with the median bandwidth scales [x, c·φ(x)] by a: the relative ridge gives the same stitch."""
     x, y, _ = data  # no targets: the ridge of the head of y would not be rescaled
     a, lam = 7.0, 0.4
     r1 = stitch(x, y, kind="kernel", ridge=lam, n_features=32, scheduler="sync")
-    r2 = stitch(a * x, y, kind="kernel", ridge=a * a * lam, n_features=32, scheduler="sync")
+    r2 = stitch(a * x, y, kind="kernel", ridge=lam, n_features=32, scheduler="sync")
     _assert_same(r1, r2, rtol=1e-9)
     assert rel(r2.model.coef[: x.shape[1]] * a, r1.model.coef[: x.shape[1]]) < 1e-9
 

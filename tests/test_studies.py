@@ -1,4 +1,4 @@
-"""The three studies of issue 9 run on a reduced size, and their numbers meet loose, justified expectations.
+"""The three studies run on a reduced size, and their numbers meet loose, justified expectations.
 
 Each example runs as documented, in a subprocess (like tests/test_examples.py),
 on a reduced size; the test reads the ``results.json`` it wrote.  Exact

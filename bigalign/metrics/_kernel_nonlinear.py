@@ -43,7 +43,7 @@ METHODS = ("auto", "exact", "rff", "orf", "nystroem")
 #: ``method="auto"`` computes exact tiles up to this many samples (O(n²·d): about a
 #: minute at n = 20,000, d = 1,000 on two cores), and approximates beyond.
 EXACT_MAX_N = 20_000
-#: bandwidth / median below which Nyström is unreliable (scale.md: 0.265 vs 0.504 at 0.2×median)
+#: bandwidth / median below which Nyström is unreliable (measured coverage 0.265 vs 0.504 at 0.2×median)
 NYSTROEM_MIN_RATIO = 0.5
 DEFAULT_RANDOM_FEATURES = 2048  # feature columns (= 1024 frequencies × [cos, sin])
 DEFAULT_LANDMARKS = 1024
@@ -189,7 +189,7 @@ def exact_job(
     """Exact tiles over the pair (reps[0], reps[1])."""
     n = reps[0].n
     stat = KernelTileStatistic(kernel, kernel_scale(kernel, sigmas[0]), kernel_scale(kernel, sigmas[1]), shifts[0], shifts[1])
-    sums, plan = run_pairs(stat, reps, check_pairing=False, **{k: v for k, v in ekw.items() if k != "memory_per_worker"})
+    sums, plan = run_pairs(stat, reps, check_pairing=False, **ekw)
     params = dict(params, block_size=plan.block_rows, n_tiles=plan.n_blocks * (plan.n_blocks + 1) // 2, scheduler=plan.scheduler)
     # identical rows give d² = 0 exactly (refined), so k = 1 exactly: A_kk = n(n−1) iff K ≡ 1
     flags = tuple(f for f, a in (("x_constant_kernel", sums.kk), ("y_constant_kernel", sums.ll)) if a == n * (n - 1))

@@ -27,7 +27,7 @@ block
     used once), averaged; the standard error is the jackknife over blocks.
     O(n·B·d) time.  Representations being compared are strongly dependent, so
     the block average loses little against the full U-statistic (measured: 1.42×
-    its variance at B = 250; docs/scale.md §0.4) — but near independence the
+    its variance at B = 250; measured in benchmarks/results/dcor.md) — but near independence the
     loss is ≈ n/B, so do not use it to *test* independence.  The block
     U-statistic's conditional mean given the data is the full-sample one, and
     its ``stderr`` is its standard error around the *population* value: it
@@ -174,8 +174,7 @@ def _shifts(reps: list[Representation]) -> list[np.ndarray]:
 def _exact(reps: list[Representation], estimator: str, ekw: dict[str, Any]) -> tuple[DcovTerms, dict[str, Any]]:
     x_shift, y_shift = _shifts(reps)
     stat = DistanceTileStatistic("euclidean-distance", 1.0, 1.0, x_shift, y_shift)
-    kw = {k: v for k, v in ekw.items() if k != "memory_per_worker"}
-    sums, plan = run_pairs(stat, reps, check_pairing=False, **kw)
+    sums, plan = run_pairs(stat, reps, check_pairing=False, **ekw)
     params = {"block_size": plan.block_rows, "n_tiles": plan.n_blocks * (plan.n_blocks + 1) // 2, "scheduler": plan.scheduler}
     return _terms_from_sums(sums, estimator), params
 

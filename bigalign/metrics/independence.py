@@ -21,7 +21,7 @@ KCC and KMI (Bach & Jordan 2002; Fukumizu, Bach & Gretton 2007)
     equivalently ρᵢ² = eigenvalues of R_x R_y with R_x = K̃(K̃ + nκ_x I)^{-1}
     (the push-through identity).  KCC = ρ₁;
     KMI = −½ Σᵢ log(1 − ρᵢ²) = −½ log det(I − R_x R_y),
-    Bach & Jordan's kernel generalised variance.  paper.md writes
+    Bach & Jordan's kernel generalised variance.  The paper writes
     KMI = −½ log|I − κ²K̃L̃|: that is the same determinant when the ridge
     dominates the spectrum (R_x ≈ K̃/(nκ_x)), with the paper's κ² = 1/(n²κ_xκ_y).
     With the linear kernel and κ = 0 the ρᵢ are the classical canonical
@@ -114,6 +114,7 @@ from typing import Any, Literal
 import numpy as np
 import scipy.linalg as sla
 
+from .._checks import check_applies
 from ..engine import prepare
 from ..errors import DegenerateInputError, InvalidInputError
 from ..features import BANDWIDTH_SAMPLE, KERNELS, sample_rows
@@ -422,6 +423,7 @@ def _job(func: str, x: Any, y: Any, kw: dict[str, Any]) -> _Job:
                 f"method={method!r} approximates non-linear kernels; with kernel='linear' {func} is exact at any n "
                 "from streamed moments. Use method='auto' (or 'exact'), or a non-linear kernel."
             )
+        check_applies(func, "the linear kernel", bandwidth=(kw["bandwidth"], "median"), n_features=(kw["n_features"], None))
         m, plan = linear_moments(x, y, ekw)
         flags = tuple(f for f, s in (("x_constant", m.sides[0]), ("y_constant", m.sides[1])) if s.is_constant)
         params = {"kernel": "linear", **engine_parameters(plan)}
@@ -806,7 +808,7 @@ def kcc(
     Notes
     -----
     The module docstring of :mod:`bigalign.metrics.independence` gives the
-    estimator, the choice of κ and the relation to paper.md.  Cost: the
+    estimator, the choice of κ and the relation to the paper's formula (docs/formulas.md).  Cost: the
     covariances as for :func:`coco`, then a Cholesky factorisation per side
     and an SVD of a D_x×D_y matrix (D: features, d for the linear kernel,
     the rank ≤ n for exact kernels).  The plug-in ρ₁ is biased upward at
@@ -859,7 +861,7 @@ def kmi(
     over all regularised kernel canonical correlations ρᵢ (see :func:`kcc`).
     It is 0 iff every ρᵢ is 0.  With the linear kernel and κ = 0 it is the
     mutual information of Gaussians with the sample covariances,
-    −½ Σ log(1 − ρᵢ²) over the canonical correlations.  paper.md's
+    −½ Σ log(1 − ρᵢ²) over the canonical correlations.  The paper's
     −½ log|I − κ²K̃L̃| is its small-correlation form, R_x ≈ K̃/(nκ_x) (κ² = 1/(n²κ_xκ_y)).
 
     Parameters

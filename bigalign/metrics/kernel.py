@@ -23,6 +23,7 @@ import math
 import numpy as np
 from typing import Any, Literal
 
+from .._checks import check_applies
 from ..errors import DegenerateInputError, InvalidInputError
 from ..features import KERNELS
 from ..moments import Moments, group_hsic, scale
@@ -221,6 +222,7 @@ def _run_kernel(func: str, x: Any, y: Any, kw: dict[str, Any], estimator: str) -
                 f"method={method!r} approximates non-linear kernels; with kernel='linear' {func} is exact at "
                 "any n in one streaming pass. Use method='auto' (or 'exact'), or a non-linear kernel."
             )
+        check_applies(func, "the linear kernel", bandwidth=(kw["bandwidth"], "median"), n_features=(kw["n_features"], None))
         return linear_moments(x, y, engine_kwargs(kw))
     return nonlinear_terms(
         x, y, kernel=kernel, bandwidth=kw["bandwidth"], method=method, n_features=kw["n_features"],

@@ -69,7 +69,7 @@ asymptotic
 
 HSIC as an MMD
 --------------
-paper.md reads HSIC as MMD²(joint, product of marginals) with the product kernel
+The formulas (docs/formulas.md) read HSIC as MMD²(joint, product of marginals) with the product kernel
 k⊗l((x, y), (x', y')) = k(x, x')·l(y, y').  On a sample: let P̂ be the joint
 sample {(xᵢ, yᵢ)} (n points) and Q̂ the product sample {(xᵢ, yⱼ)} (all n² pairs).
 Then
@@ -639,7 +639,7 @@ def _tile_estimate(
     n_y = n - n_x
     stat = PooledTileStatistic(kernel, kernel_scale(kernel, sigma), shift, n_x, labels)
     (a, r), plan = run_pairs(stat, [z], names=["x and y (pooled)"], check_pairing=False,
-                             **{k: v for k, v in ekw.items() if k != "memory_per_worker"})  # fmt: skip
+                             **ekw)  # fmt: skip
     params.update(block_size=plan.block_rows, n_tiles=plan.n_blocks * (plan.n_blocks + 1) // 2, scheduler=plan.scheduler)
     t = float(r.sum())
     rx = float(r[:n_x].sum())

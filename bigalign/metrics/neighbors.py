@@ -30,7 +30,7 @@ mutual_knn
     (O(m·n·d)); unbiased for the full value, with a standard error
     sd/√m·√(1 − m/n) and a 95% normal interval.  Subsampling the *pool* of
     candidates instead is biased (it nearly doubled the value in a measured
-    case, docs/scale.md §0.6), so it is not offered.  Independent
+    case), so it is not offered.  Independent
     representations give about k/(n − 1).
 cknna
     CKA restricted to mutual neighbours, exactly as platonic-rep's ``cknna``
@@ -229,7 +229,7 @@ def sample_queries(n: int, m: int, seed: int) -> np.ndarray:
 
 
 def _engine(kw: dict[str, Any], pairs: bool) -> dict[str, Any]:
-    keys = ("block_size", "scheduler", "client", "num_workers") + (() if pairs else ("memory_per_worker",))
+    keys = ("block_size", "scheduler", "client", "num_workers", "memory_per_worker")  # run_pairs honours it too
     return {k: kw[k] for k in keys if kw.get(k) is not None}
 
 

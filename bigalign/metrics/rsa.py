@@ -414,7 +414,7 @@ def rsa(
         reps = prepare([x, y], ["x", "y"])
         shifts = [finite_float64(r.read(0, min(n, 1024)), r.name, 0).mean(0) for r in reps]
         stat = RsaTileStatistic(code, shifts[0], shifts[1])
-        pm, plan = run_pairs(stat, reps, check_pairing=False, **{k: v for k, v in ekw.items() if k != "memory_per_worker"})
+        pm, plan = run_pairs(stat, reps, check_pairing=False, **ekw)
         params.update(block_size=plan.block_rows, n_tiles=plan.n_blocks * (plan.n_blocks + 1) // 2, scheduler=plan.scheduler)
         for name, m2, mu in (("x", pm.m2x, pm.mx), ("y", pm.m2y, pm.my)):
             if m2 <= pm.count * (1e-10 * mu) ** 2:

@@ -1,6 +1,6 @@
 """Spectral views of alignment: spectra, the spectral form of kernel alignment, task alignment, KARE.
 
-Notation (``docs/paper.md``, "Spectral view"): n paired samples; X (n×d_x),
+Notation (docs/formulas.md, "Spectral view"): n paired samples; X (n×d_x),
 Y (n×d_y); K = XXᵀ, L = YYᵀ (linear kernels; centred: K = X_cX_cᵀ with X_c
 the column-centred rows).  K/n = Σᵢ ηᵢ uᵢuᵢᵀ and L/n = Σⱼ μⱼ vⱼvⱼᵀ; the
 non-zero ηᵢ are the eigenvalues of the d_x×d_x covariance A_x = (1/n)X_cᵀX_c,
@@ -47,6 +47,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
+from .._checks import check_applies
 from ..errors import DegenerateInputError, InvalidInputError
 from ..features import BANDWIDTH_SAMPLE, check_bandwidth, draw_nystroem, median_bandwidth, sample_rows
 from ..io import Representation, as_representation, check_pairing
@@ -80,7 +81,7 @@ TARGET_TYPES = ("auto", "labels", "regression")
 #: ``method="auto"`` accumulates the exact d×d covariance up to this dimension.  Above it the
 #: d×d float64 states (≥ 0.5 GiB each, O(log n_blocks) of them alive in the combine tree) and
 #: the O(d³) eigensolver outweigh the q + 2 passes of the randomized road on a small machine;
-#: scale.md's literature figure, d ≲ 2·10⁴, assumes more memory per worker.
+#: (the figure often quoted, d ≲ 2·10⁴, assumes more memory per worker).
 EXACT_MAX_D = 8192
 DEFAULT_OVERSAMPLES = 10
 DEFAULT_POWER_ITER = 2
@@ -665,6 +666,8 @@ def spectrum(
     params: dict[str, Any] = {"seed": seed}
     fmap = None
     D = rep.d
+    if kernel == "linear":
+        check_applies(func, "the linear kernel", bandwidth=(bandwidth, "median"), n_features=(n_features, None))
     if kernel == "rbf":
         fmap, fparams = _nystroem(rep, bandwidth, n_features, seed, func)
         params.update(fparams)
@@ -763,7 +766,7 @@ class SpectralAlignmentResult(ResultProtocol):
     gaussian_wasserstein : float or None
         Σᵢ 2(2 − √(1+ρᵢ) − √(1−ρᵢ)): the *squared* 2-Wasserstein distance between
         the whitened Gaussian joint and the product of its marginals
-        (paper.md's corrected formula).
+        (the corrected formula of docs/formulas.md).
     coco : float or None
         The largest singular value of the centred cross-covariance Σ_xy
         (exact road); ``coco_bounds`` contain it on both roads.
@@ -930,8 +933,9 @@ def spectral_alignment(
     ridge : float, default=0.0
         Regularises the canonical correlations for d > n or collinear
         features: ρ are the singular values of
-        (Σ_xx + r_xI)^{-1/2}Σ_xy(Σ_yy + r_yI)^{-1/2}, r = ridge·tr Σ/d (a
-        fraction of the mean eigenvalue, so it is scale free).  Also used
+        (Σ_xx + r_xI)^{-1/2}Σ_xy(Σ_yy + r_yI)^{-1/2}, r = ridge·tr Σ (a
+        fraction of the total variance, so it is scale free: the same
+        relative ridge as :func:`kcc`, :func:`kmi`, :func:`kare` and :func:`stitch`).  Also used
         for the Gaussian MI and Wasserstein measures.
     method : {"auto", "exact", "randomized"}, default="auto"
         As for :func:`spectrum`: exact when max(d_x, d_y) ≤ 8192 or
@@ -1038,7 +1042,7 @@ def spectral_alignment(
         else:
             ccx, ccy = numerical_rank(cx.values, dx), numerical_rank(cy.values, dy)
             Gc = cx.vectors[:, :ccx].T @ Sc @ cy.vectors[:, :ccy]
-            rgx, rgy = ridge * cx.trace / dx, ridge * cy.trace / dy
+            rgx, rgy = ridge * cx.trace, ridge * cy.trace
             rho = _canonical(Gc, cx.values[:ccx], cy.values[:ccy], rgx, rgy)
             structural = ridge == 0 and ccx + ccy > n - 1
             mi, w2, fl = _cca_summaries(rho, structural)
@@ -1076,7 +1080,7 @@ def spectral_alignment(
         est_norms = (nx, ny)
         full = None
         if center:
-            rgx, rgy = ridge * ex.trace / dx, ridge * ey.trace / dy
+            rgx, rgy = ridge * ex.trace, ridge * ey.trace
             rho = _canonical(G, eta, mu, rgx, rgy)
             mi, w2, fl = _cca_summaries(rho, ridge == 0 and r_x + r_y > n - 1)
             flags.extend(fl)
@@ -1137,6 +1141,8 @@ def _task_pass(
     params: dict[str, Any] = {"target_type": tg.kind}
     fmap = None
     D = rx.d
+    if kernel == "linear":
+        check_applies(func, "the linear kernel", bandwidth=(bandwidth, "median"), n_features=(n_features, None))
     if kernel == "rbf":
         fmap, fparams = _nystroem(rx, bandwidth, n_features, seed, func)
         params.update(fparams, seed=seed)
@@ -1497,7 +1503,7 @@ def kare(
 ) -> KareResult:
     """Kernel alignment risk estimator (Jacot et al. 2020), from D×D algebra on streamed moments.
 
-    KARE(λ) = [(1/n)·yᵀ(K/n + λI)⁻²y] / [(1/n)·tr (K/n + λI)⁻¹]²  (paper.md),
+    KARE(λ) = [(1/n)·yᵀ(K/n + λI)⁻²y] / [(1/n)·tr (K/n + λI)⁻¹]²  (docs/formulas.md),
     the predicted test risk of kernel ridge regression with ridge λ, from the
     training data alone.  K = ΦΦᵀ for the features Φ as given (``kernel=
     "linear"``: Φ = x) — **not centred** by default, exactly the printed
@@ -1508,8 +1514,11 @@ def kare(
     x : array-like of shape (n_samples, n_features)
     {task}
     ridge : float or sequence of float
-        λ > 0, in the units of the eigenvalues of K/n (i.e. of the feature
-        covariance).  Several ridges cost no more than one.
+        Relative ridges r > 0: λ = r · tr(K/n) is added to the eigenvalues
+        of K/n (tr(K/n) is the total variance of the features; 1 for the
+        uncentred rbf/laplacian kernel, whose k(x, x) = 1), the same relative
+        scale as every ridge in bigalign.  Several ridges cost no more than
+        one.  ``result.ridge`` holds the r given, ``parameters["ridge_absolute"]`` the λ.
     center : bool, default=False
     {engine}
 
@@ -1570,6 +1579,14 @@ def kare(
             reason="targets_constant",
         )
     n = m.n
+    if not ex.trace > 0:
+        raise DegenerateInputError(
+            f"kare: x is {'constant' if center else 'zero'}, so K/n has no variance to scale the relative ridge "
+            "(λ = ridge · tr(K/n)) and the kernel carries no information. Expected x that varies across samples.",
+            reason="x_constant",
+        )
+    rel_ridge, lam = lam, lam * ex.trace  # relative → absolute: λ = ridge · tr(K/n)
+    params.update(ridge_absolute=[float(v) for v in lam])
     S = _cross_cov(m, 0, 1, center)
     k = numerical_rank(ex.values, D)
     eta = ex.values[:k]
@@ -1594,7 +1611,7 @@ def kare(
     params.update(numerical_rank=k)
     return KareResult(
         value=float(risk[0]),
-        ridge=_readonly(lam),
+        ridge=_readonly(rel_ridge),
         risk=_readonly(risk),
         numerator=_readonly(num),
         denominator=_readonly(den),

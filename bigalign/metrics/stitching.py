@@ -448,6 +448,9 @@ class _Problem:
     """
 
     def __init__(self, splits: Mapping[int, Moments], n_folds: int, holdout: bool, intercept: bool):
+        #: input -> the input whose Gram trace scales its relative ridge (the kernel stitch anchors
+        #: its expanded input [x, c·φ(x)] on x, so that it gets the linear stitch's λ)
+        self.ridge_anchor: dict[int, int] = {}
         missing = [k for k in range(n_folds) if k not in splits]
         if missing:
             raise InvalidInputError(
@@ -568,9 +571,14 @@ class _Problem:
         return self.sse(m, i, j, A, a0) / m.n
 
     # -- ridge selection --
-    def grid(self, eg: _Eig, user_grid: Sequence[float] | None) -> list[float]:
+    def ridge_scale(self, i: int) -> float:
+        """tr G of the input that anchors input i's relative ridge: λ = ridge · tr G (fitting rows)."""
+        return self.eig("fit", self.fit, self.ridge_anchor.get(i, i)).trace
+
+    def grid(self, eg: _Eig, user_grid: Sequence[float] | None, scale: float) -> list[float]:
+        """Absolute λ to cross-validate: the user's relative ridges × tr G, or the default multiples of tr G/d."""
         if user_grid is not None:
-            return [float(g) for g in user_grid]
+            return [float(g) * scale for g in user_grid]
         scale = eg.trace / max(eg.d, 1)
         return [f * scale for f in DEFAULT_GRID_FACTORS] if scale > 0 else [0.0]
 
@@ -608,10 +616,12 @@ class _Problem:
                 sse[g] += self.sse(val, i, t, A, a0)
         return list(sse / self.fit.n)
 
-    def choose(self, spec: Any, eg: _Eig, user_grid: Any, errors_of: Any) -> tuple[float, dict | None]:
-        if spec != "cv":
-            return float(spec), None
-        grid = self.grid(eg, user_grid)
+    def choose(self, spec: Any, i: int, user_grid: Any, errors_of: Any) -> tuple[float, dict | None]:
+        """The absolute λ for regressions on input i: ridge · tr G, or the cross-validated one."""
+        scale = self.ridge_scale(i)
+        if spec != "cv":  # ridge is relative: λ = ridge · tr G (G the regressor's Gram on the fitting rows)
+            return float(spec) * scale, None
+        grid = self.grid(self.eig("fit", self.fit, i), user_grid, scale)
         errors = errors_of(grid)
         best = int(np.argmin(errors))
         return grid[best], {"grid": grid, "errors": [float(v) for v in errors], "chosen": grid[best]}
@@ -629,7 +639,7 @@ class _Problem:
         """
         if (i, t) not in self.heads:
             eg = self.eig("fit", self.fit, i)
-            lam, cv = self.choose(spec, eg, user_grid, lambda g: self.cv_regression(i, t, g))
+            lam, cv = self.choose(spec, i, user_grid, lambda g: self.cv_regression(i, t, g))
             et = self.eig("fit", self.fit, t)
             Qt = et.V[:, et.e > et.tol]
             w = eg.weights(lam)
@@ -654,7 +664,7 @@ def _direction(
     flags0 = set(P.flags)
     P.flags = set()
     eg_i = P.eig("fit", P.fit, i)
-    lam_map, cv_map = P.choose(ridge, eg_i, grid, lambda g: P.cv_regression(i, j, g))
+    lam_map, cv_map = P.choose(ridge, i, grid, lambda g: P.cv_regression(i, j, g))
     S, b = P.regression(P.fit, eg_i, i, j, lam_map)
     eg_j = P.eig("fit", P.fit, j)
     rank = {labels[0]: eg_i.rank, labels[1]: eg_j.rank}
@@ -674,7 +684,7 @@ def _direction(
         if head_2.rank < P.eig("fit", P.fit, t).rank:  # W₂ = V_k core Q_tᵀ has rank ≤ rank of the targets' Gram
             # W₂'s row space misses directions the (centred) targets use: Lemma 2's equality need not hold
             flags.add("head_2_rank_deficient")
-        lam_st, cv_st = P.choose(ridge, eg_i, grid, lambda g: P.cv_stitch(i, t, head_2, g))
+        lam_st, cv_st = P.choose(ridge, i, grid, lambda g: P.cv_stitch(i, t, head_2, g))
         task = P.head_stitch(P.fit, eg_i, i, t, head_2, lam_st)
         kappa = head_2.kappa
         ridges.update(head_1=head_1.lam, head_2=head_2.lam, stitch=lam_st)
@@ -909,11 +919,14 @@ def stitch(
         ``hidden``, ``epochs``, ``batch_size``, ``learning_rate``,
         ``weight_decay``, ``activation`` for ``"mlp"``.
     ridge : float ≥ 0 or "cv", default=0.0
-        λ in Σ‖x S + b − y‖² + λ‖S‖²_F (scikit-learn's ``Ridge(alpha=λ)``:
-        the penalty is on the sum, not the mean, of squared errors; the
-        intercept is never penalised).  The same λ applies to the map, both
-        heads and the task stitch.  ``"cv"``: each of these chooses its own λ
-        from ``ridge_grid`` by k-fold cross-validation over the fitting rows.
+        Relative ridge r: λ = r · tr G in Σ‖x S + b − y‖² + λ‖S‖²_F, with G
+        the regressor's Gram on the fitting rows (centred with an intercept),
+        so that r means the same shrinkage at any scale of x (scikit-learn's
+        ``Ridge(alpha=λ)`` penalises the sum of squared errors the same way;
+        the intercept is never penalised; ``result.ridge`` reports the
+        absolute λ).  The same r applies to the map, both heads and the task
+        stitch.  ``"cv"``: each of these chooses its own λ from
+        ``ridge_grid`` by k-fold cross-validation over the fitting rows.
     intercept : bool, default=True
         Affine maps and heads (x S + b).  ``False``: linear maps through the
         origin on uncentred moments, as in the paper (with ``ridge=0``,
@@ -934,9 +947,10 @@ def stitch(
     folds : int, default=5
         Folds for ``ridge="cv"``.
     ridge_grid : sequence of float, optional
-        Candidate λ for ``ridge="cv"`` (absolute values).  Default: 9 values
-        10⁻⁶ … 10² times tr(G)/d, the mean eigenvalue of the regressor's Gram
-        on the fitting rows (centred with an intercept).
+        Candidate relative ridges for ``ridge="cv"`` (each × tr G, as
+        ``ridge``).  Default: 9 values 10⁻⁶ … 10² times tr(G)/d, the mean
+        eigenvalue of the regressor's Gram on the fitting rows (centred with
+        an intercept).
     split_rows : int, default=1
         Rows are assigned to the held-out set and to folds in contiguous
         groups of this many rows; use a larger value when neighbouring rows

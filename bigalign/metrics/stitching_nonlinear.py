@@ -22,8 +22,9 @@ the fitting rows they are never worse than the linear stitch:
     kernel stitch's penalised objective Σ‖z S + b − y‖² + λ‖S‖² on the fitting
     rows is ≤ the linear one; for λ = 0 its residual is ≤ the linear residual
     (up to rounding).  The factor c makes the class scale-equivariant: x → a·x
-    (bandwidth="median") scales z by a, exactly as for linear ridge, so ridge
-    λ on x equals ridge a²λ on a·x.
+    (bandwidth="median") scales z by a, exactly as for linear ridge, so the
+    relative ridge (λ = ridge · tr G of x's Gram, the linear stitch's λ)
+    gives the same stitch on x and on a·x.
 
 ``kind="mlp"``
     s(x) = (x S + b) + α·m(x): (S, b) the linear stitch, m a scikit-learn
@@ -607,6 +608,8 @@ def _kernel(rx, ry, rt, tf, opts, ridge, intercept, holdout, seed, folds, ridge_
     ekw = feature_engine_kwargs({k: v for k, v in engine_kw.items() if v is not None}, raw, width, 0)
     moments, plan = run(stat, raw, names=list(raw_names), check_pairing=False, **ekw)
     P = _Problem(moments, n_folds, holdout > 0, intercept)
+    # the expanded input's relative ridge is scaled by x's Gram: the kernel stitch gets the linear stitch's λ
+    P.ridge_anchor.update({E["zx"]: E["x"]} | ({E["zy"]: E["y"]} if "zy" in E else {}))
     params = {**common, "kind": "kernel", "kernel": opts["kernel"], "method_features": opts["method"],
               "n_features": opts["n_features"], "bandwidth_rule": opts["bandwidth"] if isinstance(opts["bandwidth"], str) else "given",
               "features_x": px, "features_y": py, "bound": _BOUND_NOTE["kernel"], **engine_parameters(plan)}  # fmt: skip
