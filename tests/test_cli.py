@@ -54,12 +54,12 @@ def test_missing_store_exits_2(tmp_path, capsys):
     assert "no Zarr group" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "bigalign.cli", "demo", "--out", str(tmp_path / "demo")],
         capture_output=True,
         text=True,
-        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((tmp_path / "demo" / "results.json").read_text())

@@ -235,20 +235,6 @@ def test_schedulers_agree(inv_data):
     assert sync["block"].parameters["n_tasks"] > 1  # several tasks really ran
 
 
-@pytest.mark.slow
-def test_local_cluster_agrees(inv_data):
-    """A real 2-process distributed.LocalCluster gives the single-process answers (1e-12)."""
-    distributed = pytest.importorskip("distributed")
-    x, y = inv_data
-    sync = _all_paths(x, y, scheduler="sync")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
-        with distributed.Client(cluster, set_as_default=False) as client:
-            dist = _all_paths(x, y, scheduler=client)
-    for key, r in sync.items():
-        assert dist[key].value == pytest.approx(r.value, rel=RTOL), key
-        assert dist[key].parameters["scheduler"] == "distributed"
-
-
 # ---------------------------------------------------------------------------
 # block and projection estimators: statistics
 # ---------------------------------------------------------------------------

@@ -158,6 +158,7 @@ def _all_runners(client):
     return runners
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric,estimator", METRICS, ids=METRIC_IDS)
 def test_schedulers_agree(metric, estimator, data, dask_client):
     x, y = data

@@ -103,6 +103,7 @@ def test_cli_resume(store, tmp_path, capsys):
     assert out.exists() and not Path(str(out) + ".ckpt").exists()
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_computation_still_correct(tmp_path):
     distributed = pytest.importorskip("distributed")
     import dask.array as da

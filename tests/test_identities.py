@@ -609,6 +609,7 @@ def test_invariance(measure, transform, kind, invariance_data):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_measures_family_quick(tmp_path, demo_dir):
     """The script runs and the figure's expectations hold on real networks (loose, justified):
     every similarity measure — every dissimilarity reversed — ranks each matched layer pair (A.k, B.k)
@@ -618,7 +619,6 @@ def test_measures_family_quick(tmp_path, demo_dir):
         [sys.executable, str(ROOT / "examples" / "measures_family.py"), "--quick", "--out", str(tmp_path), "--stores", str(demo_dir)],
         capture_output=True,
         text=True,
-        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     res = json.loads((tmp_path / "measures_family.json").read_text())

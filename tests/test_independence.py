@@ -273,6 +273,7 @@ def _naive_ridged(K: np.ndarray, L: np.ndarray, rx: float, ry: float) -> dict[st
     return {"kcc": math.sqrt(ev[0]), "kmi": -0.5 * np.linalg.slogdet(np.eye(n) - Rx @ Ry)[1]}
 
 
+@pytest.mark.slow
 def test_nystroem_stderr_pieces_from_a_naive_reference():
     """Nyström's error bar against references written from the definitions: θ at the nested
     landmark prefixes m, m/2, m/4 from explicit n×n Grams K̃ = K_nZ W⁺ K_Zn (naive COCO /

@@ -364,6 +364,7 @@ def test_permutation_test_calibrated():
     assert 0.015 <= rate <= 0.09
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel,features", [("linear", "exact"), ("rbf", "nystroem"), ("rbf", "exact")])
 def test_asymptotic_test_calibrated(kernel, features):
     """Spectral null, R = 200 under H0 at n_x = 120, n_y = 150 (measured: linear 0.055,

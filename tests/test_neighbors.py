@@ -246,18 +246,6 @@ def test_schedulers_agree(inv_data):
         assert threads[key] == pytest.approx(v, rel=RTOL), key
 
 
-@pytest.mark.slow
-def test_local_cluster_agrees(inv_data):
-    distributed = pytest.importorskip("distributed")
-    x, y = inv_data
-    sync = _paths(x, y, scheduler="sync")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
-        with distributed.Client(cluster, set_as_default=False) as client:
-            dist = _paths(x, y, scheduler=client)
-    for key, v in sync.items():
-        assert dist[key] == pytest.approx(v, rel=RTOL), key
-
-
 # ---------------------------------------------------------------------------
 # statistics: chance level, sampled queries
 # ---------------------------------------------------------------------------

@@ -321,6 +321,7 @@ ACCEPT_RTOL = 1e-6  # the documented acceptance criterion
 MEASURED_RTOL = 1e-12
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric,estimator", [m for m in METRICS if m[0] != "kernel_alignment"],
                          ids=[i for i in METRIC_IDS if i != "kernel_alignment"])
 @pytest.mark.parametrize(

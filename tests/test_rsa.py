@@ -195,19 +195,6 @@ def test_schedulers_agree(inv_data):
         assert threads[key].value == pytest.approx(r.value, rel=RTOL), key
 
 
-@pytest.mark.slow
-def test_local_cluster_agrees(inv_data):
-    distributed = pytest.importorskip("distributed")
-    x, y = inv_data
-    sync = _paths(x, y, scheduler="sync")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
-        with distributed.Client(cluster, set_as_default=False) as client:
-            dist = _paths(x, y, scheduler=client)
-    for key, r in sync.items():
-        assert dist[key].value == pytest.approx(r.value, rel=RTOL), key
-        assert dist[key].parameters["scheduler"] == "distributed"
-
-
 # ---------------------------------------------------------------------------
 # sampled pairs
 # ---------------------------------------------------------------------------

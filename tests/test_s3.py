@@ -140,6 +140,7 @@ def assert_same_store(a: bigalign.ActivationStore, b: bigalign.ActivationStore) 
 # --------------------------------------------------------------------------- #
 
 
+@pytest.mark.slow
 def test_round_trip_is_bit_exact_and_stores_the_same_objects(s3, tmp_path):
     batches, ids = make_batches(1)
     url, local = new_url(), tmp_path / "local.zarr"
@@ -197,6 +198,7 @@ def pair(s3, tmp_path_factory):
     return ra, rb, la, lb
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheduler", ["sync", "threads"])
 def test_cka_matches_local(pair, scheduler):
     ra, rb, la, lb = pair
@@ -243,6 +245,7 @@ def test_distributed_process_workers_read_s3(pair, s3):
 # --------------------------------------------------------------------------- #
 
 
+@pytest.mark.slow
 def test_resume_with_mode_a(s3, tmp_path):
     batches, ids = make_batches(4, sizes=(5, 8, 6, 9), layers=["emb", "h.2"])
     url, local = new_url(), tmp_path / "local.zarr"
@@ -266,6 +269,7 @@ def test_mode_a_creates_a_missing_store(s3):
     assert bigalign.open_activations(url, storage_options=s3["options"]).n_samples == 3
 
 
+@pytest.mark.slow
 def test_interrupted_append_leaves_only_complete_batches(s3, tmp_path, monkeypatch):
     """An append that dies after writing its chunks but before its commit record (the last
     PUT) is invisible; mode='a' drops its chunks and appending continues correctly."""
@@ -295,6 +299,7 @@ def test_interrupted_append_leaves_only_complete_batches(s3, tmp_path, monkeypat
     assert s3_keys(s3["fs"], url) == local_keys(local)
 
 
+@pytest.mark.slow
 def test_reopening_sees_what_another_writer_committed(s3):
     """fsspec caches filesystem instances with their listings; a reader polling a store that
     another writer (here: another filesystem instance, credentials passed explicitly) is
@@ -320,6 +325,7 @@ def test_reopening_sees_what_another_writer_committed(s3):
 # --------------------------------------------------------------------------- #
 
 
+@pytest.mark.slow
 def test_pairing_checked_across_s3_and_local(s3, tmp_path):
     batches, ids = make_batches(7, sizes=(10, 10), layers=["emb", "out"])
     url = new_url()

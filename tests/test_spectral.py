@@ -97,24 +97,12 @@ def data():
     return pair(np.random.default_rng(5))
 
 
-@pytest.fixture(scope="module")
-def dask_client():
-    """2 worker processes × 1 thread (as in test_engine.py); not the default client."""
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
-    client = distributed.Client(cluster, set_as_default=False)
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()
-
-
 # --------------------------------------------------------------------------- #
 # spectrum
 # --------------------------------------------------------------------------- #
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("center", [True, False])
 def test_spectrum_exact_matches_numpy(center, data):
     x, _ = data
@@ -210,6 +198,7 @@ def test_randomized_range_error_within_hmt_bound():
         assert s.n_passes == q + 2
 
 
+@pytest.mark.slow
 def test_randomized_spectrum_matches_exact_on_decaying_spectrum():
     rng = np.random.default_rng(4)
     x = decaying(rng, 2000, 200, 2.0, offset=5.0)
@@ -408,6 +397,7 @@ def task():
     return x, labels, target
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("center", [True, False])
 def test_task_alignment_against_n_by_n(center, task):
     x, labels, _ = task
@@ -540,17 +530,6 @@ def test_block_size_invariance(inv_data):
         # randomized: the sketch is a fixed function of the data and Ω; blockings differ by rounding
         # of A·Ω (amplified at most by the Ritz-value gaps, measured ≤ 1e-13)
         np.testing.assert_allclose(_randomized_views(x, y, block_size=bs, scheduler="sync"), rbase, rtol=1e-10, atol=1e-12)
-
-
-def test_scheduler_invariance_threads_and_local_cluster(inv_data, dask_client):
-    x, y, labels = inv_data
-    bs = 64
-    base = _exact_views(x, y, labels, block_size=bs, scheduler="sync")
-    rbase = _randomized_views(x, y, block_size=bs, scheduler="sync")
-    for kw in ({"scheduler": "threads", "num_workers": 2}, {"scheduler": dask_client}):
-        np.testing.assert_allclose(_exact_views(x, y, labels, block_size=bs, **kw), base, rtol=1e-12, atol=0)
-        got = _randomized_views(x, y, block_size=bs, **kw)
-        assert np.array_equal(got, rbase), np.max(np.abs(got - rbase))  # bit-identical for a seed
 
 
 def test_store_layers_and_labels_stored_with_the_activations(tmp_path, inv_data):

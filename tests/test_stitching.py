@@ -455,6 +455,7 @@ def _assert_same(a: StitchResult, b: StitchResult, rtol=INV_RTOL):
     assert a.ridge == b.ridge or all(math.isclose(a.ridge[k], b.ridge[k], rel_tol=rtol) for k in a.ridge)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ridge", [0.0, "cv"])
 def test_block_size_and_scheduler_invariance(data, dask_client, ridge):
     x, y, labels = data
@@ -690,6 +691,7 @@ def test_docstring_examples():
     assert res.attempted > 0 and res.failed == 0
 
 
+@pytest.mark.slow
 def test_example_runs(tmp_path, capsys):
     """examples/stitching_digits.py --quick, in this process (the imports are already paid for)."""
     import runpy

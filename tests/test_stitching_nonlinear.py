@@ -373,21 +373,6 @@ def test_block_size_and_scheduler_invariance(data, kind, kw):
             assert r.parameters["alpha"] == pytest.approx(ref.parameters["alpha"], rel=INV_RTOL)
 
 
-def test_distributed_scheduler(data):
-    """Feature maps and MLPs travel to 2 worker processes (pickled) and give the numbers of the plain loop."""
-    distributed = pytest.importorskip("distributed")
-    x, y, labels = data
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
-    client = distributed.Client(cluster, set_as_default=False)
-    try:
-        for kind, kw in (("kernel", dict(n_features=32, ridge=0.1, method="nystroem")), ("mlp", MLP_FAST)):
-            ref = stitch(x, y, kind=kind, targets=labels, block_size=len(x), scheduler="sync", **kw)
-            _assert_same(stitch(x, y, kind=kind, targets=labels, block_size=64, scheduler=client, **kw), ref)
-    finally:
-        client.close()
-        cluster.close()
-
-
 @pytest.mark.parametrize("kind, kw", [("kernel", dict(n_features=32, ridge=0.1)), ("mlp", MLP_FAST)])
 def test_deterministic_for_a_seed(data, kind, kw):
     x, y, labels = data
@@ -570,6 +555,7 @@ def test_store_inputs(tmp_path, data):
 # ============================================================================
 
 
+@pytest.mark.slow
 def test_example_quick(tmp_path, capsys):
     """examples/stitching_linear_vs_nonlinear.py --quick, in this process; its checks are asserted here."""
     from threadpoolctl import threadpool_limits

@@ -1,0 +1,182 @@
+"""One invariance test for every public metric: the answer does not depend on how the engine runs.
+
+The engine's contract (docs/guarantees.md): a result does not depend on the block size, the
+scheduler or the number of workers beyond float rounding — the combine tree is built from block
+indices, random choices come from the seed, never from the blocking.  Every public function is
+listed once in ``REGISTRY``; the tests below run each entry
+
+* with several block sizes under the plain loop (``scheduler="sync"``),
+* under the threaded scheduler with 2 workers,
+* on one real ``distributed.LocalCluster`` of 2 worker processes (states are pickled),
+  started once for the whole session (``slow``: run by ``.ci/run``),
+
+and demand the reference answer (``value``, ``stderr``, p-values) to ``RTOL``.
+
+To cover a new metric, append a ``Case`` to ``REGISTRY``: a name, and a function of
+``(data, **engine_options)`` returning a result that follows the result protocol.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+import bigalign
+
+#: relative agreement demanded between runs that differ only in blocking or scheduler: sums are
+#: combined in another order, so rounding differs (measured ≤ 1e-12 on these sizes); 1e-9 is the
+#: project's exactness bar
+RTOL = 1e-9
+N = 96  # rows: small enough that every case runs in well under a second
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    run: Callable[..., Any]  # run(data, **engine_options) -> result
+    block_sizes: tuple[int, ...] = (7, 40)  # besides the planned default
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, Any]:
+    rng = np.random.default_rng(2024)
+    x = rng.normal(size=(N, 5)) + 3.0  # an offset: centring must be exact, not cancellation-prone
+    y = np.tanh(x[:, :3] @ rng.normal(size=(3, 4))) + 0.3 * rng.normal(size=(N, 4))
+    labels = (x[:, 0] > 3.0).astype(int) + (x[:, 1] > 3.0).astype(int)
+    x2 = rng.normal(size=(N - 17, 5)) + 3.2  # a second sample of x's space (MMD: unpaired, n_x ≠ n_y)
+    return {"x": x, "y": y, "labels": labels, "x2": x2}
+
+
+REGISTRY: list[Case] = [
+    # kernel family
+    Case("cka-linear", lambda d, **kw: bigalign.cka(d["x"], d["y"], **kw)),
+    Case("cka-linear-biased", lambda d, **kw: bigalign.cka(d["x"], d["y"], estimator="biased", **kw)),
+    Case("cka-rbf-exact", lambda d, **kw: bigalign.cka(d["x"], d["y"], kernel="rbf", method="exact", **kw)),
+    Case("cka-rbf-rff", lambda d, **kw: bigalign.cka(d["x"], d["y"], kernel="rbf", method="rff", n_features=96, **kw)),
+    Case("cka-laplacian-nystroem",
+         lambda d, **kw: bigalign.cka(d["x"], d["y"], kernel="laplacian", method="nystroem", n_features=24, **kw)),  # fmt: skip
+    Case("hsic", lambda d, **kw: bigalign.hsic(d["x"], d["y"], **kw)),
+    Case("hsic-rbf-orf", lambda d, **kw: bigalign.hsic(d["x"], d["y"], kernel="rbf", method="orf", n_features=96, **kw)),
+    Case("kernel_alignment", lambda d, **kw: bigalign.kernel_alignment(d["x"], d["y"], **kw)),
+    Case("distance_alignment", lambda d, **kw: bigalign.distance_alignment(d["x"], d["y"], **kw)),
+    # dependence
+    Case("dcor-exact", lambda d, **kw: bigalign.dcor(d["x"], d["y"], method="exact", **kw)),
+    Case("dcov-exact-biased", lambda d, **kw: bigalign.dcov(d["x"], d["y"], estimator="biased", method="exact", **kw)),
+    Case("coco", lambda d, **kw: bigalign.coco(d["x"], d["y"], **kw)),
+    Case("kcc", lambda d, **kw: bigalign.kcc(d["x"], d["y"], **kw)),
+    Case("kmi-rbf-exact", lambda d, **kw: bigalign.kmi(d["x"], d["y"], kernel="rbf", method="exact", **kw)),
+    Case("rsa-pearson", lambda d, **kw: bigalign.rsa(d["x"], d["y"], **kw)),
+    Case("rsa-euclidean", lambda d, **kw: bigalign.rsa(d["x"], d["y"], distance="euclidean", **kw)),
+    Case("mutual_knn", lambda d, **kw: bigalign.mutual_knn(d["x"], d["y"], k=5, **kw)),
+    Case("cknna", lambda d, **kw: bigalign.cknna(d["x"], d["y"], k=5, **kw)),
+    # tests and two samples
+    Case("mmd-rbf-exact", lambda d, **kw: bigalign.mmd(d["x"], d["x2"], method="exact", **kw)),
+    Case("mmd-linear", lambda d, **kw: bigalign.mmd(d["x"], d["x2"], kernel="linear", **kw)),
+    Case("mmd_test-permutation", lambda d, **kw: bigalign.mmd_test(d["x"], d["x2"], null="permutation", n_permutations=49, **kw)),
+    Case("hsic_test-gamma-nystroem-streamed",
+         lambda d, **kw: bigalign.hsic_test(d["x"], d["y"], null="gamma", method="nystroem", n_features=20, **kw)),  # fmt: skip
+    # spectral views
+    Case("spectrum", lambda d, **kw: bigalign.spectrum(d["x"], **kw)),
+    Case("spectrum-randomized", lambda d, **kw: bigalign.spectrum(d["x"], rank=3, method="randomized", **kw)),
+    Case("spectral_alignment", lambda d, **kw: bigalign.spectral_alignment(d["x"], d["y"], ridge=1e-3, **kw)),
+    Case("task_alignment", lambda d, **kw: bigalign.task_alignment(d["x"], d["labels"], **kw)),
+    Case("kare", lambda d, **kw: bigalign.kare(d["x"], d["labels"], ridge=1e-2, **kw)),
+    # stitching
+    Case("stitch-linear", lambda d, **kw: bigalign.stitch(d["x"], d["y"], targets=d["labels"], **kw)),
+    Case("stitch-kernel", lambda d, **kw: bigalign.stitch(d["x"], d["y"], kind="kernel", n_features=16, ridge=1e-3, **kw)),
+    Case("stitch-mlp", lambda d, **kw: bigalign.stitch(d["x"], d["y"], kind="mlp", targets=d["labels"], hidden=(8,), epochs=2,
+                                                       batch_size=32, **kw)),  # fmt: skip
+]
+
+
+def _signature(r: Any) -> dict[str, Any]:
+    """The numbers that must not move: value, stderr, p-value, and the held-out risks of a stitch."""
+    out = {"value": float(r.value), "stderr": r.stderr}
+    for extra in ("pvalue", "stitched_risk", "risk_2"):
+        v = getattr(r, extra, None)
+        if v is not None:
+            out[extra] = float(v)
+    return out
+
+
+def _assert_same(got: Any, ref: Any, what: str) -> None:
+    g, r = _signature(got), _signature(ref)
+    assert g.keys() == r.keys(), what
+    for k, v in r.items():
+        if v is None:
+            assert g[k] is None, (what, k)
+        elif k == "pvalue":  # counts of permuted statistics: identical, or rounding flips a tie
+            assert g[k] == pytest.approx(v, abs=2.0 / 50), (what, k)
+        else:
+            assert g[k] == pytest.approx(v, rel=RTOL, abs=1e-13 * max(1.0, abs(r["value"]))), (what, k, g[k], v)
+
+
+def test_registry_covers_every_public_function():
+    """A public function that returns a result must be in REGISTRY (extend it with yours)."""
+    public = {
+        "cka", "hsic", "kernel_alignment", "distance_alignment", "dcor", "dcov", "coco", "kcc", "kmi", "rsa",
+        "mutual_knn", "cknna", "mmd", "mmd_test", "hsic_test", "spectrum", "spectral_alignment", "task_alignment",
+        "kare", "stitch",
+    }  # fmt: skip
+    covered = {c.name.split("-")[0] for c in REGISTRY}
+    assert public <= covered, sorted(public - covered)
+    assert public <= set(bigalign.__all__)
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=lambda c: c.name)
+def test_result_protocol(case, data):
+    """Every public return value: value/float/estimator/method/parameters/flags/stderr/ci/to_dict."""
+    import json
+
+    r = case.run(data, scheduler="sync")
+    assert isinstance(r.value, float) and float(r) == r.value and math.isfinite(r.value)
+    assert isinstance(r.estimator, str) and r.estimator and isinstance(r.method, str) and r.method
+    assert isinstance(r.metric, str) and isinstance(r.n_samples, int)
+    assert isinstance(dict(r.parameters), dict) and isinstance(r.flags, tuple)
+    assert r.stderr is None or (isinstance(r.stderr, float) and r.stderr >= 0)
+    assert (r.ci is None) == (r.ci_level is None)
+    d = json.loads(json.dumps(r.to_dict()))  # JSON-safe, plain floats
+    for key in ("metric", "value", "estimator", "method", "n_samples", "parameters", "flags", "stderr", "ci", "ci_level"):
+        assert key in d, key
+    assert d["value"] == r.value and d["method"] == r.method and d["estimator"] == r.estimator
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=lambda c: c.name)
+def test_block_size_invariance(case, data):
+    ref = case.run(data, scheduler="sync")
+    for bs in case.block_sizes:
+        _assert_same(case.run(data, scheduler="sync", block_size=bs), ref, f"{case.name}, block_size={bs}")
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=lambda c: c.name)
+def test_threads_agree_with_the_plain_loop(case, data):
+    ref = case.run(data, scheduler="sync", block_size=case.block_sizes[0])
+    got = case.run(data, scheduler="threads", num_workers=2, block_size=case.block_sizes[0])
+    _assert_same(got, ref, f"{case.name}, threads")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", REGISTRY, ids=lambda c: c.name)
+def test_local_cluster_agrees_with_the_plain_loop(case, data, local_cluster):
+    """A real 2-process distributed.LocalCluster (started once per session): states are pickled."""
+    ref = case.run(data, scheduler="sync", block_size=case.block_sizes[0])
+    got = case.run(data, scheduler=local_cluster, block_size=case.block_sizes[0])
+    _assert_same(got, ref, f"{case.name}, LocalCluster")
+
+
+def test_memory_per_worker_is_honoured_on_tile_roads(data):
+    """run_pairs plans smaller tiles under a small memory_per_worker, for the same answer."""
+    from bigalign.engine import DEFAULT_TILE_ROWS, prepare, tile_rows
+
+    reps = prepare([data["x"], data["y"]], ["x", "y"])
+    assert tile_rows(reps, None, 1) == DEFAULT_TILE_ROWS
+    small = tile_rows(reps, 32 * 30**2 + 2 * 30 * 9 * 16, 1)  # room for 30-row tiles exactly
+    assert small == 30
+    ref = bigalign.dcor(data["x"], data["y"], method="exact", scheduler="sync")
+    got = bigalign.dcor(data["x"], data["y"], method="exact", scheduler="sync", memory_per_worker=32 * 30**2 + 2 * 30 * 9 * 16)
+    assert got.parameters["block_size"] == 30 and ref.parameters["block_size"] == N
+    assert got.value == pytest.approx(ref.value, rel=RTOL)
