@@ -292,11 +292,20 @@ class _GramStatistic:
 
 
 def _colmean_se(c: np.ndarray) -> tuple[float, float]:
-    """Mean of iid estimates and its standard error."""
+    """Mean of iid probe estimates cᵦ = ‖W g̃ᵦ‖² and its standard error.
+
+    The sample spread under-states the error when W has few large singular
+    values (cᵦ is then nearly χ²₁, skewed); for Gaussian probes Var cᵦ =
+    2‖WᵀW‖²_F ≤ 2(E cᵦ)², so the standard error is at most √(2/m)·E c.
+    We report the larger of the sample value and that worst case
+    at the estimate (honest for any tail spectrum).
+    """
     m = c.size
     if m == 0:
         return 0.0, 0.0
-    return float(c.mean()), float(c.std(ddof=1) / math.sqrt(m)) if m > 1 else math.inf
+    est = float(c.mean())
+    emp = float(c.std(ddof=1) / math.sqrt(m)) if m > 1 else math.inf
+    return est, max(emp, math.sqrt(2.0 / m) * est)
 
 
 def _two_sample_se(x2: np.ndarray) -> tuple[float, float]:
@@ -311,7 +320,9 @@ def _two_sample_se(x2: np.ndarray) -> tuple[float, float]:
     if ma < 2 or mb < 2:
         return est, math.inf
     var = x2.mean(axis=1).var(ddof=1) / ma + x2.mean(axis=0).var(ddof=1) / mb
-    return est, float(math.sqrt(var))
+    # worst case over tail spectra (rank one): Var ≤ (2/m_a + 2/m_b + 8/(m_a·m_b))·(E x)²
+    worst = (2.0 / ma + 2.0 / mb + 8.0 / (ma * mb)) * est * est
+    return est, float(math.sqrt(max(var, worst)))
 
 
 def _one_sample_se(x2: np.ndarray) -> tuple[float, float]:
@@ -327,7 +338,9 @@ def _one_sample_se(x2: np.ndarray) -> tuple[float, float]:
     if m < 3:
         return est, math.inf
     h1 = off / (m - 1)
-    return est, float(2.0 * h1.std(ddof=1) / math.sqrt(m))
+    # worst case over tail spectra (rank one): Var h₁ ≤ 2(E x)², plus the degenerate part 8(E x)²/(m(m−1))
+    worst = (8.0 / m + 16.0 / (m * (m - 1))) * est * est
+    return est, float(math.sqrt(max(4.0 * h1.var(ddof=1) / m, worst)))
 
 
 @dataclass
