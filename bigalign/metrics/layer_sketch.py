@@ -431,6 +431,7 @@ def sketched_cka_cells(
     n_power_iter: int = 1,
     seed: int = 0,
     engine_kw: Mapping[str, Any] | None = None,
+    method_reason: str | None = None,
 ) -> tuple[dict[tuple[int, int], SketchedResult | DegenerateInputError], int, dict[str, Any]]:
     """CKA of the pairs ``wanted`` of paired representations ``reps`` by the projected road.
 
@@ -438,6 +439,8 @@ def sketched_cka_cells(
     hold the cell's :class:`SketchedResult` (or the :class:`DegenerateInputError`
     that makes it undefined), shaped like compare_layers' cells; ``info`` has
     the per-layer head sizes and tail shares. The caller has checked pairing.
+    ``method_reason`` (e.g. the auto rule's reason) is recorded in every
+    cell's parameters.
     """
     check_choice("cka_matrix_sketched", "estimator", estimator, ESTIMATORS)
     rank = _check_int("rank", rank, 1)
@@ -517,6 +520,7 @@ def sketched_cka_cells(
         "compute_dtype": str(dtype),
         "n_passes": n_passes,
         **(engine_parameters(plan) if plan is not None else {}),
+        **({"method_reason": method_reason} if method_reason else {}),
     }
     values: dict[tuple[int, int], Any] = {}
     self_terms: dict[int, Any] = {}
