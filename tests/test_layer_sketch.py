@@ -133,3 +133,18 @@ def test_auto_rule_and_cost_model():
     assert t_exact > 30 * t_sketch
     with pytest.raises(InvalidInputError):
         predict_layer_matrix_seconds(10, [3], [(0, 0)], "fast")
+
+
+def test_states_report_their_size_to_dask():
+    # distributed sizes results with dask.sizeof for memory limits, spilling and transfer accounting;
+    # a dataclass of arrays would otherwise count as ~56 bytes
+    from dask.sizeof import sizeof
+
+    from bigalign.metrics.layer_sketch import _GramStatistic
+    from bigalign.moments import MomentStatistic
+
+    x = np.random.default_rng(0).standard_normal((50, 30))
+    m = MomentStatistic(names=("x", "y"), pairs=((0, 1),)).partial([x, x], 0)
+    assert sizeof(m) >= 3 * 30 * 30 * 8
+    g = _GramStatistic(names=("x",), means=(np.zeros(30),), bases=(None,), dtype=np.float64).partial([x], 0)
+    assert sizeof(g) >= 30 * 30 * 8

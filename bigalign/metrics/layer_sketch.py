@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from dask.sizeof import sizeof
 from threadpoolctl import threadpool_limits
 
 from .._checks import raise_nonfinite
@@ -239,6 +240,11 @@ class _SketchStatistic:
         return state
 
 
+@sizeof.register(_SketchState)
+def _sizeof_sketch(s: _SketchState) -> int:
+    return int(sum(a.nbytes for a in s.colsum) + sum(a.nbytes for a in s.S)) + 8 * len(s.sq) + 64
+
+
 def _centred_sketch(state: _SketchState, k: int, shift: np.ndarray, omega: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """(mean, M·Ω, tr M) of layer k: Σ(x−s)(x−s)ᵀ = M + n·δδᵀ with δ = mean − s."""
     n = state.n
@@ -285,6 +291,11 @@ class _GramStatistic:
 
     def finalize(self, state: _GramState) -> _GramState:
         return state
+
+
+@sizeof.register(_GramState)
+def _sizeof_gram(s: _GramState) -> int:
+    return int(s.gram.nbytes + s.pp.nbytes + s.psum.nbytes) + 64
 
 
 # --------------------------------------------------------------------------- #
