@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from dask.sizeof import sizeof
 
 from ._checks import raise_nonfinite
 from .errors import InvalidInputError
@@ -123,6 +124,14 @@ class Moments:
             return c.M, c.T
         c = self.crosses[(j, i)]
         return c.M.T, c.T.T
+
+
+@sizeof.register(Moments)
+def _sizeof_moments(m: Moments) -> int:
+    """Bytes of the arrays (distributed sizes states with this: memory limits, spilling, transfer accounting)."""
+    arrays = [a for sd in m.sides for a in (sd.mean, sd.M, sd.T, sd.A, sd.colmin, sd.colmax)]
+    arrays += [a for c in m.crosses.values() for a in (c.M, c.T, c.A, c.B)]
+    return int(sum(a.nbytes for a in arrays)) + 64 * (1 + len(m.sides) + len(m.crosses))
 
 
 def _side_block(x: np.ndarray, name: str, start: int, bounds: np.ndarray) -> tuple[Side, np.ndarray, np.ndarray]:
