@@ -9,6 +9,7 @@ from .distance import distance_alignment
 from .independence import coco, kcc, kmi
 from .kernel import cka, hsic, kernel_alignment
 from .neighbors import cknna, mutual_knn
+from .procrustes import procrustes
 from .rsa import rsa
 from .spectral import kare, spectral_alignment, spectrum, task_alignment
 from .stitching import StitchingMatrix, StitchResult, StitchRisks, stitch, stitching_matrix
@@ -32,6 +33,7 @@ __all__ = [
     "kernel_alignment",
     "kmi",
     "mutual_knn",
+    "procrustes",
     "rsa",
     "spectral_alignment",
     "spectrum",
