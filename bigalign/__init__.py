@@ -32,11 +32,13 @@ from .metrics import (
     kmi,
     mutual_knn,
     procrustes,
+    pwcca,
     rsa,
     spectral_alignment,
     spectrum,
     stitch,
     stitching_matrix,
+    svcca,
     task_alignment,
 )
 from .metrics.spectral import KareResult, SpectralAlignmentResult, SpectrumResult, TaskAlignmentResult
@@ -96,6 +98,7 @@ __all__ = [
     "mutual_knn",
     "open_activations",
     "procrustes",
+    "pwcca",
     "progress",
     "rsa",
     "run",
@@ -103,6 +106,7 @@ __all__ = [
     "spectrum",
     "stitch",
     "stitching_matrix",
+    "svcca",
     "task_alignment",
     "write_report",
 ]

@@ -4,6 +4,7 @@
 ``bigalign.metrics.mmd``, so that name stays the module here.)
 """
 
+from .cca import pwcca, svcca
 from .dcor import dcor, dcov
 from .distance import distance_alignment
 from .independence import coco, kcc, kmi
@@ -34,10 +35,12 @@ __all__ = [
     "kmi",
     "mutual_knn",
     "procrustes",
+    "pwcca",
     "rsa",
     "spectral_alignment",
     "spectrum",
     "stitch",
     "stitching_matrix",
+    "svcca",
     "task_alignment",
 ]
