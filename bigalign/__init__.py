@@ -17,6 +17,7 @@ from .errors import (
 from .io import ActivationStore, ActivationWriter, Layer, PairingWarning, open_activations
 from .metrics import (
     NonlinearStitchResult,
+    PermutationResult,
     StitchingMatrix,
     StitchResult,
     cka,
@@ -31,6 +32,7 @@ from .metrics import (
     kernel_alignment,
     kmi,
     mutual_knn,
+    permutation_test,
     procrustes,
     pwcca,
     rsa,
@@ -67,6 +69,7 @@ __all__ = [
     "NonFiniteError",
     "PairingError",
     "PairingWarning",
+    "PermutationResult",
     "Result",
     "SpectralAlignmentResult",
     "SpectrumResult",
@@ -97,6 +100,7 @@ __all__ = [
     "mmd_test",
     "mutual_knn",
     "open_activations",
+    "permutation_test",
     "procrustes",
     "pwcca",
     "progress",

@@ -10,6 +10,7 @@ from .distance import distance_alignment
 from .independence import coco, kcc, kmi
 from .kernel import cka, hsic, kernel_alignment
 from .neighbors import cknna, mutual_knn
+from .permutation import PermutationResult, permutation_test
 from .procrustes import procrustes
 from .rsa import rsa
 from .spectral import kare, spectral_alignment, spectrum, task_alignment
@@ -18,6 +19,7 @@ from .stitching_nonlinear import NonlinearStitchResult, StitchRisksSE
 
 __all__ = [
     "NonlinearStitchResult",
+    "PermutationResult",
     "StitchResult",
     "StitchRisksSE",
     "StitchRisks",
@@ -34,6 +36,7 @@ __all__ = [
     "kernel_alignment",
     "kmi",
     "mutual_knn",
+    "permutation_test",
     "procrustes",
     "pwcca",
     "rsa",
