@@ -7,6 +7,7 @@
 from .cca import pwcca, svcca
 from .dcor import dcor, dcov
 from .distance import distance_alignment
+from .energy import dcov_test, energy_distance, partial_dcor
 from .independence import coco, kcc, kmi
 from .kernel import cka, hsic, kernel_alignment
 from .neighbors import cknna, mutual_knn
@@ -29,13 +30,16 @@ __all__ = [
     "coco",
     "dcor",
     "dcov",
+    "dcov_test",
     "distance_alignment",
+    "energy_distance",
     "hsic",
     "kare",
     "kcc",
     "kernel_alignment",
     "kmi",
     "mutual_knn",
+    "partial_dcor",
     "permutation_test",
     "procrustes",
     "pwcca",
