@@ -116,3 +116,20 @@ def test_rank_deficient_and_errors(rng):
         bigalign.svcca(x, y, method="randomized")  # needs n_components
     with pytest.raises(InvalidInputError):
         bigalign.pwcca(x, y, weights="z")
+
+
+def test_from_moments_hooks(rng):
+    """The (m, i, j, estimator, parameters) hooks compare_layers uses give the façades' values."""
+    from bigalign.metrics._common import linear_moments
+    from bigalign.metrics.cca import pwcca_from_moments, svcca_from_moments
+    from bigalign.metrics.procrustes import procrustes_angular_from_moments, procrustes_distance_from_moments
+
+    x, y = _data(rng)
+    m, _ = linear_moments(x, y, {})
+    assert svcca_from_moments(m, 0, 1, "biased", {}).value == pytest.approx(bigalign.svcca(x, y).value, rel=1e-12)
+    assert pwcca_from_moments(m, 0, 1, "biased", {}).value == pytest.approx(bigalign.pwcca(x, y).value, rel=1e-12)
+    assert pwcca_from_moments(m, 1, 0, "biased", {}).value == pytest.approx(bigalign.pwcca(y, x).value, rel=1e-12)
+    assert procrustes_distance_from_moments(m, 0, 1, "biased", {}).value == pytest.approx(bigalign.procrustes(x, y).value, rel=1e-12)
+    assert procrustes_angular_from_moments(m, 1, 0, "biased", {}).value == pytest.approx(
+        bigalign.procrustes(x, y, angular=True).value, rel=1e-12
+    )

@@ -57,7 +57,7 @@ from ..result import Result
 from ._common import check_choice, engine_kwargs, engine_parameters, with_engine_doc
 from .spectral import EXACT_MAX_D, spectral_alignment
 
-__all__ = ["svcca", "pwcca", "canonical_from_moments"]
+__all__ = ["svcca", "pwcca", "canonical_from_moments", "svcca_from_moments", "pwcca_from_moments"]
 
 DEFAULT_VARIANCE = 0.99
 
@@ -216,7 +216,6 @@ def svcca(
         kx, ky = sa.rank_x, sa.rank_y
         params: dict[str, Any] = {k_: v for k_, v in sa.parameters.items() if k_ not in ("norm_eta", "norm_mu", "method_reason")}
         params.update(n_components=k, n_oversamples=p, n_power_iter=q, seed=seed)
-        ex_var = ey_var = None
         name = "randomized"
     else:
         if n_oversamples is not None or n_power_iter is not None or seed is not None:
@@ -224,19 +223,29 @@ def svcca(
                 f"n_oversamples, n_power_iter and seed apply to {func}'s randomized road only; got them with method={chosen!r}."
             )
         m, plan = exact_moments([rx, ry], ["x", "y"], [(0, 1)], [None, None], ekw)
-        ex, ey = exact_side(m.sides[0], True), exact_side(m.sides[1], True)
-        _degenerate(func, ex, "x")
-        _degenerate(func, ey, "y")
-        kx0, ky0 = _keep(ex, rx.d, k, frac), _keep(ey, ry.d, k, frac)
-        cc = canonical_from_moments(m, 0, 1, kx0, ky0)
-        rho, kx, ky = cc["rho"], cc["kx"], cc["ky"]
-        ex_var = float(ex.values[:kx].sum() / ex.values.clip(0).sum())
-        ey_var = float(ey.values[:ky].sum() / ey.values.clip(0).sum())
-        params = {"n_components": k, "variance_fraction": frac, **engine_parameters(plan)}
-        name = "exact-streaming"
-    params.update(method_reason=reason, n_components_x=int(kx), n_components_y=int(ky))
-    if ex_var is not None:
-        params.update(variance_kept_x=ex_var, variance_kept_y=ey_var)
+        return _svcca_exact(m, 0, 1, k, frac, {"method_reason": reason, **engine_parameters(plan)})
+    params["method_reason"] = reason
+    return _svcca_result(rho, kx, ky, n, name, params)
+
+
+def _svcca_exact(m: Any, i: int, j: int, k: int | None, frac: float | None, parameters: dict[str, Any]) -> Result:
+    """SVCCA of inputs i and j from merged centred moments (the exact road)."""
+    ex, ey = exact_side(m.sides[i], True), exact_side(m.sides[j], True)
+    _degenerate("svcca", ex, "x")
+    _degenerate("svcca", ey, "y")
+    kx0, ky0 = _keep(ex, ex.dim, k, frac), _keep(ey, ey.dim, k, frac)
+    cc = canonical_from_moments(m, i, j, kx0, ky0)
+    rho, kx, ky = cc["rho"], cc["kx"], cc["ky"]
+    params = {
+        "n_components": k, "variance_fraction": frac, **parameters,
+        "variance_kept_x": float(ex.values[:kx].sum() / ex.values.clip(0).sum()),
+        "variance_kept_y": float(ey.values[:ky].sum() / ey.values.clip(0).sum()),
+    }  # fmt: skip
+    return _svcca_result(rho, kx, ky, m.n, "exact-streaming", params)
+
+
+def _svcca_result(rho: np.ndarray, kx: int, ky: int, n: int, name: str, params: dict[str, Any]) -> Result:
+    params.update(n_components_x=int(kx), n_components_y=int(ky))
     value = float(rho.mean())
     if value > 1 + 1e-8:  # canonical correlations are ≤ 1 exactly
         raise AssertionError(f"internal error: svcca {value!r} > 1")
@@ -245,6 +254,16 @@ def svcca(
         terms={"rho_max": float(rho[0]), "rho_min": float(rho[-1]), "n_canonical": int(rho.size)},
         parameters=params, flags=_flags(rho, kx, ky, n),
     )  # fmt: skip
+
+
+def svcca_from_moments(m: Any, i: int, j: int, estimator: str, parameters: dict[str, Any]) -> Result:
+    """SVCCA (99% of the variance kept) of inputs i and j from merged moments, for compare_layers (plug-in: ``estimator`` unused)."""
+    return _svcca_exact(m, i, j, None, DEFAULT_VARIANCE, dict(parameters))
+
+
+def pwcca_from_moments(m: Any, i: int, j: int, estimator: str, parameters: dict[str, Any]) -> Result:
+    """PWCCA weighted by input i, from merged moments, for compare_layers (plug-in: ``estimator`` unused)."""
+    return _pwcca(m, i, j, "x" if i < j else "y", dict(parameters))
 
 
 def pwcca_from_canonical(cc: dict[str, Any], n: int) -> tuple[float, np.ndarray]:
@@ -313,19 +332,25 @@ def pwcca(
     if n < 3:
         raise InvalidInputError(f"{func} needs at least 3 samples; got {n}.")
     m, plan = exact_moments([rx, ry], ["x", "y"], [(0, 1)], [None, None], engine_kwargs(locals()))
-    for side, nm in ((m.sides[0], "x"), (m.sides[1], "y")):
+    return _pwcca(m, 0 if weights == "x" else 1, 1 if weights == "x" else 0, weights, engine_parameters(plan))
+
+
+def _pwcca(m: Any, i: int, j: int, weights: str, parameters: dict[str, Any]) -> Result:
+    """PWCCA weighted by input i (reported as ``weights``; x is input min(i, j))."""
+    n = m.n
+    for side, nm in ((m.sides[min(i, j)], "x"), (m.sides[max(i, j)], "y")):
         if side.is_constant:
-            _degenerate(func, exact_side(side, True), nm)
-    i, j = (0, 1) if weights == "x" else (1, 0)
+            _degenerate("pwcca", exact_side(side, True), nm)
     cc = canonical_from_moments(m, i, j, None, None)
     value, _ = pwcca_from_canonical(cc, n)
     rho = cc["rho"]
-    kx, ky = (cc["kx"], cc["ky"]) if i == 0 else (cc["ky"], cc["kx"])
+    kx, ky = (cc["kx"], cc["ky"]) if i < j else (cc["ky"], cc["kx"])
+    dx, dy = m.sides[min(i, j)].mean.size, m.sides[max(i, j)].mean.size
     flags = _flags(rho, kx, ky, n) + tuple(
-        f"{nm}_rank_deficient" for k_, d, nm in ((kx, rx.d, "x"), (ky, ry.d, "y")) if k_ < d
+        f"{nm}_rank_deficient" for k_, d, nm in ((kx, dx, "x"), (ky, dy, "y")) if k_ < d
     )
     return Result(
         metric="pwcca", value=value, estimator="biased", method="exact-streaming", n_samples=n,
         terms={"rho_max": float(rho[0]), "rho_min": float(rho[-1]), "n_canonical": int(rho.size), "rho_mean": float(rho.mean())},
-        parameters={"weights": weights, "rank_x": int(kx), "rank_y": int(ky), **engine_parameters(plan)}, flags=flags,
+        parameters={"weights": weights, "rank_x": int(kx), "rank_y": int(ky), **parameters}, flags=flags,
     )  # fmt: skip

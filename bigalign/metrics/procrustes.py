@@ -45,7 +45,7 @@ from ..moments import Moments
 from ..result import Result
 from ._common import engine_kwargs, engine_parameters, linear_moments, paired_n, with_engine_doc
 
-__all__ = ["procrustes", "procrustes_from_moments"]
+__all__ = ["procrustes", "procrustes_from_moments", "procrustes_distance_from_moments", "procrustes_angular_from_moments"]
 
 METHOD = "exact-streaming"
 
@@ -113,6 +113,16 @@ def procrustes_from_moments(m: Moments, i: int, j: int, *, angular: bool, normal
         parameters={"angular": angular, "normalize": normalize, **parameters},
         flags=flags,
     )
+
+
+def procrustes_distance_from_moments(m: Moments, i: int, j: int, estimator: str, parameters: dict) -> Result:
+    """The Euclidean Procrustes distance ‖X_cQ* − Y_c‖_F/√n, for compare_layers (plug-in: ``estimator`` unused)."""
+    return procrustes_from_moments(m, i, j, angular=False, normalize=False, parameters=dict(parameters))
+
+
+def procrustes_angular_from_moments(m: Moments, i: int, j: int, estimator: str, parameters: dict) -> Result:
+    """The angular Procrustes distance arccos ρ, for compare_layers (plug-in: ``estimator`` unused)."""
+    return procrustes_from_moments(m, i, j, angular=True, normalize=False, parameters=dict(parameters))
 
 
 @with_engine_doc
