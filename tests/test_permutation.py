@@ -96,3 +96,18 @@ def test_wide_inputs_use_gram_tiles(rng, metric, block_size):
     assert r.value == pytest.approx(obs, rel=1e-10)
     assert r.null_mean == pytest.approx(null.mean(), rel=1e-9)
     assert r.pvalue == pytest.approx(p)
+
+
+def test_randomized_ties(rng):
+    """ties="randomize": p = (g + u(e + 1))/(B + 1) with the seeded u; between the strict and the tie-counting p."""
+    from bigalign.metrics.permutation import tie_uniform
+
+    x, y = _data(rng, n=25)
+    B = 40
+    c = bigalign.permutation_test(x, y, metric="mutual_knn", k=3, n_permutations=B, seed=3)
+    r = bigalign.permutation_test(x, y, metric="mutual_knn", k=3, n_permutations=B, seed=3, ties="randomize")
+    obs, null, _ = _naive(x, y, "mutual_knn", B, 3)
+    g, e = int(np.sum(null > obs + 1e-12)), int(np.sum(np.abs(null - obs) <= 1e-12))
+    assert r.pvalue == pytest.approx((g + tie_uniform(3) * (e + 1)) / (B + 1))
+    assert c.pvalue == pytest.approx((g + e + 1) / (B + 1)) and r.pvalue <= c.pvalue
+    assert r.parameters["ties"] == "randomize"

@@ -370,16 +370,30 @@ def _int(param: str, v: Any, low: int) -> int:
     return int(v)
 
 
-def null_summary(observed: float, null: np.ndarray, tol: float) -> dict[str, Any]:
-    """p-value ((b + 1)/(B + 1)), its Monte-Carlo error, the null moments and the calibrated score."""
+def null_summary(observed: float, null: np.ndarray, tol: float, tie_u: float | None = None) -> dict[str, Any]:
+    """p-value, its Monte-Carlo error, the null moments and the calibrated score.
+
+    ``tie_u`` None: p = (b + 1)/(B + 1), b = #{T(π) ≥ T} (ties count as extreme).  A number u in
+    [0, 1): the randomized p-value (g + u·(e + 1))/(B + 1), g = #{T(π) > T}, e = #{T(π) = T}
+    (ties up to ``tol``), uniform on (0, 1) under H0 even for a discrete statistic.
+    """
     B = null.size
     b = int(np.count_nonzero(null >= observed - tol))
-    p = (b + 1) / (B + 1)
+    if tie_u is None:
+        p = (b + 1) / (B + 1)
+    else:
+        g = int(np.count_nonzero(null > observed + tol))
+        p = (g + tie_u * (b - g + 1)) / (B + 1)
     mean, sd = float(null.mean()), float(null.std(ddof=1)) if B > 1 else 0.0
     return {
         "pvalue": p, "pvalue_stderr": math.sqrt(p * (1 - p) / B), "n_at_least": b, "null_mean": mean, "null_sd": sd,
         "calibrated": None if not sd > tol else (observed - mean) / sd,
     }  # fmt: skip
+
+
+def tie_uniform(seed: int) -> float:
+    """The seeded uniform that breaks ties of a randomized p-value (independent of the permutations)."""
+    return float(np.random.default_rng([seed, _TAG, 1]).uniform())
 
 
 def run_null(stat: Callable[[np.ndarray], np.ndarray], n: int, n_permutations: int, seed: int, batch: int = 64) -> tuple[float, np.ndarray, float]:
@@ -401,6 +415,7 @@ def permutation_test(
     n_permutations: int = DEFAULT_PERMUTATIONS,
     seed: int = 0,
     alpha: float = 0.05,
+    ties: Literal["count", "randomize"] = "count",
     estimator: Literal["unbiased", "biased"] | None = None,
     distance: str | None = None,
     k: int | None = None,
@@ -422,6 +437,12 @@ def permutation_test(
         Seeds the permutations (identical results for the same seed).
     alpha : float, default=0.05
         The level ``reject`` refers to.
+    ties : {"count", "randomize"}, default="count"
+        ``"count"``: permuted values equal to the observed one (up to rounding)
+        count as at least as extreme, p = (b + 1)/(B + 1): valid, and
+        conservative for a discrete statistic (mutual kNN).  ``"randomize"``:
+        ties are broken by a seeded uniform u, p = (g + u·(e + 1))/(B + 1)
+        (g greater, e equal): exactly uniform under H0 for any statistic.
     estimator : {"unbiased", "biased"}, optional
         cka and dcor only (default "unbiased", as :func:`bigalign.cka`, :func:`bigalign.dcor`).
     distance : str, optional
@@ -459,6 +480,7 @@ def permutation_test(
     from ..metrics._common import check_choice
 
     check_choice("permutation_test", "metric", metric, METRICS)
+    check_choice("permutation_test", "ties", ties, ("count", "randomize"))
     B = _int("n_permutations", n_permutations, 1)
     seed = _int("seed", seed, 0)
     tile = DEFAULT_TILE if block_size is None else _int("block_size", block_size, 1)
@@ -472,7 +494,7 @@ def permutation_test(
             )
     reps = prepare([x, y], ["x", "y"])
     n = reps[0].n
-    params: dict[str, Any] = {"metric": metric, "n_permutations": B, "seed": seed, "alpha": float(alpha), "block_size": tile}
+    params: dict[str, Any] = {"metric": metric, "n_permutations": B, "seed": seed, "alpha": float(alpha), "block_size": tile, "ties": ties}
     if metric == "mutual_knn":
         kk = 10 if k is None else _int("k", k, 1)
         stat = _knn_stat(reps[0], reps[1], kk)
@@ -504,7 +526,7 @@ def permutation_test(
             params.update(distance=dist, compare="pearson")
             est = "pearson"
     obs, null, tol = run_null(stat, n, B, seed)
-    s = null_summary(obs, null, tol)
+    s = null_summary(obs, null, tol, tie_uniform(seed) if ties == "randomize" else None)
     flags = ("degenerate_null",) if s["calibrated"] is None else ()
     return PermutationResult(
         metric=metric, value=obs, estimator=est, method="permutation", n_samples=n, terms={"null_mean": s["null_mean"], "null_sd": s["null_sd"]},
