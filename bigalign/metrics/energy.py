@@ -48,7 +48,7 @@ from ..io import Representation, as_representation
 from ..result import Result
 from ._common import check_choice, paired_n
 from .dcor import DistanceTileStatistic, dcor
-from .permutation import DEFAULT_PERMUTATIONS, DEFAULT_TILE, PermutationResult, _dcor_stat, null_summary, run_null
+from .permutation import DEFAULT_PERMUTATIONS, DEFAULT_TILE, PermutationResult, dcor_statistic, null_summary, run_null
 
 __all__ = ["dcov_test", "energy_distance", "partial_dcor"]
 
@@ -121,7 +121,7 @@ def dcov_test(
         raise InvalidInputError(f"{func} needs at least 2 samples; got {n}.")
     rx, ry = as_representation(x, "x"), as_representation(y, "y")
     xs, ys = finite_float64(rx.read(0, n), "x", 0), finite_float64(ry.read(0, n), "y", 0)
-    stat = _dcor_stat(xs, ys, "biased", tile, test=True)
+    stat = dcor_statistic(xs, ys, "biased", tile, test=True)
     obs, values, tol = run_null(stat, n, B, seed)
     s = null_summary(obs, values, tol)
     return PermutationResult(

@@ -51,11 +51,12 @@ from ..engine import prepare
 from ..errors import DegenerateInputError, InvalidInputError
 from ..result import Result
 from ..stats import permuted_traces
-from ._kernel_exact import hsic_from_sums
+from ._common import check_choice
 from .dcor import dcov_terms_from_sums
-from .rsa import _tile_distances, row_patterns
+from .neighbors import _check_k, _search
+from .rsa import tile_distances, row_patterns
 
-__all__ = ["PermutationResult", "permutation_test", "permuted_pair_sums", "draw_permutations"]
+__all__ = ["PermutationResult", "dcor_statistic", "draw_permutations", "null_summary", "permutation_test", "permuted_pair_sums", "run_null"]
 
 METRICS = ("cka", "ka", "dcor", "rsa", "mutual_knn")
 DEFAULT_PERMUTATIONS = 999
@@ -248,14 +249,14 @@ def _ka_stat(x: np.ndarray, y: np.ndarray, tile: int) -> Callable[[np.ndarray], 
     return lambda perms: _linear(u, v, perms, tile, centre=False) / (nu * nv)
 
 
-def _dcor_stat(x: np.ndarray, y: np.ndarray, estimator: str, tile: int, test: bool) -> Callable[[np.ndarray], np.ndarray]:
+def dcor_statistic(x: np.ndarray, y: np.ndarray, estimator: str, tile: int, test: bool) -> Callable[[np.ndarray], np.ndarray]:
     n = x.shape[0]
     xs, ys = x - x[: min(n, 1024)].mean(0), y - y[: min(n, 1024)].mean(0)
     nx, ny = np.einsum("ij,ij->i", xs, xs), np.einsum("ij,ij->i", ys, ys)
     code = DISTANCE_CODES["euclidean"]
 
     def dist(z: np.ndarray, nz: np.ndarray) -> PairFn:
-        return lambda i, j, si, sj: _tile_distances(np.ascontiguousarray(z[i]), np.ascontiguousarray(z[j]), nz[i], nz[j], code)
+        return lambda i, j, si, sj: tile_distances(np.ascontiguousarray(z[i]), np.ascontiguousarray(z[j]), nz[i], nz[j], code)
 
     fa, fb = dist(xs, nx), dist(ys, ny)
     ident = np.arange(n)[None, :]
@@ -310,7 +311,7 @@ def _rsa_stat(x: np.ndarray, y: np.ndarray, distance: str, tile: int) -> Callabl
 
     def raw(z: np.ndarray, nz: np.ndarray) -> PairFn:
         def f(i: np.ndarray, j: np.ndarray, si: int, sj: int) -> np.ndarray:
-            d = _tile_distances(np.ascontiguousarray(z[i]), np.ascontiguousarray(z[j]), nz[i], nz[j], code)
+            d = tile_distances(np.ascontiguousarray(z[i]), np.ascontiguousarray(z[j]), nz[i], nz[j], code)
             d[i[:, None] == j[None, :]] = 0.0  # the diagonal is not a pair (exact zeros whatever the distance)
             return d
         return f
@@ -340,8 +341,6 @@ def _rsa_stat(x: np.ndarray, y: np.ndarray, distance: str, tile: int) -> Callabl
 
 
 def _knn_stat(x: Any, y: Any, k: int) -> Callable[[np.ndarray], np.ndarray]:
-    from .neighbors import _check_k, _search
-
     n = x.n
     _check_k("permutation_test", k, n)
     lists, _, _ = _search("permutation_test", x, y, k, {"block_size": None, "scheduler": "sync", "client": None, "num_workers": None}, None)
@@ -477,8 +476,6 @@ def permutation_test(
     >>> r.calibrated > 3
     True
     """
-    from ..metrics._common import check_choice
-
     check_choice("permutation_test", "metric", metric, METRICS)
     check_choice("permutation_test", "ties", ties, ("count", "randomize"))
     B = _int("n_permutations", n_permutations, 1)
@@ -517,7 +514,7 @@ def permutation_test(
             est = "unbiased" if estimator is None else check_choice("permutation_test", "estimator", estimator, ("unbiased", "biased"))
             if est == "unbiased" and n < 4:
                 raise InvalidInputError(f"the unbiased dCor needs at least 4 samples; got {n}. Use estimator='biased'.")
-            stat = _dcor_stat(xs, ys, est, tile, test=False)
+            stat = dcor_statistic(xs, ys, est, tile, test=False)
         else:
             dist = "euclidean" if distance is None else check_choice("permutation_test", "distance", distance, ("euclidean", "sqeuclidean", "cosine", "correlation"))
             if n < 3:

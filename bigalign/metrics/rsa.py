@@ -67,7 +67,7 @@ from ._common import check_choice, linear_moments, paired_n, sqnorm
 from ._common import with_engine_doc
 from .neighbors import IntervalResult, finite_rows, unit_rows
 
-__all__ = ["rsa"]
+__all__ = ["rsa", "row_patterns", "tau_a", "tile_distances"]
 
 DISTANCES = ("euclidean", "sqeuclidean", "cosine", "correlation")
 COMPARES = ("pearson", "spearman", "kendall")
@@ -129,7 +129,7 @@ def centred_unit_rows(block: np.ndarray, name: str, start: int, rows: np.ndarray
 
 def row_patterns(x: np.ndarray, name: str, distance: str) -> np.ndarray:
     """All rows of x prepared for ``distance`` (float64): translated by the mean of the first rows (euclidean,
-    sqeuclidean), unit rows (cosine) or centred unit rows (correlation); use with :func:`_tile_distances` and
+    sqeuclidean), unit rows (cosine) or centred unit rows (correlation); use with :func:`tile_distances` and
     the code of ``distance`` (cosine for correlation)."""
     if distance == "correlation":
         return centred_unit_rows(x, name, 0)
@@ -150,7 +150,7 @@ def _prep(block: np.ndarray, code: int, shift: np.ndarray, name: str, start: int
     return x, np.einsum("ij,ij->i", x, x)
 
 
-def _tile_distances(a: np.ndarray, b: np.ndarray, na: np.ndarray, nb: np.ndarray, code: int) -> np.ndarray:
+def tile_distances(a: np.ndarray, b: np.ndarray, na: np.ndarray, nb: np.ndarray, code: int) -> np.ndarray:
     d = sqdist(a, b, na, nb)
     finish_distances(d, a, b, na, nb, code)
     return d
@@ -173,8 +173,8 @@ class RsaTileStatistic:
         else:
             xj, nxj = _prep(blocks_j[0], self.code, self.shift_x, self.names[0], start_j)
             yj, nyj = _prep(blocks_j[1], self.code, self.shift_y, self.names[1], start_j)
-        dx = _tile_distances(xi, xj, nxi, nxj, self.code)
-        dy = _tile_distances(yi, yj, nyi, nyj, self.code)
+        dx = tile_distances(xi, xj, nxi, nxj, self.code)
+        dy = tile_distances(yi, yj, nyi, nyj, self.code)
         return PairMoments(*pair_moments(dx, dy, start_i == start_j))
 
     def combine(self, a: PairMoments, b: PairMoments) -> PairMoments:
@@ -258,7 +258,7 @@ def _all_distances(rep: Representation, code: int, centre: bool = False) -> np.n
     step = 1024
     for a in range(0, n, step):
         b = min(n, a + step)
-        d = _tile_distances(np.ascontiguousarray(x[a:b]), x, nx[a:b], nx, code)
+        d = tile_distances(np.ascontiguousarray(x[a:b]), x, nx[a:b], nx, code)
         for i in range(a, b):
             cnt = n - i - 1
             out[pos : pos + cnt] = d[i - a, i + 1 :]
