@@ -161,3 +161,14 @@ def test_energy_distance_block_road(rng):
         bigalign.energy_distance(x, y, method="block", block_rows=1500)
     with pytest.raises(InvalidInputError):
         bigalign.energy_distance(x, y, block_rows=100)
+
+
+def test_energy_distance_streams_stores(rng, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    da = pytest.importorskip("dask.array")
+    x = rng.normal(size=(70, 3))
+    y = rng.normal(size=(45, 3)) + 0.3
+    zx = zarr.open(str(tmp_path / "x.zarr"), mode="w", shape=x.shape, chunks=(16, 3), dtype="f8")
+    zx[:] = x
+    got = bigalign.energy_distance(zx, da.from_array(y, chunks=10), block_size=32)
+    assert got.value == pytest.approx(_naive_energy(x, y, False), rel=1e-10)

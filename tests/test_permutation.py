@@ -111,3 +111,11 @@ def test_randomized_ties(rng):
     assert r.pvalue == pytest.approx((g + tie_uniform(3) * (e + 1)) / (B + 1))
     assert c.pvalue == pytest.approx((g + e + 1) / (B + 1)) and r.pvalue <= c.pvalue
     assert r.parameters["ties"] == "randomize"
+
+
+def test_reads_dask_inputs(rng):
+    da = pytest.importorskip("dask.array")
+    x, y = _data(rng, n=30)
+    a = bigalign.permutation_test(da.from_array(x, chunks=7), da.from_array(y, chunks=9), metric="dcor", n_permutations=20)
+    b = bigalign.permutation_test(x, y, metric="dcor", n_permutations=20)
+    assert a.value == pytest.approx(b.value, rel=1e-12) and a.pvalue == b.pvalue
