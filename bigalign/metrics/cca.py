@@ -331,6 +331,14 @@ def pwcca(
     n = rx.n
     if n < 3:
         raise InvalidInputError(f"{func} needs at least 3 samples; got {n}.")
+    dmax = max(rx.d, ry.d)
+    if dmax > EXACT_MAX_D:
+        raise InvalidInputError(
+            f"{func} whitens each input with its full d×d covariance; d = {dmax} > {EXACT_MAX_D} would need "
+            f"{8 * dmax * dmax / 2**30:.1f} GiB per state (and n > d_x + d_y samples for canonical correlations that are "
+            "not 1 by construction). Use svcca(x, y, n_components=...), which works in the leading principal subspaces "
+            "(randomized for large d)."
+        )
     m, plan = exact_moments([rx, ry], ["x", "y"], [(0, 1)], [None, None], engine_kwargs(locals()))
     return _pwcca(m, 0 if weights == "x" else 1, 1 if weights == "x" else 0, weights, engine_parameters(plan))
 
