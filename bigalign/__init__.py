@@ -66,6 +66,14 @@ _LAZY: dict[str, str] = {
     "dcov": ".metrics.dcor",
     "distance_alignment": ".metrics.distance",
     "rsa": ".metrics.rsa",
+    "procrustes": ".metrics.procrustes",
+    "svcca": ".metrics.cca",
+    "pwcca": ".metrics.cca",
+    "dcov_test": ".metrics.energy",
+    "partial_dcor": ".metrics.energy",
+    "energy_distance": ".metrics.energy",
+    "PermutationResult": ".metrics.permutation",
+    "permutation_test": ".metrics.permutation",
     "KareResult": ".metrics.spectral",
     "SpectralAlignmentResult": ".metrics.spectral",
     "SpectrumResult": ".metrics.spectral",
@@ -169,7 +177,11 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
         stitching_matrix,
         task_alignment,
     )
+    from .metrics.cca import pwcca, svcca
+    from .metrics.energy import dcov_test, energy_distance, partial_dcor
     from .metrics.mmd import MMDTestResult, mmd, mmd_test
+    from .metrics.permutation import PermutationResult, permutation_test
+    from .metrics.procrustes import procrustes
     from .metrics.spectral import KareResult, SpectralAlignmentResult, SpectrumResult, TaskAlignmentResult
     from .report import write_report
     from .stats import TestResult, hsic_test

@@ -279,7 +279,7 @@ def test_degenerate_and_bad_input(rng):
     with pytest.raises(InvalidInputError, match="'distance' parameter of rsa"):
         rsa(x, x, distance="manhattan")
     with pytest.raises(InvalidInputError, match="'compare' parameter"):
-        rsa(x, x, compare="kendall")
+        rsa(x, x, compare="kendall_b")
     with pytest.raises(InvalidInputError, match="n_pairs applies to method='sampled'"):
         rsa(x, x, n_pairs=1000)
     with pytest.raises(InvalidInputError, match="n_pairs"):

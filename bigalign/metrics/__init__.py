@@ -4,11 +4,15 @@
 ``bigalign.metrics.mmd``, so that name stays the module here.)
 """
 
+from .cca import pwcca, svcca
 from .dcor import dcor, dcov
 from .distance import distance_alignment
+from .energy import dcov_test, energy_distance, partial_dcor
 from .independence import coco, kcc, kmi
 from .kernel import cka, hsic, kernel_alignment
 from .neighbors import cknna, mutual_knn
+from .permutation import PermutationResult, permutation_test
+from .procrustes import procrustes
 from .rsa import rsa
 from .spectral import kare, spectral_alignment, spectrum, task_alignment
 from .stitching import StitchingMatrix, StitchResult, StitchRisks, stitch, stitching_matrix
@@ -16,6 +20,7 @@ from .stitching_nonlinear import NonlinearStitchResult, StitchRisksSE
 
 __all__ = [
     "NonlinearStitchResult",
+    "PermutationResult",
     "StitchResult",
     "StitchRisksSE",
     "StitchRisks",
@@ -25,17 +30,24 @@ __all__ = [
     "coco",
     "dcor",
     "dcov",
+    "dcov_test",
     "distance_alignment",
+    "energy_distance",
     "hsic",
     "kare",
     "kcc",
     "kernel_alignment",
     "kmi",
     "mutual_knn",
+    "partial_dcor",
+    "permutation_test",
+    "procrustes",
+    "pwcca",
     "rsa",
     "spectral_alignment",
     "spectrum",
     "stitch",
     "stitching_matrix",
+    "svcca",
     "task_alignment",
 ]

@@ -4,22 +4,31 @@ RSA compares the representational dissimilarity matrices (RDMs) of x and y:
 the correlation (Pearson or Spearman) between the N = n(n−1)/2 entries above
 the diagonal of the distance matrices dₓ(xᵢ, xⱼ) and d_y(yᵢ, yⱼ) (Kriegeskorte
 et al. 2008).  Distances: ``"euclidean"`` ‖xᵢ − xⱼ‖, ``"sqeuclidean"``
-‖xᵢ − xⱼ‖², ``"cosine"`` 1 − cos(xᵢ, xⱼ).
+‖xᵢ − xⱼ‖², ``"cosine"`` 1 − cos(xᵢ, xⱼ), ``"correlation"`` 1 − r(xᵢ, xⱼ), the
+Pearson correlation of the two activity patterns over features (= the cosine
+distance of the rows after each is centred on its own mean; rsatoolbox's
+``"correlation"`` RDM).  Comparisons: Pearson, Spearman, or Kendall's τ_a
+(Nili et al. 2014: (concordant − discordant pairs of distances)/(N(N−1)/2),
+ties counting 0 — the comparison rsatoolbox recommends for RDMs predicted
+with ties).
 
 Algorithms
 ----------
 Pearson, exact, any n
-    sqeuclidean and cosine: from streamed sufficient statistics in one pass,
+    sqeuclidean, cosine and correlation: from streamed sufficient statistics in one pass,
     O(n·d²) time, O(d²) memory ("exact-streaming"): Σ_{i<j} dₓd_y expands into
     the moments XᵀY, XᵀX, YᵀY and row-norm sums (centred moments for
     sqeuclidean, with the expansion of :mod:`bigalign.metrics.distance`;
-    cosine is the same on the L2-normalised rows, as 1 − cos = ½‖x̂ᵢ − x̂ⱼ‖²).  euclidean:
+    cosine is the same on the L2-normalised rows, as 1 − cos = ½‖x̂ᵢ − x̂ⱼ‖²;
+    correlation on the row-centred, L2-normalised rows).  euclidean:
     tiles over pairs of row blocks, O(n²·d) time, O(tile²) memory, each
     tile's moments merged with Chan et al.'s pairwise update ("exact-tiles").
-Spearman, exact up to n = 4,096
+Spearman and Kendall τ_a, exact up to n = 4,096
     The Pearson correlation of the mid-ranks of all N distances (as
     ``scipy.stats.spearmanr``): all N pairs in memory (8.4·10⁶ pairs at the
     limit: measured 7 s and 0.9 GB peak at n = 4,096, d = 128) ("exact-in-memory").
+    τ_a: Knight's O(N log N) count of concordant minus discordant pairs
+    (``scipy.stats.kendalltau``'s τ_b times its tie normaliser) over N(N−1)/2.
 Sampled (any distance and correlation; ``auto`` for Spearman beyond 4,096
 samples and for euclidean Pearson beyond 20,000)
     ``n_pairs`` pairs (i < j) drawn uniformly with replacement from the N
@@ -33,6 +42,8 @@ References
 ----------
 Kriegeskorte, Mur & Bandettini, "Representational similarity analysis — connecting
 the branches of systems neuroscience", Front. Syst. Neurosci. 2 (2008).
+Nili, Wingfield, Walther, Su, Marslen-Wilson & Kriegeskorte, "A toolbox for
+representational similarity analysis", PLoS Comput. Biol. 10 (2014) — τ_a.
 Chan, Golub & LeVeque, "Algorithms for computing the sample variance", Am. Stat. 37 (1983).
 """
 
@@ -56,10 +67,12 @@ from ._common import check_choice, linear_moments, paired_n, sqnorm
 from ._common import with_engine_doc
 from .neighbors import IntervalResult, finite_rows, unit_rows
 
-__all__ = ["rsa"]
+__all__ = ["rsa", "row_patterns", "tau_a", "tile_distances"]
 
-DISTANCES = ("euclidean", "sqeuclidean", "cosine")
-COMPARES = ("pearson", "spearman")
+DISTANCES = ("euclidean", "sqeuclidean", "cosine", "correlation")
+COMPARES = ("pearson", "spearman", "kendall")
+#: comparisons computed from ranks of all the distances (in memory when exact)
+RANKED = ("spearman", "kendall")
 METHODS = ("auto", "exact", "sampled")
 #: exact Spearman ranks all n(n−1)/2 distances in memory up to this n (≈ 8.4·10⁶ pairs)
 SPEARMAN_EXACT_MAX_N = 4096
@@ -99,8 +112,37 @@ class PairMoments:
         )  # fmt: skip
 
 
-def _prep(block: np.ndarray, code: int, shift: np.ndarray, name: str, start: int) -> tuple[np.ndarray, np.ndarray]:
-    if code == DISTANCE_CODES["cosine"]:
+def centred_unit_rows(block: np.ndarray, name: str, start: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """Rows centred on their own mean over features, then L2-normalised (the correlation distance's patterns)."""
+    x = finite_rows(block, name, start, rows)
+    x -= x.mean(axis=1, keepdims=True)
+    flat = np.flatnonzero(~np.any(x != 0, axis=1))
+    if flat.size:
+        first = int(rows[flat[0]]) if rows is not None else start + int(flat[0])
+        raise InvalidInputError(
+            f"{name} has {flat.size} row(s) whose features are all equal (first at row {first}): the correlation distance "
+            "(1 − Pearson r of two activity patterns) is undefined for a pattern without variance. Expected rows whose "
+            "features vary. Drop these samples from both representations, or use distance='cosine' or 'euclidean'."
+        )
+    return unit_rows(x, name, start, rows)
+
+
+def row_patterns(x: np.ndarray, name: str, distance: str) -> np.ndarray:
+    """All rows of x prepared for ``distance`` (float64): translated by the mean of the first rows (euclidean,
+    sqeuclidean), unit rows (cosine) or centred unit rows (correlation); use with :func:`tile_distances` and
+    the code of ``distance`` (cosine for correlation)."""
+    if distance == "correlation":
+        return centred_unit_rows(x, name, 0)
+    if distance == "cosine":
+        return unit_rows(x, name, 0)
+    z = finite_float64(x, name, 0)
+    return z - z[: min(z.shape[0], 1024)].mean(axis=0)
+
+
+def _prep(block: np.ndarray, code: int, shift: np.ndarray, name: str, start: int, centre: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    if centre:
+        x = centred_unit_rows(block, name, start)
+    elif code == DISTANCE_CODES["cosine"]:
         x = unit_rows(block, name, start)
     else:
         x = finite_float64(block, name, start)
@@ -108,7 +150,7 @@ def _prep(block: np.ndarray, code: int, shift: np.ndarray, name: str, start: int
     return x, np.einsum("ij,ij->i", x, x)
 
 
-def _tile_distances(a: np.ndarray, b: np.ndarray, na: np.ndarray, nb: np.ndarray, code: int) -> np.ndarray:
+def tile_distances(a: np.ndarray, b: np.ndarray, na: np.ndarray, nb: np.ndarray, code: int) -> np.ndarray:
     d = sqdist(a, b, na, nb)
     finish_distances(d, a, b, na, nb, code)
     return d
@@ -131,8 +173,8 @@ class RsaTileStatistic:
         else:
             xj, nxj = _prep(blocks_j[0], self.code, self.shift_x, self.names[0], start_j)
             yj, nyj = _prep(blocks_j[1], self.code, self.shift_y, self.names[1], start_j)
-        dx = _tile_distances(xi, xj, nxi, nxj, self.code)
-        dy = _tile_distances(yi, yj, nyi, nyj, self.code)
+        dx = tile_distances(xi, xj, nxi, nxj, self.code)
+        dy = tile_distances(yi, yj, nyi, nyj, self.code)
         return PairMoments(*pair_moments(dx, dy, start_i == start_j))
 
     def combine(self, a: PairMoments, b: PairMoments) -> PairMoments:
@@ -155,7 +197,15 @@ class UnitMomentStatistic(MomentStatistic):
         return super().partial([unit_rows(b, nm, start) for b, nm in zip(blocks, self.names)], start)
 
 
-def _pearson_sums_streamed(x: Any, y: Any, ekw: dict[str, Any], unit: bool) -> tuple[tuple[float, ...], Any]:
+@dataclass(frozen=True)
+class CentredUnitMomentStatistic(MomentStatistic):
+    """The centred moments of the row-centred, L2-normalised rows (correlation distance = ½‖ẑᵢ − ẑⱼ‖²)."""
+
+    def partial(self, blocks: Sequence[np.ndarray], start: int) -> Moments:
+        return super().partial([centred_unit_rows(b, nm, start) for b, nm in zip(blocks, self.names)], start)
+
+
+def _pearson_sums_streamed(x: Any, y: Any, ekw: dict[str, Any], unit: bool, centre: bool = False) -> tuple[tuple[float, ...], Any]:
     """(N, Sx, Sy, Sxx, Syy, Sxy) over i < j of the squared Euclidean distances of the rows (unit rows
     for cosine, whose distances are half these), each side in units of its scale.
 
@@ -164,7 +214,9 @@ def _pearson_sums_streamed(x: Any, y: Any, ekw: dict[str, Any], unit: bool) -> t
     Centring removes any common offset or common direction exactly (Chan-merged moments), so only
     the spread of the distances themselves limits the precision.
     """
-    if unit:
+    if centre:
+        m, plan = run(CentredUnitMomentStatistic(names=("x", "y"), pairs=((0, 1),)), [x, y], names=["x", "y"], **ekw)
+    elif unit:
         m, plan = run(UnitMomentStatistic(names=("x", "y"), pairs=((0, 1),)), [x, y], names=["x", "y"], **ekw)
     else:
         m, plan = linear_moments(x, y, ekw)
@@ -191,7 +243,7 @@ def _pearson_from_sums(N: float, sx: float, sy: float, sxx: float, syy: float, s
 # ---------------------------------------------------------------------------
 
 
-def _all_distances(rep: Representation, code: int) -> np.ndarray:
+def _all_distances(rep: Representation, code: int, centre: bool = False) -> np.ndarray:
     """The N = n(n−1)/2 distances above the diagonal, row by row (scipy's condensed order).
 
     No translation before the GEMM (unlike the Pearson tiles): ranks need exact ties to stay
@@ -200,13 +252,13 @@ def _all_distances(rep: Representation, code: int) -> np.ndarray:
     and are recomputed from the differences.
     """
     n = rep.n
-    x, nx = _prep(rep.read(0, n), code, np.zeros(rep.d), rep.name, 0)
+    x, nx = _prep(rep.read(0, n), code, np.zeros(rep.d), rep.name, 0, centre)
     out = np.empty(n * (n - 1) // 2)
     pos = 0
     step = 1024
     for a in range(0, n, step):
         b = min(n, a + step)
-        d = _tile_distances(np.ascontiguousarray(x[a:b]), x, nx[a:b], nx, code)
+        d = tile_distances(np.ascontiguousarray(x[a:b]), x, nx[a:b], nx, code)
         for i in range(a, b):
             cnt = n - i - 1
             out[pos : pos + cnt] = d[i - a, i + 1 :]
@@ -223,14 +275,17 @@ def sample_pairs(n: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(i, j), np.maximum(i, j)
 
 
-def _pair_distances(rep: Representation, i: np.ndarray, j: np.ndarray, code: int) -> np.ndarray:
+def _pair_distances(rep: Representation, i: np.ndarray, j: np.ndarray, code: int, centre: bool = False) -> np.ndarray:
     """Distances of the pairs (i, j) from explicit differences, reading their rows in sorted batches."""
     out = np.empty(i.shape[0])
     for a in range(0, i.shape[0], PAIR_BATCH):
         ii, jj = i[a : a + PAIR_BATCH], j[a : a + PAIR_BATCH]
         rows = np.unique(np.concatenate([ii, jj]))
         block = rep.take(rows)
-        x = unit_rows(block, rep.name, 0, rows) if code == DISTANCE_CODES["cosine"] else finite_rows(block, rep.name, 0, rows)
+        if centre:
+            x = centred_unit_rows(block, rep.name, 0, rows)
+        else:
+            x = unit_rows(block, rep.name, 0, rows) if code == DISTANCE_CODES["cosine"] else finite_rows(block, rep.name, 0, rows)
         diff = x[np.searchsorted(rows, ii)] - x[np.searchsorted(rows, jj)]
         d2 = np.einsum("ij,ij->i", diff, diff)
         out[a : a + ii.shape[0]] = np.sqrt(d2) if code == DISTANCE_CODES["euclidean"] else (0.5 * d2 if code == DISTANCE_CODES["cosine"] else d2)
@@ -250,7 +305,28 @@ def _corr(u: np.ndarray, v: np.ndarray) -> float:
     return float(u @ v) / den if den > 0 else float("nan")
 
 
+def tau_a(u: np.ndarray, v: np.ndarray) -> float:
+    """Kendall's τ_a = (concordant − discordant)/(N(N−1)/2) over the N paired values (ties count 0).
+
+    scipy's τ_b is S/√((n₀ − n₁)(n₀ − n₂)) with S = concordant − discordant (Knight's O(N log N)
+    algorithm) and n₁, n₂ the pairs tied in u, in v; undoing that normaliser gives S.
+    """
+    from scipy.stats import kendalltau
+
+    N = u.shape[0]
+    n0 = N * (N - 1) / 2
+
+    def tied(w: np.ndarray) -> float:
+        _, cnt = np.unique(w, return_counts=True)
+        return float(np.sum(cnt * (cnt - 1.0) / 2.0))
+
+    tb = float(kendalltau(u, v, variant="b").statistic)
+    return tb * math.sqrt((n0 - tied(u)) * (n0 - tied(v))) / n0
+
+
 def _correlation(dx: np.ndarray, dy: np.ndarray, compare: str) -> float:
+    if compare == "kendall":
+        return tau_a(dx, dy)
     return _corr(_ranks(dx), _ranks(dy)) if compare == "spearman" else _corr(dx, dy)
 
 
@@ -261,18 +337,18 @@ def _correlation(dx: np.ndarray, dy: np.ndarray, compare: str) -> float:
 
 def resolve_method(method: str, compare: str, distance: str, n: int) -> tuple[str, str]:
     """(method, reason); the thresholds live here."""
-    if method == "exact" and compare == "spearman" and n > SPEARMAN_EXACT_MAX_N:
+    if method == "exact" and compare in RANKED and n > SPEARMAN_EXACT_MAX_N:
         raise InvalidInputError(
-            f"exact Spearman RSA ranks all n(n-1)/2 distances in memory and is offered up to n = {SPEARMAN_EXACT_MAX_N}; "
+            f"exact {compare.capitalize()} RSA ranks all n(n-1)/2 distances in memory and is offered up to n = {SPEARMAN_EXACT_MAX_N}; "
             f"got n = {n}. Use method='sampled' (or 'auto'), which estimates it from a seeded sample of pairs with an "
             "interval, or compare='pearson', which is exact at any n."
         )
     if method != "auto":
         return method, "requested"
-    if compare == "spearman":
+    if compare in RANKED:
         if n <= SPEARMAN_EXACT_MAX_N:
-            return "exact", f"spearman with n = {n} <= {SPEARMAN_EXACT_MAX_N}: all pairs ranked in memory"
-        return "sampled", f"spearman with n = {n} > {SPEARMAN_EXACT_MAX_N}: estimated from sampled pairs"
+            return "exact", f"{compare} with n = {n} <= {SPEARMAN_EXACT_MAX_N}: all pairs ranked in memory"
+        return "sampled", f"{compare} with n = {n} > {SPEARMAN_EXACT_MAX_N}: estimated from sampled pairs"
     if distance != "euclidean":
         return "exact", f"pearson on {distance} distances: exact from streamed moments at any n"
     if n <= EXACT_MAX_N:
@@ -295,8 +371,8 @@ def rsa(
     y: Any,
     /,
     *,
-    distance: Literal["euclidean", "sqeuclidean", "cosine"] = "euclidean",
-    compare: Literal["pearson", "spearman"] = "pearson",
+    distance: Literal["euclidean", "sqeuclidean", "cosine", "correlation"] = "euclidean",
+    compare: Literal["pearson", "spearman", "kendall"] = "pearson",
     method: Literal["auto", "exact", "sampled"] = "auto",
     n_pairs: int | None = None,
     seed: int = 0,
@@ -312,11 +388,12 @@ def rsa(
     ----------
     x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
         numpy, dask or zarr arrays or store layers; the same samples in the same order.
-    distance : {"euclidean", "sqeuclidean", "cosine"}, default="euclidean"
-        The dissimilarity in both spaces (cosine: 1 − cosine similarity).
-    compare : {"pearson", "spearman"}, default="pearson"
-        Pearson correlation of the distances, or Spearman's (Pearson of their
-        mid-ranks, as ``scipy.stats.spearmanr``).
+    distance : {"euclidean", "sqeuclidean", "cosine", "correlation"}, default="euclidean"
+        The dissimilarity in both spaces (cosine: 1 − cosine similarity;
+        correlation: 1 − Pearson r of the two rows' patterns over features).
+    compare : {"pearson", "spearman", "kendall"}, default="pearson"
+        Pearson correlation of the distances, Spearman's (Pearson of their
+        mid-ranks, as ``scipy.stats.spearmanr``), or Kendall's τ_a.
     method : {"auto", "exact", "sampled"}, default="auto"
         ``"auto"``: exact Pearson (streamed for sqeuclidean/cosine at any n;
         tiles for euclidean up to n = 20,000), exact Spearman up to
@@ -374,7 +451,8 @@ def rsa(
     chosen, reason = resolve_method(method, compare, distance, n)
     if n_pairs is not None and chosen != "sampled":
         raise InvalidInputError(f"n_pairs applies to method='sampled' only; the method here is {chosen!r} ({reason}).")
-    code = DISTANCE_CODES[distance]
+    centre = distance == "correlation"
+    code = DISTANCE_CODES["cosine" if centre else distance]
     N = n * (n - 1) // 2
     params: dict[str, Any] = {"distance": distance, "compare": compare, "method_reason": reason}
     ekw = {k: v for k, v in dict(block_size=block_size, scheduler=scheduler, client=client, num_workers=num_workers, memory_per_worker=memory_per_worker).items() if v is not None}
@@ -383,7 +461,7 @@ def rsa(
         reps = prepare([x, y], ["x", "y"])
         m = int(n_pairs or DEFAULT_PAIRS)
         i, j = sample_pairs(n, m, int(seed))
-        dx, dy = _pair_distances(reps[0], i, j, code), _pair_distances(reps[1], i, j, code)
+        dx, dy = _pair_distances(reps[0], i, j, code, centre), _pair_distances(reps[1], i, j, code, centre)
         for name, d in (("x", dx), ("y", dy)):
             if np.all(d == d[0]):
                 raise DegenerateInputError(
@@ -401,13 +479,13 @@ def rsa(
         params.update(n_pairs=m, seed=int(seed), pair_sampling="uniform over i<j, with replacement", stderr=f"delete-a-group jackknife over {G} groups of pairs", ci=f"95%, Fisher z with Student t ({G - 1} df)")
         return IntervalResult("rsa", value, compare, "sampled-pairs", n, {"n_pairs": float(m)}, params, stderr=se, ci=ci, ci_level=0.95)
 
-    if compare == "spearman":
+    if compare in RANKED:
         reps = prepare([x, y], ["x", "y"])
-        dx, dy = _all_distances(reps[0], code), _all_distances(reps[1], code)
+        dx, dy = _all_distances(reps[0], code, centre), _all_distances(reps[1], code, centre)
         for name, d in (("x", dx), ("y", dy)):
             if np.all(d == d[0]):
                 raise _undefined(name, distance, n)
-        value = _correlation(dx, dy, "spearman")
+        value = _correlation(dx, dy, compare)
         return Result("rsa", value, compare, "exact-in-memory", n, {"n_pairs": float(N)}, params)
 
     if distance == "euclidean":
@@ -423,7 +501,7 @@ def rsa(
         terms = {"n_pairs": pm.count, "sd_x": math.sqrt(pm.m2x / pm.count), "sd_y": math.sqrt(pm.m2y / pm.count)}
         return Result("rsa", value, compare, "exact-tiles", n, terms, params)
 
-    sums, plan = _pearson_sums_streamed(x, y, ekw, unit=distance == "cosine")
+    sums, plan = _pearson_sums_streamed(x, y, ekw, unit=distance in ("cosine", "correlation"), centre=centre)
     Nf, sx, sy, sxx, syy, sxy = sums
     value, vx, vy = _pearson_from_sums(*sums)
     for name, v, s, ss in (("x", vx, sx, sxx), ("y", vy, sy, syy)):
