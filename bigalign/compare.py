@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from dataclasses import dataclass, field
@@ -461,6 +462,7 @@ def _nonlinear_cells(
     seed = check_seed(seed)
     check_n_features(n_features)
     _, samples = sample_rows(reps, BANDWIDTH_SAMPLE, seed)
+    n_sample = int(samples[0].shape[0])
     values: dict[tuple[int, int], Any] = {}
     medians: list[float] = []
     for s, r in zip(samples, reps):
@@ -483,15 +485,16 @@ def _nonlinear_cells(
 
     def record(i: int, j: int, job: Any) -> None:
         try:
-            res = nonlinear_result(metric, job, estimator)
+            # kernel alignment is a plug-in (biased) estimate whatever compare_layers' estimator says
+            res = nonlinear_result(metric, job, "biased" if metric == "kernel_alignment" else estimator)
             values[(i, j)] = res
-            values[(j, i)] = res
+            values[(j, i)] = mirror(res)  # CKA/HSIC/KA are symmetric: the same numbers, seen from layer j
         except DegenerateInputError as exc:
             values[(i, j)] = values[(j, i)] = exc
 
     def params(i: int, j: int) -> dict[str, Any]:
         return {"kernel": kernel, "bandwidth_x": sigmas[i], "bandwidth_y": sigmas[j], "median_x": medians[i],
-                "median_y": medians[j], "seed": int(seed), "method_reason": reason}  # fmt: skip
+                "median_y": medians[j], "bandwidth_sample": n_sample, "seed": int(seed), "method_reason": reason}  # fmt: skip
 
     if chosen == "exact":
         for i, j in wanted:
@@ -591,7 +594,52 @@ def _pair_cells(metric: str, reps: list, wanted: list[tuple[int, int]], kw: dict
             )
             continue
         try:
-            values[(i, j)] = values[(j, i)] = fn(reps[i], reps[j], **kw)
+            res = values[(i, j)] = fn(reps[i], reps[j], **kw)
+            if i != j:
+                values[(j, i)] = mirror(res) if _mirrors(metric, res) else fn(reps[j], reps[i], **kw)
         except DegenerateInputError as exc:
             values[(i, j)] = values[(j, i)] = exc
     return values
+
+
+#: per-pair metrics whose value is symmetric in (x, y): the transposed cell is the same computation
+#: seen from the other side (``mirror``), unless the road draws something per side (``_mirrors``)
+SYMMETRIC_PAIR_METRICS = ("dcor", "dcov", "rsa", "mmd", "coco", "kcc", "kmi")
+
+_SIDE_TOKENS = {"x": "y", "y": "x", "xx": "yy", "yy": "xx", "kxx": "kyy", "kyy": "kxx"}
+_SIDE_KEYS = {"norm_k": "norm_l", "norm_l": "norm_k", "C_p": "C_q", "C_q": "C_p"}
+_SIDE_PAIRS = ("ranks",)  # parameters holding [x's, y's]
+
+
+def _mirrors(metric: str, res: Result) -> bool:
+    """Whether the (y, x) call is the (x, y) result seen from the other side (else it is computed)."""
+    return metric in SYMMETRIC_PAIR_METRICS and "projection" not in res.method
+
+
+def _swap_key(key: str) -> str:
+    if key in _SIDE_KEYS:
+        return _SIDE_KEYS[key]
+    head, sep, tail = key.rpartition("_")
+    if sep and tail in _SIDE_TOKENS:
+        return head + sep + _SIDE_TOKENS[tail]
+    if key[:2] in ("x_", "y_"):
+        return _SIDE_TOKENS[key[0]] + key[1:]
+    return key
+
+
+def mirror(res: Result) -> Result:
+    """The Result of a symmetric measure for (y, x) from the one for (x, y): per-side fields swapped.
+
+    ``bandwidth_x`` ↔ ``bandwidth_y``, ``hsic_xx`` ↔ ``hsic_yy``, ``mean_kxx`` ↔ ``mean_kyy``,
+    ``norm_k`` ↔ ``norm_l``, flags ``x_constant`` ↔ ``y_constant``, per-side pairs (``ranks``)
+    reversed; symmetric fields (``hsic_xy``, the value) are kept.  A new object: each cell of a
+    layer matrix describes its own orientation.
+    """
+    params = {_swap_key(k): (list(v)[::-1] if k in _SIDE_PAIRS and isinstance(v, (list, tuple)) else v)
+              for k, v in res.parameters.items()}  # fmt: skip
+    return dataclasses.replace(
+        res,
+        terms={_swap_key(k): v for k, v in res.terms.items()},
+        parameters=params,
+        flags=tuple(_swap_key(f) for f in res.flags),
+    )

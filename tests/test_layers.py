@@ -1,0 +1,121 @@
+"""Layer matrices: every cell describes its own orientation and equals the single-pair call.
+
+``compare_layers(a)`` (one store against itself) computes a symmetric measure once per unordered
+pair but reports cell (i, j) with x = layer i and y = layer j: per-side fields (``bandwidth_x``,
+``hsic_xx``, ``dvar2_x``, ``sd_x``, ...) belong to the row layer.  Each cell must equal, field by
+field, the public function called on (layer i, layer j) with the same options.
+
+Tolerance: the same sums in another order (moment road: another merge tree) — 1e-10 relative.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import bigalign
+from bigalign.compare import mirror
+from bigalign.result import Result
+
+RTOL = 1e-10
+
+
+def _layers(n=90, seed=5):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 4))
+    return {
+        "a": z @ rng.normal(size=(4, 6)) + 0.3 * rng.normal(size=(n, 6)),
+        "b": 5.0 * np.tanh(z @ rng.normal(size=(4, 6))) + rng.normal(size=(n, 6)),  # same width as a (mmd)
+        "c": 0.1 * (z[:, :2] ** 2) @ rng.normal(size=(2, 3)) + 0.05 * rng.normal(size=(n, 3)),
+    }
+
+
+def _close(a, b, where):
+    if isinstance(a, (float, np.floating)) and isinstance(b, (float, np.floating)) and not isinstance(a, bool):
+        assert a == pytest.approx(b, rel=RTOL, abs=1e-12), where
+    elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        assert len(a) == len(b), where
+        for u, v in zip(a, b):
+            _close(u, v, where)
+    else:
+        assert a == b, where
+
+
+#: parameters a layer matrix adds to a cell (how the matrix was computed, not what the cell is)
+MATRIX_ONLY = {"n_passes", "per_layer"}
+
+
+def assert_same_result(cell: Result, ref: Result, where: str = "") -> None:
+    """Field by field: type, metric, estimator, method, n, terms, parameters, stderr, flags, ci."""
+    assert type(cell) is type(ref), where
+    for f in ("metric", "estimator", "method", "n_samples", "flags", "ci_level"):
+        assert getattr(cell, f) == getattr(ref, f), (where, f)
+    _close(cell.value, ref.value, (where, "value"))
+    assert set(cell.terms) == set(ref.terms), where
+    for k in ref.terms:
+        _close(float(cell.terms[k]), float(ref.terms[k]), (where, k))
+    assert set(cell.parameters) - MATRIX_ONLY == set(ref.parameters), (where, set(cell.parameters) ^ set(ref.parameters))
+    for k in ref.parameters:
+        _close(cell.parameters[k], ref.parameters[k], (where, k))
+    for f in ("stderr", "ci"):
+        a, b = getattr(cell, f), getattr(ref, f)
+        assert (a is None) == (b is None), (where, f)
+        if a is not None:
+            _close(a, b, (where, f))
+
+
+CASES = {
+    "cka-linear": ("cka", {}, bigalign.cka, {}),
+    "cka-rbf-exact": ("cka", {"kernel": "rbf", "method": "exact"}, bigalign.cka, {"kernel": "rbf", "method": "exact"}),
+    "hsic-rbf-exact": ("hsic", {"kernel": "laplacian", "method": "exact"}, bigalign.hsic, {"kernel": "laplacian", "method": "exact"}),
+    "ka-rbf-exact": ("kernel_alignment", {"kernel": "rbf", "method": "exact"}, bigalign.kernel_alignment, {"kernel": "rbf", "method": "exact"}),
+    "dcor": ("dcor", {}, bigalign.dcor, {"estimator": "unbiased"}),
+    "dcov-biased": ("dcov", {"estimator": "biased"}, bigalign.dcov, {"estimator": "biased"}),
+    "rsa": ("rsa", {}, bigalign.rsa, {"seed": 0}),
+    "kcc-rbf": ("kcc", {"kernel": "rbf"}, bigalign.kcc, {"kernel": "rbf"}),
+    "mmd-rbf": ("mmd", {"kernel": "rbf", "method": "exact"}, bigalign.mmd, {"kernel": "rbf", "method": "exact", "estimator": "unbiased", "seed": 0}),
+    "mutual_knn": ("mutual_knn", {"metric_options": {"k": 5}}, bigalign.mutual_knn, {"k": 5, "seed": 0}),
+    "cknna": ("cknna", {"metric_options": {"k": 5}}, bigalign.cknna, {"k": 5}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_self_comparison_cells_equal_single_pair_calls(case):
+    metric, kw, fn, fkw = CASES[case]
+    layers = _layers()
+    m = bigalign.compare_layers(layers, metric=metric, scheduler="sync", **kw)
+    ids = set()
+    for i, la in enumerate(m.layers_a):
+        for j, lb in enumerate(m.layers_b):
+            cell = m.results[i][j]
+            if metric == "mmd" and layers[la].shape[1] != layers[lb].shape[1]:
+                assert cell is None
+                continue
+            ids.add(id(cell))
+            assert_same_result(cell, fn(layers[la], layers[lb], scheduler="sync", **fkw), f"{case} {la}|{lb}")
+    assert len(ids) == sum(r is not None for row in m.results for r in row)  # no object shared by two cells
+
+
+def test_per_side_parameters_follow_the_row_layer():
+    """The regression this guards: results[j][i] was results[i][j], with bandwidth_x of layer i."""
+    layers = _layers()
+    m = bigalign.compare_layers(layers, metric="cka", kernel="rbf", method="rff", n_features=256, scheduler="sync")
+    med = {l: bigalign.cka(layers[l], layers[l], kernel="rbf", method="exact").parameters["median_x"] for l in layers}
+    for i, la in enumerate(m.layers_a):
+        for j, lb in enumerate(m.layers_b):
+            p = m.results[i][j].parameters
+            assert p["bandwidth_x"] == pytest.approx(med[la], rel=1e-12) and p["bandwidth_y"] == pytest.approx(med[lb], rel=1e-12)
+            r, t = m.results[i][j], m.results[j][i]
+            assert r.value == t.value and r.terms["hsic_xx"] == t.terms["hsic_yy"]
+
+
+def test_mirror_swaps_every_per_side_field():
+    r = Result("x", 0.5, "biased", "m", 10, {"hsic_xy": 1.0, "hsic_xx": 2.0, "dvar2_x": 3.0, "mean_kyy": 4.0, "norm_k": 5.0},
+               {"bandwidth_x": 1.0, "median_y": 2.0, "ranks": [3, 4], "C_p": 1.5, "n_x": 7, "kernel": "rbf"},
+               flags=("x_constant", "negative_unbiased_estimate"))  # fmt: skip
+    m = mirror(r)
+    assert dict(m.terms) == {"hsic_xy": 1.0, "hsic_yy": 2.0, "dvar2_y": 3.0, "mean_kxx": 4.0, "norm_l": 5.0}
+    assert dict(m.parameters) == {"bandwidth_y": 1.0, "median_x": 2.0, "ranks": [4, 3], "C_q": 1.5, "n_y": 7, "kernel": "rbf"}
+    assert m.flags == ("y_constant", "negative_unbiased_estimate") and m is not r and mirror(m) == r
