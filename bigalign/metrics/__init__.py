@@ -8,13 +8,14 @@ from .dcor import dcor, dcov
 from .distance import distance_alignment
 from .independence import coco, kcc, kmi
 from .kernel import cka, hsic, kernel_alignment
-from .neighbors import cknna, mutual_knn
+from .neighbors import KnnSweep, cknna, cycle_knn, edit_distance_knn, knn_sweep, lcs_knn, mutual_knn
 from .rsa import rsa
 from .spectral import kare, spectral_alignment, spectrum, task_alignment
 from .stitching import StitchingMatrix, StitchResult, StitchRisks, stitch, stitching_matrix
 from .stitching_nonlinear import NonlinearStitchResult, StitchRisksSE
 
 __all__ = [
+    "KnnSweep",
     "NonlinearStitchResult",
     "StitchResult",
     "StitchRisksSE",
@@ -23,14 +24,18 @@ __all__ = [
     "cka",
     "cknna",
     "coco",
+    "cycle_knn",
     "dcor",
     "dcov",
     "distance_alignment",
+    "edit_distance_knn",
     "hsic",
     "kare",
     "kcc",
     "kernel_alignment",
     "kmi",
+    "knn_sweep",
+    "lcs_knn",
     "mutual_knn",
     "rsa",
     "spectral_alignment",
