@@ -119,3 +119,76 @@ def test_mirror_swaps_every_per_side_field():
     assert dict(m.terms) == {"hsic_xy": 1.0, "hsic_yy": 2.0, "dvar2_y": 3.0, "mean_kxx": 4.0, "norm_l": 5.0}
     assert dict(m.parameters) == {"bandwidth_y": 1.0, "median_x": 2.0, "ranks": [4, 3], "C_q": 1.5, "n_y": 7, "kernel": "rbf"}
     assert m.flags == ("y_constant", "negative_unbiased_estimate") and m is not r and mirror(m) == r
+
+
+# -- neighbourhood measures: per-layer lists, searched once per layer ---------------------------------
+
+KNN = ("mutual_knn", "cknna", "cycle_knn", "lcs_knn", "edit_distance_knn")
+
+
+def _two_stores(n=120):
+    rng = np.random.default_rng(11)
+    z = rng.normal(size=(n, 3))
+    a = {f"a{t}": z @ rng.normal(size=(3, 4 + t)) + 0.7 * rng.normal(size=(n, 4 + t)) for t in range(3)}
+    b = {f"b{t}": np.tanh(z @ rng.normal(size=(3, 5))) + 0.5 * rng.normal(size=(n, 5)) for t in range(2)}
+    return a, b
+
+
+@pytest.mark.parametrize("metric", KNN)
+@pytest.mark.parametrize("sampled", [False, True])
+def test_knn_cells_equal_single_pair_calls(metric, sampled):
+    """Every ordered cell (self-comparison and two stores) is the public call on (row layer, column
+    layer): the lists of a layer do not depend on the layers searched beside it.  block_size is
+    passed to both: the sampled road plans its candidate blocks from the widths of all inputs."""
+    if metric == "cknna" and sampled:
+        pytest.skip("cknna has no sampled road")
+    a, b = _two_stores()
+    opts = {"k": 4, **({"n_queries": 50} if sampled else {})}
+    fn = getattr(bigalign, metric)
+    for right in (None, b):
+        m = bigalign.compare_layers(a, right, metric=metric, metric_options=opts, seed=3, block_size=37, scheduler="sync")
+        assert m.plan["road"] == "per-layer neighbour lists" and m.plan["searches"] == len(a) + (0 if right is None else len(b))
+        cols = a if right is None else b
+        for i, la in enumerate(m.layers_a):
+            for j, lb in enumerate(m.layers_b):
+                ref = fn(a[la], cols[lb], **opts, **({} if metric == "cknna" else {"seed": 3}), block_size=37, scheduler="sync")
+                assert_same_result(m.results[i][j], ref, f"{metric} {la}|{lb}")
+                assert right is not None or i == j or m.results[i][j] is not m.results[j][i]
+
+
+def test_knn_layers_searched_once_each(monkeypatch):
+    """L layers: one search (one run of tiles over all of them), not one per pair and side."""
+    import bigalign.metrics.neighbors as nb
+
+    calls = []
+    real = nb.search
+
+    def counting(reps, k, engine_kw, queries=None):
+        calls.append([r.name for r in reps])
+        return real(reps, k, engine_kw, queries)
+
+    monkeypatch.setattr(nb, "search", counting)
+    a, _ = _two_stores()
+    bigalign.compare_layers(a, metric="mutual_knn", metric_options={"k": 3}, scheduler="sync")
+    assert len(calls) == 1 and sorted(calls[0]) == sorted(f"a:{l}" for l in a)
+    calls.clear()
+    bigalign.compare_layers(a, metric="cycle_knn", metric_options={"k": 3, "n_queries": 30}, scheduler="sync")
+    assert len(calls) == 2  # the queries' lists, then x's lists of the queries' y-neighbours
+
+
+def test_knn_state_memory_groups_and_fallback():
+    """Lists of all layers held within state_memory: groups of searches when the lists in flight do
+    not fit together, one call per pair when even the finished lists do not; the same values."""
+    a, _ = _two_stores()
+    opts = {"metric": "cknna", "metric_options": {"k": 4}, "scheduler": "sync"}
+    one = bigalign.compare_layers(a, **opts)
+    per = 120 * 4 * 16  # one layer's lists
+    grouped = bigalign.compare_layers(a, state_memory=3 * per + 3 * per, **opts)
+    assert grouped.plan["search_groups"] > 1 and grouped.n_passes == grouped.plan["search_groups"]
+    fallback = bigalign.compare_layers(a, state_memory=2 * per, **opts)
+    assert fallback.plan["road"] == "per pair" and "exceed state_memory" in fallback.plan["per_layer"]
+    for m in (grouped, fallback):
+        for i in range(3):
+            for j in range(3):
+                assert_same_result(m.results[i][j], one.results[i][j], f"{i}|{j}")
+    assert one.results[0][1].value != one.results[1][0].value  # cknna is not symmetric: each orientation computed
