@@ -634,7 +634,7 @@ def _pair_cells(metric: str, reps: list, wanted: list[tuple[int, int]], kw: dict
 
 #: per-pair metrics whose value is symmetric in (x, y): the transposed cell is the same computation
 #: seen from the other side (``mirror``), unless the road draws something per side (``_mirrors``)
-SYMMETRIC_PAIR_METRICS = ("dcor", "dcov", "rsa", "mmd", "coco", "kcc", "kmi")
+SYMMETRIC_PAIR_METRICS = ("dcor", "dcov", "rsa", "mmd", "coco", "kcc", "kmi", "mutual_knn", "lcs_knn", "edit_distance_knn")
 
 _SIDE_TOKENS = {"x": "y", "y": "x", "xx": "yy", "yy": "xx", "kxx": "kyy", "kyy": "kxx"}
 _SIDE_KEYS = {"norm_k": "norm_l", "norm_l": "norm_k", "C_p": "C_q", "C_q": "C_p"}
