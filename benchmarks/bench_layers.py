@@ -28,7 +28,9 @@ Jobs (each timing: wall and CPU seconds of this process, the machine's other loa
           reused on this road) against the same calls made directly — the baseline for a future
           multi-layer distance-tile pass.
 
-Results: ``benchmarks/results/layers{_quick}.json`` and ``.md``.
+Results: ``benchmarks/results/layers{_quick}.json`` and ``.md`` (``--stem`` to name them).  Recorded:
+``layers.md`` (``--jobs knn``, acceptance sizes) and ``layers_rbf_dcor.md``
+(``--jobs rbf,dcor --n 10000 --n-features 512 --exact-n 2000``).
 """
 
 from __future__ import annotations
@@ -203,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--n-features", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--stem", default=None, help="results file stem (default layers / layers_quick)")
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.exact_n, args.d, args.repeats = 3000, 800, 64, 2
@@ -216,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         elif job == "dcor":
             res["jobs"].append(job_dcor(args.exact_n, args.d, args.layers))
     RESULTS_DIR.mkdir(exist_ok=True)
-    stem = "layers_quick" if args.quick else "layers"
+    stem = args.stem or ("layers_quick" if args.quick else "layers")
     (RESULTS_DIR / f"{stem}.json").write_text(json.dumps(res, indent=1, default=str))
     (RESULTS_DIR / f"{stem}.md").write_text(render_md(res))
     print(render_md(res))

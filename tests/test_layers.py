@@ -192,7 +192,7 @@ def test_knn_state_memory_groups_and_fallback():
             for j in range(3):
                 assert_same_result(m.results[i][j], one.results[i][j], f"{i}|{j}")
     assert one.results[0][1].value != one.results[1][0].value  # cknna is not symmetric: each orientation computed
-    for metric in ("lcs_knn", "cycle_knn"):  # the fallback mirrors symmetric measures, computes the others per orientation
+    for metric in ("mutual_knn", "lcs_knn", "cycle_knn"):  # the fallback mirrors symmetric measures, computes the others per orientation
         opts = {"metric": metric, "metric_options": {"k": 4}, "scheduler": "sync"}
         one, fallback = bigalign.compare_layers(a, **opts), bigalign.compare_layers(a, state_memory=per, **opts)
         assert fallback.plan["road"] == "per pair"
