@@ -199,3 +199,14 @@ def test_knn_state_memory_groups_and_fallback():
         for i in range(3):
             for j in range(3):
                 assert_same_result(fallback.results[i][j], one.results[i][j], f"{metric} {i}|{j}")
+
+
+def test_plan_is_reported_and_json_safe():
+    import json
+
+    a, _ = _two_stores()
+    for kw in ({"metric": "mutual_knn"}, {"metric": "cka"}, {"metric": "cka", "kernel": "rbf", "method": "rff", "n_features": 64},
+               {"metric": "dcor"}):  # fmt: skip
+        m = bigalign.compare_layers(a, scheduler="sync", **kw)
+        d = json.loads(json.dumps(m.to_dict()))
+        assert d["plan"]["road"] in ("per-layer neighbour lists", "moments", "features", "per pair") and d["plan"]["per_layer"]
