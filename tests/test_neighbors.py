@@ -499,3 +499,56 @@ def test_cycle_knn_sampled_interval_covers():
     assert 0.2 < exact < 0.8
     hits = sum(r.ci[0] <= exact <= r.ci[1] for r in (bigalign.cycle_knn(x, y, k=5, n_queries=60, seed=s, scheduler="sync") for s in range(120)))
     assert 0.88 * 120 <= hits <= 0.99 * 120
+
+
+# ---------------------------------------------------------------------------
+# float32 pre-filter, float64 decisions
+# ---------------------------------------------------------------------------
+
+
+def near_ties(n=240, d=24, seed=0):
+    """Rows whose similarities to row 0 (and to each other) differ by ~1e-9: far below float32's
+    resolution (≈6e-8), far above float64's rounding.  Ranking them in float32 gets them wrong."""
+    rng = np.random.default_rng(seed)
+    q = unit(rng.normal(size=(1, d)))[0]
+    a = 0.6 + 1e-9 * rng.permutation(n - 1)  # similarities to q, 1e-9 apart, in shuffled order
+    w = rng.normal(size=(n - 1, d))
+    w -= np.outer(w @ q, q)
+    w = unit(w)
+    rows = a[:, None] * q + np.sqrt(1 - a**2)[:, None] * w
+    return np.vstack([q, rows])
+
+
+def test_float32_search_returns_the_float64_lists(monkeypatch):
+    """The search's lists equal a dense float64 sort, on data where float32 cannot order the
+    candidates; a float32-only top-k gets them wrong on the same data (the test has teeth)."""
+    from bigalign.engine import prepare
+    from bigalign.metrics.neighbors import search
+
+    x = near_ties()
+    want, S = dense_knn(x, 15)
+    for bs in (17, 240):
+        (got,), _ = search(prepare([x], ["x"]), 15, {"block_size": bs, "scheduler": "sync"})
+        np.testing.assert_array_equal(got.idx, want)
+        np.testing.assert_allclose(got.vals, np.take_along_axis(S, want, 1), rtol=0, atol=1e-15)
+    q = np.array([0, 7, 100], dtype=np.int64)
+    (got,), _ = search(prepare([x], ["x"]), 15, {"scheduler": "sync", "block_size": 240}, queries=[q])
+    np.testing.assert_array_equal(got.idx, want[q])
+    u32 = unit(x).astype(np.float32)
+    S32 = (u32 @ u32.T).astype(np.float64)
+    np.fill_diagonal(S32, -np.inf)
+    assert (np.argsort(-S32[0], kind="stable")[:15] != want[0]).any()
+    monkeypatch.setattr(importlib.import_module("bigalign.metrics.neighbors"), "float32_margin", lambda d: 0.0)
+    (bad,), _ = search(prepare([x], ["x"]), 15, {"scheduler": "sync", "block_size": 240}, queries=[q])
+    assert (bad.idx[0] != want[0]).any()  # without the margin, float32 rounding drops true neighbours
+
+
+def test_float32_margin_bounds_the_error(rng):
+    from bigalign._numba.topk import dot64, float32_margin
+
+    for d in (3, 64, 384, 2000):
+        x = unit(rng.normal(size=(200, d)) * rng.choice([1e-3, 1.0, 1e3], size=(1, d)))  # uneven scales
+        s32 = (x.astype(np.float32) @ x.astype(np.float32).T).astype(np.float64)
+        s64 = np.array([[dot64(x[i], x[j]) for j in range(0, 200, 7)] for i in range(200)])
+        assert np.abs(s32[:, ::7] - s64).max() <= float32_margin(d)
+    assert float32_margin(10**8) == float("inf")
