@@ -736,7 +736,7 @@ def _knn_cells(metric: str, reps: list, cells: list[tuple[int, int]], kw: dict[s
     what = f"exact top-{k} neighbour lists of every sample" if q is None else f"exact top-{k} neighbour lists of {m} seeded queries"
     plan = {
         "road": "per-layer neighbour lists",
-        "per_layer": f"{what} (cosine similarities decided in float64), searched once per layer and scored for all {len(cells)} cells "
+        "per_layer": f"{what} (float64 cosine similarities), searched once per layer and scored for all {len(cells)} cells "
                      f"(a call per pair would search {2 * len({(min(c), max(c)) for c in cells})} times)",
         "searches": len(used),
         "search_groups": len(groups),
