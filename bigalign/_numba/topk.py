@@ -20,9 +20,6 @@ __all__ = [
     "EMPTY",
     "cknna_sums",
     "cycle_hits",
-    "dot64",
-    "float32_margin",
-    "topk_tile_checked",
     "edit_distances",
     "lcs_lengths",
     "cknna_sums_numpy",
@@ -329,85 +326,3 @@ def cycle_hits(qidx, ib, ia, pos, k):
             if out[r]:
                 break
     return out
-
-
-# ---------------------------------------------------------------------------
-# float32 similarities, exact float64 decisions
-# ---------------------------------------------------------------------------
-
-U32 = 2.0**-24
-U64 = 2.0**-53
-
-
-def float32_margin(d: int) -> float:
-    """A rigorous bound on |s32 − s64| for unit rows of length d (``None``-free: inf when no bound holds).
-
-    s32 = the float32 GEMM entry of the rows rounded to float32; s64 = :func:`dot64` of the float64
-    rows.  Rounding the rows: ≤ (2u + u²)·Σ|xᵢyᵢ|; any float32 summation of d products (blocked,
-    FMA): ≤ γ_d·Σ|x̃ᵢỹᵢ| (Higham, Accuracy and Stability, §3.1); the float64 dot: ≤ γ_d⁽⁶⁴⁾; and
-    Σ|xᵢyᵢ| ≤ ‖x‖‖y‖ = 1.  Inflated by 1% plus 1e-12 for the bound's own rounding and underflow.
-    """
-    if d * U32 >= 0.5:
-        return float("inf")
-    g32 = d * U32 / (1 - d * U32)
-    g64 = d * U64 / (1 - d * U64)
-    return (g32 * (1 + U32) ** 2 + 2 * U32 + U32 * U32 + g64) * 1.01 + 1e-12
-
-
-@njit(cache=True, nogil=True, inline="always")
-def dot64(x, y):
-    """The similarity of two float64 unit rows: a sequential sum, so dot64(x, y) == dot64(y, x) bit for bit."""
-    s = 0.0
-    for t in range(x.shape[0]):
-        s += x[t] * y[t]
-    return s
-
-
-@njit(cache=True, nogil=True)
-def topk_tile_checked(sim32, xi, xj, eps, gi, gj, mode, vi, ii, vj, ij):
-    """:func:`topk_tile` from a float32 similarity tile, deciding every admission in float64.
-
-    An entry whose float32 similarity is below a list's threshold by more than ``eps`` (the bound of
-    :func:`float32_margin`) cannot enter that list; any other entry's similarity is recomputed
-    exactly as :func:`dot64` of the float64 unit rows ``xi[r]``, ``xj[c]`` and offered as in
-    :func:`topk_tile`.  So the lists (indices and float64 values) are those of the float64
-    similarities dot64, whatever float32 rounding did.
-    """
-    bi, bj = sim32.shape
-    k = vi.shape[1]
-    if mode == 1:
-        cv = vj[:, k - 1].copy()
-        cq = ij[:, k - 1].copy()
-    else:
-        cv = vi[:, k - 1].copy()
-        cq = ii[:, k - 1].copy()
-    for r in range(bi):
-        gr = gi[r]
-        wv = vi[r, k - 1]
-        wq = ii[r, k - 1]
-        c0 = r + 1 if mode == 2 else 0
-        for c in range(c0, bj):
-            hi = sim32[r, c] + eps  # ≥ the float64 similarity
-            if hi < wv and (mode == 0 or hi < cv[c]):
-                continue
-            gc = gj[c]
-            if gc == gr:
-                continue
-            s = dot64(xi[r], xj[c])
-            if _ahead(s, gc, wv, wq):
-                _insert(vi, ii, r, s, gc)
-                wv = vi[r, k - 1]
-                wq = ii[r, k - 1]
-                if mode == 2:
-                    cv[r] = wv
-                    cq[r] = wq
-            if mode == 1:
-                if _ahead(s, gr, cv[c], cq[c]):
-                    _insert(vj, ij, c, s, gr)
-                    cv[c] = vj[c, k - 1]
-                    cq[c] = ij[c, k - 1]
-            elif mode == 2:
-                if _ahead(s, gr, cv[c], cq[c]):
-                    _insert(vi, ii, c, s, gr)
-                    cv[c] = vi[c, k - 1]
-                    cq[c] = ii[c, k - 1]

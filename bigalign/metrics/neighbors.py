@@ -2,17 +2,10 @@
 
 Neighbours
 ----------
-Rows are L2-normalised (float64); the similarity of two samples is the inner
-product of their normalised rows (cosine similarity) as a float64 sum in a
-fixed order (``dot64``: the same bits for (i, j) and (j, i), whatever the
-tiling).  The search multiplies tiles of row blocks in float32 (BLAS) only to
-*skip* candidates: one whose float32 similarity is below a list's current
-threshold by more than a rigorous bound on the float32 error (≈ d·2⁻²⁴, e.g.
-2.3e-5 at d = 384) cannot enter it; every other candidate's similarity is
-recomputed in float64 and decides.  So the lists are exactly those of the
-float64 similarities, and the float32 pass only saves time.  The neighbours of
-sample i are the k other samples with the largest similarity, under one total
-order:
+Rows are L2-normalised; the similarity of two samples is the inner product
+of their normalised rows (cosine similarity), computed in float64 by BLAS
+over tiles of row blocks.  The neighbours of sample i are the k other samples
+with the largest similarity, under one total order:
 
 * larger similarity first;
 * **tie rule**: equal similarities (bit-identical float64) are ranked by
@@ -20,12 +13,14 @@ order:
 * a sample is never its own neighbour — excluded *by index*, so an exact
   duplicate of a sample is still a candidate (no −1e8 diagonal sentinel).
 
-So every neighbour list is unique and does not depend on the tiling, the
-scheduler or the sampled/exact road, and the list for a smaller k is a prefix
-of the list for a larger one: a sweep over several k costs one search
+So every neighbour list is unique, and the list for a smaller k is a prefix of
+the list for a larger one: a sweep over several k costs one search
 (:func:`knn_sweep`, a :class:`KnnSweep` of one Result per k).  A layer's lists
 depend on that layer only, so a layer matrix searches every layer once and
-scores every pair of layers from the lists (``compare_layers``).
+scores every pair of layers from the lists (``compare_layers``).  Similarities equal
+only up to rounding (≈1e-16) are ordered by their computed values, which a
+different tiling could round differently; exact ties are ordered by index
+whatever the tiling.
 
 Estimators
 ----------
@@ -70,17 +65,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._checks import finite_float64
-from .._numba.topk import (
-    cknna_sums,
-    cycle_hits,
-    edit_distances,
-    empty_lists,
-    float32_margin,
-    lcs_lengths,
-    merge_topk,
-    overlap_counts,
-    topk_tile_checked,
-)
+from .._numba.topk import cknna_sums, cycle_hits, edit_distances, empty_lists, lcs_lengths, merge_topk, overlap_counts, topk_tile
 from ..engine import prepare, run, run_pairs
 from ..io import Representation
 from ..errors import DegenerateInputError, InvalidInputError, NonFiniteError
@@ -194,9 +179,8 @@ class NeighbourTileStatistic:
         if start_i == start_j:
             for t, name in enumerate(self.names):
                 xi = unit_rows(blocks_i[t], name, start_i)
-                x32 = xi.astype(np.float32)
                 v, i = empty_lists(bi, self.k)
-                topk_tile_checked(x32 @ x32.T, xi, xi, float32_margin(xi.shape[1]), gi, gi, 2, v, i, v, i)
+                topk_tile(xi @ xi.T, gi, gi, 2, v, i, v, i)
                 out_i += [v, i]
             return {start_i: tuple(out_i)}
         bj = blocks_j[0].shape[0]
@@ -207,8 +191,7 @@ class NeighbourTileStatistic:
             xj = unit_rows(blocks_j[t], name, start_j)
             vi, ii = empty_lists(bi, self.k)
             vj, ij = empty_lists(bj, self.k)
-            sim = xi.astype(np.float32) @ xj.astype(np.float32).T
-            topk_tile_checked(sim, xi, xj, float32_margin(xi.shape[1]), gi, gj, 1, vi, ii, vj, ij)
+            topk_tile(xi @ xj.T, gi, gj, 1, vi, ii, vj, ij)
             out_i += [vi, ii]
             out_j += [vj, ij]
         return {start_i: tuple(out_i), start_j: tuple(out_j)}
@@ -249,15 +232,11 @@ class QueryStatistic:
             v, i = empty_lists(m, self.k)
             if m:
                 bx = unit_rows(blocks[t], name, start)
-                b32 = bx.astype(np.float32)
-                q = self.queries[t]
-                q32 = q.astype(np.float32)
-                eps = float32_margin(bx.shape[1])
-                step = max(64, SIM_TILE_BYTES // (4 * m))  # candidates per similarity tile (m × step float32)
+                step = max(64, SIM_TILE_BYTES // (8 * m))  # candidates per similarity tile (m × step float64)
                 for a in range(0, bx.shape[0], step):
                     b = min(bx.shape[0], a + step)
                     g = np.arange(start + a, start + b, dtype=np.int64)
-                    topk_tile_checked(q32 @ b32[a:b].T, q, bx[a:b], eps, self.qidx[t], g, 0, v, i, v, i)
+                    topk_tile(self.queries[t] @ bx[a:b].T, self.qidx[t], g, 0, v, i, v, i)
             out += [v, i]
         return tuple(out)
 
