@@ -295,12 +295,15 @@ def compare_layers(
         mutual information and squared Wasserstein-2, no ridge) come from one
         shared read of the data for all pairs; ``"cka"``, ``"hsic"`` and
         ``"kernel_alignment"`` with rbf/laplacian share one pass of feature
-        maps.  ``"dcor"``, ``"dcov"``, ``"rsa"``, ``"mutual_knn"``,
-        ``"cknna"``, ``"mmd"`` (same-width layers only: it compares two
-        samples of one space) and non-linear ``"coco"``/``"kcc"``/``"kmi"``
-        call the metric's own function once per pair of layers, so they read
-        the data once (or more) per pair; each cell equals that function's
-        result with the same options.
+        maps.  ``"mutual_knn"``, ``"cknna"``, ``"cycle_knn"``, ``"lcs_knn"``
+        and ``"edit_distance_knn"`` search every layer's neighbour lists once
+        and score every cell from them.  ``"dcor"``, ``"dcov"``, ``"rsa"``,
+        ``"mmd"`` (same-width layers only: it compares two samples of one
+        space) and non-linear ``"coco"``/``"kcc"``/``"kmi"`` call the
+        metric's own function once per pair of layers, so they read the data
+        once (or more) per pair.  On every road each cell equals that
+        function's result for (row layer, column layer) with the same options,
+        field by field (``LayerMatrix.plan`` says what was reused per layer).
     layers_a, layers_b : list of str, optional
         Subsets (and order) of layers; default all.
     estimator : {"unbiased", "biased"}
@@ -603,10 +606,10 @@ def _pair_kwargs(
             f"metric_options {bad} are not options of bigalign.{metric} (or are compare_layers' own arguments); "
             f"it accepts {[p for p in params if p not in _RESERVED_OPTIONS]}. Fix the names."
         )
-    if metric in ("mutual_knn", "cknna") and not isinstance(options.get("k", 10), (int, np.integer)):
+    if metric in _nb.KNN_METRICS and not isinstance(options.get("k", 10), (int, np.integer)):
         raise InvalidInputError(
             f"compare_layers needs one k per matrix for {metric}; got k={options['k']!r}. Pass an int, "
-            f"or call bigalign.{metric}(x, y, k=[...]) per pair for several k from one search."
+            f"or call bigalign.knn_sweep(x, y, metric={metric!r}, k=[...]) per pair for several k from one search."
         )
     return {**kw, **options}
 
