@@ -59,6 +59,11 @@ _LAZY: dict[str, str] = {
     "kernel_alignment": ".metrics.kernel",
     "cknna": ".metrics.neighbors",
     "mutual_knn": ".metrics.neighbors",
+    "KnnSweep": ".metrics.neighbors",
+    "knn_sweep": ".metrics.neighbors",
+    "cycle_knn": ".metrics.neighbors",
+    "lcs_knn": ".metrics.neighbors",
+    "edit_distance_knn": ".metrics.neighbors",
     "coco": ".metrics.independence",
     "kcc": ".metrics.independence",
     "kmi": ".metrics.independence",
@@ -179,6 +184,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     )
     from .metrics.cca import pwcca, svcca
     from .metrics.energy import dcov_test, energy_distance, partial_dcor
+    from .metrics.neighbors import KnnSweep, cycle_knn, edit_distance_knn, knn_sweep, lcs_knn
     from .metrics.mmd import MMDTestResult, mmd, mmd_test
     from .metrics.permutation import PermutationResult, permutation_test
     from .metrics.procrustes import procrustes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from dataclasses import dataclass, field
@@ -17,13 +18,14 @@ from .features import KERNELS
 from .metrics._common import ESTIMATORS, check_choice, check_unbiased_n, engine_parameters
 from .metrics._kernel_nonlinear import METHODS
 from .metrics.distance import distance_alignment_from_moments
-from .metrics import coco, cknna, dcor, dcov, kcc, kmi, mutual_knn, rsa
+from .metrics import coco, cknna, cycle_knn, dcor, dcov, edit_distance_knn, kcc, kmi, lcs_knn, mutual_knn, rsa
+from .metrics import neighbors as _nb
 from .metrics.independence import coco_from_moments, kcc_from_moments, kmi_from_moments
 from .metrics.kernel import cka_from_moments, hsic_from_moments, ka_from_moments
 from .metrics.mmd import mmd
 from .metrics.spectral import gaussian_mi_from_moments, gaussian_w2_from_moments
 from .moments import MomentStatistic
-from .result import Result
+from .result import Result, _jsonable
 
 __all__ = ["compare_layers", "LayerMatrix", "LINEAR_METRICS", "METRICS", "PAIR_METRICS"]
 
@@ -50,6 +52,9 @@ PAIR_METRICS: dict[str, Callable[..., Any]] = {
     "rsa": rsa,
     "mutual_knn": mutual_knn,
     "cknna": cknna,
+    "cycle_knn": cycle_knn,
+    "lcs_knn": lcs_knn,
+    "edit_distance_knn": edit_distance_knn,
     "mmd": mmd,
     "coco": coco,
     "kcc": kcc,
@@ -82,6 +87,11 @@ class LayerMatrix:
     n_passes : int
         Passes over the data that were needed (pairs are grouped so the
         accumulated state fits in ``state_memory``).
+    plan : mapping
+        How the matrix was computed: ``"road"`` (``"moments"``, ``"features"``,
+        ``"exact-tiles"``, ``"per-layer neighbour lists"`` or ``"per pair"``) and
+        ``"per_layer"``: what was computed once per layer and reused by every
+        pair (e.g. neighbour lists, bandwidths, feature maps), with counts.
     """
 
     metric: str
@@ -92,6 +102,7 @@ class LayerMatrix:
     n_passes: int = 1
     n_samples: int = 0
     estimator: str = ""
+    plan: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def values(self) -> np.ma.MaskedArray:
@@ -121,6 +132,7 @@ class LayerMatrix:
             "undefined": {f"{self.layers_a[i]}|{self.layers_b[j]}": why for (i, j), why in self.undefined.items()},
             "results": [[None if r is None else r.to_dict() for r in row] for row in self.results],
             "n_passes": self.n_passes,
+            "plan": {k: _jsonable(v) for k, v in self.plan.items()},
         }
 
     def plot(self, ax: Any = None, *, annotate: bool | None = None, cmap: str = "magma", **imshow_kw: Any) -> Any:
@@ -283,12 +295,15 @@ def compare_layers(
         mutual information and squared Wasserstein-2, no ridge) come from one
         shared read of the data for all pairs; ``"cka"``, ``"hsic"`` and
         ``"kernel_alignment"`` with rbf/laplacian share one pass of feature
-        maps.  ``"dcor"``, ``"dcov"``, ``"rsa"``, ``"mutual_knn"``,
-        ``"cknna"``, ``"mmd"`` (same-width layers only: it compares two
-        samples of one space) and non-linear ``"coco"``/``"kcc"``/``"kmi"``
-        call the metric's own function once per pair of layers, so they read
-        the data once (or more) per pair; each cell equals that function's
-        result with the same options.
+        maps.  ``"mutual_knn"``, ``"cknna"``, ``"cycle_knn"``, ``"lcs_knn"``
+        and ``"edit_distance_knn"`` search every layer's neighbour lists once
+        and score every cell from them.  ``"dcor"``, ``"dcov"``, ``"rsa"``,
+        ``"mmd"`` (same-width layers only: it compares two samples of one
+        space) and non-linear ``"coco"``/``"kcc"``/``"kmi"`` call the
+        metric's own function once per pair of layers, so they read the data
+        once (or more) per pair.  On every road each cell equals that
+        function's result for (row layer, column layer) with the same options,
+        field by field (``LayerMatrix.plan`` says what was reused per layer).
     layers_a, layers_b : list of str, optional
         Subsets (and order) of layers; default all.
     estimator : {"unbiased", "biased"}
@@ -369,14 +384,24 @@ def compare_layers(
     ekw = {"block_size": block_size, "scheduler": scheduler, "client": client, "num_workers": num_workers}
     if per_pair:
         ekw["memory_per_worker"] = memory_per_worker
-        values = _pair_cells(metric, reps, wanted, {**pair_kw, **{k: v for k, v in ekw.items() if v is not None}})
-        return _matrix(metric, la, lb, ia, ib, values, len(wanted), n, estimator)
+        kw = {**pair_kw, **{k: v for k, v in ekw.items() if v is not None}}
+        if metric in _nb.KNN_METRICS:
+            cells = [(i, j) for i in ia for j in ib]
+            out = _knn_cells(metric, reps, cells, kw, budget)
+            if out is not None:
+                values, n_passes, plan = out
+                return _matrix(metric, la, lb, ia, ib, values, n_passes, n, estimator, plan)
+            why = "the neighbour lists of all layers exceed state_memory; each pair searched by its own call"
+        else:
+            why = "nothing depends on one layer only on this road: each pair is its own call"
+        values = _pair_cells(metric, reps, wanted, kw)
+        return _matrix(metric, la, lb, ia, ib, values, len(wanted), n, estimator, {"road": "per pair", "per_layer": why})
     if kernel != "linear":
-        values, n_passes = _nonlinear_cells(
+        values, n_passes, plan = _nonlinear_cells(
             reps, wanted, metric, estimator, kernel, bandwidth, method, n_features, seed, budget,
             {**ekw, "memory_per_worker": memory_per_worker},
         )  # fmt: skip
-        return _matrix(metric, la, lb, ia, ib, values, n_passes, n, estimator)
+        return _matrix(metric, la, lb, ia, ib, values, n_passes, n, estimator, plan)
     passes = _plan_passes(wanted, widths, budget)
     values: dict[tuple[int, int], Any] = {}
     fn = LINEAR_METRICS[metric]
@@ -407,10 +432,13 @@ def compare_layers(
             except DegenerateInputError as exc:
                 values[(i, j)] = values[(j, i)] = exc
 
-    return _matrix(metric, la, lb, ia, ib, values, len(passes), n, estimator)
+    plan = {"road": "moments", "per_layer": "each layer's moments (Σx, XᵀX) accumulated once per pass and shared by all its pairs",
+            "reads_per_layer": len(passes)}  # fmt: skip
+    return _matrix(metric, la, lb, ia, ib, values, len(passes), n, estimator, plan)
 
 
-def _matrix(metric: str, la: list[str], lb: list[str], ia: list[int], ib: list[int], values: dict, n_passes: int, n: int, estimator: str) -> LayerMatrix:
+def _matrix(metric: str, la: list[str], lb: list[str], ia: list[int], ib: list[int], values: dict, n_passes: int, n: int, estimator: str,
+            plan: Mapping[str, Any] | None = None) -> LayerMatrix:  # fmt: skip
     results: list[list[Result | None]] = []
     undefined: dict[tuple[int, int], str] = {}
     for r, i in enumerate(ia):
@@ -434,13 +462,14 @@ def _matrix(metric: str, la: list[str], lb: list[str], ia: list[int], ib: list[i
         n_passes=n_passes,
         n_samples=n,
         estimator=est,
+        plan=dict(plan or {}),
     )
 
 
 def _nonlinear_cells(
     reps: list, wanted: list[tuple[int, int]], metric: str, estimator: str, kernel: str, bandwidth: Any,
     method: str, n_features: int | None, seed: int, budget: int, ekw: dict[str, Any],
-) -> tuple[dict[tuple[int, int], Any], int]:  # fmt: skip
+) -> tuple[dict[tuple[int, int], Any], int, dict[str, Any]]:  # fmt: skip
     """Cells of a non-linear-kernel layer matrix: one feature pass per group of pairs, or exact tiles per pair."""
     from .features import BANDWIDTH_SAMPLE, check_bandwidth, median_bandwidth, sample_rows
     from .metrics._kernel_nonlinear import (
@@ -461,6 +490,7 @@ def _nonlinear_cells(
     seed = check_seed(seed)
     check_n_features(n_features)
     _, samples = sample_rows(reps, BANDWIDTH_SAMPLE, seed)
+    n_sample = int(samples[0].shape[0])
     values: dict[tuple[int, int], Any] = {}
     medians: list[float] = []
     for s, r in zip(samples, reps):
@@ -483,20 +513,23 @@ def _nonlinear_cells(
 
     def record(i: int, j: int, job: Any) -> None:
         try:
-            res = nonlinear_result(metric, job, estimator)
+            # kernel alignment is a plug-in (biased) estimate whatever compare_layers' estimator says
+            res = nonlinear_result(metric, job, "biased" if metric == "kernel_alignment" else estimator)
             values[(i, j)] = res
-            values[(j, i)] = res
+            values[(j, i)] = mirror(res)  # CKA/HSIC/KA are symmetric: the same numbers, seen from layer j
         except DegenerateInputError as exc:
             values[(i, j)] = values[(j, i)] = exc
 
     def params(i: int, j: int) -> dict[str, Any]:
         return {"kernel": kernel, "bandwidth_x": sigmas[i], "bandwidth_y": sigmas[j], "median_x": medians[i],
-                "median_y": medians[j], "seed": int(seed), "method_reason": reason}  # fmt: skip
+                "median_y": medians[j], "bandwidth_sample": n_sample, "seed": int(seed), "method_reason": reason}  # fmt: skip
 
     if chosen == "exact":
         for i, j in wanted:
             record(i, j, exact_job([reps[i], reps[j]], kernel, [sigmas[i], sigmas[j]], [shifts[i], shifts[j]], estimator, ekw, params(i, j)))
-        return values, len(wanted)
+        plan = {"road": "exact-tiles", "per_layer": f"bandwidth (median heuristic on one shared sample of {n_sample} rows) and centring "
+                f"shift, once per layer for its {len(wanted)} pair(s); the O(n²) tiles are per pair", "bandwidths": len(reps)}  # fmt: skip
+        return values, len(wanted), plan
     if chosen in ("rff", "orf"):
         width = int(n_features or DEFAULT_RANDOM_FEATURES)
     else:  # Nyström carries its nested m/2 and m/4 levels in the same pass
@@ -516,7 +549,10 @@ def _nonlinear_cells(
                 record(i, j, self_job(m, views, local[i], chosen, estimator, p))
             else:
                 record(i, j, feature_job(m, views, local[i], local[j], chosen, estimator, p))
-    return values, len(passes)
+    plan = {"road": "features", "per_layer": f"bandwidth (median heuristic on one shared sample of {n_sample} rows), {chosen} feature "
+            "map drawn once per layer; each layer mapped once per pass and its feature moments shared by all its pairs",
+            "bandwidths": len(reps), "reads_per_layer": len(passes)}  # fmt: skip
+    return values, len(passes), plan
 
 
 def _check_options(options: Any) -> dict[str, Any]:
@@ -570,10 +606,10 @@ def _pair_kwargs(
             f"metric_options {bad} are not options of bigalign.{metric} (or are compare_layers' own arguments); "
             f"it accepts {[p for p in params if p not in _RESERVED_OPTIONS]}. Fix the names."
         )
-    if metric in ("mutual_knn", "cknna") and not isinstance(options.get("k", 10), (int, np.integer)):
+    if metric in _nb.KNN_METRICS and not isinstance(options.get("k", 10), (int, np.integer)):
         raise InvalidInputError(
             f"compare_layers needs one k per matrix for {metric}; got k={options['k']!r}. Pass an int, "
-            f"or call bigalign.{metric}(x, y, k=[...]) per pair for several k from one search."
+            f"or call bigalign.knn_sweep(x, y, metric={metric!r}, k=[...]) per pair for several k from one search."
         )
     return {**kw, **options}
 
@@ -591,7 +627,122 @@ def _pair_cells(metric: str, reps: list, wanted: list[tuple[int, int]], kw: dict
             )
             continue
         try:
-            values[(i, j)] = values[(j, i)] = fn(reps[i], reps[j], **kw)
+            res = values[(i, j)] = fn(reps[i], reps[j], **kw)
+            if i != j:
+                values[(j, i)] = mirror(res) if _mirrors(metric, res) else fn(reps[j], reps[i], **kw)
         except DegenerateInputError as exc:
             values[(i, j)] = values[(j, i)] = exc
     return values
+
+
+#: per-pair metrics whose value is symmetric in (x, y): the transposed cell is the same computation
+#: seen from the other side (``mirror``), unless the road draws something per side (``_mirrors``)
+SYMMETRIC_PAIR_METRICS = ("dcor", "dcov", "rsa", "mmd", "coco", "kcc", "kmi", "mutual_knn", "lcs_knn", "edit_distance_knn")
+
+_SIDE_TOKENS = {"x": "y", "y": "x", "xx": "yy", "yy": "xx", "kxx": "kyy", "kyy": "kxx"}
+_SIDE_KEYS = {"norm_k": "norm_l", "norm_l": "norm_k", "C_p": "C_q", "C_q": "C_p"}
+_SIDE_PAIRS = ("ranks",)  # parameters holding [x's, y's]
+
+
+def _mirrors(metric: str, res: Result) -> bool:
+    """Whether the (y, x) call is the (x, y) result seen from the other side (else it is computed)."""
+    return metric in SYMMETRIC_PAIR_METRICS and "projection" not in res.method
+
+
+def _swap_key(key: str) -> str:
+    if key in _SIDE_KEYS:
+        return _SIDE_KEYS[key]
+    head, sep, tail = key.rpartition("_")
+    if sep and tail in _SIDE_TOKENS:
+        return head + sep + _SIDE_TOKENS[tail]
+    if key[:2] in ("x_", "y_"):
+        return _SIDE_TOKENS[key[0]] + key[1:]
+    return key
+
+
+def mirror(res: Result) -> Result:
+    """The Result of a symmetric measure for (y, x) from the one for (x, y): per-side fields swapped.
+
+    ``bandwidth_x`` ↔ ``bandwidth_y``, ``hsic_xx`` ↔ ``hsic_yy``, ``mean_kxx`` ↔ ``mean_kyy``,
+    ``norm_k`` ↔ ``norm_l``, flags ``x_constant`` ↔ ``y_constant``, per-side pairs (``ranks``)
+    reversed; symmetric fields (``hsic_xy``, the value) are kept.  A new object: each cell of a
+    layer matrix describes its own orientation.
+    """
+    params = {_swap_key(k): (list(v)[::-1] if k in _SIDE_PAIRS and isinstance(v, (list, tuple)) else v)
+              for k, v in res.parameters.items()}  # fmt: skip
+    return dataclasses.replace(
+        res,
+        terms={_swap_key(k): v for k, v in res.terms.items()},
+        parameters=params,
+        flags=tuple(_swap_key(f) for f in res.flags),
+    )
+
+
+#: a neighbour search's reduction tree holds about this many copies of the lists it builds
+_LIST_COPIES = 3
+
+
+def _knn_cells(metric: str, reps: list, cells: list[tuple[int, int]], kw: dict[str, Any], budget: int) -> tuple[dict, int, dict] | None:
+    """Cells of a neighbourhood measure from each layer's neighbour lists, searched once per layer.
+
+    A layer's lists depend on that layer only (the search reads no other), so every layer is
+    searched once — several layers per run of tiles, each block read once per tile — and every
+    ordered cell (i, j) is scored from lists i and j: exactly the lists, hence the Result, of
+    ``bigalign.<metric>(layer_i, layer_j, ...)``.  The finished lists of all layers must fit in
+    ``state_memory`` (else ``None``: the caller falls back to one call per pair); layers are
+    searched in groups whose lists in flight (``_LIST_COPIES`` copies) and tile blocks fit too.
+    """
+    from .engine import task_budget
+
+    n = reps[0].n
+    k = _nb.check_k("compare_layers", metric, kw.get("k", 10), n)
+    if metric == "cknna" and n < 4:
+        raise InvalidInputError(f"cknna needs at least 4 samples (its unbiased HSIC divides by n(n-3)); got {n}.")
+    seed = int(kw.get("seed", 0))
+    m = _nb.check_n_queries("compare_layers", kw.get("n_queries"), n, metric)
+    ekw = {key: kw[key] for key in ("block_size", "scheduler", "client", "num_workers", "memory_per_worker") if kw.get(key) is not None}
+    used = sorted({t for c in cells for t in c})
+    rows = n if m is None else m
+    per = rows * k * 16  # one layer's lists: float64 similarities and int64 indices
+    if len(used) * per > budget:
+        return None
+    tile_rows = min(n, int(ekw.get("block_size") or 2048))
+    tile_budget = task_budget(1, ekw.get("memory_per_worker"))
+    groups: list[list[int]] = [[]]
+    free = budget - len(used) * per
+    for t in used:  # each group: its lists in flight and two blocks of every layer per tile (input + unit float64 rows)
+        g = groups[-1]
+        tile_bytes = sum(2 * tile_rows * reps[u].d * (8 + reps[u].dtype.itemsize) for u in g + [t])
+        if g and (_LIST_COPIES * per * (len(g) + 1) > max(free, per) or tile_bytes > tile_budget):
+            groups.append([])
+        groups[-1].append(t)
+    q = None if m is None else _nb.sample_queries(n, m, seed)
+    lists: dict[int, Any] = {}
+    params: dict[str, Any] = {}
+    for g in groups:
+        got, params = _nb.search([reps[t] for t in g], k, ekw, None if q is None else [q] * len(g))
+        lists.update(zip(g, got))
+    n_passes = len(groups)
+    extra: dict[int, Any] = {}
+    if metric == "cycle_knn" and q is not None:  # x's lists of the queries' y-neighbours: a second, sampled pass
+        need = {i: np.unique(np.concatenate([_nb.cycle_rows(lists[j], k) for (a, j) in cells if a == i])) for i in {c[0] for c in cells}}
+        rows_x = sorted(need)
+        got, _ = _nb.search([reps[t] for t in rows_x], k, ekw, [need[t] for t in rows_x])
+        extra = dict(zip(rows_x, got))
+        n_passes += 1
+    values: dict[tuple[int, int], Any] = {}
+    for i, j in cells:
+        try:
+            values[(i, j)] = _nb.knn_result(metric, lists[i], lists[j], k, n, params, extra.get(i), seed)
+        except DegenerateInputError as exc:
+            values[(i, j)] = exc
+    what = f"exact top-{k} neighbour lists of every sample" if q is None else f"exact top-{k} neighbour lists of {m} seeded queries"
+    plan = {
+        "road": "per-layer neighbour lists",
+        "per_layer": f"{what} (float64 cosine similarities), searched once per layer and scored for all {len(cells)} cells "
+                     f"(a call per pair would search {2 * len({(min(c), max(c)) for c in cells})} times)",
+        "searches": len(used),
+        "search_groups": len(groups),
+        "list_bytes": len(used) * per,
+    }  # fmt: skip
+    return values, n_passes, plan

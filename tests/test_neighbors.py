@@ -18,10 +18,13 @@ import math
 import numpy as np
 import pytest
 
+import bigalign
 from bigalign._numba.topk import (
     cknna_sums,
     cknna_sums_numpy,
+    edit_distances,
     empty_lists,
+    lcs_lengths,
     merge_topk,
     merge_topk_numpy,
     overlap_counts,
@@ -30,7 +33,7 @@ from bigalign._numba.topk import (
     topk_tile_numpy,
 )
 from bigalign.errors import DegenerateInputError, InvalidInputError, NonFiniteError
-from bigalign.metrics.neighbors import IntervalResult, cknna, mutual_knn
+from bigalign.metrics.neighbors import IntervalResult, KnnSweep, cknna, knn_sweep, mutual_knn
 
 RTOL = 1e-12
 
@@ -165,12 +168,13 @@ def test_merge_and_overlap_and_cknna_kernels_match_numpy_twins(rng):
 
 def test_mutual_knn_equals_dense_reference(data):
     x, y = data
-    rs = mutual_knn(x, y, k=[1, 3, 10, 25], block_size=64, scheduler="sync")
+    rs = knn_sweep(x, y, k=[1, 3, 10, 25], block_size=64, scheduler="sync")
     for r, k in zip(rs, (1, 3, 10, 25)):
         assert r.value == ref_mutual_knn(x, y, k)
         assert r.parameters["k"] == k and r.method == "exact-blocked-topk" and r.stderr is None
         assert r.terms["chance"] == k / 229
-    assert mutual_knn(x, y, k=10).value == rs[2].value  # a sweep equals single calls
+    assert mutual_knn(x, y, k=10, block_size=64, scheduler="sync") == rs[10]  # a sweep equals single calls, field by field
+    assert isinstance(rs, KnnSweep) and rs.ks == (1, 3, 10, 25) and rs.values.tolist() == [r.value for r in rs]
 
 
 def test_tie_rule(tied):
@@ -185,7 +189,7 @@ def test_tie_rule(tied):
 
 def test_cknna_equals_dense_reference(data):
     x, y = data
-    for r, k in zip(cknna(x, y, k=[2, 10, 40], block_size=50), (2, 10, 40)):
+    for r, k in zip(knn_sweep(x, y, metric="cknna", k=[2, 10, 40], block_size=50), (2, 10, 40)):
         assert r.value == pytest.approx(ref_cknna(x, y, k), rel=1e-10)
         assert r.estimator == "unbiased" and r.hsic_xy is not None
     assert cknna(x, 3 * x, k=10).value == pytest.approx(1.0, abs=1e-12)
@@ -210,10 +214,10 @@ def inv_data():
 
 def test_block_size_invariance(inv_data):
     x, y = inv_data
-    base = mutual_knn(x, y, k=[3, 8], block_size=N_INV, scheduler="sync")
+    base = knn_sweep(x, y, k=[3, 8], block_size=N_INV, scheduler="sync")
     cbase = cknna(x, y, k=8, block_size=N_INV, scheduler="sync").value
     for bs in (1, N_INV // 10, N_INV // 4, N_INV // 2):
-        assert [r.value for r in mutual_knn(x, y, k=[3, 8], block_size=bs, scheduler="sync")] == [r.value for r in base]
+        assert [r.value for r in knn_sweep(x, y, k=[3, 8], block_size=bs, scheduler="sync")] == [r.value for r in base]
         assert cknna(x, y, k=8, block_size=bs, scheduler="sync").value == pytest.approx(cbase, rel=RTOL)
         s = mutual_knn(x, y, k=8, n_queries=40, block_size=bs, scheduler="sync")
         assert s.value == mutual_knn(x, y, k=8, n_queries=40, block_size=N_INV, scheduler="sync").value
@@ -225,9 +229,9 @@ def test_sampled_search_in_sub_tiles(monkeypatch, data):
     mod = importlib.import_module("bigalign.metrics.neighbors")  # the module (bigalign.metrics.neighbors may be the function)
 
     x, y = data
-    want = mutual_knn(x, y, k=[2, 9], n_queries=60, seed=2, scheduler="sync")
+    want = knn_sweep(x, y, k=[2, 9], n_queries=60, seed=2, scheduler="sync")
     monkeypatch.setattr(mod, "SIM_TILE_BYTES", 1)  # 64 candidates per tile: 4 tiles per block
-    got = mutual_knn(x, y, k=[2, 9], n_queries=60, seed=2, scheduler="sync")
+    got = knn_sweep(x, y, k=[2, 9], n_queries=60, seed=2, scheduler="sync")
     assert [r.value for r in got] == [r.value for r in want]
 
 
@@ -286,7 +290,7 @@ def test_sampled_queries_interval_covers_at_nominal_rate():
 
 def test_sampled_result_fields(data):
     x, y = data
-    r = mutual_knn(x, y, k=[5, 10], n_queries=50, seed=3)
+    r = knn_sweep(x, y, k=[5, 10], n_queries=50, seed=3).results
     assert all(isinstance(v, IntervalResult) for v in r)
     assert r[1].method == "sampled-queries" and r[1].parameters["n_queries"] == 50 and r[1].ci_level == 0.95
     lo, hi = r[1].ci
@@ -308,9 +312,11 @@ def test_bad_input(data, rng):
     with pytest.raises(InvalidInputError, match="k = 230 needs at least"):
         mutual_knn(x, y, k=230)
     with pytest.raises(InvalidInputError, match="integers >= 1"):
-        mutual_knn(x, y, k=[3, 0])
+        knn_sweep(x, y, k=[3, 0])
     with pytest.raises(InvalidInputError, match="non-empty list"):
-        mutual_knn(x, y, k=[])
+        knn_sweep(x, y, k=[])
+    with pytest.raises(InvalidInputError, match="knn_sweep"):
+        mutual_knn(x, y, k=[3, 5])  # one k, one Result: a list is pointed to knn_sweep
     with pytest.raises(InvalidInputError, match="integers >= 2"):
         cknna(x, y, k=1)
     with pytest.raises(InvalidInputError, match="n_queries"):
@@ -373,3 +379,111 @@ def test_docstring_examples(monkeypatch):
             monkeypatch.setattr(bigalign, name, getattr(mod, name), raising=False)
     result = doctest.testmod(mod)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ---------------------------------------------------------------------------
+# platonic-rep's order-aware variants: cycle_knn, lcs_knn, edit_distance_knn
+# ---------------------------------------------------------------------------
+
+
+def ref_cycle_scores(x, y, k):
+    """platonic-rep's cycle_knn per query: compute_knn_accuracy(knn_A[knn_B]) with A = x, B = y."""
+    a, _ = dense_knn(x, k)
+    b, _ = dense_knn(y, k)
+    n = len(a)
+    return (a[b] == np.arange(n)[:, None, None]).reshape(n, -1).max(axis=1).astype(float)
+
+
+def ref_lcs(s, t):
+    """platonic-rep's lcs_length (classic dynamic programme), literally."""
+    m, n = len(s), len(t)
+    dp = [[0] * (n + 1) for _ in range(m + 1)]
+    for i in range(1, m + 1):
+        for j in range(1, n + 1):
+            dp[i][j] = dp[i - 1][j - 1] + 1 if s[i - 1] == t[j - 1] else max(dp[i - 1][j], dp[i][j - 1])
+    return dp[m][n]
+
+
+def ref_levenshtein(s, t):
+    """Textbook Levenshtein distance (unit insertion, deletion, substitution), as torchaudio's edit_distance."""
+    D = np.zeros((len(s) + 1, len(t) + 1), dtype=int)
+    D[:, 0], D[0, :] = np.arange(len(s) + 1), np.arange(len(t) + 1)
+    for i in range(1, len(s) + 1):
+        for j in range(1, len(t) + 1):
+            D[i, j] = min(D[i - 1, j] + 1, D[i, j - 1] + 1, D[i - 1, j - 1] + (s[i - 1] != t[j - 1]))
+    return int(D[-1, -1])
+
+
+def ref_pair_scores(x, y, k, fn):
+    a, _ = dense_knn(x, k)
+    b, _ = dense_knn(y, k)
+    return np.array([fn(list(a[r]), list(b[r])) for r in range(len(a))], dtype=float)
+
+
+def test_order_kernels_match_literal_definitions(rng):
+    for _ in range(30):
+        k = int(rng.integers(1, 9))
+        a = rng.choice(12, size=(6, k), replace=True).astype(np.int64)
+        b = rng.choice(12, size=(6, k), replace=True).astype(np.int64)
+        assert lcs_lengths(a, b, k).tolist() == [ref_lcs(list(a[r]), list(b[r])) for r in range(6)]
+        assert edit_distances(a, b, k).tolist() == [ref_levenshtein(list(a[r]), list(b[r])) for r in range(6)]
+
+
+@pytest.mark.parametrize("which", ["data", "tied"])
+def test_variants_equal_platonic_rep_definitions(which, data, tied):
+    """Exact roads: integer scores from identical lists, so values equal the references (up to the
+    order of the float mean: 1e-15)."""
+    x, y = data if which == "data" else tied
+    for k in (1, 4, 11):
+        cyc = ref_cycle_scores(x, y, k).mean()
+        lcs = ref_pair_scores(x, y, k, ref_lcs).mean()
+        ed = ref_pair_scores(x, y, k, ref_levenshtein).mean()
+        for bs in (17, 1000):
+            r = bigalign.cycle_knn(x, y, k=k, block_size=bs, scheduler="sync")
+            assert r.value == pytest.approx(cyc, rel=1e-15, abs=1e-15) and r.method == "exact-blocked-topk"
+            r = bigalign.lcs_knn(x, y, k=k, block_size=bs, scheduler="sync")
+            assert r.terms["mean_lcs"] == pytest.approx(lcs, rel=1e-15) and r.value == pytest.approx(lcs / k, rel=1e-15)
+            r = bigalign.edit_distance_knn(x, y, k=k, block_size=bs, scheduler="sync")
+            assert r.value == pytest.approx(1 - ed / k, rel=1e-15, abs=1e-15)
+            assert r.terms["mean_edit_distance"] == pytest.approx(ed, rel=1e-15, abs=1e-15)
+    # cycle is not symmetric; its reference from the other side says so too
+    assert bigalign.cycle_knn(y, x, k=4).value == pytest.approx(ref_cycle_scores(y, x, 4).mean(), rel=1e-15)
+    assert bigalign.lcs_knn(y, x, k=4).value == pytest.approx(bigalign.lcs_knn(x, y, k=4).value, rel=1e-15)
+
+
+def test_variants_on_sampled_queries_are_the_reference_scores_of_the_queries(data):
+    """Sampled road: exact neighbours among all n for the seeded queries, so the estimate is the mean
+    of the references' per-query scores over exactly those queries (cycle_knn's second pass finds
+    the x-lists of the queries' y-neighbours)."""
+    from bigalign.metrics.neighbors import sample_queries
+
+    x, y = data
+    n, k, m = len(x), 6, 70
+    q = sample_queries(n, m, 5)
+    refs = {
+        "cycle_knn": ref_cycle_scores(x, y, k),
+        "lcs_knn": ref_pair_scores(x, y, k, ref_lcs) / k,
+        "edit_distance_knn": 1 - ref_pair_scores(x, y, k, ref_levenshtein) / k,
+    }
+    for metric, per_query in refs.items():
+        r = getattr(bigalign, metric)(x, y, k=k, n_queries=m, seed=5, block_size=40, scheduler="sync")
+        assert isinstance(r, IntervalResult) and r.method == "sampled-queries" and r.parameters["n_queries"] == m
+        assert r.value == pytest.approx(per_query[q].mean(), rel=1e-14, abs=1e-15), metric
+        se = per_query[q].std(ddof=1) / math.sqrt(m) * math.sqrt(1 - m / n)
+        assert r.stderr == pytest.approx(se, rel=1e-12) and r.ci[0] < r.value < r.ci[1]
+        sweep = knn_sweep(x, y, metric=metric, k=[2, k], n_queries=m, seed=5, scheduler="sync")
+        assert sweep[k] == getattr(bigalign, metric)(x, y, k=k, n_queries=m, seed=5, scheduler="sync")
+
+
+@pytest.mark.slow
+def test_cycle_knn_sampled_interval_covers():
+    """R = 120 seeded samples of m = 60 queries (n = 600): the normal 95% interval of a mean of 0/1
+    hits (with the finite-population correction) must cover the exact value in [0.88, 0.99] of runs
+    (binomial sd 0.02 at 0.95 with R = 120: the band is 3.5 sd below and 2 sd above; the normal
+    approximation to a mean of 60 Bernoulli draws near p ≈ 0.5 is adequate)."""
+    rng = np.random.default_rng(8)
+    x, y = correlated(rng, 600, 10, 6, noise=1.0)
+    exact = bigalign.cycle_knn(x, y, k=5).value
+    assert 0.2 < exact < 0.8
+    hits = sum(r.ci[0] <= exact <= r.ci[1] for r in (bigalign.cycle_knn(x, y, k=5, n_queries=60, seed=s, scheduler="sync") for s in range(120)))
+    assert 0.88 * 120 <= hits <= 0.99 * 120

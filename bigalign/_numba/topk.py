@@ -19,6 +19,9 @@ from numba import njit
 __all__ = [
     "EMPTY",
     "cknna_sums",
+    "cycle_hits",
+    "edit_distances",
+    "lcs_lengths",
     "cknna_sums_numpy",
     "empty_lists",
     "merge_topk",
@@ -254,3 +257,72 @@ def cknna_sums_numpy(ia, va, ib, vb, k):
     M = MA & MB
     Kt, Lt = np.where(M, K, 0.0), np.where(M, L, 0.0)
     return float((Kt * Lt.T).sum()), float(Kt.sum()), float(Lt.sum()), float((Kt @ Lt).sum())
+
+
+# ---------------------------------------------------------------------------
+# order-aware scores of two neighbour lists (platonic-rep's lcs_knn, edit_distance_knn, cycle_knn)
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def lcs_lengths(ia, ib, k):
+    """Length of the longest common subsequence of ia[r, :k] and ib[r, :k] for every row r. O(q·k²)."""
+    q = ia.shape[0]
+    out = np.zeros(q, dtype=np.int64)
+    dp = np.zeros((k + 1, k + 1), dtype=np.int64)
+    for r in range(q):
+        for i in range(1, k + 1):
+            a = ia[r, i - 1]
+            for j in range(1, k + 1):
+                if a == ib[r, j - 1]:
+                    dp[i, j] = dp[i - 1, j - 1] + 1
+                else:
+                    dp[i, j] = max(dp[i - 1, j], dp[i, j - 1])
+        out[r] = dp[k, k]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def edit_distances(ia, ib, k):
+    """Levenshtein distance (unit insert, delete, substitute) between ia[r, :k] and ib[r, :k]. O(q·k²)."""
+    q = ia.shape[0]
+    out = np.zeros(q, dtype=np.int64)
+    dold = np.zeros(k + 1, dtype=np.int64)
+    dnew = np.zeros(k + 1, dtype=np.int64)
+    for r in range(q):
+        for j in range(k + 1):
+            dold[j] = j
+        for i in range(1, k + 1):
+            dnew[0] = i
+            a = ia[r, i - 1]
+            for j in range(1, k + 1):
+                if a == ib[r, j - 1]:
+                    dnew[j] = dold[j - 1]
+                else:
+                    dnew[j] = min(dold[j - 1], dnew[j - 1], dold[j]) + 1
+            for j in range(k + 1):
+                dold[j] = dnew[j]
+        out[r] = dold[k]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def cycle_hits(qidx, ib, ia, pos, k):
+    """For each query r (sample qidx[r]): 1 if some j in ib[r, :k] has qidx[r] in ia[pos[j], :k], else 0.
+
+    ``ia`` holds the first space's lists of the samples j (row ``pos[j]``; every j met must have
+    one).  O(q·k²).
+    """
+    q = ib.shape[0]
+    out = np.zeros(q, dtype=np.int64)
+    for r in range(q):
+        s = qidx[r]
+        for t in range(k):
+            row = pos[ib[r, t]]
+            for u in range(k):
+                if ia[row, u] == s:
+                    out[r] = 1
+                    break
+            if out[r]:
+                break
+    return out

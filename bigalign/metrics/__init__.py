@@ -10,7 +10,7 @@ from .distance import distance_alignment
 from .energy import dcov_test, energy_distance, partial_dcor
 from .independence import coco, kcc, kmi
 from .kernel import cka, hsic, kernel_alignment
-from .neighbors import cknna, mutual_knn
+from .neighbors import KnnSweep, cknna, cycle_knn, edit_distance_knn, knn_sweep, lcs_knn, mutual_knn
 from .permutation import PermutationResult, permutation_test
 from .procrustes import procrustes
 from .rsa import rsa
@@ -19,6 +19,7 @@ from .stitching import StitchingMatrix, StitchResult, StitchRisks, stitch, stitc
 from .stitching_nonlinear import NonlinearStitchResult, StitchRisksSE
 
 __all__ = [
+    "KnnSweep",
     "NonlinearStitchResult",
     "PermutationResult",
     "StitchResult",
@@ -28,16 +29,20 @@ __all__ = [
     "cka",
     "cknna",
     "coco",
+    "cycle_knn",
     "dcor",
     "dcov",
     "dcov_test",
     "distance_alignment",
+    "edit_distance_knn",
     "energy_distance",
     "hsic",
     "kare",
     "kcc",
     "kernel_alignment",
     "kmi",
+    "knn_sweep",
+    "lcs_knn",
     "mutual_knn",
     "partial_dcor",
     "permutation_test",

@@ -14,8 +14,10 @@ with the largest similarity, under one total order:
   duplicate of a sample is still a candidate (no −1e8 diagonal sentinel).
 
 So every neighbour list is unique, and the list for a smaller k is a prefix of
-the list for a larger one: a sweep over several k costs one search (pass
-``k=[1, 5, 10, ...]``; the answer is one Result per k).  Similarities equal
+the list for a larger one: a sweep over several k costs one search
+(:func:`knn_sweep`, a :class:`KnnSweep` of one Result per k).  A layer's lists
+depend on that layer only, so a layer matrix searches every layer once and
+scores every pair of layers from the lists (``compare_layers``).  Similarities equal
 only up to rounding (≈1e-16) are ordered by their computed values, which a
 different tiling could round differently; exact ties are ordered by index
 whatever the tiling.
@@ -30,8 +32,14 @@ mutual_knn
     (O(m·n·d)); unbiased for the full value, with a standard error
     sd/√m·√(1 − m/n) and a 95% normal interval.  Subsampling the *pool* of
     candidates instead is biased (it nearly doubled the value in a measured
-    case), so it is not offered.  Independent
-    representations give about k/(n − 1).
+    case), so it is not offered.  Independent representations give about
+    k/(n − 1).
+cycle_knn, lcs_knn, edit_distance_knn
+    platonic-rep's order-aware variants, from the same lists: whether sample i
+    is among the x-neighbours of one of its y-neighbours (cycle; not
+    symmetric), the longest common subsequence of the two ranked lists (over
+    k), and one minus their Levenshtein distance over k.  Each is a mean of a
+    per-query score, so the sampled-query road and its interval apply.
 cknna
     CKA restricted to mutual neighbours, exactly as platonic-rep's ``cknna``
     (``unbiased=True``, the default there): with the kernels K = X̂X̂ᵀ,
@@ -57,13 +65,18 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._checks import finite_float64
-from .._numba.topk import cknna_sums, empty_lists, merge_topk, overlap_counts, topk_tile
+from .._numba.topk import cknna_sums, cycle_hits, edit_distances, empty_lists, lcs_lengths, merge_topk, overlap_counts, topk_tile
 from ..engine import prepare, run, run_pairs
+from ..io import Representation
 from ..errors import DegenerateInputError, InvalidInputError, NonFiniteError
 from ..result import Result
 from ._common import with_engine_doc
 
-__all__ = ["IntervalResult", "finite_rows", "NeighbourTileStatistic", "QueryStatistic", "cknna", "mutual_knn", "sample_queries", "unit_rows"]
+__all__ = [
+    "KNN_METRICS", "IntervalResult", "KnnSweep", "NeighbourLists", "NeighbourTileStatistic", "QueryStatistic", "cknna",
+    "cycle_knn", "edit_distance_knn", "finite_rows", "knn_result", "knn_sweep", "lcs_knn", "mutual_knn", "sample_queries",
+    "search", "unit_rows",
+]  # fmt: skip
 
 Z95 = 1.959963984540054  # standard normal 0.975 quantile
 SIM_TILE_BYTES = 32 * 2**20  # a similarity tile of the sampled search (queries × candidates), like a 2048² exact tile
@@ -131,46 +144,57 @@ def _check_k(func: str, k: Any, n: int, minimum: int = 1) -> tuple[list[int], bo
 
 
 # ---------------------------------------------------------------------------
-# exact: blocked top-k over all pairs (tiles I <= J)
+# exact: blocked top-k over all pairs (tiles I <= J), any number of inputs
 # ---------------------------------------------------------------------------
 
-Lists = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # (vals_x, idx_x, vals_y, idx_y)
+#: (vals_0, idx_0, vals_1, idx_1, ...): one sorted (q, k) list pair per input
+Lists = tuple[np.ndarray, ...]
 
 
 def _merge_lists(a: Lists, b: Lists) -> Lists:
-    vx, ix = merge_topk(a[0], a[1], b[0], b[1])
-    vy, iy = merge_topk(a[2], a[3], b[2], b[3])
-    return vx, ix, vy, iy
+    out: list[np.ndarray] = []
+    for t in range(0, len(a), 2):
+        out += merge_topk(a[t], a[t + 1], b[t], b[t + 1])
+    return tuple(out)
 
 
 @dataclass(frozen=True, eq=False)
 class NeighbourTileStatistic:
-    """Top-k neighbour lists in x and in y of every sample, from tiles (I, J ≥ I).
+    """Top-k neighbour lists of every sample in each input, from tiles (I, J ≥ I).
 
-    State: {block start: lists of that block's queries}; a tile offers J's rows
-    to I's queries and I's rows to J's queries (the similarity tile is
-    symmetric), so candidate sets merged by ``combine`` are disjoint.
+    State: {block start: lists of that block's queries, one (vals, idx) pair per input}; a tile
+    offers J's rows to I's queries and I's rows to J's queries (the similarity tile is symmetric),
+    so candidate sets merged by ``combine`` are disjoint.  Each input's lists depend on that input
+    only: searching several layers in one run gives each layer the lists a search of that layer
+    alone gives (same tiles, same products).
     """
 
     k: int
-    names: tuple[str, str] = ("x", "y")
+    names: tuple[str, ...] = ("x", "y")
 
     def partial(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> dict[int, Lists]:
-        xi = unit_rows(blocks_i[0], self.names[0], start_i)
-        yi = unit_rows(blocks_i[1], self.names[1], start_i)
-        gi = np.arange(start_i, start_i + xi.shape[0], dtype=np.int64)
-        out_i = empty_lists(xi.shape[0], self.k) + empty_lists(xi.shape[0], self.k)
+        bi = blocks_i[0].shape[0]
+        gi = np.arange(start_i, start_i + bi, dtype=np.int64)
+        out_i: list[np.ndarray] = []
         if start_i == start_j:
-            topk_tile(xi @ xi.T, gi, gi, 2, out_i[0], out_i[1], out_i[0], out_i[1])
-            topk_tile(yi @ yi.T, gi, gi, 2, out_i[2], out_i[3], out_i[2], out_i[3])
-            return {start_i: out_i}
-        xj = unit_rows(blocks_j[0], self.names[0], start_j)
-        yj = unit_rows(blocks_j[1], self.names[1], start_j)
-        gj = np.arange(start_j, start_j + xj.shape[0], dtype=np.int64)
-        out_j = empty_lists(xj.shape[0], self.k) + empty_lists(xj.shape[0], self.k)
-        topk_tile(xi @ xj.T, gi, gj, 1, out_i[0], out_i[1], out_j[0], out_j[1])
-        topk_tile(yi @ yj.T, gi, gj, 1, out_i[2], out_i[3], out_j[2], out_j[3])
-        return {start_i: out_i, start_j: out_j}
+            for t, name in enumerate(self.names):
+                xi = unit_rows(blocks_i[t], name, start_i)
+                v, i = empty_lists(bi, self.k)
+                topk_tile(xi @ xi.T, gi, gi, 2, v, i, v, i)
+                out_i += [v, i]
+            return {start_i: tuple(out_i)}
+        bj = blocks_j[0].shape[0]
+        gj = np.arange(start_j, start_j + bj, dtype=np.int64)
+        out_j: list[np.ndarray] = []
+        for t, name in enumerate(self.names):
+            xi = unit_rows(blocks_i[t], name, start_i)
+            xj = unit_rows(blocks_j[t], name, start_j)
+            vi, ii = empty_lists(bi, self.k)
+            vj, ij = empty_lists(bj, self.k)
+            topk_tile(xi @ xj.T, gi, gj, 1, vi, ii, vj, ij)
+            out_i += [vi, ii]
+            out_j += [vj, ij]
+        return {start_i: tuple(out_i), start_j: tuple(out_j)}
 
     def combine(self, a: dict[int, Lists], b: dict[int, Lists]) -> dict[int, Lists]:
         out = dict(a)
@@ -180,36 +204,41 @@ class NeighbourTileStatistic:
 
     def finalize(self, state: dict[int, Lists]) -> Lists:
         starts = sorted(state)
-        return tuple(np.concatenate([state[s][t] for s in starts]) for t in range(4))  # type: ignore[return-value]
+        return tuple(np.concatenate([state[s][t] for s in starts]) for t in range(2 * len(self.names)))
 
 
 # ---------------------------------------------------------------------------
-# sampled queries: exact neighbours among all n for m seeded queries
+# sampled queries: exact neighbours among all n for fixed query rows
 # ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, eq=False)
 class QueryStatistic:
-    """Top-k lists of fixed query rows (global indices ``qidx``) over the candidates of every row block."""
+    """Top-k lists of fixed query rows over the candidates of every row block, per input.
 
-    qx: np.ndarray  # (m, d_x) unit rows
-    qy: np.ndarray
-    qidx: np.ndarray
+    ``queries[t]``: the unit rows of input t's queries (global indices ``qidx[t]``; inputs may
+    have different query sets).
+    """
+
+    queries: tuple[np.ndarray, ...]
+    qidx: tuple[np.ndarray, ...]
     k: int
-    names: tuple[str, str] = ("x", "y")
+    names: tuple[str, ...] = ("x", "y")
 
     def partial(self, blocks: Sequence[np.ndarray], start: int) -> Lists:
-        bx = unit_rows(blocks[0], self.names[0], start)
-        by = unit_rows(blocks[1], self.names[1], start)
-        m = self.qidx.shape[0]
-        out = empty_lists(m, self.k) + empty_lists(m, self.k)
-        step = max(64, SIM_TILE_BYTES // (8 * m))  # candidates per similarity tile (m × step float64)
-        for a in range(0, bx.shape[0], step):
-            b = min(bx.shape[0], a + step)
-            g = np.arange(start + a, start + b, dtype=np.int64)
-            topk_tile(self.qx @ bx[a:b].T, self.qidx, g, 0, out[0], out[1], out[0], out[1])
-            topk_tile(self.qy @ by[a:b].T, self.qidx, g, 0, out[2], out[3], out[2], out[3])
-        return out
+        out: list[np.ndarray] = []
+        for t, name in enumerate(self.names):
+            m = self.qidx[t].shape[0]
+            v, i = empty_lists(m, self.k)
+            if m:
+                bx = unit_rows(blocks[t], name, start)
+                step = max(64, SIM_TILE_BYTES // (8 * m))  # candidates per similarity tile (m × step float64)
+                for a in range(0, bx.shape[0], step):
+                    b = min(bx.shape[0], a + step)
+                    g = np.arange(start + a, start + b, dtype=np.int64)
+                    topk_tile(self.queries[t] @ bx[a:b].T, self.qidx[t], g, 0, v, i, v, i)
+            out += [v, i]
+        return tuple(out)
 
     def combine(self, a: Lists, b: Lists) -> Lists:
         return _merge_lists(a, b)
@@ -224,8 +253,29 @@ def sample_queries(n: int, m: int, seed: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------
-# façades
+# the neighbour lists of one or many layers (the per-layer stage of a layer matrix)
 # ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NeighbourLists:
+    """One representation's k-nearest-neighbour lists (sorted by the module's total order).
+
+    ``idx[r]``/``vals[r]``: the neighbours (sample indices) and cosine similarities of sample
+    ``rows[r]``; ``rows is None`` means every sample (row r is sample r).
+    """
+
+    vals: np.ndarray
+    idx: np.ndarray
+    rows: np.ndarray | None = None
+
+    @property
+    def k(self) -> int:
+        return int(self.idx.shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.vals.nbytes + self.idx.nbytes)
 
 
 def _engine(kw: dict[str, Any], pairs: bool) -> dict[str, Any]:
@@ -233,21 +283,116 @@ def _engine(kw: dict[str, Any], pairs: bool) -> dict[str, Any]:
     return {k: kw[k] for k in keys if kw.get(k) is not None}
 
 
-def _search(func: str, x: Any, y: Any, kmax: int, kw: dict[str, Any], n_queries: int | None) -> tuple[Lists, np.ndarray | None, dict[str, Any]]:
-    reps = prepare([x, y], ["x", "y"])
-    if n_queries is None:
-        stat = NeighbourTileStatistic(kmax)
-        lists, plan = run_pairs(stat, reps, check_pairing=False, **_engine(kw, pairs=True))
+def search(reps: Sequence[Representation], k: int, engine_kw: dict[str, Any], queries: Sequence[np.ndarray] | None = None) -> tuple[list[NeighbourLists], dict[str, Any]]:
+    """Exact top-k lists of every input: of every sample (``queries=None``: one run of tiles I ≤ J
+    over all inputs, each block read once per tile) or of the rows ``queries[t]`` of input t (one
+    pass over the candidate blocks).  Each input's lists are those a search of it alone gives."""
+    names = tuple(r.name for r in reps)
+    if queries is None:
+        out, plan = run_pairs(NeighbourTileStatistic(k, names), reps, check_pairing=False, **_engine(engine_kw, pairs=True))
         params = {"block_size": plan.block_rows, "n_tiles": plan.n_blocks * (plan.n_blocks + 1) // 2, "scheduler": plan.scheduler}
-        return lists, None, params
-    n = reps[0].n
-    q = sample_queries(n, n_queries, kw["seed"])
-    qx = unit_rows(reps[0].take(q), "x", 0, rows=q)
-    qy = unit_rows(reps[1].take(q), "y", 0, rows=q)
-    stat = QueryStatistic(qx, qy, q, kmax)
-    lists, plan = run(stat, reps, check_pairing=False, **_engine(kw, pairs=False))
+        return [NeighbourLists(out[2 * t], out[2 * t + 1]) for t in range(len(reps))], params
+    qs = tuple(unit_rows(r.take(q), r.name, 0, rows=q) if q.size else np.zeros((0, r.d)) for r, q in zip(reps, queries))
+    out, plan = run(QueryStatistic(qs, tuple(queries), k, names), reps, check_pairing=False, **_engine(engine_kw, pairs=False))
     params = {"block_size": plan.block_rows, "n_blocks": plan.n_blocks, "scheduler": plan.scheduler}
-    return lists, q, params
+    return [NeighbourLists(out[2 * t], out[2 * t + 1], np.asarray(q)) for t, q in enumerate(queries)], params
+
+
+def cycle_rows(ly: NeighbourLists, k: int) -> np.ndarray:
+    """The samples whose x-lists cycle_knn(x, y) needs beyond y's queries: y's neighbours of them."""
+    return np.unique(ly.idx[:, :k])
+
+
+# ---------------------------------------------------------------------------
+# scores from two layers' lists
+# ---------------------------------------------------------------------------
+
+KNN_METRICS = ("mutual_knn", "cknna", "cycle_knn", "lcs_knn", "edit_distance_knn")
+TIE_RULE = "similarity desc, then sample index asc; self excluded by index"
+_SAMPLED_OK = ("mutual_knn", "cycle_knn", "lcs_knn", "edit_distance_knn")
+
+
+def per_query_scores(metric: str, lx: NeighbourLists, ly: NeighbourLists, k: int, extra_x: NeighbourLists | None = None) -> tuple[np.ndarray, dict[str, float]]:
+    """The score of every query (its mean is the measure) and the measure's terms.
+
+    ``extra_x``: for cycle_knn on sampled queries, x's lists of the rows :func:`cycle_rows` names.
+    """
+    if metric == "mutual_knn":
+        c = overlap_counts(lx.idx, ly.idx, np.array([k], dtype=np.int64))[:, 0]
+        return c / k, {"mean_overlap": float(c.mean())}
+    if metric == "lcs_knn":
+        c = lcs_lengths(lx.idx, ly.idx, k)
+        return c / k, {"mean_lcs": float(c.mean())}
+    if metric == "edit_distance_knn":
+        c = edit_distances(lx.idx, ly.idx, k)
+        return 1.0 - c / k, {"mean_edit_distance": float(c.mean())}
+    if metric == "cycle_knn":
+        src = lx if extra_x is None else extra_x
+        q = np.arange(ly.idx.shape[0], dtype=np.int64) if ly.rows is None else ly.rows.astype(np.int64)
+        if src.rows is None:  # every sample's list: row j is sample j
+            pos = np.arange(src.idx.shape[0], dtype=np.int64)
+        else:
+            pos = np.full(int(max(src.rows.max(initial=0), ly.idx.max())) + 1, -1, dtype=np.int64)
+            pos[src.rows] = np.arange(src.rows.shape[0])
+        h = cycle_hits(q, ly.idx, src.idx, pos, k)
+        return h.astype(np.float64), {"hits": float(h.sum())}
+    raise InvalidInputError(f"unknown neighbourhood measure {metric!r}; expected one of {list(_SAMPLED_OK)}.")  # pragma: no cover
+
+
+def knn_result(metric: str, lx: NeighbourLists, ly: NeighbourLists, k: int, n: int, params: dict[str, Any], extra_x: NeighbourLists | None = None, seed: int = 0) -> Result:
+    """The Result of a neighbourhood measure for (x, y) from the two layers' lists (exact or sampled)."""
+    if metric == "cknna":
+        return _cknna_result(lx, ly, k, n, params)
+    score, terms = per_query_scores(metric, lx, ly, k, extra_x)
+    value = float(score.mean())
+    if metric == "mutual_knn":
+        terms["chance"] = k / (n - 1)
+    est = "mean_overlap" if metric == "mutual_knn" else "mean_over_queries"
+    p = {"k": k, "similarity": "cosine", "tie_rule": TIE_RULE, **params}
+    if ly.rows is None:
+        return Result(metric, value, est, "exact-blocked-topk", n, terms, p)
+    m = ly.rows.shape[0]
+    sd = float(score.std(ddof=1))
+    se = sd / math.sqrt(m) * math.sqrt(1.0 - m / n)
+    p.update(n_queries=m, seed=seed, stderr="sd/sqrt(m)*sqrt(1-m/n) over the sampled queries", ci="normal 95%")
+    flags = ("zero_sample_variance",) if sd == 0 and m < n else ()
+    return IntervalResult(
+        metric, value, est, "sampled-queries", n, terms, p, stderr=se, flags=flags,
+        ci=(value - Z95 * se, value + Z95 * se), ci_level=0.95,
+    )  # fmt: skip
+
+
+def _hsic_u(n: int, t1: float, sk: float, sl: float, t3: float) -> tuple[float, float]:
+    """(Song et al.'s unbiased HSIC from its terms, the size of the terms it is a difference of)."""
+    a, b, c = t1, sk * sl / ((n - 1) * (n - 2)), 2.0 * t3 / (n - 2)
+    return (a + b - c) / (n * (n - 3)), (abs(a) + abs(b) + abs(c)) / (n * (n - 3))
+
+
+#: a self-term at or below this fraction of the size of its terms is 0 (rounding)
+ZERO_TOL = 1e-12
+
+
+def _cknna_result(lx: NeighbourLists, ly: NeighbourLists, k: int, n: int, params: dict[str, Any]) -> Result:
+    vx, ix, vy, iy = lx.vals, lx.idx, ly.vals, ly.idx
+    hxy, _ = _hsic_u(n, *cknna_sums(ix, vx, iy, vy, k))
+    hxx, mxx = _hsic_u(n, *cknna_sums(ix, vx, ix, vx, k))
+    hyy, myy = _hsic_u(n, *cknna_sums(iy, vy, iy, vy, k))
+    if hxx <= ZERO_TOL * mxx or hyy <= ZERO_TOL * myy:
+        raise DegenerateInputError(
+            f"CKNNA is undefined here (k = {k}, n = {n}): the masked self-terms HSIC(x, x) = {hxx:.3g} and "
+            f"HSIC(y, y) = {hyy:.3g} must both be positive (beyond the rounding of their terms). Expected "
+            "representations whose similarities vary within neighbourhoods; use more samples or another k.",
+            reason="nonpositive_self_hsic",
+        )
+    value = hxy / math.sqrt(hxx * hyy)
+    p = {"k": k, "similarity": "cosine", "tie_rule": TIE_RULE, **params}
+    flags = ("negative_unbiased_estimate",) if value < 0 else ()
+    return Result("cknna", value, "unbiased", "exact-blocked-topk", n, {"hsic_xy": hxy, "hsic_xx": hxx, "hsic_yy": hyy}, p, flags=flags)
+
+
+# ---------------------------------------------------------------------------
+# façades
+# ---------------------------------------------------------------------------
 
 
 def _check_seed(func: str, seed: Any) -> int:
@@ -256,10 +401,148 @@ def _check_seed(func: str, seed: Any) -> int:
     return int(seed)
 
 
+def check_n_queries(func: str, n_queries: Any, n: int, metric: str) -> int | None:
+    if n_queries is None:
+        return None
+    if metric not in _SAMPLED_OK:
+        raise InvalidInputError(f"{metric} has no sampled-query road (its terms pair every sample with every other); remove n_queries.")
+    if isinstance(n_queries, bool) or not isinstance(n_queries, (int, np.integer)) or not 2 <= n_queries <= n:
+        raise InvalidInputError(
+            f"the 'n_queries' parameter of {func} must be None (every sample) or an integer in [2, n = {n}]; got {n_queries!r}."
+        )
+    return int(n_queries)
+
+
+def check_k(func: str, metric: str, k: Any, n: int) -> int:
+    """One k (an int) for a neighbourhood measure; a list points to :func:`knn_sweep`."""
+    if isinstance(k, (list, tuple, np.ndarray)):
+        raise InvalidInputError(
+            f"the 'k' parameter of {func} must be one integer; got {k!r}. For several k from one neighbour search, "
+            f"use bigalign.knn_sweep(x, y, metric={metric!r}, k={list(k)!r}), which returns a KnnSweep."
+        )
+    return _check_k(func, k, n, minimum=2 if metric == "cknna" else 1)[0][0]
+
+
 def _n(x: Any, y: Any) -> int:
     from ._common import paired_n
 
     return paired_n(x, y)
+
+
+def _pair(metric: str, x: Any, y: Any, ks: list[int], n_queries: int | None, seed: int, kw: dict[str, Any]) -> list[Result]:
+    """The measure for every k of ``ks`` from one search of x and y."""
+    reps = prepare([x, y], ["x", "y"])
+    n, kmax = reps[0].n, max(ks)
+    q = None if n_queries is None else sample_queries(n, n_queries, seed)
+    (lx, ly), params = search(reps, kmax, kw, None if q is None else [q, q])
+    extra = None
+    if metric == "cycle_knn" and q is not None:
+        (extra,), _ = search(reps[:1], kmax, kw, [cycle_rows(ly, kmax)])
+    return [knn_result(metric, lx, ly, kk, n, params, extra, seed) for kk in ks]
+
+
+def _measure(metric: str, x: Any, y: Any, k: Any, n_queries: Any, seed: Any, kw: dict[str, Any]) -> Result:
+    n = _n(x, y)
+    if metric == "cknna" and n < 4:
+        raise InvalidInputError(f"cknna needs at least 4 samples (its unbiased HSIC divides by n(n-3)); got {n}.")
+    kk = check_k(metric, metric, k, n)
+    seed = _check_seed(metric, seed)
+    m = check_n_queries(metric, n_queries, n, metric)
+    return _pair(metric, x, y, [kk], m, seed, kw)[0]
+
+
+@dataclass(frozen=True)
+class KnnSweep:
+    """A neighbourhood measure at several k from one neighbour search.
+
+    ``sweep[k]`` is the :class:`~bigalign.result.Result` for that k (exactly what the measure's own
+    function returns for it); ``ks`` in the order asked; ``values`` the values in that order.
+    """
+
+    metric: str
+    ks: tuple[int, ...]
+    results: tuple[Result, ...]
+
+    def __getitem__(self, k: int) -> Result:
+        if k not in self.ks:
+            raise InvalidInputError(f"this sweep of {self.metric} holds k = {list(self.ks)}; got k = {k!r}.")
+        return self.results[self.ks.index(k)]
+
+    def __iter__(self):
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    @property
+    def values(self) -> np.ndarray:
+        return np.array([r.value for r in self.results])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "ks": list(self.ks), "values": [float(v) for v in self.values],
+                "results": [r.to_dict() for r in self.results]}  # fmt: skip
+
+
+@with_engine_doc
+def knn_sweep(
+    x: Any,
+    y: Any,
+    /,
+    *,
+    metric: str = "mutual_knn",
+    k: Sequence[int] = (1, 5, 10, 20, 50),
+    n_queries: int | None = None,
+    seed: int = 0,
+    block_size: int | None = None,
+    scheduler: Any = None,
+    client: Any = None,
+    num_workers: int | None = None,
+    memory_per_worker: int | None = None,
+) -> KnnSweep:
+    """A neighbourhood measure at several k from one neighbour search.
+
+    The lists for the largest k hold those of every smaller k as prefixes (module notes), so one
+    search answers the whole sweep; ``sweep[k]`` equals ``bigalign.<metric>(x, y, k=k, ...)``.
+
+    Parameters
+    ----------
+    x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
+    metric : {"mutual_knn", "cknna", "cycle_knn", "lcs_knn", "edit_distance_knn"}
+    k : sequence of int
+        The neighbourhood sizes (each as the measure's own ``k``).
+    n_queries, seed
+        As for :func:`mutual_knn` (not for ``"cknna"``).
+    block_size : int, optional
+        As for :func:`mutual_knn`.
+    {engine}
+
+    Returns
+    -------
+    KnnSweep
+
+    Examples
+    --------
+    >>> import numpy as np, bigalign
+    >>> x = np.random.default_rng(0).normal(size=(100, 8))
+    >>> bigalign.knn_sweep(x, 2 * x, k=[1, 5]).values.tolist()
+    [1.0, 1.0]
+    """
+    from ._common import check_choice
+
+    check_choice("knn_sweep", "metric", metric, KNN_METRICS)
+    n = _n(x, y)
+    if metric == "cknna" and n < 4:
+        raise InvalidInputError(f"cknna needs at least 4 samples (its unbiased HSIC divides by n(n-3)); got {n}.")
+    if isinstance(k, (int, np.integer)):
+        raise InvalidInputError(f"knn_sweep takes a list of k; got k={k!r}. For one k call bigalign.{metric}(x, y, k={k}).")
+    ks, _ = _check_k("knn_sweep", list(k), n, minimum=2 if metric == "cknna" else 1)
+    seed = _check_seed("knn_sweep", seed)
+    m = check_n_queries("knn_sweep", n_queries, n, metric)
+    return KnnSweep(metric, tuple(ks), tuple(_pair(metric, x, y, ks, m, seed, locals())))
+
+
+_RETURNS_SAMPLED = """Sampled: an :class:`IntervalResult` with ``stderr`` = sd/√m·√(1 − m/n) of the
+        per-query scores and ``ci`` (normal, 95%)."""
 
 
 @with_engine_doc
@@ -268,7 +551,7 @@ def mutual_knn(
     y: Any,
     /,
     *,
-    k: int | Sequence[int] = 10,
+    k: int = 10,
     n_queries: int | None = None,
     seed: int = 0,
     block_size: int | None = None,
@@ -276,7 +559,7 @@ def mutual_knn(
     client: Any = None,
     num_workers: int | None = None,
     memory_per_worker: int | None = None,
-) -> Result | list[Result]:
+) -> Result:
     """Mutual k-nearest-neighbour alignment (Huh et al. 2024).
 
     The mean over samples of |N_x(i) ∩ N_y(i)| / k, where N_x(i) are the k
@@ -287,9 +570,9 @@ def mutual_knn(
     ----------
     x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
         numpy, dask or zarr arrays or store layers; the same samples in the same order.
-    k : int or list of int, default=10
-        Neighbours per sample (1 ≤ k ≤ n − 1).  A list sweeps several k in
-        one search and returns one Result per k, in the given order.
+    k : int, default=10
+        Neighbours per sample (1 ≤ k ≤ n − 1).  For several k from one
+        search use :func:`knn_sweep`.
     n_queries : int, optional
         ``None``: every sample is a query (exact).  m: a seeded uniform sample
         of m queries (2 ≤ m ≤ n), each with exact neighbours among all n
@@ -303,7 +586,7 @@ def mutual_knn(
 
     Returns
     -------
-    Result or list of Result
+    Result
         ``value`` in [0, 1]; terms ``mean_overlap`` (neighbours shared, per
         query) and ``chance`` = k/(n − 1), the expected value for independent
         representations.  Sampled: an :class:`IntervalResult` with ``stderr``
@@ -312,8 +595,8 @@ def mutual_knn(
     Raises
     ------
     InvalidInputError
-        k outside [1, n − 1], n_queries outside [2, n], an all-zero row (no
-        direction), mismatched n, NaN/Inf (named rows).
+        k outside [1, n − 1] or not one integer, n_queries outside [2, n], an
+        all-zero row (no direction), mismatched n, NaN/Inf (named rows).
 
     Notes
     -----
@@ -328,47 +611,147 @@ def mutual_knn(
     >>> bigalign.mutual_knn(x, 3 * x, k=5).value     # same neighbours
     1.0
     """
-    n = _n(x, y)
-    ks, single = _check_k("mutual_knn", k, n)
-    seed = _check_seed("mutual_knn", seed)
-    if n_queries is not None and (isinstance(n_queries, bool) or not isinstance(n_queries, (int, np.integer)) or not 2 <= n_queries <= n):
-        raise InvalidInputError(
-            f"the 'n_queries' parameter of mutual_knn must be None (every sample) or an integer in [2, n = {n}]; got {n_queries!r}."
-        )
-    kmax = max(ks)
-    lists, q, params = _search("mutual_knn", x, y, kmax, locals(), None if n_queries is None else int(n_queries))
-    counts = overlap_counts(lists[1], lists[3], np.array(ks, dtype=np.int64))
-    results: list[Result] = []
-    for t, kk in enumerate(ks):
-        per_query = counts[:, t] / kk
-        value = float(per_query.mean())
-        common = {"mean_overlap": float(counts[:, t].mean()), "chance": kk / (n - 1)}
-        p = {"k": kk, "similarity": "cosine", "tie_rule": "similarity desc, then sample index asc; self excluded by index", **params}
-        if q is None:
-            results.append(Result("mutual_knn", value, "mean_overlap", "exact-blocked-topk", n, common, p))
-            continue
-        m = q.shape[0]
-        sd = float(per_query.std(ddof=1))
-        se = sd / math.sqrt(m) * math.sqrt(1.0 - m / n)
-        p.update(n_queries=m, seed=seed, stderr="sd/sqrt(m)*sqrt(1-m/n) over the sampled queries", ci="normal 95%")
-        flags = ("zero_sample_variance",) if sd == 0 and m < n else ()
-        results.append(
-            IntervalResult(
-                "mutual_knn", value, "mean_overlap", "sampled-queries", n, common, p, stderr=se, flags=flags,
-                ci=(value - Z95 * se, value + Z95 * se), ci_level=0.95,
-            )  # fmt: skip
-        )
-    return results[0] if single else results
+    return _measure("mutual_knn", x, y, k, n_queries, seed, locals())
 
 
-def _hsic_u(n: int, t1: float, sk: float, sl: float, t3: float) -> tuple[float, float]:
-    """(Song et al.'s unbiased HSIC from its terms, the size of the terms it is a difference of)."""
-    a, b, c = t1, sk * sl / ((n - 1) * (n - 2)), 2.0 * t3 / (n - 2)
-    return (a + b - c) / (n * (n - 3)), (abs(a) + abs(b) + abs(c)) / (n * (n - 3))
+@with_engine_doc
+def cycle_knn(
+    x: Any,
+    y: Any,
+    /,
+    *,
+    k: int = 10,
+    n_queries: int | None = None,
+    seed: int = 0,
+    block_size: int | None = None,
+    scheduler: Any = None,
+    client: Any = None,
+    num_workers: int | None = None,
+    memory_per_worker: int | None = None,
+) -> Result:
+    """Cycle kNN (platonic-rep's ``cycle_knn``): can sample i be reached back from its y-neighbours in x?
+
+    The fraction of samples i for which some j ∈ N_y(i) has i ∈ N_x(j): go from i to its
+    neighbours in y, then from them to their neighbours in x, and count a hit when i is among
+    them.  **Not symmetric**: ``cycle_knn(x, y) != cycle_knn(y, x)`` in general.
+
+    Parameters
+    ----------
+    x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
+    k : int, default=10
+        Neighbours per sample (1 ≤ k ≤ n − 1).
+    n_queries : int, optional
+        m seeded queries instead of all n: exact y-neighbours of each query among all n, then a
+        second pass for the exact x-neighbours of those (at most m·k) samples; O(m·k·n·d_x) more.
+    seed : int, default=0
+    block_size : int, optional
+    {engine}
+
+    Returns
+    -------
+    Result
+        ``value`` in [0, 1]; term ``hits`` (queries that close the cycle).  Independent
+        representations give about 1 − (1 − k/(n − 1))^k ≈ k²/n.  {sampled}
+
+    Examples
+    --------
+    >>> import numpy as np, bigalign
+    >>> x = np.random.default_rng(0).normal(size=(100, 8))
+    >>> bigalign.cycle_knn(x, 2 * x, k=3).value   # < 1 even here: j near i does not make i near j
+    0.93
+    """
+    return _measure("cycle_knn", x, y, k, n_queries, seed, locals())
 
 
-#: a self-term at or below this fraction of the size of its terms is 0 (rounding)
-ZERO_TOL = 1e-12
+@with_engine_doc
+def lcs_knn(
+    x: Any,
+    y: Any,
+    /,
+    *,
+    k: int = 10,
+    n_queries: int | None = None,
+    seed: int = 0,
+    block_size: int | None = None,
+    scheduler: Any = None,
+    client: Any = None,
+    num_workers: int | None = None,
+    memory_per_worker: int | None = None,
+) -> Result:
+    """Ordered-neighbour agreement: the longest common subsequence of the two ranked kNN lists, over k.
+
+    For each sample, N_x(i) and N_y(i) as sequences ranked by similarity; the LCS length counts
+    neighbours shared *in the same order*.  ``value`` = mean LCS / k in [0, 1]; the term
+    ``mean_lcs`` is platonic-rep's ``lcs_knn`` (the mean length itself, in [0, k]).  Symmetric.
+
+    Parameters
+    ----------
+    x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
+    k : int, default=10
+    n_queries : int, optional
+        As for :func:`mutual_knn`.
+    seed : int, default=0
+    block_size : int, optional
+    {engine}
+
+    Returns
+    -------
+    Result
+        ``value`` in [0, 1] (1: identical ranked lists); term ``mean_lcs``.  {sampled}
+
+    Examples
+    --------
+    >>> import numpy as np, bigalign
+    >>> x = np.random.default_rng(0).normal(size=(100, 8))
+    >>> bigalign.lcs_knn(x, 2 * x, k=5).terms["mean_lcs"]
+    5.0
+    """
+    return _measure("lcs_knn", x, y, k, n_queries, seed, locals())
+
+
+@with_engine_doc
+def edit_distance_knn(
+    x: Any,
+    y: Any,
+    /,
+    *,
+    k: int = 10,
+    n_queries: int | None = None,
+    seed: int = 0,
+    block_size: int | None = None,
+    scheduler: Any = None,
+    client: Any = None,
+    num_workers: int | None = None,
+    memory_per_worker: int | None = None,
+) -> Result:
+    """1 − (mean Levenshtein distance between the ranked kNN lists) / k, as platonic-rep's ``edit_distance_knn``.
+
+    The edit distance counts the insertions, deletions and substitutions turning N_x(i) (ranked)
+    into N_y(i); it is at most k, so the value is in [0, 1].  Symmetric.
+
+    Parameters
+    ----------
+    x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
+    k : int, default=10
+    n_queries : int, optional
+        As for :func:`mutual_knn`.
+    seed : int, default=0
+    block_size : int, optional
+    {engine}
+
+    Returns
+    -------
+    Result
+        ``value`` in [0, 1] (1: identical ranked lists); term ``mean_edit_distance``.  {sampled}
+
+    Examples
+    --------
+    >>> import numpy as np, bigalign
+    >>> x = np.random.default_rng(0).normal(size=(100, 8))
+    >>> bigalign.edit_distance_knn(x, 2 * x, k=5).value
+    1.0
+    """
+    return _measure("edit_distance_knn", x, y, k, n_queries, seed, locals())
 
 
 @with_engine_doc
@@ -377,37 +760,40 @@ def cknna(
     y: Any,
     /,
     *,
-    k: int | Sequence[int] = 10,
+    k: int = 10,
     block_size: int | None = None,
     scheduler: Any = None,
     client: Any = None,
     num_workers: int | None = None,
     memory_per_worker: int | None = None,
-) -> Result | list[Result]:
+) -> Result:
     """CKNNA: CKA restricted to mutual nearest neighbours (Huh et al. 2024).
 
     Parameters
     ----------
     x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
-    k : int or list of int, default=10
-        Neighbours per sample (2 ≤ k ≤ n − 1, as in platonic-rep).  A list
-        returns one Result per k from one search.
+    k : int, default=10
+        Neighbours per sample (2 ≤ k ≤ n − 1, as in platonic-rep).  For
+        several k from one search use :func:`knn_sweep`.
     block_size : int, optional
         Rows per tile side (default 2048); the value does not depend on it.
     {engine}
 
     Returns
     -------
-    Result or list of Result
+    Result
         ``value`` and the terms ``hsic_xy`` = HSICᵤ(M∘K, M∘L), ``hsic_xx``,
-        ``hsic_yy`` (see the module notes); ``estimator="unbiased"``.
+        ``hsic_yy`` (see the module notes); ``estimator="unbiased"``.  Not
+        exactly symmetric: the term 1ᵀK̃L̃1 of HSICᵤ(M∘K, M∘L) changes when
+        x and y swap.
 
     Raises
     ------
     DegenerateInputError
         A self-term HSICᵤ(M_K∘K, M_K∘K) or HSICᵤ(M_L∘L, M_L∘L) ≤ 0 (CKNNA undefined).
     InvalidInputError
-        k outside [2, n − 1], n < 4, an all-zero row, mismatched n, NaN/Inf.
+        k outside [2, n − 1] or not one integer, n < 4, an all-zero row,
+        mismatched n, NaN/Inf.
 
     Notes
     -----
@@ -423,28 +809,8 @@ def cknna(
     >>> round(bigalign.cknna(x, 2 * x, k=10).value, 12)
     1.0
     """
-    n = _n(x, y)
-    if n < 4:
-        raise InvalidInputError(f"cknna needs at least 4 samples (its unbiased HSIC divides by n(n-3)); got {n}.")
-    ks, single = _check_k("cknna", k, n, minimum=2)
-    kw = dict(locals(), seed=0)
-    lists, _, params = _search("cknna", x, y, max(ks), kw, None)
-    vx, ix, vy, iy = lists
-    results: list[Result] = []
-    for kk in ks:
-        hxy, _ = _hsic_u(n, *cknna_sums(ix, vx, iy, vy, kk))
-        hxx, mxx = _hsic_u(n, *cknna_sums(ix, vx, ix, vx, kk))
-        hyy, myy = _hsic_u(n, *cknna_sums(iy, vy, iy, vy, kk))
-        if hxx <= ZERO_TOL * mxx or hyy <= ZERO_TOL * myy:
-            raise DegenerateInputError(
-                f"CKNNA is undefined here (k = {kk}, n = {n}): the masked self-terms HSIC(x, x) = {hxx:.3g} and "
-                f"HSIC(y, y) = {hyy:.3g} must both be positive (beyond the rounding of their terms). Expected "
-                "representations whose similarities vary within neighbourhoods; use more samples or another k.",
-                reason="nonpositive_self_hsic",
-            )
-        value = hxy / math.sqrt(hxx * hyy)
-        p = {"k": kk, "similarity": "cosine", "tie_rule": "similarity desc, then sample index asc; self excluded by index", **params}
-        flags = ("negative_unbiased_estimate",) if value < 0 else ()
-        results.append(Result("cknna", value, "unbiased", "exact-blocked-topk", n, {"hsic_xy": hxy, "hsic_xx": hxx, "hsic_yy": hyy}, p, flags=flags))
-    return results[0] if single else results
+    return _measure("cknna", x, y, k, None, 0, locals())
 
+
+for _f in (cycle_knn, lcs_knn, edit_distance_knn):
+    _f.__doc__ = _f.__doc__.replace("{sampled}", _RETURNS_SAMPLED)

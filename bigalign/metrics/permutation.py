@@ -53,7 +53,7 @@ from ..result import Result
 from ..stats import permuted_traces
 from ._common import check_choice
 from .dcor import dcov_terms_from_sums
-from .neighbors import _check_k, _search
+from .neighbors import _check_k, search
 from .rsa import tile_distances, row_patterns
 
 __all__ = ["PermutationResult", "dcor_statistic", "draw_permutations", "null_summary", "permutation_test", "permuted_pair_sums", "run_null"]
@@ -343,8 +343,8 @@ def _rsa_stat(x: np.ndarray, y: np.ndarray, distance: str, tile: int) -> Callabl
 def _knn_stat(x: Any, y: Any, k: int) -> Callable[[np.ndarray], np.ndarray]:
     n = x.n
     _check_k("permutation_test", k, n)
-    lists, _, _ = _search("permutation_test", x, y, k, {"block_size": None, "scheduler": "sync", "client": None, "num_workers": None}, None)
-    nx, ny = np.ascontiguousarray(lists[1][:, :k]), lists[3][:, :k]
+    (lx, ly), _ = search([x, y], k, {"scheduler": "sync"})
+    nx, ny = np.ascontiguousarray(lx.idx[:, :k]), ly.idx[:, :k]
     ks = np.array([k], dtype=np.int64)
 
     def stat(perms: np.ndarray) -> np.ndarray:
