@@ -23,6 +23,8 @@ from .metrics import neighbors as _nb
 from .metrics.independence import coco_from_moments, kcc_from_moments, kmi_from_moments
 from .metrics.kernel import cka_from_moments, hsic_from_moments, ka_from_moments
 from .metrics.mmd import mmd
+from .metrics.cca import pwcca_from_moments, svcca_from_moments
+from .metrics.procrustes import procrustes_angular_from_moments, procrustes_distance_from_moments
 from .metrics.spectral import gaussian_mi_from_moments, gaussian_w2_from_moments
 from .moments import MomentStatistic
 from .result import Result, _jsonable
@@ -41,6 +43,10 @@ LINEAR_METRICS: dict[str, Callable[..., Result]] = {
     "kmi": kmi_from_moments,
     "gaussian_mi": gaussian_mi_from_moments,
     "gaussian_w2": gaussian_w2_from_moments,
+    "procrustes": procrustes_distance_from_moments,
+    "procrustes_angular": procrustes_angular_from_moments,
+    "svcca": svcca_from_moments,
+    "pwcca": pwcca_from_moments,
 }
 
 #: metric name -> the public function, called once per pair of layers (each call
