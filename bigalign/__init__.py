@@ -58,6 +58,7 @@ _LAZY: dict[str, str] = {
     "hsic": ".metrics.kernel",
     "kernel_alignment": ".metrics.kernel",
     "cknna": ".metrics.neighbors",
+    "IntervalResult": ".metrics.neighbors",
     "mutual_knn": ".metrics.neighbors",
     "coco": ".metrics.independence",
     "kcc": ".metrics.independence",
@@ -170,6 +171,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
         task_alignment,
     )
     from .metrics.mmd import MMDTestResult, mmd, mmd_test
+    from .metrics.neighbors import IntervalResult
     from .metrics.spectral import KareResult, SpectralAlignmentResult, SpectrumResult, TaskAlignmentResult
     from .report import write_report
     from .stats import TestResult, hsic_test
