@@ -58,6 +58,7 @@ _LAZY: dict[str, str] = {
     "hsic": ".metrics.kernel",
     "kernel_alignment": ".metrics.kernel",
     "cknna": ".metrics.neighbors",
+    "IntervalResult": ".metrics.neighbors",
     "mutual_knn": ".metrics.neighbors",
     "KnnSweep": ".metrics.neighbors",
     "knn_sweep": ".metrics.neighbors",
@@ -184,7 +185,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     )
     from .metrics.cca import pwcca, svcca
     from .metrics.energy import dcov_test, energy_distance, partial_dcor
-    from .metrics.neighbors import KnnSweep, cycle_knn, edit_distance_knn, knn_sweep, lcs_knn
+    from .metrics.neighbors import IntervalResult, KnnSweep, cycle_knn, edit_distance_knn, knn_sweep, lcs_knn
     from .metrics.mmd import MMDTestResult, mmd, mmd_test
     from .metrics.permutation import PermutationResult, permutation_test
     from .metrics.procrustes import procrustes

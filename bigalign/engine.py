@@ -469,6 +469,14 @@ class PairStatistic(Protocol, Generic[S, R]):
 DEFAULT_TILE_ROWS = 2048
 
 
+def requested_budget(memory_per_worker: int | None, n_workers: int = 1) -> int | None:
+    """The bytes one task may hold when the caller constrained memory (``memory_per_worker`` or an
+    active :func:`memory_limit`), else None: roads that hold whole matrices check against it."""
+    if memory_per_worker is None and _MEMORY_LIMIT.get() is None:
+        return None
+    return task_budget(n_workers, memory_per_worker)
+
+
 def tile_rows(reps: Sequence[Representation], memory_per_worker: int | None, n_workers: int) -> int:
     """Rows per tile block: ``DEFAULT_TILE_ROWS``, or fewer so that one task fits its memory budget.
 

@@ -85,7 +85,7 @@ import numpy as np
 from numba import njit
 
 from ._checks import check_applies, raise_nonfinite
-from .engine import prepare, run, run_pairs
+from .engine import prepare, requested_budget, run, run_pairs
 from .errors import DegenerateInputError, InvalidInputError, NonFiniteError
 from .features import (
     BANDWIDTH_SAMPLE,
@@ -689,13 +689,16 @@ def hsic_test(
     params.update(method=method, method_reason=why)
 
     if method == "exact":
-        if n <= EXACT_MAX_N:
+        budget = requested_budget(memory_per_worker)  # None unless memory_per_worker / memory_limit constrain it
+        grams = 2 * n * n * 8
+        if n <= EXACT_MAX_N and (budget is None or grams <= budget):
             return _gram_test(reps, kernel, (sx, sy), shifts, chosen, n_perm, seed, alpha, workers, params)
         if chosen == "permutation":
+            limit = (f"allowed up to n = {EXACT_MAX_N} ({2 * EXACT_MAX_N**2 * 8 / 2**30:.1f} GiB)" if n > EXACT_MAX_N
+                     else f"over the memory budget of {budget / 2**20:.0f} MiB (memory_per_worker / memory_limit)")  # fmt: skip
             raise InvalidInputError(
-                f"method='exact' with null='permutation' holds two n×n kernel matrices, allowed up to n = "
-                f"{EXACT_MAX_N} ({2 * EXACT_MAX_N**2 * 8 / 2**30:.1f} GiB); got n = {n} "
-                f"({2 * n * n * 8 / 2**30:.1f} GiB). Use method='rff' or 'nystroem' (the permutation test on "
+                f"method='exact' with null='permutation' holds two n×n kernel matrices, {limit}; got n = {n} "
+                f"({grams / 2**20:.0f} MiB). Use method='rff' or 'nystroem' (the permutation test on "
                 "explicit features), or null='gamma' (exact kernels streamed over tiles)."
             )
         return _tiles_test(reps, kernel, (sx, sy), shifts, n, alpha, params, ekw)
@@ -772,7 +775,15 @@ def _gram_test_body(reps, kernel, sigmas, shifts, test_null, n_perm, seed, alpha
 def _feature_test(reps, maps, widths, shifts, test_null, n_perm, seed, alpha, workers, params, ekw) -> TestResult:  # type: ignore[no-untyped-def]
     n = reps[0].n
     dx, dy = widths
-    if _materialise(n, dx, dy, test_null):
+    budget = requested_budget(ekw.get("memory_per_worker"))
+    held = n * (dx + dy) * 8 + (2 * n * n * 8 if _use_gram(n, dx, dy, test_null) else 0)  # features (+ their Grams)
+    if test_null == "permutation" and budget is not None and held > budget:
+        raise InvalidInputError(
+            f"null='permutation' holds the n × (D_x + D_y) features in memory ({held / 2**20:.0f} MiB at n = {n}), over "
+            f"the memory budget of {budget / 2**20:.0f} MiB (memory_per_worker / memory_limit). Use fewer n_features, "
+            "a larger budget, or null='gamma' (streamed moments, O(D²) memory)."
+        )
+    if _materialise(n, dx, dy, test_null) and (budget is None or held <= budget):
         with blas_threads_for(n * (dx + dy + reps[0].d + reps[1].d)):
             return _in_memory_feature_test(reps, maps, widths, shifts, test_null, n_perm, seed, alpha, workers, params)
 

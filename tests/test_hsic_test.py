@@ -471,3 +471,17 @@ def test_degenerate_inputs():
     assert ei.value.reason == "degenerate_null"
     r = hsic_test(x, y, bandwidth=(1e-6, "median"), null="permutation", n_permutations=50)
     assert r.pvalue == 1.0  # every permuted statistic ties with the observed one
+
+
+def test_memory_per_worker_is_honoured():
+    """A budget below the two n×n kernel matrices moves the gamma test onto tiles (same answer) and
+    makes the exact permutation test an error, never a silent overrun."""
+    x, y = quadratic(3, n=400)
+    held = hsic_test(x, y, null="gamma", method="exact")
+    tiled = hsic_test(x, y, null="gamma", method="exact", memory_per_worker=2**20)
+    assert (held.parameters["representation"], tiled.parameters["representation"]) == ("kernel matrices", "kernel tiles")
+    assert tiled.value == pytest.approx(held.value, rel=1e-9) and tiled.pvalue == pytest.approx(held.pvalue, rel=1e-6)
+    with pytest.raises(InvalidInputError, match="over the memory budget of 1 MiB"):
+        hsic_test(x, y, null="permutation", method="exact", memory_per_worker=2**20)
+    streamed = hsic_test(x, y, null="gamma", kernel="linear", memory_per_worker=2**14)
+    assert streamed.parameters["representation"] == "streamed feature moments"
