@@ -39,6 +39,16 @@ class Case:
     name: str
     run: Callable[..., Any]  # run(data, **engine_options) -> result
     block_sizes: tuple[int, ...] = (7, 40)  # besides the planned default
+    #: the engine options the function takes; in-memory roads (the permutation tests hold both inputs)
+    #: take only ``block_size`` (their tile), and the cases they cannot take are skipped with that reason
+    engine: tuple[str, ...] = ("block_size", "scheduler", "num_workers")
+
+    def takes(self, **kw: Any) -> bool:
+        return set(kw) <= set(self.engine)
+
+    def call(self, data: dict[str, Any], **kw: Any) -> Any:
+        """Run with the engine options this case takes (the others are the defaults it runs under)."""
+        return self.run(data, **{k: v for k, v in kw.items() if k in self.engine})
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +83,23 @@ REGISTRY: list[Case] = [
     Case("rsa-euclidean", lambda d, **kw: bigalign.rsa(d["x"], d["y"], distance="euclidean", **kw)),
     Case("mutual_knn", lambda d, **kw: bigalign.mutual_knn(d["x"], d["y"], k=5, **kw)),
     Case("cknna", lambda d, **kw: bigalign.cknna(d["x"], d["y"], k=5, **kw)),
+    Case("cycle_knn", lambda d, **kw: bigalign.cycle_knn(d["x"], d["y"], k=5, **kw)),
+    Case("lcs_knn", lambda d, **kw: bigalign.lcs_knn(d["x"], d["y"], k=5, **kw)),
+    Case("edit_distance_knn", lambda d, **kw: bigalign.edit_distance_knn(d["x"], d["y"], k=5, **kw)),
+    Case("mutual_knn-sampled", lambda d, **kw: bigalign.mutual_knn(d["x"], d["y"], k=5, n_queries=40, seed=3, **kw)),
+    # shape and canonical-correlation measures
+    Case("procrustes", lambda d, **kw: bigalign.procrustes(d["x"], d["y"], **kw)),
+    Case("procrustes-angular", lambda d, **kw: bigalign.procrustes(d["x"], d["y"], angular=True, **kw)),
+    Case("svcca", lambda d, **kw: bigalign.svcca(d["x"], d["y"], **kw)),
+    Case("pwcca", lambda d, **kw: bigalign.pwcca(d["x"], d["y"], **kw)),
+    # energy statistics
+    Case("dcov_test", lambda d, **kw: bigalign.dcov_test(d["x"], d["y"], n_permutations=49, **kw),
+         engine=("block_size",)),
+    Case("partial_dcor", lambda d, **kw: bigalign.partial_dcor(d["x"], d["y"], d["x"][:, :2] ** 2, **kw),
+         engine=("scheduler", "num_workers")),
+    Case("energy_distance", lambda d, **kw: bigalign.energy_distance(d["x"], d["x2"], method="exact", **kw)),
+    Case("permutation_test-cka", lambda d, **kw: bigalign.permutation_test(d["x"], d["y"], metric="cka", n_permutations=49, **kw),
+         engine=("block_size",)),
     # tests and two samples
     Case("mmd-rbf-exact", lambda d, **kw: bigalign.mmd(d["x"], d["x2"], method="exact", **kw)),
     Case("mmd-linear", lambda d, **kw: bigalign.mmd(d["x"], d["x2"], kernel="linear", **kw)),
@@ -120,7 +147,8 @@ def test_registry_covers_every_public_function():
     public = {
         "cka", "hsic", "kernel_alignment", "distance_alignment", "dcor", "dcov", "coco", "kcc", "kmi", "rsa",
         "mutual_knn", "cknna", "mmd", "mmd_test", "hsic_test", "spectrum", "spectral_alignment", "task_alignment",
-        "kare", "stitch",
+        "kare", "stitch", "cycle_knn", "lcs_knn", "edit_distance_knn", "procrustes", "svcca", "pwcca", "dcov_test",
+        "partial_dcor", "energy_distance", "permutation_test",
     }  # fmt: skip
     covered = {c.name.split("-")[0] for c in REGISTRY}
     assert public <= covered, sorted(public - covered)
@@ -132,7 +160,7 @@ def test_result_protocol(case, data):
     """Every public return value: value/float/estimator/method/parameters/flags/stderr/ci/to_dict."""
     import json
 
-    r = case.run(data, scheduler="sync")
+    r = case.call(data, scheduler="sync")
     assert isinstance(r.value, float) and float(r) == r.value and math.isfinite(r.value)
     assert isinstance(r.estimator, str) and r.estimator and isinstance(r.method, str) and r.method
     assert isinstance(r.metric, str) and isinstance(r.n_samples, int)
@@ -147,15 +175,19 @@ def test_result_protocol(case, data):
 
 @pytest.mark.parametrize("case", REGISTRY, ids=lambda c: c.name)
 def test_block_size_invariance(case, data):
-    ref = case.run(data, scheduler="sync")
+    if not case.takes(block_size=1):
+        pytest.skip(f"{case.name} has no block_size option")
+    ref = case.call(data, scheduler="sync")
     for bs in case.block_sizes:
-        _assert_same(case.run(data, scheduler="sync", block_size=bs), ref, f"{case.name}, block_size={bs}")
+        _assert_same(case.call(data, scheduler="sync", block_size=bs), ref, f"{case.name}, block_size={bs}")
 
 
 @pytest.mark.parametrize("case", REGISTRY, ids=lambda c: c.name)
 def test_threads_agree_with_the_plain_loop(case, data):
-    ref = case.run(data, scheduler="sync", block_size=case.block_sizes[0])
-    got = case.run(data, scheduler="threads", num_workers=2, block_size=case.block_sizes[0])
+    if not case.takes(scheduler="threads", num_workers=2):
+        pytest.skip(f"{case.name} computes in memory: no scheduler option")
+    ref = case.call(data, scheduler="sync", block_size=case.block_sizes[0])
+    got = case.call(data, scheduler="threads", num_workers=2, block_size=case.block_sizes[0])
     _assert_same(got, ref, f"{case.name}, threads")
 
 
@@ -163,8 +195,10 @@ def test_threads_agree_with_the_plain_loop(case, data):
 @pytest.mark.parametrize("case", REGISTRY, ids=lambda c: c.name)
 def test_local_cluster_agrees_with_the_plain_loop(case, data, local_cluster):
     """A real 2-process distributed.LocalCluster (started once per session): states are pickled."""
-    ref = case.run(data, scheduler="sync", block_size=case.block_sizes[0])
-    got = case.run(data, scheduler=local_cluster, block_size=case.block_sizes[0])
+    if not case.takes(scheduler="threads"):
+        pytest.skip(f"{case.name} computes in memory: no scheduler option")
+    ref = case.call(data, scheduler="sync", block_size=case.block_sizes[0])
+    got = case.call(data, scheduler=local_cluster, block_size=case.block_sizes[0])
     _assert_same(got, ref, f"{case.name}, LocalCluster")
 
 
