@@ -597,7 +597,9 @@ def test_more_features_than_samples(rng):
     r = stitch(x, y, holdout=0, scheduler="sync")
     S, b = ref_regression(x, y)
     assert close(r.map, S, 1e-8) and r.rank["x"] == 19  # centred: rank n − 1
-    assert 0.0 <= r.residual < 1e-20 and r.r2 == pytest.approx(1.0, abs=1e-12)
+    # an interpolating map: the residual is 0 up to float64 rounding of y's total variance (measured
+    # 0 on one BLAS, 3.6e-16 on another), so the bar is relative to that variance, not an absolute 1e-20
+    assert 0.0 <= r.residual < 1e-12 * np.sum(y.var(0)) and r.r2 == pytest.approx(1.0, abs=1e-12)
 
 
 def test_constant_and_zero_inputs(rng):
