@@ -141,6 +141,8 @@ def _facade(metric):
         return lambda x, y, **kw: bigalign.spectral_alignment(x, y, **kw).gaussian_mi
     if metric == "gaussian_w2":
         return lambda x, y, **kw: bigalign.spectral_alignment(x, y, **kw).gaussian_wasserstein
+    if metric == "procrustes_angular":
+        return lambda x, y, **kw: bigalign.procrustes(x, y, angular=True, **kw).value
     fn = getattr(bigalign, metric)
     return lambda x, y, **kw: fn(x, y, **kw).value
 
@@ -200,7 +202,7 @@ def test_nonlinear_independence_measures_per_pair(stores):
         ({"metric": "dcor", "metric_options": {"seed": 3}}, "compare_layers' own arguments"),
         ({"metric": "gaussian_mi", "kernel": "rbf"}, "kernel must be 'linear'"),
         ({"metric": "cka", "metric_options": [1]}, "must be a mapping"),
-        ({"metric": "procrustes"}, "must be one of"),
+        ({"metric": "procrustes_shape"}, "must be one of"),
     ],
 )
 def test_bad_metric_arguments_are_named(stores, kw, match):
