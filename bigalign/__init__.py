@@ -40,7 +40,7 @@ from .metrics import (
 )
 from .metrics.spectral import KareResult, SpectralAlignmentResult, SpectrumResult, TaskAlignmentResult
 from .metrics.mmd import MMDTestResult, mmd, mmd_test
-from .progress import progress
+from .progress import progress, set_progress
 from .report import write_report
 from .result import Result
 from .stats import TestResult, hsic_test
@@ -95,6 +95,7 @@ __all__ = [
     "mutual_knn",
     "open_activations",
     "progress",
+    "set_progress",
     "rsa",
     "run",
     "spectral_alignment",

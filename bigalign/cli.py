@@ -23,8 +23,10 @@ import numpy as np
 
 from . import __version__
 from .compare import METRICS, PAIR_METRICS, LayerMatrix, compare_layers
+from .report import QUADRATIC_SECTIONS, SECTION_KEYS
 from .errors import BigalignError
 from .io import open_activations
+from .progress import job as progress_job
 from .progress import progress as progress_bar
 
 EPILOG = """examples:
@@ -65,6 +67,37 @@ def _save_plot(m: LayerMatrix, path: Path) -> None:
     ax.figure.tight_layout()
     ax.figure.savefig(path, dpi=120)
     plt.close(ax.figure)
+
+
+_METRIC_LABELS = {
+    "cka": "CKA", "hsic": "HSIC", "kernel_alignment": "kernel alignment", "distance_alignment": "distance alignment",
+    "coco": "COCO", "kcc": "kernel canonical correlation", "kmi": "kernel mutual information",
+    "gaussian_mi": "Gaussian mutual information", "gaussian_w2": "Gaussian W2 distance", "dcor": "distance correlation",
+    "dcov": "distance covariance", "rsa": "RSA", "mutual_knn": "mutual kNN", "cknna": "CKNNA", "mmd": "MMD",
+}  # fmt: skip
+
+
+def _metric_label(args: argparse.Namespace) -> str:
+    """A reader's name for the job, e.g. 'RBF CKA'."""
+    name = _METRIC_LABELS.get(args.metric, args.metric)
+    kernel = getattr(args, "kernel", "linear")
+    if args.metric in ("cka", "hsic", "kernel_alignment", "mmd", "coco", "kcc", "kmi") and kernel != "linear":
+        return f"{kernel.upper() if kernel == 'rbf' else kernel} {name}"
+    return f"linear {name}" if args.metric in ("cka", "hsic") else name
+
+
+def _n_pairs(args: argparse.Namespace, sa: Any, sb: Any) -> int:
+    la = len(args.layers_a or sa.layers)
+    lb = len(args.layers_b or (sb or sa).layers)
+    return la * lb
+
+
+def _check_layers(args: argparse.Namespace, sa: Any, sb: Any) -> None:
+    """Unknown layer names fail before anything is planned or printed."""
+    for opt, chosen, store in (("--layers-a", args.layers_a, sa), ("--layers-b", args.layers_b, sb or sa)):
+        missing = [l for l in chosen or [] if l not in store.layers]
+        if missing:
+            raise BigalignError(f"{opt}: {store.source!r} has no layer {missing}; its layers are {store.layers}.")
 
 
 def _engine_kw(args: argparse.Namespace) -> dict[str, Any]:
@@ -118,13 +151,14 @@ def _cluster(args: argparse.Namespace):
     if address and address not in ("sync", "threads"):
         from distributed import Client
 
-        with Client(address) as client:
+        with Client(address) as client, contextlib.redirect_stdout(sys.stderr):  # distributed's bar: stderr
             print(f"connected to {address}; dashboard: {client.dashboard_link}", file=sys.stderr)
             yield client
     elif workers:
         from distributed import Client, LocalCluster
 
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as lc, Client(lc) as client:
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as lc, Client(lc) as client, \
+                contextlib.redirect_stdout(sys.stderr):  # distributed's bar goes to stderr, results to stdout
             print(f"local cluster of {workers} worker processes; dashboard: {client.dashboard_link}", file=sys.stderr)
             yield client
     else:
@@ -247,10 +281,12 @@ def _fingerprint(store: Any) -> dict[str, Any]:
 def cmd_compare(args: argparse.Namespace) -> int:
     sa = open_activations(args.a)
     sb = open_activations(args.b) if args.b else None
+    _check_layers(args, sa, sb)
     _planned_cost(args, [sa] + ([sb] if sb is not None else []))
+    n_jobs = _n_pairs(args, sa, sb) if args.metric in PAIR_METRICS and args.metric not in ("kcc", "coco", "kmi") else 0
     with warnings.catch_warnings(record=True) as caught, _cluster(args), _limits(args):
         warnings.simplefilter("always")
-        with progress_bar() if not args.quiet else contextlib.nullcontext():
+        with progress_bar(False if args.quiet else None), progress_job(n_jobs, _metric_label(args)):
             m = compare_layers(
                 sa,
                 sb,
@@ -311,7 +347,7 @@ def cmd_stitch(args: argparse.Namespace) -> int:
         raise BigalignError(f"--ridge must be 'cv' or a number ≥ 0; got {args.ridge!r}.") from None
     with warnings.catch_warnings(record=True) as caught, _cluster(args), _limits(args):
         warnings.simplefilter("always")
-        with progress_bar() if not args.quiet else contextlib.nullcontext():
+        with progress_bar(False if args.quiet else None), progress_job(0, f"{args.kind} stitching"):
             sm = stitching_matrix(sa, sb, targets=targets, layers_a=args.layers_a, layers_b=args.layers_b, ridge=ridge,
                                   holdout=args.holdout, seed=args.seed, kind=args.kind, **_engine_kw(args),
                                   **_options(args.option))  # fmt: skip
@@ -355,11 +391,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .checkpoint import checkpoint
 
     ckpt = Path(args.out) / ".checkpoint"
-    with _cluster(args), _limits(args), (progress_bar() if not args.quiet else contextlib.nullcontext()), checkpoint(
-        ckpt, resume=args.resume
-    ):
+    layers_a = args.layers_a or args.layers
+    layers_b = args.layers_b or args.layers
+    with _cluster(args), _limits(args), progress_bar(False if args.quiet else None), checkpoint(ckpt, resume=args.resume):
         path = write_report(args.a, args.b, args.out, engine_kw=_engine_kw(args), spectra=not args.no_spectra,
-                            stitching=not args.no_stitching)  # fmt: skip
+                            stitching=not args.no_stitching, layers_a=layers_a, layers_b=layers_b,
+                            metrics=args.metrics, max_rows=args.max_rows, narrate=not args.quiet)  # fmt: skip
     print(f"wrote {path} and {Path(args.out) / 'report.json'}")
     return 0
 
@@ -449,6 +486,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="output directory")
     r.add_argument("--no-spectra", action="store_true", help="skip the per-layer covariance spectra")
     r.add_argument("--no-stitching", action="store_true", help="skip stitching even when the stores carry targets")
+    r.add_argument("--layers", nargs="+", default=None, metavar="LAYER",
+                   help="only these layers (of both stores; --layers-a / --layers-b choose them per store)")  # fmt: skip
+    r.add_argument("--layers-a", nargs="+", default=None, metavar="LAYER")
+    r.add_argument("--layers-b", nargs="+", default=None, metavar="LAYER")
+    r.add_argument("--metrics", nargs="+", default=None, metavar="SECTION",
+                   help="only these sections, by key: " + ", ".join(SECTION_KEYS) + " (default: all)")  # fmt: skip
+    r.add_argument("--max-rows", type=int, default=None, metavar="N",
+                   help="compute the O(n²) families (" + ", ".join(QUADRATIC_SECTIONS) + ") on N seeded random rows "
+                   "(the same rows of A and B) when the stores hold more; the report says what was capped")  # fmt: skip
     _add_engine_args(r)
     r.set_defaults(func=cmd_report)
     return p
