@@ -203,7 +203,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except ImportError:
         plots = False
     t0 = time.perf_counter()
-    a, b = build_demo_stores(out / "stores")
+    print("step 1/3: two networks trained from different seeds on scikit-learn's digits", flush=True)
+    a, b = build_demo_stores(out / "stores", say=lambda msg: print(f"  {msg}", flush=True))
     print(f"demo stores: {a} and {b} ({time.perf_counter() - t0:.1f} s)")
     sa, sb = open_activations(a), open_activations(b)
     print(f"  {sa.n_samples} digits images; layers {sa.layers}")
@@ -213,6 +214,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ("cka_biased_seed0_vs_seed1", sa, sb, "cka", "biased"),
         ("cka_seed0_layers", sa, None, "cka", "unbiased"),
     ]
+    print("\nstep 2/3: linear CKA between their layers", flush=True)
     for name, x, y, metric, est in jobs:
         t0 = time.perf_counter()
         m = compare_layers(x, y, metric=metric, estimator=est)
@@ -227,7 +229,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if plots:
         from .report import write_report
 
-        path = write_report(a, b, out, title="bigalign demo: two MLPs trained on digits from different seeds")
+        print("\nstep 3/3: the full report (every metric family, spectra, stitching) ...", flush=True)
+        with progress_bar(None if sys.stderr.isatty() else False):
+            path = write_report(a, b, out, title="bigalign demo: two MLPs trained on digits from different seeds",
+                                narrate=True)
         print(f"wrote {path} (all metric families side by side)")
     if plots:
         print(f"wrote heatmaps {', '.join(str(out / (j[0] + '.png')) for j in jobs)}")
