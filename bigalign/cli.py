@@ -288,7 +288,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     sb = open_activations(args.b) if args.b else None
     _check_layers(args, sa, sb)
     _planned_cost(args, [sa] + ([sb] if sb is not None else []))
-    n_jobs = _n_pairs(args, sa, sb) if args.metric in PAIR_METRICS and args.metric not in ("kcc", "coco", "kmi") else 0
+    per_pair = args.kernel != "linear" or args.metric in ("dcor", "dcov", "rsa", "mutual_knn", "cknna", "mmd")
+    n_jobs = _n_pairs(args, sa, sb) if per_pair else 0  # else one streamed pass serves every pair
     with warnings.catch_warnings(record=True) as caught, _cluster(args), _limits(args):
         warnings.simplefilter("always")
         with progress_bar(False if args.quiet else None), progress_job(n_jobs, _metric_label(args)):

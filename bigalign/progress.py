@@ -193,10 +193,12 @@ class Bar:
             job_elapsed = now - self.job_t0
             steps = (self.job_index - 1) + frac
             eta = job_elapsed / steps * self.job_total - job_elapsed if steps > 0 else float("nan")
-            parts.append(f"{_fmt_s(job_elapsed)}, job ETA {_fmt_s(max(0.0, eta)) if frac < 1 or self.job_index < self.job_total else 'done'}")
+            finished = frac >= 1 and self.job_index >= self.job_total
+            parts.append(f"{_fmt_s(job_elapsed)}, " + ("done" if finished else f"job ETA {_fmt_s(max(0.0, eta))}"))
         else:
             eta = elapsed / frac - elapsed if frac > 0 else float("nan")
-            parts.append(f"{_fmt_s(elapsed)}, " + ("done" if frac >= 1 else f"ETA {_fmt_s(eta)}"))
+            shown = now - self.job_t0 if self._in_job else elapsed  # a job of unknown length: its time so far
+            parts.append(f"{_fmt_s(shown)}, " + ("done" if frac >= 1 else f"ETA {_fmt_s(eta)}"))
         return "  ".join(parts)
 
     def _draw(self, force: bool = False, final: bool = False) -> None:

@@ -57,7 +57,7 @@ SECTION_KEYS: dict[str, str] = {
 #: the sections whose cost grows as n² (capped by ``max_rows``)
 QUADRATIC_SECTIONS = ("rbf_cka", "dcor", "mutual_knn")
 #: sections run as one engine pass per pair of layers
-_PER_PAIR = ("dcor", "mutual_knn")
+_PER_PAIR = ("rbf_cka", "dcor", "mutual_knn")
 
 #: spectra: every eigenvalue up to this many features, else the leading SPECTRUM_RANK (randomized)
 SPECTRUM_FULL_MAX_D = 4096
@@ -87,16 +87,27 @@ def _fig_png(fig: Any) -> str:
 
 
 def _number_format(vals: np.ndarray) -> tuple[float, str, str]:
-    """(divisor, format, colour-bar suffix) chosen from the largest magnitude: 0.93, 45, 3.1 (×10⁶)."""
+    """(divisor, format, colour-bar suffix) chosen from the largest magnitude: 0.93, 45.2, 378, 3.10 (×10⁶)."""
     finite = np.abs(vals[np.isfinite(vals)])
     amax = float(finite.max()) if finite.size else 0.0
     if amax == 0.0:
         return 1.0, "{:.2f}", ""
     e = int(np.floor(np.log10(amax)))
     if -2 <= e <= 3:
-        return 1.0, f"{{:.{max(0, 1 - e)}f}}", ""
+        return 1.0, f"{{:.{ {-2: 3, -1: 2}.get(e, max(0, 2 - e)) }f}}", ""
     sup = str(e).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
     return 10.0**e, "{:.2f}", f" (×10{sup})"
+
+
+def _compact(x: float, floor: float) -> str:
+    """A log-scaled cell: 3.2e6, 459, 0.31; values under the colour scale's floor as '<1e-4'."""
+    if x < floor:
+        return f"<{floor:.0e}".replace("e-0", "e-").replace("e+0", "e")
+    if 1000 <= abs(x) < 1e4:
+        return f"{x:.0f}"
+    if 0.01 <= abs(x) < 1000:
+        return f"{x:.3g}"
+    return f"{x:.1e}".replace("e+0", "e").replace("e-0", "e-").replace("e+", "e")
 
 
 def _colour_range(vals: np.ndarray) -> tuple[Any, str, str]:
@@ -126,9 +137,14 @@ def _colour_range(vals: np.ndarray) -> tuple[Any, str, str]:
 
 def _heatmap_ax(ax: Any, vals: Any, rows: Sequence[str], cols: Sequence[str], title: str, label: str, cmap: str = "viridis") -> str:
     """Draw one readable heatmap on ax: clipped colour range, colour bar, numbers formatted from the magnitude."""
+    from matplotlib.colors import LogNorm
+
     arr = np.ma.filled(np.ma.asarray(vals, dtype=float), np.nan)
     norm, extend, note = _colour_range(arr)
-    div, fmt, suffix = _number_format(arr)
+    if isinstance(norm, LogNorm):  # values spanning decades: each cell in its own power of ten
+        div, fmt, suffix = 1.0, None, ""
+    else:
+        div, fmt, suffix = _number_format(arr)
     im = ax.imshow(np.ma.masked_invalid(arr), cmap=cmap, norm=norm, aspect="auto")
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
@@ -145,7 +161,8 @@ def _heatmap_ax(ax: Any, vals: Any, rows: Sequence[str], cols: Sequence[str], ti
                     continue
                 r, g, b, _ = cm(norm(np.clip(x, norm.vmin, norm.vmax)))
                 colour = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
-                ax.text(j, i, fmt.format(x / div), ha="center", va="center", fontsize=size, color=colour)
+                txt = _compact(x, norm.vmin) if fmt is None else fmt.format(x / div)
+                ax.text(j, i, txt, ha="center", va="center", fontsize=size, color=colour)
     return note
 
 
@@ -221,7 +238,7 @@ def _stitching(sa: ActivationStore, sb: ActivationStore | None, engine_kw: dict[
     sm = stitching_matrix(sa, sb, targets=sa.targets, layers_a=layers_a, layers_b=layers_b, **engine_kw)
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(max(12.0, 1.6 * len(sm.layers_b) * 3), max(3.8, 0.45 * len(sm.layers_a) + 1.8)))
+    fig, axes = plt.subplots(1, 3, figsize=(3 * max(4.0, 0.5 * len(sm.layers_b) + 2.0), max(3.6, 0.45 * len(sm.layers_a) + 1.8)))
     for ax, (what, title) in zip(axes, (("cka", "linear CKA"), ("excess_risk", "held-out excess risk"),
                                         ("excess_bound", "Theorem 1 bound on it"))):  # fmt: skip
         vals = sm.cka.values if what == "cka" else sm.values(what)

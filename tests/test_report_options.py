@@ -51,7 +51,8 @@ def test_bad_selection_is_an_error(store):
 
 def test_value_format_follows_the_magnitude():
     assert _number_format(np.array([0.93, 0.5]))[1].format(0.93) == "0.93"
-    assert _number_format(np.array([45.0, 3.0]))[1].format(45.0) == "45"
+    assert _number_format(np.array([45.0, 3.0]))[1].format(45.0) == "45.0"
+    assert _number_format(np.array([378.0, 3.0]))[1].format(378.0) == "378"
     div, fmt, suffix = _number_format(np.array([3.1e6, 2e5]))
     assert fmt.format(3.1e6 / div) == "3.10" and "10⁶" in suffix
 
