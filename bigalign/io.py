@@ -1625,9 +1625,8 @@ class ActivationWriter:
             n = self._staged_from
             existing = self._arrays()[_IDS][:n] if n else np.array([])
             seen = set(np.asarray(existing).tolist())
-            for staged in (self._staged,):
-                if staged is not None:
-                    seen.update(self._staged_view(staged, self._staged_rows)[_IDS].tolist())
+            if self._staged is not None:  # rows logged since, not yet handed to the arrays
+                seen.update(self._staged_view(self._staged, self._staged_rows)[_IDS].tolist())
             self._seen_ids = seen
         dup = [i for i in ids.tolist() if i in self._seen_ids]
         if dup:
