@@ -1621,8 +1621,8 @@ class ActivationWriter:
 
     def _check_unique(self, ids: np.ndarray) -> None:
         if self._seen_ids is None:
-            self.flush()  # rows up to self._staged_from are in the arrays
-            n = self._staged_from
+            self.flush()  # rows up to self._staged_from are in the arrays (object stores: every committed row)
+            n = self._staged_from if self._local else self._n
             existing = self._arrays()[_IDS][:n] if n else np.array([])
             seen = set(np.asarray(existing).tolist())
             if self._staged is not None:  # rows logged since, not yet handed to the arrays
