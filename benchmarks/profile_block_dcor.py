@@ -78,7 +78,7 @@ def prepare(n: int) -> None:
                 if st.n_samples == n:
                     continue
                 raise SystemExit(f"{path} holds {st.n_samples} rows, not {n}: delete it first")
-            with bigalign.ActivationWriter(path, compressors=comp) as w:
+            with bigalign.ActivationWriter(path, mode="w", compressors=comp) as w:
                 for s in range(0, n, 100_000):
                     w.append({LAYER: rows[s : s + 100_000]})
             print(f"wrote {path} ({kind}, {n} rows)", flush=True)

@@ -26,7 +26,7 @@ from .errors import (
     PairingError,
     StoreError,
 )
-from .progress import progress
+from .progress import progress, set_progress
 from .result import Result
 
 try:
@@ -109,6 +109,7 @@ __all__ = sorted(
         "__version__",
         "checkpoint",
         "progress",
+        "set_progress",
     ]
 )
 

@@ -28,7 +28,9 @@ __all__ = ["capture", "DTYPES", "REDUCTIONS"]
 #: values of ``dtype=`` (None keeps each layer's own dtype)
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 #: named values of ``reduce=``
-REDUCTIONS = ("mean_tokens", "mean_spatial")
+REDUCTIONS = ("mean_tokens", "first_token", "last_token", "tokens", "mean_spatial")
+#: the named reductions of (batch, tokens, features) outputs, which follow the batch's attention mask
+TOKEN_REDUCTIONS = ("mean_tokens", "first_token", "last_token", "tokens")
 _N_LISTED = 20  # module names listed in the unknown-layer error
 
 Reduce = Union[None, str, Callable[[Any], Any]]
@@ -58,7 +60,7 @@ def capture(
     path: Any,
     *,
     sample_ids: Any = None,
-    mode: Literal["w", "a"] = "w",
+    mode: Literal["x", "w", "a"] = "x",
     dtype: Literal["float16", "bfloat16", "float32", "float64"] | None = None,
     reduce: Reduce | Mapping[str, Reduce] = None,
     device: Any = None,
@@ -97,9 +99,14 @@ def capture(
         * a tuple or list: its first element is the input (so ``(x, y)``
           batches of a ``TensorDataset`` work; the rest is ignored unless
           ``sample_ids="batch"``);
-        * a dict: its ``"input"`` entry is the input.
+        * a dict with an ``"input"`` entry: that entry is the input;
+        * any other dict, such as a Hugging Face tokenizer's output
+          (``input_ids``, ``attention_mask``, ...): called as
+          ``model(**batch)`` (without a ``"sample_ids"`` entry).
 
-        The input's first axis is the batch axis.  For any other calling
+        The input's first axis is the batch axis.  A dict batch's
+        ``"attention_mask"`` (1 for real tokens, 0 for padding) is what the
+        token reductions of ``reduce`` follow.  For any other calling
         convention pass ``forward``.
     path : str or pathlib.Path
         Where to write the store (see :class:`ActivationWriter`).
@@ -116,9 +123,10 @@ def capture(
         * a callable: ``sample_ids(batch)`` returns the batch's ids;
         * an array-like: the ids of all samples, in order, consumed batch by
           batch (ids left over at the end give a warning).
-    mode : {"w", "a"}, default="w"
-        ``"w"`` replaces the store at ``path`` (when the first batch is ready
-        to write); ``"a"`` resumes it: samples whose ids are already in the
+    mode : {"x", "w", "a"}, default="x"
+        ``"x"`` writes a new store and refuses a ``path`` that holds one
+        (checked before the model runs); ``"w"`` replaces the store at
+        ``path`` (when the first batch is ready to write); ``"a"`` resumes it: samples whose ids are already in the
         store are not written again, and a batch whose samples are all there
         is skipped without running the model.  Rerun a crashed capture with
         the same arguments and ``mode="a"`` to finish it.
@@ -126,20 +134,40 @@ def capture(
         Cast the (reduced) activations to this dtype before the copy to the
         CPU; default keeps each layer's dtype.  bfloat16 is stored losslessly
         (read back as ``ml_dtypes.bfloat16``).
-    reduce : None, "mean_tokens", "mean_spatial", callable, or dict, optional
+    reduce : None, "mean_tokens", "first_token", "last_token", "tokens", "mean_spatial", callable, or dict, optional
         Reduce each output before it is stored (on the model's device):
 
-        * ``"mean_tokens"``: mean over every axis between the batch axis and
-          the last one — ``(batch, tokens, features) -> (batch, features)``,
-          for channels-last outputs (transformers, ``batch_first`` RNNs);
+        * ``"mean_tokens"``: the mean over the tokens of each sequence,
+          ``(batch, tokens, features) -> (batch, features)``.  When the batch
+          is a dict with an ``"attention_mask"``, only the real tokens are
+          averaged, so a sequence's vector does not depend on how much padding
+          its batch neighbours forced on it.  Without a mask every position
+          is averaged (and every axis between the batch axis and the last one,
+          for channels-last outputs such as ``batch_first`` RNNs);
+        * ``"first_token"`` / ``"last_token"``: the first / last real token of
+          each sequence (the mask's first / last 1, so left and right padding
+          both work; without a mask position 0 / -1).  ``first_token`` is
+          BERT's ``[CLS]``; ``last_token`` what decoder language models
+          summarise a sequence with;
+        * ``"tokens"``: token level — every real (non-padding) token becomes a
+          sample of its own, ``(batch, tokens, features) -> (real tokens,
+          features)``, with the string sample id ``"<sequence id>:<position>"``
+          (position counts real tokens from 0).  Every layer of the capture
+          must then be token level.  Two token-level stores pair only when
+          both models tokenise alike (same tokenizer: same ids); to compare
+          models with different tokenizers, compare their pooled stores
+          (``"mean_tokens"``, ``"last_token"``), which pair by sequence id;
         * ``"mean_spatial"``: mean over every axis after the second —
           ``(batch, channels, h, w) -> (batch, channels)``, for
           channels-first outputs (convolutions);
         * a callable ``f(tensor) -> tensor`` keeping the batch axis first;
         * a dict ``{store_layer_name: one of the above}`` (missing layers: None).
 
+        A batch that is a dict carrying ``input_ids`` but no
+        ``attention_mask`` is refused by the token reductions: it is
+        tokenizer output whose padding cannot be told from real tokens.
         The named means accumulate in float64 (float32 on Apple ``mps``) and
-        give the layer's own dtype back; both leave 2-D outputs unchanged.
+        give the layer's own dtype back; they leave 2-D outputs unchanged.
         Without a reduction, extra axes are stored as they are and flattened
         into features when the store is read.
     device : torch.device or str, optional
@@ -202,8 +230,10 @@ def capture(
             f"model must be a torch.nn.Module; got {type(model).__name__}. "
             "Wrap a plain function in a torch.nn.Module, or write its activations with ActivationWriter."
         )
-    if mode not in ("w", "a"):
-        raise InvalidInputError(f"mode must be 'w' or 'a'; got {mode!r}. Use 'a' to resume a capture.")
+    if mode not in ("x", "w", "a"):
+        raise InvalidInputError(
+            f"mode must be 'x' (new store), 'w' (replace) or 'a' (resume); got {mode!r}. Use 'a' to resume a capture."
+        )
     if isinstance(batches, (torch.Tensor, np.ndarray)):
         raise InvalidInputError(
             f"batches must be an iterable of batches; got a single {type(batches).__name__} of shape "
@@ -224,7 +254,19 @@ def capture(
     target_dtype = None if dtype is None else getattr(torch, dtype)
     dev = _resolve_device(torch, model, device)
     ids_of = _IdSource(torch, sample_ids, batches)
+    if mode == "x":
+        _refuse_existing(path)
     existing = _existing_ids(path, mode, names)
+    kinds = {s: reduce_record.get(s) if isinstance(reduce_record, Mapping) else reduce_record for s in names}
+    token_level = [s for s, k in kinds.items() if k == "tokens"]
+    if token_level and len(token_level) != len(names):
+        raise InvalidInputError(
+            f"layers {token_level} are captured token by token (reduce='tokens') but {[s for s in names if s not in token_level]} "
+            "are not: a store's layers must hold the same samples. Capture the token-level layers into a store of "
+            "their own."
+        )
+    tokens_mode = bool(token_level)
+    mask_box: list[Any] = [None]
 
     meta = {
         "capture": {
@@ -253,7 +295,7 @@ def capture(
                         "records one output per sample. Capture a submodule that runs once, or wrap the "
                         "repeated calls in a module of their own."
                     )
-                records[s] = _to_numpy(torch, out, reducers[s], target_dtype, s)
+                records[s] = _to_numpy(torch, out, reducers[s], target_dtype, s, mask_box[0])
 
         return hook
 
@@ -267,32 +309,64 @@ def capture(
         model.eval()
         with torch.inference_mode():
             for k, batch in enumerate(batches):
-                inp = None if forward is not None else _input_of(torch, batch, k)
+                call = "forward" if forward is not None else _call_kind(batch)
+                inp = _input_of(torch, batch, k) if call == "input" else None
                 rows = int(inp.shape[0]) if inp is not None else _rows_of(torch, batch, k)
+                mask = _mask_of(torch, batch, rows, k, needed=any(kinds[s] in TOKEN_REDUCTIONS for s in names))
+                mask_box[0] = mask
                 ids = ids_of(batch, rows, k)
                 if existing and ids.size:
                     kind = "str" if ids.dtype.kind == "U" else "int"
-                    if seen_kind is None and kind != existing[1]:
+                    if seen_kind is None and kind != existing[1] and not tokens_mode:
                         raise InvalidInputError(
                             f"the store at {path!r} has {existing[1]} sample ids but batch {k} has {kind} ids; "
                             "resume with the ids of the first run, or write a new store with mode='w'."
                         )
                     seen_kind = kind
-                    keep = np.fromiter((i not in existing[0] for i in ids.tolist()), bool, len(ids))
+                    probe = [f"{i}:0" for i in ids.tolist()] if tokens_mode else ids.tolist()
+                    keep = np.fromiter((i not in existing[0] for i in probe), bool, len(ids))
                 else:
                     keep = np.ones(len(ids), bool)
                 if not keep.any():
                     continue  # already in the store (or an empty batch)
                 records.clear()
-                if forward is None:
+                if call == "input":
                     model(inp.to(dev))
+                elif call == "kwargs":
+                    kwargs = {key: v for key, v in _to_device(torch, batch, dev).items() if key != "sample_ids"}
+                    try:
+                        model(**kwargs)
+                    except TypeError as exc:
+                        if records:
+                            raise
+                        raise InvalidInputError(
+                            f"batch {k} is a dict with keys {list(batch)[:10]} and no 'input' entry, so it was passed "
+                            f"as keyword arguments, model(**batch), which failed: {exc}. Put the model input under "
+                            "'input', or pass forward=lambda model, batch: ... for other calling conventions."
+                        ) from exc
                 else:
                     forward(model, _to_device(torch, batch, dev))
-                acts = _collect(records, names, rows, k)
+                if tokens_mode:
+                    lengths = mask.sum(1).cpu().numpy() if mask is not None else None
+                    acts = _collect(records, names, None, k)
+                    n_tok = next(iter(acts.values())).shape[0]
+                    if lengths is None:
+                        lengths = np.full(rows, n_tok // rows if rows else 0)
+                    row_of_token = np.repeat(np.arange(rows), lengths)
+                    if n_tok != len(row_of_token):
+                        raise InvalidInputError(f"batch {k}: token-level layers returned {n_tok} rows for {len(row_of_token)} real tokens.")
+                    position = np.arange(n_tok) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+                    tok_keep = keep[row_of_token]
+                    ids = np.array([f"{i}:{p}" for i, p in zip(ids[row_of_token].tolist(), position.tolist())], dtype=str)
+                    if not tok_keep.all():
+                        acts = {s: a[tok_keep] for s, a in acts.items()}
+                        ids = ids[tok_keep]
+                else:
+                    acts = _collect(records, names, rows, k)
+                    if not keep.all():
+                        acts = {s: a[keep] for s, a in acts.items()}
+                        ids = ids[keep]
                 records.clear()
-                if not keep.all():
-                    acts = {s: a[keep] for s, a in acts.items()}
-                    ids = ids[keep]
                 if writer is None:
                     writer = ActivationWriter(
                         path, mode, chunk_rows=chunk_rows, compressors=compressors, durable=durable, attrs=meta
@@ -300,6 +374,7 @@ def capture(
                 writer.append(acts, sample_ids=ids)
         ids_of.finish()
     finally:
+        mask_box[0] = None
         for h in handles:
             h.remove()
         for m, flag in training.items():
@@ -380,10 +455,11 @@ def _resolve_reduce(torch: Any, reduce: Any, names: Mapping[str, str]) -> tuple[
             if r not in REDUCTIONS:
                 raise InvalidInputError(
                     f"{where} must be one of {list(REDUCTIONS)}, a callable or None; got {r!r}. "
-                    "'mean_tokens' averages (batch, tokens, features) over tokens; 'mean_spatial' averages "
-                    "(batch, channels, h, w) over h and w."
+                    "'mean_tokens' averages (batch, tokens, features) over the real tokens; 'first_token' / "
+                    "'last_token' take one token; 'tokens' stores every real token as a sample; 'mean_spatial' "
+                    "averages (batch, channels, h, w) over h and w."
                 )
-            return (_mean_tokens if r == "mean_tokens" else _mean_spatial), r
+            return _NAMED[r], r
         if callable(r):
             return r, getattr(r, "__qualname__", repr(r))
         raise InvalidInputError(f"{where} must be one of {list(REDUCTIONS)}, a callable or None; got {type(r).__name__}.")
@@ -566,6 +642,52 @@ def _input_of(torch: Any, batch: Any, k: int) -> Any:
     return x
 
 
+def _call_kind(batch: Any) -> str:
+    """How a batch is fed: "input" (model(x)) or "kwargs" (model(**batch), e.g. tokenizer output)."""
+    if isinstance(batch, Mapping) and "input" not in batch:
+        return "kwargs"
+    return "input"
+
+
+def _mask_of(torch: Any, batch: Any, rows: int, k: int, needed: bool) -> Any:
+    """The batch's attention mask as a (batch, tokens) tensor, or None when it has none."""
+    if not isinstance(batch, Mapping):
+        return None
+    mask = batch.get("attention_mask")
+    if mask is None:
+        if needed and "input_ids" in batch:
+            raise InvalidInputError(
+                f"batch {k} holds input_ids but no attention_mask, so padding cannot be told from real tokens and "
+                "a token reduction (mean_tokens, first_token, last_token, tokens) would include it. Keep the "
+                "tokenizer's attention_mask in the batch (tokenizer(..., return_attention_mask=True))."
+            )
+        return None
+    if isinstance(mask, np.ndarray):
+        mask = torch.from_numpy(mask)
+    if not isinstance(mask, torch.Tensor) or mask.ndim != 2 or int(mask.shape[0]) != rows:
+        raise InvalidInputError(
+            f"batch {k}: attention_mask must be a (batch, tokens) tensor with {rows} rows; got "
+            f"{tuple(mask.shape) if hasattr(mask, 'shape') else type(mask).__name__}."
+        )
+    if mask.dtype != torch.bool and bool(((mask != 0) & (mask != 1)).any()):
+        raise InvalidInputError(f"batch {k}: attention_mask must hold 0 (padding) and 1 (token) only.")
+    return mask
+
+
+def _refuse_existing(path: Any) -> None:
+    """mode='x': refuse a path that already holds something, before the model runs."""
+    from pathlib import Path
+
+    if isinstance(path, (str, Path)) and "://" not in str(path):
+        p = Path(path)
+        if p.exists() and (not p.is_dir() or any(p.iterdir())):
+            raise StoreError(
+                f"{str(path)!r} exists (it holds {'a store' if (p / 'zarr.json').is_file() else 'something'}); "
+                "capture's mode='x' (the default) never overwrites. Use mode='a' to resume (or extend) it, or "
+                "mode='w' to replace it."
+            )
+
+
 def _rows_of(torch: Any, batch: Any, k: int) -> int:
     """Samples in a batch given to ``forward``: the first axis of its first tensor."""
     stack = [batch]
@@ -624,18 +746,82 @@ def _mean_axes(t: Any, axes: tuple[int, ...], out_dtype: Any) -> Any:
     return t.mean(dim=axes, dtype=acc).to(back)
 
 
-def _mean_tokens(t: Any, out_dtype: Any = None) -> Any:
-    return _mean_axes(t, tuple(range(1, t.ndim - 1)), out_dtype)
+def _token_axis(t: Any, mask: Any, what: str) -> Any:
+    """The mask on t's device, checked against t's (batch, tokens, ...) axes."""
+    if t.ndim < 3 or tuple(t.shape[:2]) != tuple(mask.shape):
+        raise InvalidInputError(
+            f"reduce={what!r} follows the batch's attention_mask of shape {tuple(mask.shape)}, but the layer's output "
+            f"has shape {tuple(t.shape)}; expected (batch, tokens, features) with the mask's (batch, tokens). Capture "
+            "a module whose output is batch-first per token, or pass a callable reduce."
+        )
+    return mask.to(t.device)
 
 
-def _mean_spatial(t: Any, out_dtype: Any = None) -> Any:
+def _mean_tokens(t: Any, out_dtype: Any = None, mask: Any = None) -> Any:
+    if mask is None or t.ndim <= 2:
+        return _mean_axes(t, tuple(range(1, t.ndim - 1)), out_dtype)
+    import torch
+
+    m = _token_axis(t, mask, "mean_tokens")
+    acc = torch.float32 if t.device.type == "mps" else torch.float64
+    back = out_dtype or (t.dtype if t.is_floating_point() else acc)
+    w = m.to(acc).reshape(tuple(m.shape) + (1,) * (t.ndim - 2))
+    count = w.sum(dim=1)
+    if bool((count == 0).any()):
+        raise InvalidInputError(
+            "a sequence of the batch has no real token (its attention_mask is all 0); expected at least one 1 per row."
+        )
+    return ((t.to(acc) * w).sum(dim=1) / count).to(back)
+
+
+def _token_at(t: Any, mask: Any, last: bool, out_dtype: Any) -> Any:
+    import torch
+
+    if t.ndim <= 2:  # one vector per sample already
+        out = t
+    elif mask is None:
+        out = t[:, -1] if last else t[:, 0]
+    else:
+        m = _token_axis(t, mask, "last_token" if last else "first_token").bool()
+        if bool((~m.any(dim=1)).any()):
+            raise InvalidInputError(
+                "a sequence of the batch has no real token (its attention_mask is all 0); expected at least one 1 per row."
+            )
+        pos = torch.arange(m.shape[1], device=m.device)
+        idx = torch.where(m, pos, -1).amax(dim=1) if last else torch.where(m, pos, m.shape[1]).amin(dim=1)
+        out = t[torch.arange(t.shape[0], device=t.device), idx]
+    return out if out_dtype is None else out.to(out_dtype)
+
+
+def _first_token(t: Any, out_dtype: Any = None, mask: Any = None) -> Any:
+    return _token_at(t, mask, False, out_dtype)
+
+
+def _last_token(t: Any, out_dtype: Any = None, mask: Any = None) -> Any:
+    return _token_at(t, mask, True, out_dtype)
+
+
+def _tokens(t: Any, out_dtype: Any = None, mask: Any = None) -> Any:
+    if t.ndim < 3:
+        raise InvalidInputError(
+            f"reduce='tokens' stores every token of (batch, tokens, features) outputs; got shape {tuple(t.shape)}."
+        )
+    out = t.reshape(t.shape[0] * t.shape[1], *t.shape[2:]) if mask is None else t[_token_axis(t, mask, "tokens").bool()]
+    return out if out_dtype is None else out.to(out_dtype)
+
+
+def _mean_spatial(t: Any, out_dtype: Any = None, mask: Any = None) -> Any:
     return _mean_axes(t, tuple(range(2, t.ndim)), out_dtype)
 
 
-def _to_numpy(torch: Any, out: Any, reducer: Any, target_dtype: Any, name: str) -> np.ndarray:
+_NAMED = {"mean_tokens": _mean_tokens, "first_token": _first_token, "last_token": _last_token, "tokens": _tokens,
+          "mean_spatial": _mean_spatial}  # fmt: skip
+
+
+def _to_numpy(torch: Any, out: Any, reducer: Any, target_dtype: Any, name: str, mask: Any = None) -> np.ndarray:
     t = out.detach()
-    if reducer is _mean_tokens or reducer is _mean_spatial:
-        t = reducer(t, target_dtype)  # one rounding, from the float64 mean to the stored dtype
+    if reducer in _NAMED.values():
+        t = reducer(t, target_dtype, mask)  # one rounding, from the float64 mean to the stored dtype
     elif reducer is not None:
         t = reducer(t)
         if isinstance(t, np.ndarray):
@@ -653,13 +839,18 @@ def _to_numpy(torch: Any, out: Any, reducer: Any, target_dtype: Any, name: str) 
     return t.numpy()
 
 
-def _collect(records: Mapping[str, np.ndarray], names: Mapping[str, str], rows: int, k: int) -> dict[str, np.ndarray]:
+def _collect(records: Mapping[str, np.ndarray], names: Mapping[str, str], rows: int | None, k: int) -> dict[str, np.ndarray]:
     missing = [s for s in names if s not in records]
     if missing:
         raise InvalidInputError(
             f"layers {missing} (modules {[names[s] for s in missing]}) did not run in the forward pass of batch {k}; "
             "capture only modules that run on every batch."
         )
+    if rows is None:  # token level: the layers must agree with each other
+        counts = {s: records[s].shape[0] for s in names}
+        if len(set(counts.values())) != 1:
+            raise InvalidInputError(f"token-level layers returned different numbers of tokens for batch {k}: {counts}.")
+        return {s: records[s] for s in names}
     for s in names:
         a = records[s]
         if a.ndim == 0 or a.shape[0] != rows:

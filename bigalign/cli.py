@@ -23,12 +23,19 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import BigalignError
+from .progress import job as progress_job
 from .progress import progress as progress_bar
 
 # numpy, dask, zarr and the metric modules are imported by the commands that use
 # them, so that `bigalign --help` answers in a fraction of a second
 if TYPE_CHECKING:
     from .compare import LayerMatrix
+
+#: ``bigalign report --metrics`` keys and the O(n²) sections ``--max-rows`` caps, written here so that
+#: building the parser imports no metric code (tests/test_cli.py checks them against bigalign.report)
+REPORT_SECTION_KEYS = ("cka", "cka_biased", "rbf_cka", "kernel_alignment", "distance_alignment", "dcor", "mutual_knn",
+                       "kcc", "spectra", "stitching")  # fmt: skip
+REPORT_QUADRATIC_SECTIONS = ("rbf_cka", "dcor", "mutual_knn")
 
 
 class _MetricNames:
@@ -85,6 +92,37 @@ def _save_plot(m: LayerMatrix, path: Path) -> None:
     plt.close(ax.figure)
 
 
+_METRIC_LABELS = {
+    "cka": "CKA", "hsic": "HSIC", "kernel_alignment": "kernel alignment", "distance_alignment": "distance alignment",
+    "coco": "COCO", "kcc": "kernel canonical correlation", "kmi": "kernel mutual information",
+    "gaussian_mi": "Gaussian mutual information", "gaussian_w2": "Gaussian W2 distance", "dcor": "distance correlation",
+    "dcov": "distance covariance", "rsa": "RSA", "mutual_knn": "mutual kNN", "cknna": "CKNNA", "mmd": "MMD",
+}  # fmt: skip
+
+
+def _metric_label(args: argparse.Namespace) -> str:
+    """A reader's name for the job, e.g. 'RBF CKA'."""
+    name = _METRIC_LABELS.get(args.metric, args.metric)
+    kernel = getattr(args, "kernel", "linear")
+    if args.metric in ("cka", "hsic", "kernel_alignment", "mmd", "coco", "kcc", "kmi") and kernel != "linear":
+        return f"{kernel.upper() if kernel == 'rbf' else kernel} {name}"
+    return f"linear {name}" if args.metric in ("cka", "hsic") else name
+
+
+def _n_pairs(args: argparse.Namespace, sa: Any, sb: Any) -> int:
+    la = len(args.layers_a or sa.layers)
+    lb = len(args.layers_b or (sb or sa).layers)
+    return la * lb
+
+
+def _check_layers(args: argparse.Namespace, sa: Any, sb: Any) -> None:
+    """Unknown layer names fail before anything is planned or printed."""
+    for opt, chosen, store in (("--layers-a", args.layers_a, sa), ("--layers-b", args.layers_b, sb or sa)):
+        missing = [l for l in chosen or [] if l not in store.layers]
+        if missing:
+            raise BigalignError(f"{opt}: {store.source!r} has no layer {missing}; its layers are {store.layers}.")
+
+
 def _engine_kw(args: argparse.Namespace) -> dict[str, Any]:
     kw: dict[str, Any] = {}
     if getattr(args, "block_size", None):
@@ -136,13 +174,14 @@ def _cluster(args: argparse.Namespace):
     if address and address not in ("sync", "threads"):
         from distributed import Client
 
-        with Client(address) as client:
+        with Client(address) as client, contextlib.redirect_stdout(sys.stderr):  # distributed's bar: stderr
             print(f"connected to {address}; dashboard: {client.dashboard_link}", file=sys.stderr)
             yield client
     elif workers:
         from distributed import Client, LocalCluster
 
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as lc, Client(lc) as client:
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as lc, Client(lc) as client, \
+                contextlib.redirect_stdout(sys.stderr):  # distributed's bar goes to stderr, results to stdout
             print(f"local cluster of {workers} worker processes; dashboard: {client.dashboard_link}", file=sys.stderr)
             yield client
     else:
@@ -190,7 +229,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except ImportError:
         plots = False
     t0 = time.perf_counter()
-    a, b = build_demo_stores(out / "stores")
+    print("step 1/3: two networks trained from different seeds on scikit-learn's digits", flush=True)
+    a, b = build_demo_stores(out / "stores", say=lambda msg: print(f"  {msg}", flush=True))
     print(f"demo stores: {a} and {b} ({time.perf_counter() - t0:.1f} s)")
     sa, sb = open_activations(a), open_activations(b)
     print(f"  {sa.n_samples} digits images; layers {sa.layers}")
@@ -200,6 +240,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ("cka_biased_seed0_vs_seed1", sa, sb, "cka", "biased"),
         ("cka_seed0_layers", sa, None, "cka", "unbiased"),
     ]
+    print("\nstep 2/3: linear CKA between their layers", flush=True)
     for name, x, y, metric, est in jobs:
         t0 = time.perf_counter()
         m = compare_layers(x, y, metric=metric, estimator=est)
@@ -214,7 +255,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if plots:
         from .report import write_report
 
-        path = write_report(a, b, out, title="bigalign demo: two MLPs trained on digits from different seeds")
+        print("\nstep 3/3: the full report (every metric family, spectra, stitching) ...", flush=True)
+        with progress_bar(None if sys.stderr.isatty() else False):
+            path = write_report(a, b, out, title="bigalign demo: two MLPs trained on digits from different seeds",
+                                narrate=True)
         print(f"wrote {path} (all metric families side by side)")
     if plots:
         print(f"wrote heatmaps {', '.join(str(out / (j[0] + '.png')) for j in jobs)}")
@@ -277,10 +321,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     sa = open_activations(args.a)
     sb = open_activations(args.b) if args.b else None
+    _check_layers(args, sa, sb)
     _planned_cost(args, [sa] + ([sb] if sb is not None else []))
+    per_pair = args.kernel != "linear" or args.metric in ("dcor", "dcov", "rsa", "mutual_knn", "cknna", "mmd")
+    n_jobs = _n_pairs(args, sa, sb) if per_pair else 0  # else one streamed pass serves every pair
     with warnings.catch_warnings(record=True) as caught, _cluster(args), _limits(args):
         warnings.simplefilter("always")
-        with progress_bar() if not args.quiet else contextlib.nullcontext():
+        with progress_bar(False if args.quiet else None), progress_job(n_jobs, _metric_label(args)):
             m = compare_layers(
                 sa,
                 sb,
@@ -344,7 +391,7 @@ def cmd_stitch(args: argparse.Namespace) -> int:
         raise BigalignError(f"--ridge must be 'cv' or a number ≥ 0; got {args.ridge!r}.") from None
     with warnings.catch_warnings(record=True) as caught, _cluster(args), _limits(args):
         warnings.simplefilter("always")
-        with progress_bar() if not args.quiet else contextlib.nullcontext():
+        with progress_bar(False if args.quiet else None), progress_job(0, f"{args.kind} stitching"):
             sm = stitching_matrix(sa, sb, targets=targets, layers_a=args.layers_a, layers_b=args.layers_b, ridge=ridge,
                                   holdout=args.holdout, seed=args.seed, kind=args.kind, **_engine_kw(args),
                                   **_options(args.option))  # fmt: skip
@@ -388,11 +435,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .checkpoint import checkpoint
 
     ckpt = Path(args.out) / ".checkpoint"
-    with _cluster(args), _limits(args), (progress_bar() if not args.quiet else contextlib.nullcontext()), checkpoint(
-        ckpt, resume=args.resume
-    ):
+    layers_a = args.layers_a or args.layers
+    layers_b = args.layers_b or args.layers
+    with _cluster(args), _limits(args), progress_bar(False if args.quiet else None), checkpoint(ckpt, resume=args.resume):
         path = write_report(args.a, args.b, args.out, engine_kw=_engine_kw(args), spectra=not args.no_spectra,
-                            stitching=not args.no_stitching)  # fmt: skip
+                            stitching=not args.no_stitching, layers_a=layers_a, layers_b=layers_b,
+                            metrics=args.metrics, max_rows=args.max_rows, narrate=not args.quiet)  # fmt: skip
     print(f"wrote {path} and {Path(args.out) / 'report.json'}")
     return 0
 
@@ -482,6 +530,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="output directory")
     r.add_argument("--no-spectra", action="store_true", help="skip the per-layer covariance spectra")
     r.add_argument("--no-stitching", action="store_true", help="skip stitching even when the stores carry targets")
+    r.add_argument("--layers", nargs="+", default=None, metavar="LAYER",
+                   help="only these layers (of both stores; --layers-a / --layers-b choose them per store)")  # fmt: skip
+    r.add_argument("--layers-a", nargs="+", default=None, metavar="LAYER")
+    r.add_argument("--layers-b", nargs="+", default=None, metavar="LAYER")
+    r.add_argument("--metrics", nargs="+", default=None, metavar="SECTION",
+                   help="only these sections, by key: " + ", ".join(REPORT_SECTION_KEYS) + " (default: all)")  # fmt: skip
+    r.add_argument("--max-rows", type=int, default=None, metavar="N",
+                   help="compute the O(n²) families (" + ", ".join(REPORT_QUADRATIC_SECTIONS) + ") on N seeded random rows "
+                   "(the same rows of A and B) when the stores hold more; the report says what was capped")  # fmt: skip
     _add_engine_args(r)
     r.set_defaults(func=cmd_report)
     return p

@@ -9,8 +9,10 @@ Nothing is downloaded.
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -36,11 +38,15 @@ def forward_activations(mlp, x: np.ndarray) -> dict[str, np.ndarray]:
     return acts
 
 
-def build_demo_stores(directory: str | Path, seeds: tuple[int, int] = (0, 1), force: bool = False) -> list[Path]:
+def build_demo_stores(
+    directory: str | Path, seeds: tuple[int, int] = (0, 1), force: bool = False, say: Callable[[str], None] | None = None
+) -> list[Path]:
     """Train one MLP per seed on digits and write its activations; reuse existing stores.
 
-    Returns the store paths (``model_seed<k>.zarr``).
+    ``say`` receives one line per step (e.g. ``print``), so a caller can narrate
+    the training, which takes a while.  Returns the store paths (``model_seed<k>.zarr``).
     """
+    say = say or (lambda msg: None)
     from sklearn.datasets import load_digits
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
@@ -58,13 +64,18 @@ def build_demo_stores(directory: str | Path, seeds: tuple[int, int] = (0, 1), fo
             try:
                 old = open_activations(path)
                 if old.n_samples == x.shape[0] and old.targets is not None:
+                    say(f"seed {seed}: reusing {path}")
                     continue
             except Exception:
                 pass
+        say(f"seed {seed}: training an MLP{HIDDEN} on {x.shape[0]} digits images (up to 300 epochs) ...")
+        t0 = time.perf_counter()
         mlp = MLPClassifier(hidden_layer_sizes=HIDDEN, max_iter=300, random_state=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             mlp.fit(x, digits.target)
+        say(f"seed {seed}: trained in {time.perf_counter() - t0:.1f} s ({mlp.n_iter_} epochs, training accuracy "
+            f"{mlp.score(x, digits.target):.3f}); writing its {len(mlp.coefs_) + 1} layers to {path}")
         acts = forward_activations(mlp, x)
         attrs = {"model": f"MLP{HIDDEN} on sklearn digits", "seed": seed, "train_accuracy": float(mlp.score(x, digits.target))}
         with ActivationWriter(path, mode="w", chunk_rows=256, attrs=attrs) as w:

@@ -10,8 +10,12 @@ also carry a ``bigalign`` group attribute with the layer order and the number of
 interrupted writer safe (see :class:`ActivationWriter`).
 
 Everywhere bigalign expects a representation it accepts a numpy array, a dask
-array, a zarr array or a store :class:`Layer`, in float16, bfloat16 (ml_dtypes),
-float32, float64 or an integer dtype.
+array, a zarr array, a store :class:`Layer`, a PyTorch tensor (any float dtype,
+bfloat16 included, on any device), an h5py dataset, or the path of an array file
+(``.npy``, ``.npz``, ``.safetensors``, ``.h5``/``.hdf5``, ``.pt``) holding one
+array, in float16, bfloat16 (ml_dtypes), float32, float64 or an integer dtype.
+:func:`open_activations` opens those files as read-only stores (one layer per
+array of two or more dimensions), so the command line reads them too.
 
 A store may also live in object storage or on any other filesystem fsspec
 knows: address it by URL (``s3://bucket/acts.zarr``, ``gs://...``, ...) and pass
@@ -21,10 +25,13 @@ credentials or an endpoint as ``storage_options`` (handed to fsspec, e.g.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -39,6 +46,7 @@ from .errors import InvalidInputError, PairingError, StoreError
 __all__ = [
     "ActivationStore",
     "ActivationWriter",
+    "ArrayFileStore",
     "Layer",
     "PairingWarning",
     "Representation",
@@ -54,7 +62,7 @@ _TARGETS = "targets"
 _BF16 = np.dtype(ml_dtypes.bfloat16)
 _DEFAULT_CHUNK_BYTES = 32 * 2**20
 _LAYER_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9._\-]*")
-_RESERVED = {_IDS, _TARGETS, "zarr.json"}
+_RESERVED = {_IDS, _TARGETS, "zarr.json", "bigalign_tail"}
 
 
 class PairingWarning(UserWarning):
@@ -151,7 +159,10 @@ class ActivationStore:
                     "Expected at least one layer; append data with ActivationWriter(path, mode='a')."
                 )
             self.layers = layers
-            self.n_samples = int(self._meta["n_samples"])
+            self._n_zarr = int(self._meta["n_samples"])
+            # batches committed to the log of a writer that is still open (or died) and not yet compacted
+            rows, self._tail = _load_tail(self._local_root, self._n_zarr) if self._local_root is not None else (0, {})
+            self.n_samples = self._n_zarr + rows
         else:
             self._meta = {}
             self.layers = sorted(
@@ -169,6 +180,7 @@ class ActivationStore:
                     "Every layer must hold the same samples; open the arrays individually instead."
                 )
             self.n_samples = next(iter(ns.values()))
+            self._n_zarr, self._tail = self.n_samples, {}
         self._ids: np.ndarray | None | bool = False  # False: not loaded yet
         self._targets: np.ndarray | None | bool = False
 
@@ -199,12 +211,12 @@ class ActivationStore:
             if arr is None:
                 self._ids = None
             else:
-                if arr.ndim != 1 or arr.shape[0] < self.n_samples:
+                if arr.ndim != 1 or arr.shape[0] < self._n_zarr:
                     raise StoreError(
                         f"store {self.source!r} has a sample_ids array of shape {arr.shape}; expected "
-                        f"a 1-D array of at least {self.n_samples} entries. Rewrite the ids or delete the array."
+                        f"a 1-D array of at least {self._n_zarr} entries. Rewrite the ids or delete the array."
                     )
-                self._ids = np.asarray(arr[: self.n_samples])
+                self._ids = self._with_tail(_IDS, np.asarray(arr[: self._n_zarr]))
         return self._ids  # type: ignore[return-value]
 
     @property
@@ -214,14 +226,24 @@ class ActivationStore:
             if arr is None:
                 self._targets = None
             else:
-                if arr.ndim not in (1, 2) or arr.shape[0] < self.n_samples:
+                if arr.ndim not in (1, 2) or arr.shape[0] < self._n_zarr:
                     raise StoreError(
                         f"store {self.source!r} has a targets array of shape {arr.shape}; expected a 1-D "
-                        f"(labels) or 2-D (n_samples, c) array of at least {self.n_samples} rows. Rewrite the "
+                        f"(labels) or 2-D (n_samples, c) array of at least {self._n_zarr} rows. Rewrite the "
                         "targets, or rename the array if it is a layer."
                     )
-                self._targets = np.asarray(arr[: self.n_samples])
+                self._targets = self._with_tail(_TARGETS, np.asarray(arr[: self._n_zarr]))
         return self._targets  # type: ignore[return-value]
+
+    def _with_tail(self, name: str, head: np.ndarray) -> np.ndarray:
+        tail = self._tail.get(name)
+        if tail is None or not len(tail):
+            return head
+        if head.dtype.kind in "OT":  # numpy's variable-width strings, as Zarr reads them
+            return np.concatenate([head, tail.astype(head.dtype)])
+        if head.dtype.kind == "U" or tail.dtype.kind == "U":
+            return np.concatenate([head, tail])
+        return np.concatenate([head, tail.astype(head.dtype, copy=False)])
 
     def _logical_dtype(self, layer: str) -> np.dtype:
         special = self._meta.get("dtypes", {}).get(layer)
@@ -261,7 +283,10 @@ class Layer:
         """The layer as a dask array of shape ``(n_samples, n_features)``, ``rows`` rows per chunk."""
         rows = int(rows or self.stored_chunk_rows)
         arr = da.from_zarr(self._zarr, chunks=(rows,) + tuple(self._zarr.shape[1:]))
-        arr = arr[: self.store.n_samples]
+        arr = arr[: self.store._n_zarr]
+        tail = self.store._tail.get(self.name)
+        if tail is not None and len(tail):
+            arr = da.concatenate([arr, da.from_array(tail, chunks=(rows,) + tail.shape[1:])]).rechunk({0: rows})
         if self.dtype == _BF16:
             arr = arr.map_blocks(lambda b: b.view(_BF16), dtype=_BF16)
         if arr.ndim != 2:
@@ -281,7 +306,7 @@ class Layer:
         tail = ["0"] * (self._zarr.ndim - 1)
         for i in range(start // rows, (stop - 1) // rows + 1):
             if not root.joinpath(self.name, "c", str(i), *tail).is_file():
-                lo, hi = i * rows, min((i + 1) * rows, self.store.n_samples) - 1
+                lo, hi = i * rows, min((i + 1) * rows, self.store._n_zarr) - 1
                 raise StoreError(
                     f"layer {self.name!r} of store {self.store.source!r} is missing the chunk holding rows {lo}..{hi} "
                     "(deleted or never written); Zarr would read it as zeros. Expected every committed chunk to "
@@ -295,6 +320,29 @@ class Layer:
         missing or cannot be decoded.
         """
         stop = min(stop, self.store.n_samples)
+        nz = self.store._n_zarr
+        if stop > nz:  # rows still in the writer's log
+            tail = self.store._tail[self.name][max(start, nz) - nz : stop - nz]
+            block = tail if start >= nz else np.concatenate([self._read_stored(start, nz), tail])
+        else:
+            block = self._read_stored(start, stop)
+        if self.dtype == _BF16:
+            block = block.view(_BF16)
+        return block.reshape(block.shape[0], self.n_features)
+
+    def _take(self, rows: np.ndarray) -> np.ndarray:
+        """The rows at sorted indices ``rows``, (len(rows), n_features), in the logical dtype."""
+        rows = np.asarray(rows, dtype=np.int64)
+        nz = self.store._n_zarr
+        cut = int(np.searchsorted(rows, nz))
+        block = _take_by_chunks(self._zarr, rows[:cut]) if cut else np.empty((0,) + self._zarr.shape[1:], self._zarr.dtype)
+        if cut < len(rows):
+            block = np.concatenate([block, self.store._tail[self.name][rows[cut:] - nz]])
+        if self.dtype == _BF16:
+            block = block.view(_BF16)
+        return block.reshape(len(rows), self.n_features)
+
+    def _read_stored(self, start: int, stop: int) -> np.ndarray:
         self._check_chunks(start, stop)
         try:
             block = np.asarray(self._zarr[start:stop])
@@ -304,9 +352,7 @@ class Layer:
                 f"{type(exc).__name__}: {exc}. A chunk in that range is corrupt or truncated; restore the store "
                 "from a copy, or rewrite these rows."
             ) from exc
-        if self.dtype == _BF16:
-            block = block.view(_BF16)
-        return block.reshape(block.shape[0], self.n_features)
+        return block
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self.read(0, self.store.n_samples)
@@ -343,8 +389,264 @@ def open_activations(path: Any, storage_options: Mapping[str, Any] | None = None
     StoreError
         If there is no group at ``path`` or it holds no layer arrays.
     """
+    if _array_file_kind(path) is not None:
+        if storage_options is not None:
+            raise InvalidInputError(f"storage_options only apply to Zarr stores addressed by URL; got the file {str(path)!r}.")
+        return ArrayFileStore(path)
     group = _open_group(path, mode="r", storage_options=storage_options)
     return ActivationStore(group, str(path) if not isinstance(path, zarr.Group) else str(group.store))
+
+
+# --------------------------------------------------------------------------- #
+# array files: .npy, .npz, .safetensors, HDF5, PyTorch
+# --------------------------------------------------------------------------- #
+
+#: file suffix -> kind of array file that open_activations and every metric read directly
+ARRAY_FILE_SUFFIXES = {
+    ".npy": "npy", ".npz": "npz", ".safetensors": "safetensors",
+    ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5", ".pt": "torch", ".pth": "torch",
+}  # fmt: skip
+_ROWS_PER_READ = 32 * 2**20  # bytes of rows per block read from an array file
+
+
+def _array_file_kind(path: Any) -> str | None:
+    if not isinstance(path, (str, Path)) or _is_url(path):
+        return None
+    p = Path(path)
+    kind = ARRAY_FILE_SUFFIXES.get(p.suffix.lower())
+    return kind if kind is not None and not p.is_dir() else None
+
+
+_SAFETENSORS_DTYPES = {
+    "F64": np.dtype(np.float64), "F32": np.dtype(np.float32), "F16": np.dtype(np.float16), "BF16": _BF16,
+    "I64": np.dtype(np.int64), "I32": np.dtype(np.int32), "I16": np.dtype(np.int16), "I8": np.dtype(np.int8),
+    "U64": np.dtype(np.uint64), "U32": np.dtype(np.uint32), "U16": np.dtype(np.uint16), "U8": np.dtype(np.uint8),
+    "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn), "F8_E5M2": np.dtype(ml_dtypes.float8_e5m2), "BOOL": np.dtype(np.uint8),
+}  # fmt: skip
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Every tensor of a .safetensors file, memory-mapped (the format is a JSON header and raw little-endian data)."""
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) != 8:
+            raise StoreError(f"{str(path)!r} is too short to be a .safetensors file; expected an 8-byte header length.")
+        (hlen,) = struct.unpack("<Q", raw)
+        try:
+            header = json.loads(f.read(hlen))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{str(path)!r} has no valid .safetensors JSON header ({exc}).") from exc
+    meta = header.pop("__metadata__", None) or {}
+    out = {}
+    for name, info in header.items():
+        dtype = _SAFETENSORS_DTYPES.get(info["dtype"])
+        if dtype is None:
+            raise StoreError(f"tensor {name!r} of {str(path)!r} has dtype {info['dtype']}, which bigalign cannot read.")
+        a, b = info["data_offsets"]
+        shape = tuple(info["shape"])
+        if b == a:
+            out[name] = np.zeros(shape, dtype)
+            continue
+        out[name] = np.memmap(path, dtype=dtype, mode="r", offset=8 + hlen + a, shape=shape)
+    return out, meta
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz: memory-mapped where stored uncompressed (numpy.savez), else read into memory."""
+    import zipfile
+
+    out: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            key = info.filename[: -len(".npy")]
+            if info.compress_type == zipfile.ZIP_STORED:
+                fh.seek(info.header_offset)
+                local = fh.read(30)
+                name_len, extra_len = struct.unpack("<HH", local[26:30])
+                start = info.header_offset + 30 + name_len + extra_len
+                fh.seek(start)
+                version = np.lib.format.read_magic(fh)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, fortran, dtype = read_header(fh)
+                if dtype.hasobject:
+                    raise StoreError(f"array {key!r} of {str(path)!r} holds Python objects; expected numbers or strings.")
+                out[key] = np.memmap(path, dtype=dtype, mode="r", offset=fh.tell(), shape=shape,
+                                     order="F" if fortran else "C")  # fmt: skip
+            else:
+                with zf.open(info) as member:
+                    out[key] = np.lib.format.read_array(member, allow_pickle=False)
+    return out
+
+
+def _read_hdf5(path: Path) -> dict[str, Any]:
+    try:
+        import h5py
+    except ImportError as exc:
+        raise ImportError(f"reading the HDF5 file {str(path)!r} needs h5py: pip install h5py") from exc
+    f = h5py.File(path, "r")
+    out: dict[str, Any] = {}
+    f.visititems(lambda name, obj: out.__setitem__(name, obj) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def _read_torch(path: Path) -> dict[str, np.ndarray]:
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError(f"reading the PyTorch file {str(path)!r} needs torch: pip install 'bigalign[torch]'") from exc
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:
+        raise StoreError(
+            f"could not load {str(path)!r} with torch.load(weights_only=True): {type(exc).__name__}: {exc}. "
+            "Expected a tensor or a dict of tensors saved with torch.save."
+        ) from exc
+    if _is_torch_tensor(obj):
+        return {path.stem: _torch_to_numpy(obj, str(path))}
+    if isinstance(obj, Mapping):
+        return {str(k): _torch_to_numpy(v, f"{k!r} of {str(path)!r}") for k, v in obj.items() if _is_torch_tensor(v)}
+    raise StoreError(f"{str(path)!r} holds a {type(obj).__name__}; expected a tensor or a dict of tensors.")
+
+
+class ArrayFileStore(ActivationStore):
+    """An array file (.npy, .npz, .safetensors, HDF5, .pt) seen as a read-only activation store.
+
+    Every array of at least two dimensions is a layer (a .npy file or a single
+    saved tensor: one layer named after the file); arrays named ``sample_ids``
+    and ``targets`` are the sample ids and targets.  Arrays are memory-mapped
+    where the format allows (.npy, uncompressed .npz, .safetensors, .pt saved
+    by torch.save) and read a block of rows at a time (HDF5 datasets).
+    """
+
+    def __init__(self, path: Any):
+        p = Path(path)
+        if not p.is_file():
+            raise StoreError(f"no file at {str(path)!r}; expected an existing {p.suffix} file. Check the path.")
+        kind = _array_file_kind(p)
+        self.source = str(path)
+        self._group = None  # type: ignore[assignment]
+        self._local_root = None
+        self._meta = {}
+        self._tail = {}
+        attrs: dict[str, Any] = {}
+        if kind == "npy":
+            arrays: dict[str, Any] = {p.stem: np.load(p, mmap_mode="r", allow_pickle=False)}
+        elif kind == "npz":
+            arrays = _read_npz(p)
+        elif kind == "safetensors":
+            arrays, attrs = _read_safetensors(p)
+        elif kind == "hdf5":
+            arrays = _read_hdf5(p)
+        else:
+            arrays = _read_torch(p)
+        self._attrs = attrs
+        self._arrays = arrays
+        self.layers = sorted((k for k, a in arrays.items() if k not in (_IDS, _TARGETS) and len(a.shape) >= 2),
+                             key=_natural_key)  # fmt: skip
+        if not self.layers:
+            found = {k: tuple(a.shape) for k, a in arrays.items()}
+            raise StoreError(
+                f"{str(path)!r} holds no array of shape (n_samples, n_features, ...) (found: {found or 'nothing'}). "
+                "Expected at least one array with two or more dimensions, samples first."
+            )
+        ns = {l: int(arrays[l].shape[0]) for l in self.layers}
+        if len(set(ns.values())) != 1:
+            raise StoreError(
+                f"the arrays of {str(path)!r} have different numbers of samples: {ns}. Every layer must hold the "
+                "same samples; open the arrays individually (e.g. numpy.load) instead."
+            )
+        self.n_samples = self._n_zarr = next(iter(ns.values()))
+        self._ids = False
+        self._targets = False
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(self._attrs)
+
+    @property
+    def sample_ids(self) -> np.ndarray | None:
+        if self._ids is False:
+            arr = self._arrays.get(_IDS)
+            if arr is None:
+                self._ids = None
+            else:
+                ids = np.asarray(arr[: self.n_samples])
+                if ids.dtype.kind == "S" or ids.dtype.kind == "O":
+                    ids = np.array([i.decode() if isinstance(i, bytes) else str(i) for i in ids.tolist()])
+                if ids.ndim != 1 or len(ids) != self.n_samples:
+                    raise StoreError(f"sample_ids of {self.source!r} have shape {ids.shape}; expected ({self.n_samples},).")
+                self._ids = ids
+        return self._ids  # type: ignore[return-value]
+
+    @property
+    def targets(self) -> np.ndarray | None:
+        if self._targets is False:
+            arr = self._arrays.get(_TARGETS)
+            self._targets = None if arr is None else np.asarray(arr[: self.n_samples])
+        return self._targets  # type: ignore[return-value]
+
+    def _logical_dtype(self, layer: str) -> np.dtype:
+        return np.dtype(self._arrays[layer].dtype)
+
+    def __getitem__(self, layer: str) -> "Layer":
+        if layer not in self.layers:
+            raise KeyError(f"{self.source!r} has no array {layer!r}; its layers are {self.layers}")
+        return ArrayLayer(self, layer)
+
+    def __repr__(self) -> str:
+        return f"ArrayFileStore({self.source!r}, n_samples={self.n_samples}, layers={self.layers})"
+
+
+class ArrayLayer(Layer):
+    """One array of an :class:`ArrayFileStore`, read a block of rows at a time."""
+
+    def __init__(self, store: ArrayFileStore, name: str):
+        self.store = store  # type: ignore[assignment]
+        self.name = name
+        src = store._arrays[name]
+        self._zarr = src  # type: ignore[assignment]
+        self.dtype = np.dtype(src.dtype)
+        self.feature_shape = tuple(src.shape[1:])
+        self.n_features = int(np.prod(self.feature_shape, dtype=np.int64))
+        self.shape = (store.n_samples, self.n_features)
+        chunks = getattr(src, "chunks", None)
+        native = int(chunks[0]) if isinstance(chunks, tuple) and chunks else 0
+        row_bytes = max(1, self.n_features * self.dtype.itemsize)
+        self.stored_chunk_rows = native or max(1, min(store.n_samples, _ROWS_PER_READ // row_bytes))
+        self.ndim = 2
+
+    def _fix(self, block: Any) -> np.ndarray:
+        block = np.asarray(block)
+        if block.dtype in (np.dtype(ml_dtypes.float8_e4m3fn), np.dtype(ml_dtypes.float8_e5m2)):
+            block = block.astype(np.float32)
+        return block.reshape(block.shape[0], self.n_features)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        stop = min(stop, self.store.n_samples)
+        return self._fix(self._zarr[start:stop])
+
+    def _take(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        if isinstance(self._zarr, np.ndarray):
+            return self._fix(self._zarr[rows])
+        if len(rows) and (np.diff(rows) > 0).all():  # h5py reads increasing index lists
+            return self._fix(self._zarr[rows])
+        return self._fix(np.concatenate([np.asarray(self._zarr[a : a + 1]) for a in rows.tolist()]) if len(rows)
+                         else np.empty((0,) + self.feature_shape, self.dtype))  # fmt: skip
+
+    def to_dask(self, rows: int | None = None) -> da.Array:
+        rows = int(rows or self.stored_chunk_rows)
+        src = self._zarr
+        lock = not isinstance(src, np.ndarray)  # h5py datasets are read one block at a time
+        arr = da.from_array(src, chunks=(rows,) + tuple(src.shape[1:]), name=False, lock=lock)
+        if arr.dtype in (np.dtype(ml_dtypes.float8_e4m3fn), np.dtype(ml_dtypes.float8_e5m2)):
+            arr = arr.astype(np.float32)
+        return arr.reshape(arr.shape[0], self.n_features) if arr.ndim != 2 else arr
+
+    def __repr__(self) -> str:
+        return f"ArrayLayer({self.name!r} of {self.store.source!r}, shape={self.shape}, dtype={self.dtype})"
 
 
 # --------------------------------------------------------------------------- #
@@ -389,10 +691,7 @@ class Representation:
         if self.kind == "numpy":
             return src[rows]
         if self.kind == "layer":
-            block = _take_by_chunks(src._zarr, rows)
-            if src.dtype == _BF16:
-                block = block.view(_BF16)
-            return block.reshape(len(rows), self.d)
+            return src._take(rows)
         if self.kind == "zarr":
             return _take_by_chunks(src, rows).reshape(len(rows), self.d)
         return np.asarray(src[rows].compute(scheduler="sync"))
@@ -449,6 +748,37 @@ def _check_dtype(dtype: np.dtype, name: str) -> None:
     )
 
 
+def _torch_to_numpy(t: Any, name: str) -> np.ndarray:
+    """A torch tensor as numpy: bfloat16 as ml_dtypes.bfloat16 (bit for bit), float8 widened to float32 (exact)."""
+    import torch
+
+    t = t.detach()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    if t.is_complex():
+        raise InvalidInputError(
+            f"{name} is a complex torch tensor ({t.dtype}); expected real numbers. Pass t.real or t.abs()."
+        )
+    if t.dtype == torch.bfloat16:
+        return t.contiguous().view(torch.int16).numpy().view(_BF16)
+    if t.is_floating_point() and t.dtype not in (torch.float16, torch.float32, torch.float64):
+        return t.to(torch.float32).numpy()  # float8 kinds: every value is a float32 exactly
+    if t.dtype == torch.bool:
+        return t.numpy().astype(np.uint8)
+    return t.numpy()
+
+
+def _is_torch_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach") and hasattr(x, "dtype")
+
+
+def _as_numpy(x: Any, name: str) -> np.ndarray:
+    """``np.asarray`` that also takes torch tensors of every dtype (bfloat16 and float8 included)."""
+    if _is_torch_tensor(x):
+        return _torch_to_numpy(x, name)
+    return np.asarray(x)
+
+
 def as_representation(x: Any, name: str = "x") -> Representation:
     """Normalise a numpy/dask/zarr array or a store :class:`Layer` into a :class:`Representation`.
 
@@ -461,6 +791,13 @@ def as_representation(x: Any, name: str = "x") -> Representation:
     """
     if isinstance(x, Representation):
         return x
+    if isinstance(x, (str, Path)):
+        return as_representation(_layer_of_path(x, name), name)
+    if _is_torch_tensor(x):
+        return as_representation(_torch_to_numpy(x, name), name)
+    if type(x).__module__.startswith("h5py") and hasattr(x, "shape") and hasattr(x, "dtype"):
+        rows = max(1, _ROWS_PER_READ // max(1, int(np.prod(x.shape[1:], dtype=np.int64)) * x.dtype.itemsize))
+        return as_representation(da.from_array(x, chunks=(rows,) + tuple(x.shape[1:]), name=False, lock=True), name)
     if isinstance(x, Layer):
         _check_dtype(x.dtype, name)
         return Representation(
@@ -509,6 +846,18 @@ def as_representation(x: Any, name: str = "x") -> Representation:
     return Representation(name=name, shape=(n, d), dtype=dtype, kind=kind, source=src, native_rows=native)
 
 
+def _layer_of_path(path: Any, name: str) -> "Layer":
+    """The one layer of an array file or store at ``path``."""
+    store = open_activations(path)
+    if len(store.layers) != 1:
+        raise InvalidInputError(
+            f"{name} is the path {str(path)!r}, which holds {len(store.layers)} layers {store.layers[:10]}; a single "
+            f"representation is expected. Pick one: bigalign.open_activations({str(path)!r})[{store.layers[0]!r}], "
+            "or compare every layer with bigalign.compare_layers."
+        )
+    return store[store.layers[0]]
+
+
 def _item(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
@@ -536,7 +885,10 @@ def check_pairing(reps: Sequence[Representation]) -> None:
                 f"got {first.name}: {first.n} rows, {r.name}: {r.n} rows. "
                 "Pass the same samples, in the same order, for both representations."
             )
-    layers = [r for r in reps if r.kind == "layer"]
+    # array files without ids are plain arrays, whose pairing is the caller's word
+    layers = [r for r in reps if r.kind == "layer" and not (isinstance(r.source, ArrayLayer) and r.source.store.sample_ids is None)]
+    if len(layers) < len(reps) and not any(r.kind == "layer" for r in layers):
+        return
     stores = {id(r.source.store): r.source.store for r in layers}
     if len(stores) < 2 and len(layers) == len(reps):
         return  # all from one store: pairing is the store's own row order
@@ -582,8 +934,81 @@ def _compare_ids(with_ids: list) -> None:
 
 
 # --------------------------------------------------------------------------- #
-# writing
+# the staged tail of a local store
 # --------------------------------------------------------------------------- #
+#
+# A local writer logs every appended batch, raw, to a small append-only file in
+# the store's ``bigalign_tail`` folder (one file per stretch of ``chunk_rows``
+# rows, one self-checking record per batch and stretch) and fsyncs it: that is
+# the commit of the batch.  Whenever a stretch is complete, its rows are written
+# to the Zarr arrays as whole chunks (compressed once), fsynced, recorded as
+# compacted in the group metadata, and its log file is deleted.  ``close``
+# compacts the last, partial stretch too, so a closed store is a plain Zarr
+# group; a store whose writer died is read as its compacted rows plus the whole
+# batches of its log.
+
+_TAIL = "bigalign_tail"
+_LOG_MAGIC = b"BALOG001"
+#: magic, header length, payload length, crc32 of the header, crc32 of the payload
+_LOG_PREFIX = struct.Struct("<8sIQII")
+
+
+def _read_log(path: Path) -> list[tuple[dict, dict[str, np.ndarray]]]:
+    """The intact records of one log file, in order: reading stops at the first torn or unwritten one."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    out = []
+    pos = 0
+    view = memoryview(data)
+    while pos + _LOG_PREFIX.size <= len(data):
+        magic, hlen, plen, hcrc, pcrc = _LOG_PREFIX.unpack_from(data, pos)
+        h0 = pos + _LOG_PREFIX.size
+        p0, end = h0 + hlen, h0 + hlen + plen
+        if magic != _LOG_MAGIC or end > len(data) or zlib.crc32(view[h0:p0]) != hcrc:
+            break
+        if zlib.crc32(view[p0:end]) != pcrc:
+            break
+        head = json.loads(bytes(view[h0:p0]))
+        arrays, off = {}, p0
+        for name, dt, shape in head["sections"]:
+            dtype = np.dtype(dt)
+            count = int(np.prod(shape, dtype=np.int64))
+            arrays[name] = np.frombuffer(data, dtype=dtype, count=count, offset=off).reshape(shape)
+            off += count * dtype.itemsize
+        out.append((head, arrays))
+        pos = end
+    return out
+
+
+def _load_tail(root: Path, compacted: int) -> tuple[int, dict[str, np.ndarray]]:
+    """Rows committed in the log beyond ``compacted``: (count, {array name: rows}).
+
+    A batch counts when every one of its records is intact and it continues the
+    rows before it; reading stops at the first batch that does not.
+    """
+    folder = root / _TAIL
+    try:
+        files = sorted(p for p in folder.iterdir() if p.suffix == ".log")
+    except (FileNotFoundError, NotADirectoryError):
+        return 0, {}
+    records = [rec for f in files for rec in _read_log(f) if rec[0]["start"] >= compacted]
+    # rows of each batch in intact records; the batch's rows before `compacted` are in the arrays already
+    covered: dict[int, int] = {}
+    for head, _ in records:
+        covered[head["batch"]] = covered.get(head["batch"], 0) + head["rows"]
+    records.sort(key=lambda r: r[0]["start"])
+    pos, taken = compacted, []
+    for head, arrays in records:
+        whole = head["bstop"] - max(head["bstart"], compacted)
+        if head["start"] != pos or covered[head["batch"]] != whole:
+            break
+        taken.append(arrays)
+        pos += head["rows"]
+    if not taken:
+        return 0, {}
+    return pos - compacted, {name: np.concatenate([a[name] for a in taken]) for name in taken[0]}
 
 
 def _fsync_path(path: Path) -> None:
@@ -597,6 +1022,57 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+class _Log:
+    """One open log file of the staged tail."""
+
+    def __init__(self, path: Path, size: int, durable: bool):
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.offset = 0
+        if size > 0 and hasattr(os, "posix_fallocate"):
+            try:  # allocated up front, a record's fdatasync need not journal a new file size
+                os.posix_fallocate(self.fd, 0, size)
+            except OSError:
+                pass
+        if durable:
+            os.fsync(self.fd)
+            _fsync_path(path.parent)
+
+    def write(self, head: dict, sections: Sequence[tuple[str, np.ndarray]]) -> None:
+        head = dict(head, sections=[[n, a.dtype.str, list(a.shape)] for n, a in sections])
+        header = json.dumps(head).encode()
+        buffers = [memoryview(np.ascontiguousarray(a)).cast("B") for _, a in sections]
+        crc = 0
+        for b in buffers:
+            crc = zlib.crc32(b, crc)
+        plen = sum(b.nbytes for b in buffers)
+        prefix = _LOG_PREFIX.pack(_LOG_MAGIC, len(header), plen, zlib.crc32(header), crc)
+        chunks: list[Any] = [prefix, header, *buffers]
+        total = len(prefix) + len(header) + plen
+        written = os.pwritev(self.fd, chunks, self.offset) if hasattr(os, "pwritev") else -1
+        if written != total:  # short write (or no pwritev): write the rest plainly
+            data = b"".join(bytes(c) for c in chunks)
+            os.lseek(self.fd, self.offset, os.SEEK_SET)
+            view = memoryview(data)
+            done = 0
+            while done < total:
+                done += os.write(self.fd, view[done:])
+        self.offset += total
+
+    def sync(self) -> None:
+        (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(self.fd)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+# --------------------------------------------------------------------------- #
+# the writer
+# --------------------------------------------------------------------------- #
+
+
 class ActivationWriter:
     """Append batches of activations, for every layer at once, to a Zarr v3 store.
 
@@ -608,37 +1084,52 @@ class ActivationWriter:
 
     Guarantees
     ----------
-    * A batch is durable once :meth:`append` returns: its chunks and the commit
-      record are written (atomically, by rename) and, with ``durable=True``
-      (default, local stores), fsync'ed.
-    * The number of committed samples is recorded *after* every layer's data is
-      written.  A process killed mid-``append`` leaves a store that opens with
-      exactly the batches whose ``append`` returned (the half-written batch is
-      invisible and is discarded when the store is reopened for appending).
-    * ``mode="a"`` resumes an existing store (or creates one); ``mode="w"``
-      replaces whatever is at ``path``.
-    * Object stores (``s3://...`` URLs): every chunk and metadata object is
-      written by one PUT, which the store makes visible atomically, and the
-      commit record is still written last, so the guarantees above hold; fsync
-      does not apply there (``durable`` is ignored), an object is durable once
-      its PUT returns.  A killed writer may leave uncommitted chunk objects
-      beyond the committed count; readers never look at them and
-      ``mode="a"`` removes them.
+    * A batch is durable once :meth:`append` returns: with ``durable=True``
+      (default, local stores) it is fsync'ed.
+    * A process killed mid-``append`` leaves a store that opens with exactly
+      the batches whose ``append`` returned (and at most the batch in flight,
+      whole): a half-written batch is invisible and is discarded when the store
+      is reopened for appending.
+    * ``mode="x"`` (default) creates a store and refuses to touch an existing
+      one; ``mode="a"`` resumes an existing store (or creates one);
+      ``mode="w"`` replaces whatever store is at ``path``.
+
+    How (local stores): each batch is written raw to a small self-checking log
+    in the store's ``bigalign_tail`` folder and fsynced, which commits it; once
+    ``chunk_rows`` rows have gathered, they are written to the Zarr arrays as
+    whole chunks (compressed once), fsynced and recorded, and the log is
+    dropped.  So small batches cost about what writing the same data to Zarr in
+    whole chunks costs, instead of recompressing a growing chunk on every
+    append.  :meth:`close` (or leaving the ``with`` block) writes the last,
+    partial chunk and removes the log folder: a closed store is a plain Zarr
+    group.  bigalign reads a store whose writer died (its compacted chunks plus
+    the batches in the log); other Zarr readers see the compacted rows only.
+
+    Object stores (``s3://...`` URLs): each batch is written to the Zarr arrays
+    directly, every chunk and metadata object by one PUT, which the store makes
+    visible atomically, and the commit record last, so the guarantees above
+    hold; fsync does not apply there (``durable`` is ignored), an object is
+    durable once its PUT returns.  A killed writer may leave uncommitted chunk
+    objects beyond the committed count; readers never look at them and
+    ``mode="a"`` removes them.
 
     Parameters
     ----------
     path : str or pathlib.Path
         Directory or URL (``s3://bucket/acts.zarr``, any fsspec protocol) of the store.
-    mode : {"w", "a"}
-        Create (overwriting) or append/resume.
+    mode : {"x", "a", "w"}, default "x"
+        ``"x"``: create a new store; an existing store (or any non-empty
+        directory) at ``path`` is an error, never overwritten.  ``"a"``: append
+        to / resume the store at ``path`` (created if missing).  ``"w"``:
+        replace whatever store is at ``path``.
     chunk_rows : int, optional
-        Rows per stored chunk. Default: about 32 MiB per chunk for each layer.
+        Rows per stored chunk, the same for every layer.  Default: a power of
+        two giving the widest layer about 32 MiB per chunk.
     compressors : "default", None, or zarr codecs
         ``"default"`` uses Zarr's default (zstd); ``None`` stores uncompressed,
         which reads fastest for activations (they barely compress).
     durable : bool
-        fsync written chunks and metadata before ``append`` returns (local
-        stores only).
+        fsync every batch before ``append`` returns (local stores only).
     attrs : dict, optional
         User attributes to store on the group (e.g. model name).
     storage_options : dict, optional
@@ -649,7 +1140,7 @@ class ActivationWriter:
     def __init__(
         self,
         path: Any,
-        mode: str = "w",
+        mode: str = "x",
         *,
         chunk_rows: int | None = None,
         compressors: Any = "default",
@@ -657,8 +1148,10 @@ class ActivationWriter:
         attrs: Mapping[str, Any] | None = None,
         storage_options: Mapping[str, Any] | None = None,
     ):
-        if mode not in ("w", "a"):
-            raise InvalidInputError(f"mode must be 'w' or 'a'; got {mode!r}. Use 'a' to resume a store.")
+        if mode not in ("x", "w", "a"):
+            raise InvalidInputError(
+                f"mode must be 'x' (create, never overwrite), 'a' (append/resume) or 'w' (replace); got {mode!r}."
+            )
         if chunk_rows is not None and (not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1):
             raise InvalidInputError(f"chunk_rows must be a positive integer; got {chunk_rows!r}.")
         self.path = path
@@ -667,7 +1160,17 @@ class ActivationWriter:
         self.chunk_rows = chunk_rows
         self.compressors = compressors
         self.durable = durable and self._local
-        self._closed = False
+        self._closed = True  # until opened
+        self._logs: dict[int, _Log] = {}
+        self._cache: dict[str, zarr.Array] = {}
+        # rows logged but not yet compacted, from row self._staged_from on: a buffer of one chunk
+        # stretch per array (a list of pieces for string ids); a second set is being compacted
+        self._staged: dict[str, Any] | None = None
+        self._staged_from = 0
+        self._staged_rows = 0
+        self._spare: dict[str, Any] | None = None
+        self._pool: Any = None
+        self._job: Any = None
         exists = False
         try:
             if mode == "a":
@@ -675,18 +1178,9 @@ class ActivationWriter:
                     group = _zarr_open_group(str(path), "r+", storage_options)
                     exists = True
                 except (FileNotFoundError, zarr.errors.GroupNotFoundError):  # type: ignore[attr-defined]
-                    not_empty = StoreError(
-                        f"{path!r} exists and is not a Zarr group; mode='a' never overwrites it. "
-                        "Expected a bigalign store to resume, a missing path, or an empty directory. "
-                        "Choose another path, or use mode='w' to replace it."
-                    )
-                    if self._local and self._root.exists() and (not self._root.is_dir() or any(self._root.iterdir())):
-                        raise not_empty from None
-                    try:
-                        # a URL: "w-" creates the group only where nothing is stored under the prefix
-                        group = _zarr_open_group(str(path), "w" if self._local else "w-", storage_options)
-                    except FileExistsError:
-                        raise not_empty from None
+                    group = self._create_group(path, storage_options, "a")
+            elif mode == "x":
+                group = self._create_group(path, storage_options, "x")
             else:
                 group = _zarr_open_group(str(path), "w", storage_options)
         except zarr.errors.ContainsArrayError as exc:  # type: ignore[attr-defined]
@@ -703,51 +1197,114 @@ class ActivationWriter:
                     "mode='a' can only resume bigalign stores. Write a new store with mode='w'."
                 )
             self._meta = dict(meta)
+            self._n = int(self._meta["n_samples"])
+            self._closed = False
             self._recover()
         else:
             self._meta = {"format": FORMAT_VERSION, "layers": [], "n_samples": 0, "dtypes": {}, "has_ids": None,
                           "has_targets": None}  # fmt: skip
+            self._n = 0
             if attrs:
                 group.attrs.update(dict(attrs))
             self._commit()
+            if self._local:
+                self._clear_tail()
+        self._closed = False
         if attrs and exists:
             group.attrs.update(dict(attrs))
         self._seen_ids: set | None = None
+
+    def _create_group(self, path: Any, storage_options: Any, mode: str) -> zarr.Group:
+        """A new group at ``path``, which must be missing, an empty directory or (URL) an empty prefix."""
+        if mode == "x":
+            hint = "Use mode='a' to append to (or resume) it, or mode='w' to replace it."
+            what = "exists"
+        else:
+            hint = "Choose another path, or use mode='w' to replace it."
+            what = "exists and is not a Zarr group; mode='a' never overwrites it"
+        if self._local and self._root is not None and self._root.exists():
+            if not self._root.is_dir() or any(self._root.iterdir()):
+                kind = "a bigalign store" if (self._root / "zarr.json").is_file() else "something"
+                raise StoreError(
+                    f"{str(path)!r} {what} (it holds {kind}); mode={mode!r} "
+                    + ("(the default) never overwrites. " if mode == "x" else "")
+                    + "Expected a missing path or an empty directory. "
+                    + hint
+                )
+        try:
+            # a URL: "w-" creates the group only where nothing is stored under the prefix
+            return _zarr_open_group(str(path), "w" if self._local else "w-", storage_options)
+        except (FileExistsError, zarr.errors.ContainsGroupError) as exc:  # type: ignore[attr-defined]
+            raise StoreError(
+                f"{str(path)!r} {what}; mode={mode!r} never overwrites. Expected nothing stored under it. {hint}"
+            ) from exc
 
     # -- state ----------------------------------------------------------------
     @property
     def n_samples(self) -> int:
         """Number of committed samples."""
-        return int(self._meta["n_samples"])
+        return int(self._n)
 
     @property
     def layers(self) -> list[str]:
         return list(self._meta["layers"])
 
-    def _arrays(self) -> dict[str, zarr.Array]:
+    def _names(self) -> list[str]:
         names = list(self._meta["layers"]) + ([_IDS] if self._meta.get("has_ids") else [])
-        names += [_TARGETS] if self._meta.get("has_targets") else []
-        # write every chunk, even all-zero ones (dead units): readers treat a missing chunk as damage
-        return {n: self._group[n].with_config({"write_empty_chunks": True}) for n in names}  # type: ignore[union-attr]
+        return names + ([_TARGETS] if self._meta.get("has_targets") else [])
+
+    def _arrays(self) -> dict[str, zarr.Array]:
+        names = self._names()
+        if set(self._cache) != set(names):
+            # write every chunk, even all-zero ones (dead units): readers treat a missing chunk as damage
+            self._cache = {n: self._group[n].with_config({"write_empty_chunks": True}) for n in names}  # type: ignore[union-attr]
+        return self._cache
+
+    def _unit(self) -> int:
+        """Rows per compaction: the smallest chunk of the store's layers."""
+        arrays = self._arrays()
+        return min(int(arrays[n].chunks[0]) for n in self._meta["layers"])
 
     def _recover(self) -> None:
-        """Drop whatever an interrupted append left beyond the committed count."""
-        n = self.n_samples
+        """Adopt the batches committed in the log, drop whatever an interrupted append left beyond them."""
+        n = int(self._meta["n_samples"])
         if self._meta["layers"]:
             for arr in self._arrays().values():
                 if arr.shape[0] != n:
                     arr.resize((n,) + tuple(arr.shape[1:]))
         if self._local:
+            assert self._root is not None
             # temporary files of chunk writes that a killed writer never renamed
             for tmp in self._root.rglob("*.partial"):
                 tmp.unlink(missing_ok=True)
+            rows, tail = _load_tail(self._root, n) if self._meta["layers"] else (0, {})
+            if rows:
+                self._n = n + rows
+                self._write_rows(n, self._n, tail)
+            self._staged_from = self._n
+            self._clear_tail()
 
     def _commit(self) -> None:
         # zarr writes metadata by write-to-temp-then-rename: the commit is atomic.
         self._group.attrs.update({_ATTR: dict(self._meta)})
         if self.durable:
+            assert self._root is not None
             _fsync_path(self._root / "zarr.json")
             _fsync_path(self._root)
+
+    def _clear_tail(self) -> None:
+        """Remove the log folder (every row in it is compacted, or none of it is committed)."""
+        for log in self._logs.values():
+            log.close()
+        self._logs.clear()
+        assert self._root is not None
+        folder = self._root / _TAIL
+        if folder.is_dir():
+            for f in folder.iterdir():
+                f.unlink(missing_ok=True)
+            folder.rmdir()
+            if self.durable:
+                _fsync_path(self._root)
 
     # -- API --------------------------------------------------------------------
     def append(self, batch: Mapping[str, Any], sample_ids: Any = None, targets: Any = None) -> int:
@@ -785,7 +1342,7 @@ class ActivationWriter:
                     "layer names must be made of letters, digits, '.', '_' and '-', not start with '.', and "
                     f"not be one of {sorted(_RESERVED)}; got {name!r}. Rename the layer (e.g. 'blocks.3.mlp' is fine)."
                 )
-            a = np.asarray(value)
+            a = _as_numpy(value, f"layer {name!r}")
             if a.ndim < 2:
                 raise InvalidInputError(
                     f"layer {name!r}: a batch must have shape (batch_size, n_features, ...); got shape {a.shape}. "
@@ -840,42 +1397,168 @@ class ActivationWriter:
             self._check_unique(ids)
         if m == 0:
             return self.n_samples
-        start, stop = self.n_samples, self.n_samples + m
+        # in the stored dtypes (bfloat16 as its bits)
+        data: dict[str, np.ndarray] = {}
+        for name, a in arrays.items():
+            if self._meta["dtypes"].get(name) == "bfloat16":
+                a = a.astype(_BF16, copy=False).view(np.uint16)
+            else:
+                want = self._arrays()[name].dtype
+                if a.dtype != want:
+                    a = a.astype(want)
+            data[name] = a
+        if ids is not None:
+            data[_IDS] = ids if ids.dtype.kind == "U" else ids.astype(np.int64, copy=False)
+        if tgt is not None:
+            data[_TARGETS] = tgt.astype(self._arrays()[_TARGETS].dtype, copy=False)
+        if self._local:
+            stop = self._append_logged(data, m)
+        else:
+            stop = self._append_direct(data, m)
+        if ids is not None and self._seen_ids is not None:
+            self._seen_ids.update(ids.tolist())
+        return stop
+
+    def _append_logged(self, data: dict[str, np.ndarray], m: int) -> int:
+        """Commit the batch to the log (one record per chunk stretch it touches), then compact full stretches."""
+        assert self._root is not None
+        unit = self._unit()
+        start, stop = self._n, self._n + m
+        if self._job is not None and self._job[0].done():
+            self.flush()  # surface a failed compaction early
+        cuts = [start] + list(range((start // unit + 1) * unit, stop, unit)) + [stop]
+        batch_id = int.from_bytes(os.urandom(7), "little")
+        folder = self._root / _TAIL
+        if not folder.is_dir():
+            folder.mkdir()
+            # an (empty) Zarr group, so that Zarr's listing of the store recognises the folder
+            (folder / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
+            if self.durable:
+                _fsync_path(self._root)
+        row_bytes = sum(a[:1].nbytes for a in data.values() if a.dtype.kind != "U") + 64
+        touched = []
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            k = a // unit
+            log = self._logs.get(k)
+            if log is None:
+                log = self._logs[k] = _Log(folder / f"{k:012d}.log", (min(unit, (k + 1) * unit - a) * row_bytes
+                                                                   if self.durable else 0), self.durable)  # fmt: skip
+            head = {"batch": batch_id, "bstart": start, "bstop": stop, "start": a, "rows": b - a}
+            log.write(head, [(name, arr[a - start : b - start]) for name, arr in data.items()])
+            touched.append(log)
+        if self.durable:
+            for log in touched:
+                log.sync()
+        # committed: readers now see the batch
+        self._n = stop
+        # stage the rows; every chunk stretch they complete goes to the arrays in the background
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            self._stage(data, a - start, b - start)
+            if b % unit == 0:
+                self._compact_staged(b)
+        return stop
+
+    def _stage(self, data: Mapping[str, np.ndarray], i0: int, i1: int) -> None:
+        if self._staged is None:
+            self._staged = self._spare if self._spare is not None else self._new_buffers()
+            self._spare = None
+            for name, buf in self._staged.items():
+                if isinstance(buf, list):
+                    buf.clear()
+        offset = self._staged_rows
+        for name, buf in self._staged.items():
+            if isinstance(buf, list):
+                buf.append(np.array(data[name][i0:i1]))
+            else:
+                buf[offset : offset + i1 - i0] = data[name][i0:i1]
+        self._staged_rows += i1 - i0
+
+    def _new_buffers(self) -> dict[str, Any]:
+        unit = self._unit()
+        out: dict[str, Any] = {}
+        for name, arr in self._arrays().items():
+            if np.dtype(arr.dtype).kind in "OTU":
+                out[name] = []
+            else:
+                out[name] = np.empty((unit,) + tuple(arr.shape[1:]), dtype=arr.dtype)
+        return out
+
+    def _staged_view(self, staged: Mapping[str, Any], rows: int) -> dict[str, np.ndarray]:
+        return {name: (np.concatenate(buf) if buf else np.empty(0, str)) if isinstance(buf, list) else buf[:rows]
+                for name, buf in staged.items()}  # fmt: skip
+
+    def _compact_staged(self, upto: int) -> None:
+        """Hand the staged rows ``self._staged_from .. upto`` to the background compaction."""
+        self.flush()
+        staged, start, rows = self._staged, self._staged_from, self._staged_rows
+        assert staged is not None and start + rows == upto
+        self._staged, self._staged_rows, self._staged_from = None, 0, upto
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bigalign-writer")
+        self._job = (self._pool.submit(self._write_rows, start, upto, self._staged_view(staged, rows)), staged, upto)
+
+    def flush(self) -> None:
+        """Wait until the rows handed to the background compaction are in the arrays (re-raising its error)."""
+        if self._job is None:
+            return
+        future, staged, upto = self._job
+        self._job = None
+        try:
+            future.result()
+        except BaseException:
+            self._closed = True  # what was acknowledged is in the log: reopen with mode="a"
+            raise
+        self._spare = staged
+        self._drop_logs(upto)
+
+    def _drop_logs(self, upto: int) -> None:
+        unit = self._unit()
+        for k in [k for k in self._logs if (k + 1) * unit <= upto or upto >= self._n]:
+            log = self._logs.pop(k)
+            log.close()
+            log.path.unlink(missing_ok=True)
+
+    def _write_rows(self, done: int, upto: int, rows: Mapping[str, np.ndarray]) -> None:
+        """Write rows ``done .. upto`` into the Zarr arrays, fsync them, then record them as compacted."""
+        stored = self._arrays()
+        for name, arr in stored.items():
+            if arr.shape[0] < upto:
+                arr.resize((upto,) + tuple(arr.shape[1:]))
+            arr[done:upto] = rows[name][: upto - done]
+        if self.durable:
+            for name, arr in stored.items():
+                self._fsync_chunks(name, arr, done, upto)
+        self._meta["n_samples"] = upto
+        self._commit()
+
+    def _append_direct(self, data: dict[str, np.ndarray], m: int) -> int:
+        """Object stores: write the batch into the arrays, then commit the count."""
+        start, stop = self._n, self._n + m
         stored = self._arrays()
         # 1. grow the arrays (invisible to readers: they stop at the committed count)
         for arr in stored.values():
             arr.resize((stop,) + tuple(arr.shape[1:]))
-        # 2. write the data (each chunk file is replaced atomically by zarr)
-        for name, a in arrays.items():
-            arr = stored[name]
-            if self._meta["dtypes"].get(name) == "bfloat16":
-                a = a.astype(_BF16, copy=False).view(np.uint16)
-            elif a.dtype != arr.dtype:
-                a = a.astype(arr.dtype)
-            arr[start:stop] = a
-        if ids is not None:
-            stored[_IDS][start:stop] = ids
-        if tgt is not None:
-            stored[_TARGETS][start:stop] = tgt
-        # 3. make it durable, then commit
-        if self.durable:
-            for name, arr in stored.items():
-                self._fsync_chunks(name, arr, start, stop)
+        # 2. write the data (each chunk object is replaced atomically)
+        for name, arr in stored.items():
+            arr[start:stop] = data[name]
+        # 3. commit
         self._meta["n_samples"] = stop
         self._commit()
-        if ids is not None and self._seen_ids is not None:
-            self._seen_ids.update(ids.tolist())
+        self._n = stop
         return stop
 
     def _create(self, arrays: Mapping[str, np.ndarray], ids: np.ndarray | None, tgt: np.ndarray | None = None) -> None:
         comp: Any = "auto" if self.compressors == "default" else self.compressors
         dtypes = {}
+        widest = max(max(1, int(np.prod(a.shape[1:]))) * (2 if a.dtype == _BF16 else a.dtype.itemsize)
+                     for a in arrays.values())  # fmt: skip
+        rows = self.chunk_rows or max(1, 2 ** int(math.log2(max(1, _DEFAULT_CHUNK_BYTES // widest))))
         for name, a in arrays.items():
             stored = np.dtype(np.uint16) if a.dtype == _BF16 else a.dtype
             if a.dtype == _BF16:
                 dtypes[name] = "bfloat16"
-            row_bytes = max(1, int(np.prod(a.shape[1:])) * stored.itemsize)
-            rows = self.chunk_rows or max(1, 2 ** int(math.log2(max(1, _DEFAULT_CHUNK_BYTES // row_bytes))))
             # overwrite: arrays left by a writer killed during its first append are not committed
             self._group.create_array(
                 name,
@@ -909,8 +1592,9 @@ class ActivationWriter:
             raise InvalidInputError(
                 f"a batch must contain exactly the store's layers {self._meta['layers']}; got {list(arrays)}."
             )
+        cached = self._arrays()
         for name, a in arrays.items():
-            arr = self._group[name]
+            arr = cached[name]
             if tuple(a.shape[1:]) != tuple(arr.shape[1:]):  # type: ignore[union-attr]
                 raise InvalidInputError(
                     f"layer {name!r}: features per sample must stay {tuple(arr.shape[1:])}; "  # type: ignore[union-attr]
@@ -927,7 +1611,7 @@ class ActivationWriter:
                 + ("has targets, so pass targets=..." if self._meta.get("has_targets") else "has no targets, so omit targets.")
             )
         if tgt is not None:
-            arr = self._group[_TARGETS]
+            arr = cached[_TARGETS]
             if tuple(tgt.shape[1:]) != tuple(arr.shape[1:]) or not np.can_cast(tgt.dtype, arr.dtype, "safe"):  # type: ignore[union-attr]
                 raise InvalidInputError(
                     f"targets must keep the shape (rows,) + {tuple(arr.shape[1:])} of the first batch and a dtype "  # type: ignore[union-attr]
@@ -937,8 +1621,13 @@ class ActivationWriter:
 
     def _check_unique(self, ids: np.ndarray) -> None:
         if self._seen_ids is None:
-            existing = self._group[_IDS][: self.n_samples] if self.n_samples else np.array([])  # type: ignore[index]
-            self._seen_ids = set(np.asarray(existing).tolist())
+            self.flush()  # rows up to self._staged_from are in the arrays (object stores: every committed row)
+            n = self._staged_from if self._local else self._n
+            existing = self._arrays()[_IDS][:n] if n else np.array([])
+            seen = set(np.asarray(existing).tolist())
+            if self._staged is not None:  # rows logged since, not yet handed to the arrays
+                seen.update(self._staged_view(self._staged, self._staged_rows)[_IDS].tolist())
+            self._seen_ids = seen
         dup = [i for i in ids.tolist() if i in self._seen_ids]
         if dup:
             raise InvalidInputError(
@@ -947,6 +1636,7 @@ class ActivationWriter:
             )
 
     def _fsync_chunks(self, name: str, arr: zarr.Array, start: int, stop: int) -> None:
+        assert self._root is not None
         rows = int(arr.chunks[0])
         tail = ["0"] * (arr.ndim - 1)
         base = self._root / name
@@ -957,13 +1647,36 @@ class ActivationWriter:
             _fsync_path(base.joinpath("c", str(i), *tail[:-1]) if tail else base / "c")
 
     def close(self) -> None:
-        self._closed = True
+        """Write the rows still in the log into the arrays (a partial last chunk) and remove the log."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+        if self._local and self._meta.get("layers"):
+            if self._n > self._staged_from:
+                assert self._staged is not None
+                self._write_rows(self._staged_from, self._n, self._staged_view(self._staged, self._staged_rows))
+                self._staged, self._staged_rows, self._staged_from = None, 0, self._n
+            self._clear_tail()
 
     def __enter__(self) -> "ActivationWriter":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None or issubclass(exc_type, Exception):
+            self.close()
+        else:  # KeyboardInterrupt and the like: what is committed stays committed, in the log
+            self._closed = True
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=False)
+                self._pool = None
+            for log in self._logs.values():
+                log.close()
 
     def __repr__(self) -> str:
         return f"ActivationWriter({self.path!r}, n_samples={self.n_samples}, layers={self.layers})"

@@ -73,7 +73,7 @@ def main():
         t0 = time.perf_counter()
         model = make_model(seed)
         acc = train(model, x, y, args.epochs, seed)
-        stores[name] = capture(model, LAYERS, loader, out / f"{name}.zarr", attrs={"seed": seed})
+        stores[name] = capture(model, LAYERS, loader, out / f"{name}.zarr", mode="w", attrs={"seed": seed})
         print(f"model {name} (seed {seed}): train accuracy {acc:.3f}, captured in {time.perf_counter() - t0:.1f} s")
     a, b = stores["a"], stores["b"]
     print(a)

@@ -439,7 +439,7 @@ def test_unknown_layer_lists_the_model_modules(tmp_path, x_mlp):
         (dict(dtype="int8"), "dtype must be one of"),
         (dict(reduce="mean"), "reduce must be one of"),
         (dict(reduce={"nope": "mean_tokens"}), "not captured"),
-        (dict(mode="x"), "mode must be 'w' or 'a'"),
+        (dict(mode="r"), "mode must be 'x'"),
         (dict(device="nonsense"), "device must be a torch.device"),
         (dict(forward="model"), "forward must be a callable"),
         (dict(sample_ids="ids"), "got the string 'ids'"),

@@ -163,3 +163,11 @@ def test_stitch_kernel_kind_matches_api(stores_with_targets, tmp_path):
     ref = bigalign.stitch(bigalign.open_activations(a)["h1"], bigalign.open_activations(b)["h2"], kind="kernel",
                           n_features=64, targets=labels)  # fmt: skip
     assert doc["excess_risk"][0][1] == pytest.approx(ref.excess_risk, rel=1e-10, abs=1e-13)
+
+
+def test_report_section_names_in_the_parser_match_the_report():
+    """cli.py names report's sections itself (so that --help imports no metric code): they must agree."""
+    from bigalign import cli, report
+
+    assert tuple(cli.REPORT_SECTION_KEYS) == tuple(report.SECTION_KEYS)
+    assert tuple(cli.REPORT_QUADRATIC_SECTIONS) == tuple(report.QUADRATIC_SECTIONS)

@@ -412,7 +412,7 @@ def test_mode_a_on_something_that_is_not_a_store_raises_and_destroys_nothing(tmp
     "kwargs,match",
     [
         ({"mode": "r"}, "mode must be"),
-        ({"mode": "x"}, "mode must be"),
+        ({"mode": "r+"}, "mode must be"),
         ({"chunk_rows": 0}, "chunk_rows"),
         ({"chunk_rows": -3}, "chunk_rows"),
         ({"chunk_rows": 2.5}, "chunk_rows"),

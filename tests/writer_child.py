@@ -83,7 +83,10 @@ def main(argv: list[str]) -> int:
     import bigalign
 
     bounds = boundaries(total)
-    w = bigalign.ActivationWriter(path, mode="a", chunk_rows=CHUNK_ROWS, compressors=compressors, durable=True)
+    import os
+
+    durable = os.environ.get("BIGALIGN_SOAK_DURABLE", "1") != "0"  # 0: the log without fsync (SIGKILL-safe still)
+    w = bigalign.ActivationWriter(path, mode="a", chunk_rows=CHUNK_ROWS, compressors=compressors, durable=durable)
     n = w.n_samples
     if n not in bounds:
         print(f"BAD committed sample count {n} is not a whole number of batches {bounds}", file=sys.stderr)
