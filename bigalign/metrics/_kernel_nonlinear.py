@@ -26,6 +26,7 @@ from ..features import (
 )
 from ..moments import MomentStatistic
 from ._kernel_approx import (
+    FeatureMomentStatistic,
     NYSTROEM_MAX_RESIDUAL,
     NYSTROEM_STDERR,
     KernelTerms,
@@ -49,6 +50,10 @@ EXACT_MAX_N = 20_000
 NYSTROEM_MIN_RATIO = 0.5
 DEFAULT_RANDOM_FEATURES = 2048  # feature columns (= 1024 frequencies × [cos, sin])
 DEFAULT_LANDMARKS = 1024
+#: precision of the random-feature maps and per-block products (accumulated in float64) of cka, hsic and
+#: kernel_alignment; the rounding it adds is <= 1e-8 relative, >= 10⁶x below the approximation error
+#: (benchmarks/results/rff_float32.md).  Other callers of feature_moments default to float64.
+KERNEL_FEATURE_PRECISION = "float32"
 #: random block size of ``method="block"`` when not given (``method="auto"`` sizes it from its target)
 DEFAULT_BLOCK_ROWS = 1024
 
@@ -360,7 +365,7 @@ def nonlinear_terms(
     ratio = bandwidth_ratio([sx, sy], [mx, my])
     m, views, plan, fparams = feature_moments(
         reps, kernel=kernel, method=chosen, sigmas=[sx, sy], shifts=[shift_x, shift_y],
-        n_features=n_features, seed=int(seed), pairs=[(0, 1)], engine_kw=ekw,
+        n_features=n_features, seed=int(seed), pairs=[(0, 1)], engine_kw=ekw, precision=KERNEL_FEATURE_PRECISION,
     )  # fmt: skip
     params.update(fparams, block_size=plan.block_rows, n_blocks=plan.n_blocks, scheduler=plan.scheduler)
     job = feature_job(m, views, 0, 1, chosen, estimator, params)
@@ -404,6 +409,7 @@ def feature_moments(
     pairs: list[tuple[int, int]],
     engine_kw: dict[str, Any],
     keys: list[int] | None = None,
+    precision: str | None = None,
 ) -> tuple[Any, list[list[int]], Any, dict[str, Any]]:
     """One streaming pass over the feature maps of several inputs.
 
@@ -414,8 +420,12 @@ def feature_moments(
     Input k's random-feature map is drawn from the seed and ``keys[k]``
     (default k), so the same seed and key give the same map whatever else is
     in the pass; Nyström landmarks are the same rows for every input.
+    ``precision="float32"`` (rff/orf): the maps and per-block feature products in float32,
+    accumulated in float64 (:class:`~bigalign.metrics._kernel_approx.FeatureMomentStatistic`);
+    ``"float64"`` keeps every step in float64.
     """
     n = reps[0].n
+    precision = precision or "float64"
     if method in ("rff", "orf"):
         D = int(n_features or DEFAULT_RANDOM_FEATURES)
         if D < 6 or D % 2:
@@ -425,7 +435,9 @@ def feature_moments(
             )
         keys = list(range(len(reps))) if keys is None else keys
         maps = [
-            draw_random_fourier(kernel, r.d, D // 2, s, sh, np.random.default_rng([seed, 2, key]), orthogonal=method == "orf")
+            draw_random_fourier(
+                kernel, r.d, D // 2, s, sh, np.random.default_rng([seed, 2, key]), orthogonal=method == "orf", dtype=precision
+            )
             for r, s, sh, key in zip(reps, sigmas, shifts, keys)
         ]
         if maps[0].n_groups < 3:
@@ -437,7 +449,7 @@ def feature_moments(
         inputs, names = list(reps), [r.name for r in reps]
         mpairs = [(i, j) for i, j in pairs]
         groups = tuple(f.bounds for f in maps)
-        params: dict[str, Any] = {"n_features": D, "n_groups": maps[0].n_groups}
+        params: dict[str, Any] = {"n_features": D, "n_groups": maps[0].n_groups, "precision": precision}
         width = D
     else:
         m_land = int(n_features or DEFAULT_LANDMARKS)
@@ -463,7 +475,8 @@ def feature_moments(
             "landmark_levels": list(levels),
         }
         width = sum(levels)
-    stat = MomentStatistic(names=tuple(names), pairs=tuple(mpairs), groups=groups, transforms=tuple(maps))
+    cls = FeatureMomentStatistic if method in ("rff", "orf") and precision == "float32" else MomentStatistic
+    stat = cls(names=tuple(names), pairs=tuple(mpairs), groups=groups, transforms=tuple(maps))
     m, plan = run(stat, inputs, check_pairing=False, **feature_engine_kwargs(engine_kw, reps, width, width))
     return m, views, plan, params
 
