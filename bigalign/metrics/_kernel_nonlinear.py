@@ -165,6 +165,10 @@ DEFAULT_TARGET_STDERR = 1e-3
 #: COST_PER_DIM·(d_x + d_y) for the two distance GEMMs + COST_PER_PAIR for the fused loop (two exp)
 COST_PER_DIM = 3.7e-11
 COST_PER_PAIR = 5.0e-8
+#: ... plus, for the block road, gathering and preparing its rows (random-order reads, float64 copies, small
+#: per-block GEMMs): COST_PER_VALUE per input value (measured at n = 5·10⁴, d = 768 + 768, B = 64: 3.2 CPU s
+#: of which 0.13 s pairs)
+COST_PER_VALUE = 4.0e-8
 #: exact tiles are chosen outright when predicted to take at most this many seconds
 EXACT_CHEAP_S = 2.0
 #: the block road needs at least this many blocks (the degrees of freedom of its error bar)
@@ -182,10 +186,11 @@ def pair_seconds(dx: int, dy: int) -> float:
 
 
 def predicted_seconds(road: str, n: int, dx: int, dy: int, workers: int, block: int | None = None) -> float:
-    """Wall seconds the cost model predicts: exact tiles visit n²/2 pairs, the block road 3·n·B/4
-    (each block as three half × half sub-tiles)."""
-    pairs = n * n / 2.0 if road == "exact" else 0.75 * n * float(block)  # type: ignore[arg-type]
-    return pairs * pair_seconds(dx, dy) / max(1, workers)
+    """Wall seconds the cost model predicts on an otherwise idle machine: exact tiles visit n²/2 pairs,
+    the block road 3·n·B/4 (each block as three half × half sub-tiles) and gathers every row once."""
+    if road == "exact":
+        return n * n / 2.0 * pair_seconds(dx, dy) / max(1, workers)
+    return (0.75 * n * float(block) * pair_seconds(dx, dy) + COST_PER_VALUE * n * (dx + dy)) / max(1, workers)  # type: ignore[arg-type]
 
 
 def pilot_constant(xs: np.ndarray, ys: np.ndarray, stat: KernelTileStatistic, metric: str, estimator: str, seed: int) -> float:
