@@ -202,6 +202,8 @@ def pilot_constant(xs: np.ndarray, ys: np.ndarray, stat: KernelTileStatistic, me
     the metric is undefined on the pilot blocks.
     """
     n_p = xs.shape[0]
+    if n_p // PILOT_BLOCK < 2:  # too few sampled rows for two pilot blocks
+        return float("nan")
     f = METRIC_FNS[metric]
     per_block = KernelBlockTerms(stat)
     cs = []
