@@ -136,7 +136,8 @@ def resolve_method(
     method: str, n: int, ratio: float, *, exact_max_n: int = EXACT_MAX_N, exact: str = "exact tiles",
     n_label: str = "n", fallback: str = "orf",
 ) -> tuple[str, str]:  # fmt: skip
-    """(method, reason) for ``method="auto"``: the one rule of every kernel estimator.
+    """(method, reason) for ``method="auto"`` of the other kernel estimators (COCO/KCC/KMI, MMD,
+    hsic_test, compare_layers' kernel matrices); cka, hsic and kernel_alignment use :func:`choose_road`.
 
     Exact up to ``exact_max_n`` samples (``exact`` names the exact road in the
     reason); beyond, Nyström when the bandwidth is at least
