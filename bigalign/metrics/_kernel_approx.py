@@ -68,7 +68,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..moments import Moments, Side, group_hsic
+from .._checks import finite_float64
+from ..moments import Cross, MomentStatistic, Moments, Side, _bounds, _gsum_cols, group_hsic
 
 #: ρ(m) above which a Nyström result is flagged ``nystroem_not_converged`` (less than half the trace captured)
 NYSTROEM_MAX_RESIDUAL = 0.5
@@ -76,6 +77,47 @@ NYSTROEM_STDERR = (
     "sqrt(d^2 + (rho(m) * slope)^2): d = |estimate(m) - estimate(m/2)|, rho = missed fraction of the kernel trace, "
     "slope = largest |change of estimate| / |change of rho| over landmark levels 0, m/4, m/2, m"
 )
+
+
+#: relative rounding of the float32 feature products, measured against the float64 path on the same
+#: features (benchmarks/results/rff_float32.md); the approximation error is >= 100x larger
+FLOAT32_NOTE = "feature maps and per-block feature Gram products in float32, accumulated across blocks in float64"
+
+
+@dataclass(frozen=True)
+class FeatureMomentStatistic(MomentStatistic):
+    """:class:`~bigalign.moments.MomentStatistic` for float32 feature maps (random Fourier features).
+
+    Per block, the features come out of the map in float32; they are centred by the block's
+    float64 mean, and the expensive D×D products (ΦᵀΦ per input, ΦᵀΨ per pair) run as float32
+    GEMMs, each block's result then added in float64 (the engine's merge).  The small group-level
+    moments (T, A: O(b·G·D) with G ≤ 64 groups) stay in float64.  The rounding this adds is
+    that of one float32 dot product over a block's rows: ≈ √b·2⁻²⁴ relative per entry.
+    """
+
+    def partial(self, blocks, start):  # type: ignore[no-untyped-def]
+        sides, us, u32s, ps = [], [], [], []
+        for k, blk in enumerate(blocks):
+            phi = self.transforms[k](finite_float64(np.asarray(blk), self.names[k], start))
+            g = self.groups[k] if self.groups else None
+            bounds = _bounds(phi.shape[1], g)
+            lo, hi = phi.min(axis=0).astype(np.float64), phi.max(axis=0).astype(np.float64)
+            mean = phi.mean(axis=0, dtype=np.float64)
+            const = lo == hi
+            mean[const] = lo[const]
+            u = np.subtract(phi, mean, dtype=np.float64)
+            u32 = u.astype(np.float32)
+            p = _gsum_cols(u * u, bounds) if len(bounds) > 2 else np.einsum("ij,ij->i", u, u)[:, None]
+            M = (u32.T @ u32).astype(np.float64)
+            sides.append(Side(n=u.shape[0], mean=mean, M=M, T=p.T @ p, A=p.T @ u, colmin=lo, colmax=hi, bounds=bounds))
+            us.append(u)
+            u32s.append(u32)
+            ps.append(p)
+        crosses = {
+            (i, j): Cross(M=(u32s[i].T @ u32s[j]).astype(np.float64), T=ps[i].T @ ps[j], A=ps[i].T @ us[j], B=ps[j].T @ us[i])
+            for i, j in self.pairs
+        }
+        return Moments(sides=sides, crosses=crosses)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import prepare, run, run_pairs
+from ..engine import _n_workers, prepare, resolve_scheduler, run, run_pairs
 from ..errors import DegenerateInputError, InvalidInputError
 from ..features import (
     BANDWIDTH_SAMPLE,
@@ -26,6 +26,7 @@ from ..features import (
 )
 from ..moments import MomentStatistic
 from ._kernel_approx import (
+    FeatureMomentStatistic,
     NYSTROEM_MAX_RESIDUAL,
     NYSTROEM_STDERR,
     KernelTerms,
@@ -36,10 +37,12 @@ from ._kernel_approx import (
     terms_from_single,
     zero_terms,
 )
+from ._blocks import partition, run_blocks
 from ._common import feature_engine_kwargs
+from ._kernel_block import BLOCK_STDERR, MIN_BLOCK, BlockEstimate, KernelBlockTerms, block_estimate, block_stderr
 from ._kernel_exact import KernelTileStatistic, hsic_from_sums
 
-METHODS = ("auto", "exact", "rff", "orf", "nystroem")
+METHODS = ("auto", "exact", "block", "rff", "orf", "nystroem")
 #: ``method="auto"`` computes exact tiles up to this many samples (O(n²·d): about a
 #: minute at n = 20,000, d = 1,000 on two cores), and approximates beyond.
 EXACT_MAX_N = 20_000
@@ -47,6 +50,12 @@ EXACT_MAX_N = 20_000
 NYSTROEM_MIN_RATIO = 0.5
 DEFAULT_RANDOM_FEATURES = 2048  # feature columns (= 1024 frequencies × [cos, sin])
 DEFAULT_LANDMARKS = 1024
+#: precision of the random-feature maps and per-block products (accumulated in float64) of cka, hsic and
+#: kernel_alignment; the rounding it adds is <= 1e-8 relative, >= 10⁶x below the approximation error
+#: (benchmarks/results/rff_float32.md).  Other callers of feature_moments default to float64.
+KERNEL_FEATURE_PRECISION = "float32"
+#: random block size of ``method="block"`` when not given (``method="auto"`` sizes it from its target)
+DEFAULT_BLOCK_ROWS = 1024
 
 
 @dataclass
@@ -60,6 +69,15 @@ class NonlinearJob:
     flags: tuple[str, ...] = ()
     stderr_kind: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    block: BlockEstimate | None = None  # the block road: per-block degenerate differences
+
+
+#: the metric as a function of the terms (numpy arrays allowed)
+METRIC_FNS: dict[str, Any] = {
+    "hsic": lambda t: t.hxy,
+    "cka": lambda t: t.hxy / np.sqrt(t.hxx * t.hyy),
+    "kernel_alignment": lambda t: t.kl / np.sqrt(t.kk * t.ll),
+}
 
 
 def _is_median(b: Any) -> bool:
@@ -118,7 +136,8 @@ def resolve_method(
     method: str, n: int, ratio: float, *, exact_max_n: int = EXACT_MAX_N, exact: str = "exact tiles",
     n_label: str = "n", fallback: str = "orf",
 ) -> tuple[str, str]:  # fmt: skip
-    """(method, reason) for ``method="auto"``: the one rule of every kernel estimator.
+    """(method, reason) for ``method="auto"`` of the other kernel estimators (COCO/KCC/KMI, MMD,
+    hsic_test, compare_layers' kernel matrices); cka, hsic and kernel_alignment use :func:`choose_road`.
 
     Exact up to ``exact_max_n`` samples (``exact`` names the exact road in the
     reason); beyond, Nyström when the bandwidth is at least
@@ -135,6 +154,166 @@ def resolve_method(
     return fallback, f"{n_label} > {exact_max_n} and bandwidth < {NYSTROEM_MIN_RATIO} x median (Nystroem fails there): {label}"
 
 
+# ----------------------------------------------------------------------------
+# method="auto" for the kernel metrics: predicted accuracy per second
+# ----------------------------------------------------------------------------
+
+#: default ``target_stderr`` of ``method="auto"``: the standard error (of the distance to the exact value
+#: on the same rows) the approximation is sized for
+DEFAULT_TARGET_STDERR = 1e-3
+#: cost model of a pair of rows (CPU seconds on one core of the calibration machine, see docs/approximate.md;
+#: marginal cost of exact tiles between n = 5,000 and 10,000: 51 ns at d = 16, 108 ns at d = 768):
+#: COST_PER_DIM·(d_x + d_y) for the two distance GEMMs + COST_PER_PAIR for the fused loop (two exp)
+COST_PER_DIM = 3.7e-11
+COST_PER_PAIR = 5.0e-8
+#: ... plus, for the block road, gathering and preparing its rows (random-order reads, float64 copies, small
+#: per-block GEMMs): COST_PER_VALUE per input value (measured at n = 5·10⁴, d = 768 + 768, B = 64: 3.2 CPU s
+#: of which 0.13 s pairs)
+COST_PER_VALUE = 4.0e-8
+#: exact tiles are chosen outright when predicted to take at most this many seconds
+EXACT_CHEAP_S = 2.0
+#: the block road needs at least this many blocks (the degrees of freedom of its error bar)
+MIN_BLOCKS = 10
+#: the pilot: partitions of the bandwidth sample into blocks of PILOT_BLOCK rows
+PILOT_BLOCK = 64
+PILOT_PARTITIONS = 4
+#: the block size is chosen for a predicted stderr of TARGET_SAFETY × target (the pilot's constant is noisy)
+TARGET_SAFETY = 0.8
+
+
+def pair_seconds(dx: int, dy: int) -> float:
+    """Predicted single-core seconds of one pair of rows in a kernel tile."""
+    return COST_PER_DIM * (dx + dy) + COST_PER_PAIR
+
+
+def predicted_seconds(road: str, n: int, dx: int, dy: int, workers: int, block: int | None = None) -> float:
+    """Wall seconds the cost model predicts on an otherwise idle machine: exact tiles visit n²/2 pairs,
+    the block road 3·n·B/4 (each block as three half × half sub-tiles) and gathers every row once."""
+    if road == "exact":
+        return n * n / 2.0 * pair_seconds(dx, dy) / max(1, workers)
+    return (0.75 * n * float(block) * pair_seconds(dx, dy) + COST_PER_VALUE * n * (dx + dy)) / max(1, workers)  # type: ignore[arg-type]
+
+
+def pilot_constant(xs: np.ndarray, ys: np.ndarray, stat: KernelTileStatistic, metric: str, estimator: str, seed: int) -> float:
+    """c in stderr²(n, B) ≈ c/(n·B) · (1 − (B−1)/(n−1)): the block road's error constant, measured on
+    the (in-memory) bandwidth sample with PILOT_PARTITIONS partitions into blocks of PILOT_BLOCK rows.
+
+    The pair-level degenerate part dominates, whose variance falls as 1/B²; higher-order parts
+    fall faster, so extrapolating from small pilot blocks over-predicts (conservative).  NaN when
+    the metric is undefined on the pilot blocks.
+    """
+    n_p = xs.shape[0]
+    if n_p // PILOT_BLOCK < 2:  # too few sampled rows for two pilot blocks
+        return float("nan")
+    f = METRIC_FNS[metric]
+    per_block = KernelBlockTerms(stat)
+    cs = []
+    for k in range(PILOT_PARTITIONS):
+        perm, bounds = partition(n_p, PILOT_BLOCK, seed * PILOT_PARTITIONS + k)
+        out = np.stack([per_block(xs[perm[a:b]], ys[perm[a:b]]) for a, b in zip(bounds[:-1], bounds[1:])])
+        est = block_estimate(n_p, out, estimator)
+        se = block_stderr(est, f, _Terms(est.terms))
+        cs.append(se * se * n_p * PILOT_BLOCK / est.fpc if est.fpc > 0 else float("nan"))
+    return float(np.mean(cs))
+
+
+class _Terms:
+    def __init__(self, d: dict[str, float]):
+        self.__dict__.update(d)
+
+
+def choose_road(
+    n: int, dx: int, dy: int, workers: int, target: float, pilot: Any
+) -> tuple[str, int | None, str, dict[str, Any]]:  # fmt: skip
+    """(road, B, reason, parameters) of ``method="auto"`` for a non-linear kernel metric.
+
+    Exact tiles when the cost model predicts them to be cheap (≤ EXACT_CHEAP_S) or no slower than
+    the block road sized for the target; else the block road with the smallest B whose predicted
+    stderr is TARGET_SAFETY × target.  ``pilot()`` returns the error constant (computed only when
+    needed).  Random features and Nyström are never chosen: their error does not shrink with n,
+    while the block road's cost for a fixed target does not grow with n (B ∝ 1/(n·target²)), so
+    at every n where exact tiles are too slow the block road is the cheaper of the two.
+    """
+    t_exact = predicted_seconds("exact", n, dx, dy, workers)
+    info: dict[str, Any] = {"target_stderr": target, "predicted_seconds_exact": t_exact}
+    if target == 0:
+        return "exact", None, "target_stderr = 0: exact tiles", {**info, "predicted_stderr": 0.0}
+    if t_exact <= EXACT_CHEAP_S:
+        return "exact", None, f"exact tiles predicted to take {t_exact:.2g} s (<= {EXACT_CHEAP_S:g} s)", {**info, "predicted_stderr": 0.0}
+    c = float(pilot())
+    info["pilot_constant"] = c
+    if not np.isfinite(c):
+        return "exact", None, "the metric is undefined on the pilot blocks (too few rows per block): exact tiles", {**info, "predicted_stderr": 0.0}
+    t2 = (TARGET_SAFETY * target) ** 2
+    # c·(n − B)/(n²·B) ≤ t²  ⇔  B ≥ c·n/(t²·n² + c)
+    B = max(MIN_BLOCK * 8, int(np.ceil(c * n / (t2 * n * n + c))))
+    if n // B < MIN_BLOCKS:
+        return "exact", None, (
+            f"the target stderr {target:g} needs blocks of {B} rows, fewer than {MIN_BLOCKS} blocks at n = {n}: exact tiles"
+        ), {**info, "predicted_stderr": 0.0}  # fmt: skip
+    t_block = predicted_seconds("block", n, dx, dy, workers, B)
+    predicted = float(np.sqrt(c / (n * B) * max(0.0, 1.0 - (B - 1.0) / (n - 1.0))))
+    info.update(predicted_seconds_block=t_block, predicted_stderr=predicted)
+    if t_block >= t_exact:
+        return "exact", None, f"block road for stderr {target:g} predicted no faster than exact tiles ({t_block:.3g} s vs {t_exact:.3g} s)", info
+    return "block", B, (
+        f"block road with B = {B} predicted to reach stderr {predicted:.2g} <= {target:g} in {t_block:.3g} s "
+        f"(exact tiles: {t_exact:.3g} s)"
+    ), info  # fmt: skip
+
+
+def block_job(
+    reps: list, kernel: str, sigmas: list[float], shifts: list[np.ndarray], estimator: str, ekw: dict[str, Any],
+    params: dict[str, Any], block: int, seed: int,
+) -> NonlinearJob:  # fmt: skip
+    """The block road over the pair (reps[0], reps[1]): exact tiles inside seeded random blocks of ``block`` rows."""
+    n = reps[0].n
+    stat = KernelTileStatistic(kernel, kernel_scale(kernel, sigmas[0]), kernel_scale(kernel, sigmas[1]), shifts[0], shifts[1])
+    workers = _n_workers(*resolve_scheduler(ekw.get("scheduler"), ekw.get("client")), ekw.get("num_workers"))
+    out, bparams = run_blocks(reps, block, seed, KernelBlockTerms(stat), ekw, workers)
+    est = block_estimate(n, out, estimator)
+    t = est.terms
+    terms = KernelTerms(n=n, hxy=t["hxy"], hxx=t["hxx"], hyy=t["hyy"], kl=t["kl"], kk=t["kk"], ll=t["ll"])
+    sizes = bparams.pop("block_rows")
+    params = dict(params, block_rows=block, block_sizes=sizes, **bparams)
+    if ekw.get("block_size"):
+        params["block_size"] = int(ekw["block_size"])
+    # every block's kernel ≡ 1 (u₂ of K is its mean of k², 1 iff all k = 1)
+    flags = tuple(f for f, k in (("x_constant_kernel", 3), ("y_constant_kernel", 6)) if np.all(out[:, k] == 1.0))
+    return NonlinearJob(terms=terms, method="block", parameters=params, flags=flags, stderr_kind=BLOCK_STDERR, block=est)
+
+
+
+def check_target(target_stderr: Any, method: str) -> float:
+    if target_stderr is None:
+        return DEFAULT_TARGET_STDERR
+    if method != "auto":
+        raise InvalidInputError(
+            f"target_stderr sizes the approximation that method='auto' chooses; with method={method!r} it does not "
+            "apply. Drop target_stderr, or use method='auto'."
+        )
+    if isinstance(target_stderr, bool) or not isinstance(target_stderr, (int, float, np.integer, np.floating)) or not (
+        np.isfinite(target_stderr) and target_stderr >= 0
+    ):
+        raise InvalidInputError(f"target_stderr must be a finite number >= 0 (0: exact); got {target_stderr!r}.")
+    return float(target_stderr)
+
+
+def check_block_rows(block_rows: Any, method: str, n: int) -> int | None:
+    if block_rows is None:
+        return None
+    if method != "block":
+        raise InvalidInputError(
+            f"block_rows is the random block size of method='block'; with method={method!r} it does not apply "
+            "(method='auto' sizes its blocks from target_stderr). Drop block_rows, or use method='block'."
+        )
+    if isinstance(block_rows, bool) or not isinstance(block_rows, (int, np.integer)) or block_rows < MIN_BLOCK:
+        raise InvalidInputError(f"block_rows must be an integer >= {MIN_BLOCK} (two halves of >= 4 rows); got {block_rows!r}.")
+    if n // int(block_rows) < 1:
+        raise InvalidInputError(f"block_rows = {block_rows} exceeds n = {n}. Use block_rows <= n (or method='exact').")
+    return int(block_rows)
+
+
 def nonlinear_terms(
     x: Any,
     y: Any,
@@ -146,15 +325,23 @@ def nonlinear_terms(
     seed: int,
     estimator: str,
     engine_kw: dict[str, Any],
+    block_rows: int | None = None,
+    target_stderr: float | None = None,
+    metric: str = "cka",
 ) -> NonlinearJob:
     reps = prepare([x, y], ["x", "y"])
     n = reps[0].n
     seed = check_seed(seed)
     check_n_features(n_features)
+    if n_features is not None and method not in ("rff", "orf", "nystroem"):
+        raise InvalidInputError(
+            f"n_features sizes method='rff', 'orf' or 'nystroem'; with method={method!r} it does not apply. "
+            "Drop n_features, or name one of those methods."
+        )
+    target = check_target(target_stderr, method)
+    block = check_block_rows(block_rows, method, n)
     _, (xs, ys) = sample_rows(reps, BANDWIDTH_SAMPLE, seed)
     sx, sy, mx, my = _bandwidths(bandwidth, xs, ys)
-    ratio = bandwidth_ratio([sx, sy], [mx, my])
-    chosen, reason = resolve_method(method, n, ratio)
     shift_x, shift_y = xs.mean(axis=0), ys.mean(axis=0)
     params: dict[str, Any] = {
         "kernel": kernel,
@@ -164,21 +351,34 @@ def nonlinear_terms(
         "median_y": my,
         "bandwidth_sample": int(xs.shape[0]),
         "seed": int(seed),
-        "method_reason": reason,
     }
     ekw = {k: v for k, v in engine_kw.items() if v is not None}
+    if method == "auto":
+        workers = _n_workers(*resolve_scheduler(ekw.get("scheduler"), ekw.get("client")), ekw.get("num_workers"))
+        stat = KernelTileStatistic(kernel, kernel_scale(kernel, sx), kernel_scale(kernel, sy), shift_x, shift_y)
+        chosen, block, reason, info = choose_road(
+            n, reps[0].d, reps[1].d, workers, target, lambda: pilot_constant(xs, ys, stat, metric, estimator, seed)
+        )
+        params.update(info)
+    else:
+        chosen, reason = method, "requested"
+    params["method_reason"] = reason
     if chosen == "exact":
         return exact_job(reps, kernel, [sx, sy], [shift_x, shift_y], estimator, ekw, params)
+    if chosen == "block":
+        b = block or min(DEFAULT_BLOCK_ROWS, n)
+        return block_job(reps, kernel, [sx, sy], [shift_x, shift_y], estimator, ekw, params, b, seed)
     if chosen not in ("rff", "orf", "nystroem"):
         raise InvalidInputError(f"the 'method' parameter must be one of {list(METHODS)}; got {method!r} instead.")
+    ratio = bandwidth_ratio([sx, sy], [mx, my])
     m, views, plan, fparams = feature_moments(
         reps, kernel=kernel, method=chosen, sigmas=[sx, sy], shifts=[shift_x, shift_y],
-        n_features=n_features, seed=int(seed), pairs=[(0, 1)], engine_kw=ekw,
+        n_features=n_features, seed=int(seed), pairs=[(0, 1)], engine_kw=ekw, precision=KERNEL_FEATURE_PRECISION,
     )  # fmt: skip
     params.update(fparams, block_size=plan.block_rows, n_blocks=plan.n_blocks, scheduler=plan.scheduler)
     job = feature_job(m, views, 0, 1, chosen, estimator, params)
     if chosen == "nystroem" and ratio < NYSTROEM_MIN_RATIO:
-        # few landmarks capture little of a narrow kernel (see nystroem_not_converged); auto picks ORF here
+        # few landmarks capture little of a narrow kernel (see nystroem_not_converged)
         job = dataclasses.replace(job, flags=job.flags + ("nystroem_small_bandwidth",))
     return job
 
@@ -217,6 +417,7 @@ def feature_moments(
     pairs: list[tuple[int, int]],
     engine_kw: dict[str, Any],
     keys: list[int] | None = None,
+    precision: str | None = None,
 ) -> tuple[Any, list[list[int]], Any, dict[str, Any]]:
     """One streaming pass over the feature maps of several inputs.
 
@@ -227,8 +428,12 @@ def feature_moments(
     Input k's random-feature map is drawn from the seed and ``keys[k]``
     (default k), so the same seed and key give the same map whatever else is
     in the pass; Nyström landmarks are the same rows for every input.
+    ``precision="float32"`` (rff/orf): the maps and per-block feature products in float32,
+    accumulated in float64 (:class:`~bigalign.metrics._kernel_approx.FeatureMomentStatistic`);
+    ``"float64"`` keeps every step in float64.
     """
     n = reps[0].n
+    precision = precision or "float64"
     if method in ("rff", "orf"):
         D = int(n_features or DEFAULT_RANDOM_FEATURES)
         if D < 6 or D % 2:
@@ -238,7 +443,9 @@ def feature_moments(
             )
         keys = list(range(len(reps))) if keys is None else keys
         maps = [
-            draw_random_fourier(kernel, r.d, D // 2, s, sh, np.random.default_rng([seed, 2, key]), orthogonal=method == "orf")
+            draw_random_fourier(
+                kernel, r.d, D // 2, s, sh, np.random.default_rng([seed, 2, key]), orthogonal=method == "orf", dtype=precision
+            )
             for r, s, sh, key in zip(reps, sigmas, shifts, keys)
         ]
         if maps[0].n_groups < 3:
@@ -250,7 +457,7 @@ def feature_moments(
         inputs, names = list(reps), [r.name for r in reps]
         mpairs = [(i, j) for i, j in pairs]
         groups = tuple(f.bounds for f in maps)
-        params: dict[str, Any] = {"n_features": D, "n_groups": maps[0].n_groups}
+        params: dict[str, Any] = {"n_features": D, "n_groups": maps[0].n_groups, "precision": precision}
         width = D
     else:
         m_land = int(n_features or DEFAULT_LANDMARKS)
@@ -276,7 +483,8 @@ def feature_moments(
             "landmark_levels": list(levels),
         }
         width = sum(levels)
-    stat = MomentStatistic(names=tuple(names), pairs=tuple(mpairs), groups=groups, transforms=tuple(maps))
+    cls = FeatureMomentStatistic if method in ("rff", "orf") and precision == "float32" else MomentStatistic
+    stat = cls(names=tuple(names), pairs=tuple(mpairs), groups=groups, transforms=tuple(maps))
     m, plan = run(stat, inputs, check_pairing=False, **feature_engine_kwargs(engine_kw, reps, width, width))
     return m, views, plan, params
 
@@ -363,6 +571,8 @@ def jackknife_or_half(job: NonlinearJob, f: Any) -> float | None:
     over the nested landmark levels m, m/2, m/4 — plus "no landmarks" (K̃ = 0,
     ρ = 1) where f is defined there (HSIC: 0; CKA and KA are 0/0 there).
     """
+    if job.block is not None:
+        return block_stderr(job.block, f, job.terms)
     if job.terms.replicates is not None:
         return jackknife_stderr(job.terms, f)
     if job.half is not None and job.quarter is not None and job.residuals is not None:
@@ -381,4 +591,4 @@ def _value(f: Any, t: KernelTerms) -> float | None:
     return v if np.isfinite(v) else None
 
 
-__all__ = ["METHODS", "NonlinearJob", "check_degenerate", "jackknife_or_half", "nonlinear_terms", "resolve_method"]
+__all__ = ["METHODS", "METRIC_FNS", "NonlinearJob", "choose_road", "check_degenerate", "jackknife_or_half", "nonlinear_terms", "resolve_method"]

@@ -68,13 +68,13 @@ import numpy as np
 from .._checks import finite_float64
 from .._numba.dcov import accumulate_distance_tile, univariate_terms
 from .._numba.tiles import sqdist
-from ..engine import prepare, run, run_pairs, task_budget
+from ..engine import prepare, run, run_pairs
 from ..errors import DegenerateInputError, InvalidInputError
 from ..io import Representation
 from ..result import Result
 from ._common import ESTIMATORS, check_choice, check_unbiased_n, paired_n
 from ._kernel_exact import KernelSums, KernelTileStatistic, hsic_from_sums
-from .neighbors import finite_rows
+from ._blocks import BlockInputs, RandomBlockStatistic, blocks_per_task, partition, run_blocks  # noqa: F401
 
 __all__ = ["dcor", "dcov", "dcov_terms_from_sums"]
 
@@ -88,7 +88,6 @@ DEFAULT_BLOCK = 1024
 DEFAULT_PROJECTIONS = 50
 #: a self-dCov² at or below this fraction of the size of the terms it is a difference of is 0
 ZERO_TOL = 1e-12
-_SEED_BLOCK = 0xDC0B
 _SEED_PROJ = 0xDC0C
 
 
@@ -264,11 +263,8 @@ def _projected(
 
 
 def block_rows(n: int, block: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(permutation, bounds): block b holds rows perm[bounds[b]:bounds[b+1]]; ⌊n/B⌋ blocks of ⌊n/m⌋ or ⌈n/m⌉ rows."""
-    m = n // block
-    perm = np.random.default_rng([seed, _SEED_BLOCK]).permutation(n)
-    bounds = (np.arange(m + 1, dtype=np.int64) * n) // m
-    return perm, bounds
+    """(permutation, bounds) of the random blocks (:func:`bigalign.metrics._blocks.partition`)."""
+    return partition(n, block, seed)
 
 
 def _ustats_of_block(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float, float]:
@@ -288,103 +284,20 @@ def _ustats_of_block(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float,
     )
 
 
-class _Inputs:
-    """x and y inside the block statistic, with a cheap, stable token: the engine's content
-    identity of the inputs (store path and layer, dask name, or a hash of in-memory data)
-    instead of dask hashing the Representations' fields, so checkpoints of the block method
-    resume like any other pass."""
-
-    __slots__ = ("x", "y")
-
-    def __init__(self, x: Representation, y: Representation):
-        self.x, self.y = x, y
-
-    def __dask_tokenize__(self) -> Any:
-        from ..engine import content_id
-
-        return ("bigalign-block-inputs", content_id(self.x), content_id(self.y))
-
-    def __reduce__(self):
-        return (_Inputs, (self.x, self.y))
+#: kept for the profiling scripts: the inputs wrapper of the shared block machinery
+_Inputs = BlockInputs
 
 
-@dataclass(frozen=True, eq=False)
-class BlockDcovStatistic:
-    """Runs over the *indices of the random blocks* (the engine's input is ``arange(m)``).
-
-    Each partial gathers the rows of its random blocks from x and y (sorted
-    reads), computes each block's exact U-statistics and returns them keyed by
-    block: the answer does not depend on how blocks are grouped into tasks.
-    """
-
-    inputs: _Inputs
-    block: int
-    seed: int
-
-    @property
-    def x(self) -> Representation:
-        return self.inputs.x
-
-    @property
-    def y(self) -> Representation:
-        return self.inputs.y
-
-    def partial(self, blocks: Sequence[np.ndarray], start: int) -> dict[int, np.ndarray]:
-        ids = np.asarray(blocks[0]).ravel()
-        perm, bounds = block_rows(self.x.n, self.block, self.seed)
-        rows = [perm[bounds[b] : bounds[b + 1]] for b in ids]
-        allrows = np.concatenate(rows)
-        order = np.argsort(allrows, kind="stable")
-        sorted_rows = allrows[order]
-        xs = self.x.take(sorted_rows)
-        ys = self.y.take(sorted_rows)
-        where = np.empty_like(order)
-        where[order] = np.arange(order.size)  # position of allrows[t] in sorted_rows
-        out, t = {}, 0
-        for b, r in zip(ids, rows):
-            pos = where[t : t + r.size]
-            t += r.size
-            xb = finite_rows(xs[pos], self.x.name, 0, r)
-            yb = finite_rows(ys[pos], self.y.name, 0, r)
-            out[int(b)] = np.array(_ustats_of_block(xb, yb))
-        return out
-
-    def combine(self, a: dict, b: dict) -> dict:
-        return {**a, **b}
-
-    def finalize(self, state: dict) -> np.ndarray:
-        return np.stack([state[b] for b in sorted(state)])
-
-
-def blocks_per_task(reps: list[Representation], block: int, m: int, workers: int, budget: int) -> tuple[int, int, int]:
-    """(random blocks per task, bytes held per block, bytes of the one block being worked on).
-
-    As many blocks per task as fit ``budget``, and >= 2 tasks per worker when m allows.  Few, large
-    tasks matter for chunked stores: a task's rows are spread over the whole store, so each task
-    decodes about every chunk of it once (measured at n = 10⁶, d = 32, zstd: 98 tasks of 10 blocks
-    decoded the store 98 times, 70% of the CPU time; 4 tasks of 244: 11.6 s instead of 42.4 s CPU;
-    benchmarks/results/profile_block_dcor.md).  A task holds the rows of all its blocks at once
-    (input dtype, and 4 int64 row indices each: allrows, order, sorted_rows, where) but works on one
-    block at a time: its rows in float64 (copy, finite check, centred copy: ~4 per feature) and two
-    B×B distance tiles with their temporaries (3 per input).  Measured peak of one task: 52–89% of
-    held·per_task + work (d = 32…2048, budgets 64–512 MiB; same file).
-    """
-    d = reps[0].d + reps[1].d
-    held = block * (np.dtype(reps[0].dtype).itemsize * reps[0].d + np.dtype(reps[1].dtype).itemsize * reps[1].d + 4 * 8)
-    work = block * (8 * 4 * d + 8 * 3 * 2 * block)
-    return max(1, min((budget - work) // held, math.ceil(m / (2 * max(1, workers))))), held, work
+def BlockDcovStatistic(inputs: BlockInputs, block: int, seed: int) -> RandomBlockStatistic:  # noqa: N802
+    """The shared random-block statistic with dCor's per-block U-statistics."""
+    return RandomBlockStatistic(inputs, block, seed, _ustats_of_block)
 
 
 def _blocked(
     reps: list[Representation], block: int, seed: int, ekw: dict[str, Any], workers: int
 ) -> tuple[DcovTerms, dict[str, Any]]:
     n = reps[0].n
-    m = n // block
-    budget = task_budget(workers, ekw.get("memory_per_worker"))  # honours bigalign.memory_limit
-    per_task = blocks_per_task(reps, block, m, workers, budget)[0]
-    kw = {k: v for k, v in ekw.items() if k not in ("memory_per_worker", "block_size")}
-    stat = BlockDcovStatistic(_Inputs(reps[0], reps[1]), block, seed)
-    out, plan = run(stat, [np.arange(m, dtype=np.int64).reshape(m, 1)], names=["block index"], block_size=per_task, check_pairing=False, **kw)
+    out, bparams = run_blocks(reps, block, seed, _ustats_of_block, ekw, workers)
     cxy, vx, vy = (float(v) for v in out[:, :3].mean(axis=0))
     terms = DcovTerms(
         n=n, cxy=cxy, vx=vx, vy=vy,
@@ -392,17 +305,7 @@ def _blocked(
         x_const=bool(np.all(out[:, 3] == 0)), y_const=bool(np.all(out[:, 4] == 0)),
         replicates=out[:, :3],
     )  # fmt: skip
-    sizes = np.diff(block_rows(n, block, seed)[1])
-    params = {
-        "block_size": block,
-        "n_blocks": m,
-        "block_rows": [int(sizes.min()), int(sizes.max())],
-        "blocks_per_task": per_task,
-        "n_tasks": plan.n_blocks,
-        "scheduler": plan.scheduler,
-        "seed": seed,
-    }
-    return terms, params
+    return terms, {"block_size": block, **bparams}
 
 
 # ---------------------------------------------------------------------------

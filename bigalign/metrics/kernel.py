@@ -28,7 +28,7 @@ from ..errors import DegenerateInputError, InvalidInputError
 from ..features import KERNELS
 from ..moments import Moments, group_hsic, scale
 from ..result import Result
-from ._kernel_nonlinear import METHODS, check_degenerate, jackknife_or_half, nonlinear_terms
+from ._kernel_nonlinear import METHODS, METRIC_FNS, check_degenerate, check_target, jackknife_or_half, nonlinear_terms
 from ._common import (
     ESTIMATORS,
     check_choice,
@@ -190,20 +190,36 @@ _KERNEL_DOC = """kernel : {"linear", "rbf", "laplacian"}, default="linear"
         For rbf/laplacian.  ``"median"``: the median pairwise Euclidean
         distance of a seeded random subsample of 1,000 rows, fixed once for
         the whole computation and written on the Result.
-    method : {"auto", "exact", "rff", "orf", "nystroem"}, default="auto"
+    method : {"auto", "exact", "block", "rff", "orf", "nystroem"}, default="auto"
         linear: always exact (streamed moments).  rbf/laplacian: ``"exact"``
-        tiles (O(n²·d) time, O(n + tile) memory), or one streaming pass over
-        random Fourier features (``"rff"``), orthogonal random features
-        (``"orf"``) or Nyström landmarks (``"nystroem"``).  ``"auto"``:
-        exact for n ≤ 20,000; beyond, Nyström when bandwidth ≥ 0.5 × median,
-        else ORF (Nyström fails at small bandwidths).  The choice and the
-        reason are in ``result.parameters``.
+        tiles (O(n²·d) time, O(n + tile) memory); ``"block"``: exact tiles
+        inside seeded random blocks of ``block_rows`` rows, O(n·B·d), an
+        unbiased estimate of the exact full-sample terms with the standard
+        error of its distance to them; or one streaming pass over random
+        Fourier features (``"rff"``), orthogonal random features (``"orf"``)
+        or Nyström landmarks (``"nystroem"``).  ``"auto"``: exact tiles or
+        the block road, whichever a calibrated cost model predicts reaches
+        ``target_stderr`` first (docs/approximate.md).  The choice, the
+        reason and the predicted standard error are in ``result.parameters``.
     n_features : int, optional
         Feature columns for rff/orf (default 2048 = 1024 frequencies × cos/sin)
-        or landmarks for nystroem (default 1024).
+        or landmarks for nystroem (default 1024).  Only with those methods.
+    block_rows : int, optional
+        Rows per random block of ``method="block"`` (default 1024, at least 8).
+        Only with ``method="block"``.
+    target_stderr : float, optional
+        ``method="auto"`` only: the standard error (distance to the exact
+        value on the same rows) to size the approximation for; default 1e-3;
+        0 asks for exact tiles.
     seed : int, default=0
-        Seeds the bandwidth subsample, the feature map and the landmarks: the
-        same seed gives bit-identical results."""
+        Seeds the bandwidth subsample, the random blocks, the feature map and
+        the landmarks: the same seed gives bit-identical results."""
+
+
+def _linear_params(plan: Any, target_stderr: Any) -> dict[str, Any]:
+    """Parameters of a linear-kernel result (exact: any target_stderr is met, and recorded)."""
+    extra = {} if target_stderr is None else {"target_stderr": float(target_stderr), "method_reason": "linear kernel: exact"}
+    return {"kernel": "linear", **engine_parameters(plan), **extra}
 
 
 def with_kernel_doc(func: Any) -> Any:
@@ -223,18 +239,26 @@ def _run_kernel(func: str, x: Any, y: Any, kw: dict[str, Any], estimator: str) -
                 "any n in one streaming pass. Use method='auto' (or 'exact'), or a non-linear kernel."
             )
         check_applies(func, "the linear kernel", bandwidth=(kw["bandwidth"], "median"), n_features=(kw["n_features"], None))
+        if kw["target_stderr"] is not None:
+            check_target(kw["target_stderr"], method)
+        if kw["block_rows"] is not None:
+            raise InvalidInputError(
+                f"block_rows sizes the random blocks of method='block' for non-linear kernels; with kernel='linear' {func} "
+                "is exact at any n in one streaming pass. Drop block_rows, or use a non-linear kernel."
+            )
         return linear_moments(x, y, engine_kwargs(kw))
     return nonlinear_terms(
         x, y, kernel=kernel, bandwidth=kw["bandwidth"], method=method, n_features=kw["n_features"],
-        seed=kw["seed"], estimator=estimator, engine_kw=engine_kwargs(kw),
+        seed=kw["seed"], estimator=estimator, engine_kw=engine_kwargs(kw), block_rows=kw["block_rows"],
+        target_stderr=kw["target_stderr"], metric=func,
     ), None  # fmt: skip
 
 
 def nonlinear_result(metric: str, job: Any, estimator: str) -> Result:
     """Result of a non-linear-kernel metric from its terms (exact or approximate)."""
     t = job.terms
+    fn: Any = METRIC_FNS[metric]
     if metric == "hsic":
-        fn: Any = lambda t: t.hxy  # noqa: E731
         terms = {"hsic_xy": t.hxy}
     elif metric == "cka":
         check_degenerate(job, "CKA")
@@ -244,7 +268,6 @@ def nonlinear_result(metric: str, job: Any, estimator: str) -> Result:
                 f"both be positive ({job.method}, n = {t.n}). Use more samples, more features, or estimator='biased'.",
                 reason="nonpositive_self_hsic",
             )
-        fn = lambda t: t.hxy / np.sqrt(t.hxx * t.hyy)  # noqa: E731
         terms = {"hsic_xy": t.hxy, "hsic_xx": t.hxx, "hsic_yy": t.hyy}
     else:
         if t.kk <= 0 or t.ll <= 0:
@@ -253,12 +276,15 @@ def nonlinear_result(metric: str, job: Any, estimator: str) -> Result:
                 "be positive. Use more features.",
                 reason="nonpositive_norm",
             )
-        fn = lambda t: t.kl / np.sqrt(t.kk * t.ll)  # noqa: E731
         terms = {"inner_kl": t.kl, "norm_k": float(np.sqrt(t.kk)), "norm_l": float(np.sqrt(t.ll))}
     value = float(fn(t))
     flags = tuple(job.flags)
     if metric != "kernel_alignment" and value < 0 and estimator == "unbiased":
         flags += ("negative_unbiased_estimate",)
+    stderr = jackknife_or_half(job, fn)
+    params = {**job.parameters, **({"stderr": job.stderr_kind} if job.stderr_kind else {})}
+    if "target_stderr" in params:  # method="auto": the achieved beside the predicted
+        params["achieved_stderr"] = 0.0 if stderr is None else stderr
     return Result(
         metric=metric,
         value=value,
@@ -266,8 +292,8 @@ def nonlinear_result(metric: str, job: Any, estimator: str) -> Result:
         method=job.method,
         n_samples=t.n,
         terms=terms,
-        parameters={**job.parameters, **({"stderr": job.stderr_kind} if job.stderr_kind else {})},
-        stderr=jackknife_or_half(job, fn),
+        parameters=params,
+        stderr=stderr,
         flags=flags,
     )
 
@@ -282,8 +308,10 @@ def hsic(
     estimator: Literal["unbiased", "biased"] = "unbiased",
     kernel: Literal["linear", "rbf", "laplacian"] = "linear",
     bandwidth: Any = "median",
-    method: Literal["auto", "exact", "rff", "orf", "nystroem"] = "auto",
+    method: Literal["auto", "exact", "block", "rff", "orf", "nystroem"] = "auto",
     n_features: int | None = None,
+    block_rows: int | None = None,
+    target_stderr: float | None = None,
     seed: int = 0,
     block_size: int | None = None,
     scheduler: Any = None,
@@ -336,7 +364,7 @@ def hsic(
     check_unbiased_n("hsic", paired_n(x, y), estimator)
     out, plan = _run_kernel("hsic", x, y, locals(), estimator)
     if plan is not None:
-        return hsic_from_moments(out, 0, 1, estimator, {"kernel": "linear", **engine_parameters(plan)})
+        return hsic_from_moments(out, 0, 1, estimator, _linear_params(plan, target_stderr))
     return nonlinear_result("hsic", out, estimator)
 
 
@@ -350,8 +378,10 @@ def cka(
     estimator: Literal["unbiased", "biased"] = "unbiased",
     kernel: Literal["linear", "rbf", "laplacian"] = "linear",
     bandwidth: Any = "median",
-    method: Literal["auto", "exact", "rff", "orf", "nystroem"] = "auto",
+    method: Literal["auto", "exact", "block", "rff", "orf", "nystroem"] = "auto",
     n_features: int | None = None,
+    block_rows: int | None = None,
+    target_stderr: float | None = None,
     seed: int = 0,
     block_size: int | None = None,
     scheduler: Any = None,
@@ -413,7 +443,7 @@ def cka(
     check_unbiased_n("cka", paired_n(x, y), estimator)
     out, plan = _run_kernel("cka", x, y, locals(), estimator)
     if plan is not None:
-        return cka_from_moments(out, 0, 1, estimator, {"kernel": "linear", **engine_parameters(plan)})
+        return cka_from_moments(out, 0, 1, estimator, _linear_params(plan, target_stderr))
     return nonlinear_result("cka", out, estimator)
 
 
@@ -426,8 +456,10 @@ def kernel_alignment(
     *,
     kernel: Literal["linear", "rbf", "laplacian"] = "linear",
     bandwidth: Any = "median",
-    method: Literal["auto", "exact", "rff", "orf", "nystroem"] = "auto",
+    method: Literal["auto", "exact", "block", "rff", "orf", "nystroem"] = "auto",
     n_features: int | None = None,
+    block_rows: int | None = None,
+    target_stderr: float | None = None,
     seed: int = 0,
     block_size: int | None = None,
     scheduler: Any = None,
@@ -472,5 +504,5 @@ def kernel_alignment(
     """
     out, plan = _run_kernel("kernel_alignment", x, y, locals(), "biased")
     if plan is not None:
-        return ka_from_moments(out, 0, 1, "biased", {"kernel": "linear", **engine_parameters(plan)})
+        return ka_from_moments(out, 0, 1, "biased", _linear_params(plan, target_stderr))
     return nonlinear_result("kernel_alignment", out, "biased")
