@@ -174,10 +174,11 @@ def part_table(a, log) -> dict[str, Any]:
 
 
 def part_scale(a, log) -> dict[str, Any]:
-    info = ensure_scale(a.scale_n, 512, log)
-    info["warm_s"] = _util.warm_page_cache(list(scale_paths(a.scale_n, 512)))
-    rows = [run("scale", {"n": a.scale_n, "d": 512, "job": j}, log) for j in ["auto"] + a.scale_extra]
-    return {"part": "scale", "n": a.scale_n, "d": 512, "data": info, "runs": rows}
+    d = a.scale_d
+    info = ensure_scale(a.scale_n, d, log)
+    info["warm_s"] = _util.warm_page_cache(list(scale_paths(a.scale_n, d)))
+    rows = [run("scale", {"n": a.scale_n, "d": d, "job": j}, log) for j in ["auto"] + a.scale_extra]
+    return {"part": "scale", "n": a.scale_n, "d": d, "data": info, "runs": rows}
 
 
 def part_rff20k(a, log) -> dict[str, Any]:
@@ -200,6 +201,7 @@ def main() -> None:
     ap.add_argument("--table-n", type=int, nargs="+", default=[5_000, 20_000])
     ap.add_argument("--table-d", type=int, default=768)
     ap.add_argument("--scale-n", type=int, default=1_000_000)
+    ap.add_argument("--scale-d", type=int, default=512)
     ap.add_argument("--scale-extra", nargs="*", default=[])
     ap.add_argument("--rff-jobs", nargs="+", default=["rff:2048", "rff:4096", "orf:2048"])
     ap.add_argument("--tag", default="")
