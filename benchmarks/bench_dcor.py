@@ -91,7 +91,7 @@ def child(job: str, n: int, d: int, seed: int) -> None:
         import bigalign.metrics.dcor as bd
 
         bd.dcor(x[:40], y[:40], method="exact")  # load the cached kernels (untimed)
-        bd.dcor(x[:40], y[:40], method="block", block_size=10)
+        bd.dcor(x[:40], y[:40], method="block", block_rows=10)
         t = time.perf_counter()
         if job == "exact":
             r = bd.dcor(x, y, method="exact")

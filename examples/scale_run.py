@@ -171,7 +171,7 @@ def step_dcor(args) -> dict:
     a, b = _stores(args)
     r = bigalign.dcor(a["hidden3"], b["hidden3"], method="block", seed=0)
     return {"value": r.value, "stderr": r.stderr, "method": r.method, "n": r.n_samples,
-            "block_size": r.parameters.get("block_size")}  # fmt: skip
+            "block_rows": r.parameters.get("block_rows")}  # fmt: skip
 
 
 def step_knn(args) -> dict:
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> dict:
     ]
     if "dcor" in steps:
         d = steps["dcor"]
-        lines.append(f"- dCor² (bias-corrected), hidden3 vs hidden3, block estimator (B = {d['block_size']}): "
+        lines.append(f"- dCor² (bias-corrected), hidden3 vs hidden3, block estimator (B = {d['block_rows']}): "
                      f"**{d['value']:.4f} ± {d['stderr']:.4f}**.")  # fmt: skip
     if "knn" in steps:
         k = steps["knn"]

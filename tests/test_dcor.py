@@ -71,13 +71,12 @@ def ref_dcov2(x, y, estimator: str) -> float:
 
 
 def ref_dcor(x, y, estimator: str) -> float:
-    r2 = ref_dcov2(x, y, estimator) / math.sqrt(ref_dcov2(x, x, estimator) * ref_dcov2(y, y, estimator))
-    return math.sqrt(r2) if estimator == "biased" else r2
+    """dCor² of either estimator (as dcor.distance_correlation_sqr / u_distance_correlation_sqr)."""
+    return ref_dcov2(x, y, estimator) / math.sqrt(ref_dcov2(x, x, estimator) * ref_dcov2(y, y, estimator))
 
 
 def ref_dcov(x, y, estimator: str) -> float:
-    v = ref_dcov2(x, y, estimator)
-    return math.sqrt(v) if estimator == "biased" else v
+    return ref_dcov2(x, y, estimator)  # dCov² of either estimator
 
 
 def distance_kernel(x: np.ndarray, x0: np.ndarray) -> np.ndarray:
@@ -181,7 +180,7 @@ def test_dcov2_is_four_hsic_with_the_distance_kernel(data):
     got_u = dcov(x, y, estimator="unbiased", method="exact", scheduler="sync").value
     assert got_u == pytest.approx(4 * hsic_unbiased(K, L), rel=1e-9)  # K is O(offset): the naive HSIC loses ~1 digit
     H = np.eye(n) - 1.0 / n
-    got_b = dcov(x, y, estimator="biased", method="exact", scheduler="sync").value ** 2
+    got_b = dcov(x, y, estimator="biased", method="exact", scheduler="sync").value
     assert got_b == pytest.approx(4 * np.trace(K @ H @ L @ H) / n**2, rel=1e-9)
 
 
@@ -220,7 +219,7 @@ def _all_paths(x, y, **kw):
     return {
         "exact": dcor(x, y, method="exact", block_size=30, **kw),
         "exact-biased": dcov(x, y, estimator="biased", method="exact", block_size=30, **kw),
-        "block": dcor(x, y, method="block", block_size=12, memory_per_worker=12 * 8 * 40 * 12, **kw),
+        "block": dcor(x, y, method="block", block_rows=12, memory_per_worker=12 * 8 * 40 * 12, **kw),
         "projection": dcor(x, y, method="projection", n_projections=8, **kw),
     }
 
@@ -254,7 +253,7 @@ def test_block_is_unbiased_for_the_full_u_statistic(medium):
     must lie within 4 standard errors of that mean (sd over seeds / √R): a false alarm has
     probability ≈ 6e-5."""
     x, y, exact, _ = medium
-    vals = np.array([dcov(x, y, method="block", block_size=40, seed=s, scheduler="sync").value for s in range(30)])
+    vals = np.array([dcov(x, y, method="block", block_rows=40, seed=s, scheduler="sync").value for s in range(30)])
     assert abs(vals.mean() - exact) <= 4 * vals.std(ddof=1) / math.sqrt(len(vals))
 
 
@@ -266,7 +265,7 @@ def test_block_stderr_covers_exact(medium):
     x, y, _, exact = medium
     hits = 0
     for s in range(40):
-        r = dcor(x, y, method="block", block_size=40, seed=s, scheduler="sync")
+        r = dcor(x, y, method="block", block_rows=40, seed=s, scheduler="sync")
         assert r.method == "block" and r.stderr > 0 and r.parameters["n_blocks"] == 30
         hits += abs(r.value - exact) <= 1.96 * r.stderr
     assert hits >= 34
@@ -288,9 +287,9 @@ def test_projection_is_unbiased_and_its_stderr_honest(medium):
 
 def test_seeds_reproduce(medium):
     x, y, _, _ = medium
-    a = dcor(x, y, method="block", block_size=100, seed=5)
-    b = dcor(x, y, method="block", block_size=100, seed=5)
-    c = dcor(x, y, method="block", block_size=100, seed=6)
+    a = dcor(x, y, method="block", block_rows=100, seed=5)
+    b = dcor(x, y, method="block", block_rows=100, seed=5)
+    c = dcor(x, y, method="block", block_rows=100, seed=6)
     assert a.value == b.value and a.stderr == b.stderr and a.value != c.value
 
 
@@ -303,15 +302,43 @@ def test_auto_resolution(monkeypatch, rng):
     monkeypatch.setattr(mod, "EXACT_MAX_N", 50)
     monkeypatch.setattr(mod, "DEFAULT_BLOCK", 20)
     r = dcor(x, y)
-    assert r.method == "block" and r.stderr is not None and r.parameters["block_size"] == 20
+    assert r.method == "block" and r.stderr is not None and r.parameters["block_rows"] == 20
     assert dcor(x[:, :1], y[:, :1]).method == "univariate-exact"
+
+
+def test_block_size_is_only_chunking_on_the_block_road(medium):
+    """block_size groups the random blocks into tasks; block_rows alone sets the statistic."""
+    x, y, _, _ = medium
+    base = dcor(x, y, method="block", block_rows=100, seed=2, scheduler="sync")
+    for bs in (100, 250, 1200):
+        r = dcor(x, y, method="block", block_rows=100, block_size=bs, seed=2, scheduler="sync")
+        assert r.value == pytest.approx(base.value, rel=RTOL) and r.stderr == pytest.approx(base.stderr, rel=RTOL)
+        assert r.parameters["blocks_per_task"] == max(1, bs // 100) and r.parameters["block_rows"] == 100
+
+
+def test_biased_negative_block_estimate_is_reported(rng):
+    """Near independence a block estimate of dCor² (bias-corrected U-statistics) can be negative: with the
+    biased estimator it is reported signed and flagged, like the unbiased one (no square root is taken)."""
+    x, y = rng.normal(size=(400, 3)), rng.normal(size=(400, 3))
+    for seed in range(40):
+        u = dcor(x, y, method="block", block_rows=20, seed=seed, scheduler="sync")
+        if u.value < 0:
+            break
+    else:
+        pytest.skip("no negative block estimate among 40 seeds")
+    b = dcor(x, y, estimator="biased", method="block", block_rows=20, seed=seed, scheduler="sync")
+    assert b.value == pytest.approx(u.value, rel=1e-12) and b.value < 0
+    assert "negative_unbiased_estimate" in b.flags and b.stderr is not None and b.stderr > 0
+    c = dcov(x, y, estimator="biased", method="block", block_rows=20, seed=seed, scheduler="sync")
+    assert c.value < 0 and "negative_unbiased_estimate" in c.flags
 
 
 def test_biased_block_estimand_is_stated(medium):
     x, y, _, _ = medium
-    r = dcor(x, y, estimator="biased", method="block", block_size=100)
+    r = dcor(x, y, estimator="biased", method="block", block_rows=100)
     assert "population dCor" in r.parameters["estimand"]
-    assert r.value == pytest.approx(math.sqrt(dcor(x, y, method="block", block_size=100).value), rel=1e-12)
+    # both estimators' block roads average the same bias-corrected block U-statistics: the same dCor²
+    assert r.value == pytest.approx(dcor(x, y, method="block", block_rows=100).value, rel=1e-12)
 
 
 # ---------------------------------------------------------------------------
@@ -349,9 +376,14 @@ def test_bad_input_messages(rng):
     with pytest.raises(InvalidInputError, match="n_projections applies to method='projection'"):
         dcor(x, y, n_projections=10)
     with pytest.raises(InvalidInputError, match="at least 2 random blocks"):
-        dcor(x, y, method="block", block_size=30)
+        dcor(x, y, method="block", block_rows=30)
     with pytest.raises(InvalidInputError, match="'seed' parameter"):
         dcor(x, y, seed=-1)
+    for method in ("auto", "exact", "projection"):  # the statistical block size belongs to the block road only
+        with pytest.raises(InvalidInputError, match=r"block_rows is the random block size of method='block'.*Drop block_rows"):
+            dcov(x, y, method=method, block_rows=10)
+    with pytest.raises(InvalidInputError, match="at least 4 rows"):
+        dcor(x, y, method="block", block_rows=3)
     with pytest.raises(InvalidInputError, match="same number of samples"):
         dcor(x, y[:-1])
     bad = x.copy()
@@ -359,14 +391,14 @@ def test_bad_input_messages(rng):
     with pytest.raises(NonFiniteError, match="between rows 17 and 17"):
         dcor(bad, y, method="exact")
     with pytest.raises(NonFiniteError, match=r"row\(s\) 17\b"):  # a random block names the real row
-        dcor(bad, y, method="block", block_size=10)
+        dcor(bad, y, method="block", block_rows=10)
 
 
 def test_result_is_json_ready(rng):
     import json
 
     x, y = pair(rng, 50)
-    json.dumps(dcor(x, y, method="block", block_size=10).to_dict())
+    json.dumps(dcor(x, y, method="block", block_rows=10).to_dict())
     json.dumps(dcov(x, y).to_dict())
 
 
@@ -381,9 +413,9 @@ def test_conformance_with_dcor_package(rng):
     for n, dx, dy in ((60, 4, 3), (200, 1, 1), (150, 12, 1)):
         x, y = pair(rng, n, dx, dy)
         for method in ("exact", "auto"):
-            assert dcor(x, y, estimator="biased", method=method).value == pytest.approx(dcor_pkg.distance_correlation(x, y), rel=1e-9)
+            assert dcor(x, y, estimator="biased", method=method).value == pytest.approx(dcor_pkg.distance_correlation_sqr(x, y), rel=1e-9)
             assert dcor(x, y, estimator="unbiased", method=method).value == pytest.approx(dcor_pkg.u_distance_correlation_sqr(x, y), rel=1e-9)
-            assert dcov(x, y, estimator="biased", method=method).value == pytest.approx(dcor_pkg.distance_covariance(x, y), rel=1e-9)
+            assert dcov(x, y, estimator="biased", method=method).value == pytest.approx(dcor_pkg.distance_covariance_sqr(x, y), rel=1e-9)
             assert dcov(x, y, estimator="unbiased", method=method).value == pytest.approx(dcor_pkg.u_distance_covariance_sqr(x, y), rel=1e-9)
 
 
@@ -402,7 +434,7 @@ def test_dask_and_zarr_inputs_give_the_numpy_answer(tmp_path, inv_data):
     zx = zarr.create_array(store=str(tmp_path / "x.zarr"), shape=x.shape, chunks=(17, x.shape[1]), dtype="f8")
     zx[:] = x
     dy = da.from_array(y, chunks=((7, 40, 56), (4,)))
-    for kw in ({"method": "exact", "block_size": 30}, {"method": "block", "block_size": 12}, {"method": "projection", "n_projections": 4}):
+    for kw in ({"method": "exact", "block_size": 30}, {"method": "block", "block_rows": 12}, {"method": "projection", "n_projections": 4}):
         want = dcor(x, y, scheduler="sync", **kw)
         got = dcor(zx, dy, scheduler="threads", **kw)
         assert got.value == pytest.approx(want.value, rel=RTOL), kw
@@ -427,7 +459,7 @@ def test_checkpoint_resumes_block_and_exact_passes(tmp_path, inv_data):
     from bigalign.checkpoint import checkpoint
 
     x, y = inv_data
-    for kw in ({"method": "block", "block_size": 12}, {"method": "exact", "block_size": 40}):
+    for kw in ({"method": "block", "block_rows": 12}, {"method": "exact", "block_size": 40}):
         with checkpoint(tmp_path / kw["method"], keep=True) as first:
             a = dcor(x, y, scheduler="sync", **kw)
         with checkpoint(tmp_path / kw["method"]) as second:

@@ -286,22 +286,22 @@ def test_dcov2_is_four_hsic_with_the_distance_kernel(kind, demo):
     K, L the distance-induced kernels (any centre x₀); dCor² = CKA of those kernels."""
     x, y = pair(kind, demo, 200)
     n = len(x)
-    vb = bigalign.dcov(x, y, estimator="biased", method="exact", **SYNC).value  # dCovₙ (the square root, as dcor.distance_covariance)
+    vb = bigalign.dcov(x, y, estimator="biased", method="exact", **SYNC).value  # dCov²ₙ (as dcor.distance_covariance_sqr)
     vu = bigalign.dcov(x, y, estimator="unbiased", method="exact", **SYNC).value  # dCov²ᵤ (as dcor.u_distance_covariance_sqr)
     # Székely's definitions, directly
-    assert vb**2 == pytest.approx(dcov2_szekely(x, y, "biased"), rel=REL)
+    assert vb == pytest.approx(dcov2_szekely(x, y, "biased"), rel=REL)
     assert vu == pytest.approx(dcov2_szekely(x, y, "unbiased"), rel=REL)
     far = np.full(x.shape[1], 3.0), np.full(y.shape[1], -2.0)
     for x0, y0 in ((x[5], y[7]), far):  # a sample point and a point off the sample: the identity holds for any centre
         K, L = distance_kernel(x, x0), distance_kernel(y, y0)
         # K's entries are O(‖x − x₀‖) while HSIC is O(spread²): the naive sums lose a digit or two to
         # cancellation (measured ≤ 1.1e-13 relative, also with x₀ off the sample), well inside REL
-        assert vb**2 == pytest.approx(4 * ((n - 1) / n) ** 2 * hsic_b(K, L), rel=REL)
+        assert vb == pytest.approx(4 * ((n - 1) / n) ** 2 * hsic_b(K, L), rel=REL)
         assert vu == pytest.approx(4 * hsic_u(K, L), rel=REL)
         # dCor: the 4 and the normalisations cancel — CKA with the distance-induced kernels
         db = bigalign.dcor(x, y, estimator="biased", method="exact", **SYNC).value
         du = bigalign.dcor(x, y, estimator="unbiased", method="exact", **SYNC).value
-        assert db**2 == pytest.approx(cka_ref(K, L, "biased"), rel=REL)
+        assert db == pytest.approx(cka_ref(K, L, "biased"), rel=REL)
         assert du == pytest.approx(cka_ref(K, L, "unbiased"), rel=REL)
 
 

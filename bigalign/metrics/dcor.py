@@ -305,7 +305,8 @@ def _blocked(
         x_const=bool(np.all(out[:, 3] == 0)), y_const=bool(np.all(out[:, 4] == 0)),
         replicates=out[:, :3],
     )  # fmt: skip
-    return terms, {"block_size": block, **bparams}
+    sizes = bparams.pop("block_rows")
+    return terms, {"block_rows": block, "block_sizes": sizes, **bparams}
 
 
 # ---------------------------------------------------------------------------
@@ -357,17 +358,23 @@ def _compute(func: str, x: Any, y: Any, kw: dict[str, Any]) -> tuple[DcovTerms, 
         raise InvalidInputError(f"{func} needs at least 2 samples; got {n}.")
     seed = _check_int(func, "seed", kw["seed"], 0, allow_none=False)
     block = _check_int(func, "block_size", kw["block_size"], 1)
+    if kw["block_rows"] is not None and method != "block":
+        raise InvalidInputError(
+            f"block_rows is the random block size of method='block'; with method={method!r} it does not apply "
+            f"({func}'s block_size is only the engine's chunking). Drop block_rows, or use method='block'."
+        )
+    rows = _check_int(func, "block_rows", kw["block_rows"], 1)
     n_proj = _check_int(func, "n_projections", kw["n_projections"], 2)
     reps = prepare([x, y], ["x", "y"])
     chosen, reason = resolve_method(method, n, reps[0].d, reps[1].d)
-    ekw = {k: kw[k] for k in ("scheduler", "client", "num_workers", "memory_per_worker") if kw[k] is not None}
+    ekw = {k: kw[k] for k in ("block_size", "scheduler", "client", "num_workers", "memory_per_worker") if kw[k] is not None}
     from ..engine import _n_workers, resolve_scheduler
 
     workers = _n_workers(*resolve_scheduler(kw["scheduler"], kw["client"]), kw["num_workers"])
     if n_proj is not None and method != "projection":
         raise InvalidInputError(f"n_projections applies to method='projection' only; got it with method={method!r}.")
     if chosen == "exact":
-        terms, params = _exact(reps, estimator, {**ekw, **({"block_size": block} if block else {})})
+        terms, params = _exact(reps, estimator, ekw)
         name = "exact-tiles"
     elif chosen == "univariate":
         terms, params = _projected(reps, estimator, 1, seed, ekw, workers)
@@ -380,20 +387,23 @@ def _compute(func: str, x: Any, y: Any, kw: dict[str, Any]) -> tuple[DcovTerms, 
             "full-sample statistic; large in many dimensions"
         )
     else:
-        b = block or DEFAULT_BLOCK
+        b = rows or DEFAULT_BLOCK
         if b < 4:
-            raise InvalidInputError(f"method='block' needs blocks of at least 4 rows (the U-statistics' n(n-3)); got block_size={b}.")
+            raise InvalidInputError(
+                f"method='block' needs blocks of at least 4 rows (the U-statistics' n(n-3)); got block_rows={b}. "
+                "Use block_rows >= 4."
+            )
         if n // b < 2:
             raise InvalidInputError(
                 f"method='block' needs at least 2 random blocks for its standard error; n = {n} holds {n // b} block(s) of "
-                f"block_size = {b}. Use a smaller block_size (<= {n // 2}) or method='exact'."
+                f"block_rows = {b}. Use a smaller block_rows (<= {n // 2}) or method='exact'."
             )
         terms, params = _blocked(reps, b, seed, ekw, workers)
         name = "block"
         params["stderr"] = "jackknife over the random blocks"
         if estimator == "biased":
             params["estimand"] = (
-                "population dCor, from the bias-corrected block U-statistics; the full-sample V-statistic "
+                "population dCor², from the bias-corrected block U-statistics; the full-sample V-statistic "
                 "exceeds it by O(1/n)"
             )
     params = {"method_reason": reason, **params}
@@ -416,21 +426,24 @@ def _flags(t: DcovTerms) -> tuple[str, ...]:
 
 _DOC = """
     estimator : {"unbiased", "biased"}, default="unbiased"
-        ``"unbiased"``: the U-centred (bias-corrected) statistic of Székely &
-        Rizzo (2014), as ``dcor.u_distance_covariance_sqr`` /
-        ``dcor.u_distance_correlation_sqr``: a *squared* quantity that can be
-        negative (needs n ≥ 4).  ``"biased"``: the V-statistic, as
-        ``dcor.distance_covariance`` / ``dcor.distance_correlation``: *not*
-        squared, ≥ 0, inflated when the dimension is not small next to n.
+        Both return the *squared* quantity (dCov², dCor²).  ``"unbiased"``: the
+        U-centred (bias-corrected) statistic of Székely & Rizzo (2014), as
+        ``dcor.u_distance_covariance_sqr`` / ``dcor.u_distance_correlation_sqr``:
+        can be negative (needs n ≥ 4).  ``"biased"``: the V-statistic, as
+        ``dcor.distance_covariance_sqr`` / ``dcor.distance_correlation_sqr``:
+        ≥ 0 when exact, inflated when the dimension is not small next to n.
     method : {"auto", "exact", "block", "projection"}, default="auto"
         ``"auto"``: exact (O(n log n)) for one-dimensional x and y; exact tiles
         for n ≤ 20,000; block U-statistics beyond.  See the module notes.  The
         choice and the reason are in ``result.parameters["method_reason"]``.
+    block_rows : int, optional
+        ``method="block"`` only (an error with any other method): B, the rows
+        of each random block (default 1024, at least 4): the estimate depends
+        on it (statistically), the cost is O(n·B·d).
     block_size : int, optional
-        ``method="exact"``: rows per tile side (default 2048; the value does
-        not depend on it beyond rounding).  ``method="block"``: B, the rows of
-        each random block (default 1024): the estimate depends on it
-        (statistically), the cost is O(n·B·d).
+        The engine's chunking only, never the answer (beyond rounding):
+        rows per tile side of the exact road (default 2048), rows per task of
+        the block road (whole random blocks), rows per read of the projection road.
     n_projections : int, optional
         ``method="projection"``: directions per input (default 50).
     seed : int, default=0
@@ -450,7 +463,7 @@ def _doc(func: Any) -> Any:
 
 
 def _degenerate(t: DcovTerms) -> None:
-    """Raise for dCor = 0/0: a self-term that is exactly 0 (constant input) or 0 up to rounding."""
+    """Raise for dCor² = 0/0: a self-term that is exactly 0 (constant input) or 0 up to rounding."""
     for flag in _flags(t):
         name = flag[0]
         v = t.vx if name == "x" else t.vy
@@ -461,7 +474,7 @@ def _degenerate(t: DcovTerms) -> None:
             f"vanishes, which happens when all its rows are equidistant (e.g. one-hot rows)"
         )
         raise DegenerateInputError(
-            f"distance correlation is undefined: {detail}, and dCor is 0/0. Expected representations whose rows "
+            f"distance correlation is undefined: {detail}, and dCor² is 0/0. Expected representations whose rows "
             "vary. Use dcov(), which is 0 for it, or drop the degenerate representation.",
             reason=flag,
         )
@@ -475,6 +488,7 @@ def dcor(
     *,
     estimator: Literal["unbiased", "biased"] = "unbiased",
     method: Literal["auto", "exact", "block", "projection"] = "auto",
+    block_rows: int | None = None,
     block_size: int | None = None,
     n_projections: int | None = None,
     seed: int = 0,
@@ -483,7 +497,7 @@ def dcor(
     num_workers: int | None = None,
     memory_per_worker: int | None = None,
 ) -> Result:
-    """Distance correlation of two representations (Székely et al. 2007).
+    """Squared distance correlation dCor² of two representations (Székely et al. 2007).
 
     Parameters
     ----------
@@ -494,15 +508,17 @@ def dcor(
     Returns
     -------
     Result
-        ``value``: dCor (biased) or the bias-corrected dCor² (unbiased);
-        terms ``dcov2_xy``, ``dvar2_x``, ``dvar2_y`` (squared, of the chosen
-        estimator); ``stderr`` for block (jackknife over blocks) and
+        ``value``: dCor² = dCov²(x, y)/√(dCov²(x, x)·dCov²(y, y)) of the chosen
+        estimator (the V-statistic's for biased, the bias-corrected one for
+        unbiased; an estimate can be negative near independence, flagged
+        ``"negative_unbiased_estimate"``); terms ``dcov2_xy``, ``dvar2_x``,
+        ``dvar2_y``; ``stderr`` of dCor² for block (jackknife over blocks) and
         projection (jackknife over directions); ``None`` when exact.
 
     Raises
     ------
     DegenerateInputError
-        x or y constant (or, unbiased, with all rows equidistant): dCor is 0/0;
+        x or y constant (or, unbiased, with all rows equidistant): dCor² is 0/0;
         an estimated self-term ≤ 0 (block/projection).
     InvalidInputError, NonFiniteError, PairingError
         Mismatched n, n < 4 (unbiased) or < 2, NaN/Inf (the message names the
@@ -536,18 +552,10 @@ def dcor(
         )
 
     def f(cxy: float, vx: float, vy: float) -> float:
-        r2 = cxy / math.sqrt(vx * vy)
-        return math.sqrt(r2) if estimator == "biased" else r2
+        return float(cxy / math.sqrt(vx * vy))
 
-    if estimator == "biased" and terms.cxy < 0:
-        raise DegenerateInputError(
-            f"the biased distance correlation √(dCor²) is undefined here: the {name} estimate of dCor² is negative "
-            f"({terms.cxy / math.sqrt(terms.vx * terms.vy):.3g}; x and y nearly independent). Use estimator='unbiased', "
-            "which reports the signed dCor².",
-            reason="negative_dcor2",
-        )
     value = f(terms.cxy, terms.vx, terms.vy)
-    stderr = None if terms.replicates is None else _jackknife(terms.replicates, lambda c, a, b: f(c, a, b) if a > 0 and b > 0 and (c >= 0 or estimator == "unbiased") else float("nan"))
+    stderr = None if terms.replicates is None else _jackknife(terms.replicates, lambda c, a, b: f(c, a, b) if a > 0 and b > 0 else float("nan"))
     if stderr is not None and not math.isfinite(stderr):
         stderr = None
         params["stderr"] = "unavailable: a leave-one-out replicate is undefined (self-term <= 0)"
@@ -573,6 +581,7 @@ def dcov(
     *,
     estimator: Literal["unbiased", "biased"] = "unbiased",
     method: Literal["auto", "exact", "block", "projection"] = "auto",
+    block_rows: int | None = None,
     block_size: int | None = None,
     n_projections: int | None = None,
     seed: int = 0,
@@ -581,7 +590,7 @@ def dcov(
     num_workers: int | None = None,
     memory_per_worker: int | None = None,
 ) -> Result:
-    """Distance covariance of two representations.
+    """Squared distance covariance dCov² of two representations.
 
     Parameters
     ----------
@@ -591,9 +600,10 @@ def dcov(
     Returns
     -------
     Result
-        ``value``: dCov (biased, as ``dcor.distance_covariance``: the square
-        root of the V-statistic) or the bias-corrected dCov² (unbiased, as
-        ``dcor.u_distance_covariance_sqr``; can be negative); terms ``dcov2_xy``,
+        ``value``: dCov², the V-statistic (biased, as
+        ``dcor.distance_covariance_sqr``) or the bias-corrected one (unbiased,
+        as ``dcor.u_distance_covariance_sqr``; can be negative, flagged
+        ``"negative_unbiased_estimate"``, as can a block estimate); terms ``dcov2_xy``,
         ``dvar2_x``, ``dvar2_y``.  A constant x or y gives exactly 0 with the
         flag ``"x_constant"`` / ``"y_constant"`` (``"x_zero_dvar"`` when dVar²(x) is 0 only up to
         rounding, e.g. equidistant rows with the unbiased estimator).
@@ -607,25 +617,15 @@ def dcov(
     --------
     >>> import numpy as np, bigalign
     >>> x = np.array([[0.0], [1.0], [2.0], [3.0]])
-    >>> round(bigalign.dcov(x, x, estimator="biased").value ** 2, 12)   # dVar²ₙ = Σ Aᵢⱼ² / n² = 13/16
+    >>> round(bigalign.dcov(x, x, estimator="biased").value, 12)   # dVar²ₙ = Σ Aᵢⱼ² / n² = 13/16
     0.8125
     """
     terms, name, params = _compute("dcov", x, y, locals())
     flags = _flags(terms)
-    if estimator == "biased":
-        if terms.cxy < 0:
-            if terms.replicates is None:  # a V-statistic is ≥ 0: only rounding can make it negative
-                raise AssertionError(f"internal error: biased dCov² = {terms.cxy!r} < 0")
-            raise DegenerateInputError(
-                f"the biased distance covariance √(dCov²) is undefined here: the {name} estimate of dCov² is "
-                f"{terms.cxy:.3g} < 0 (x and y nearly independent). Use estimator='unbiased'.",
-                reason="negative_dcov2",
-            )
-        value = math.sqrt(terms.cxy)
-        f = lambda c, a, b: math.sqrt(c) if c >= 0 else float("nan")  # noqa: E731
-    else:
-        value = terms.cxy
-        f = lambda c, a, b: c  # noqa: E731
+    if estimator == "biased" and terms.cxy < 0 and terms.replicates is None:
+        raise AssertionError(f"internal error: biased dCov² = {terms.cxy!r} < 0")  # a V-statistic is ≥ 0
+    value = float(terms.cxy)
+    f = lambda c, a, b: c  # noqa: E731
     stderr = None if terms.replicates is None else _jackknife(terms.replicates, f)
     if stderr is not None and not math.isfinite(stderr):
         stderr = None

@@ -201,7 +201,7 @@ def partial_dcor(
     paired_n(x, z)
     kw = dict(method=method, seed=seed, scheduler=scheduler, client=client, num_workers=num_workers, memory_per_worker=memory_per_worker)
     if block_rows is not None:
-        kw["block_size"] = block_rows
+        kw["block_rows"] = block_rows
     rs = {}
     params: dict[str, Any] = {}
     for key, a, b in (("r_xy", x, y), ("r_xz", x, z), ("r_yz", y, z)):

@@ -271,7 +271,7 @@ def dcor_statistic(x: np.ndarray, y: np.ndarray, estimator: str, tile: int, test
             if not v > 0:
                 raise DegenerateInputError(
                     f"distance correlation is undefined: dCov²({nm}, {nm}) = {v:.3g} is not positive (a constant "
-                    "representation, or equidistant rows), so dCor is 0/0.",
+                    "representation, or equidistant rows), so dCor² is 0/0.",
                     reason=f"{nm}_zero_dvar",
                 )
 
@@ -280,8 +280,7 @@ def dcor_statistic(x: np.ndarray, y: np.ndarray, estimator: str, tile: int, test
         c = np.array([dcov_terms_from_sums(n, float(sab[k]), r, s[perms[k]], estimator) for k in range(perms.shape[0])])
         if test:  # dcor.independence.distance_covariance_test: n·dCov²_V
             return n * c
-        r2 = c / math.sqrt(vx * vy)
-        return np.sqrt(np.maximum(r2, 0.0)) if estimator == "biased" else r2
+        return c / math.sqrt(vx * vy)  # dCor² (as bigalign.dcor), biased or bias-corrected
 
     return stat
 
