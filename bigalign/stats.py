@@ -82,7 +82,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
-from numba import njit
 
 from ._checks import check_applies, raise_nonfinite
 from .engine import prepare, requested_budget, run, run_pairs
@@ -97,6 +96,7 @@ from .features import (
     median_bandwidth,
     sample_rows,
 )
+from ._numba.permute import permuted_traces
 from .gram import blas_threads_for, centre_gram, gram, read_all
 from .io import Representation
 from .metrics._common import feature_engine_kwargs
@@ -248,39 +248,6 @@ def _gamma_null(n: int, t_obs: float, a: _SideStats, b: _SideStats) -> tuple[flo
 # --------------------------------------------------------------------------- #
 # permutations
 # --------------------------------------------------------------------------- #
-
-@njit(cache=True, nogil=True)
-def permuted_traces(a, b, perms, out):  # pragma: no cover - compiled (lazily, at the first call)
-    """out[k] = Σᵢⱼ a[i, j]·b[p[i], p[j]] with p = perms[k]; a, b symmetric float64, C-contiguous."""
-    n = a.shape[0]
-    for k in range(perms.shape[0]):
-        p = perms[k]
-        s = 0.0
-        for i in range(n):
-            ai = a[i]
-            bi = b[p[i]]
-            t0 = 0.0
-            t1 = 0.0
-            t2 = 0.0
-            t3 = 0.0
-            j = i + 1
-            while j + 3 < n:  # four accumulators: no chain of dependent adds
-                t0 += ai[j] * bi[p[j]]
-                t1 += ai[j + 1] * bi[p[j + 1]]
-                t2 += ai[j + 2] * bi[p[j + 2]]
-                t3 += ai[j + 3] * bi[p[j + 3]]
-                j += 4
-            while j < n:
-                t0 += ai[j] * bi[p[j]]
-                j += 1
-            s += 2.0 * ((t0 + t1) + (t2 + t3)) + ai[i] * bi[p[i]]
-        out[k] = s
-
-
-def permuted_traces_numpy(a: np.ndarray, b: np.ndarray, perms: np.ndarray) -> np.ndarray:
-    """The numpy twin of the permutation loop: Σᵢⱼ a[i, j]·b[p[i], p[j]] for each row p of ``perms``."""
-    return np.array([float(np.sum(a * b[np.ix_(p, p)])) for p in perms])
-
 
 def _gram_batch(kc: np.ndarray, lc: np.ndarray, workers: int) -> Callable[[np.ndarray], np.ndarray]:
     kern = permuted_traces

@@ -46,11 +46,11 @@ import numpy as np
 
 from .._checks import finite_float64
 from .._numba.dcov import DISTANCE_CODES
+from .._numba.permute import permuted_traces
 from .._numba.topk import overlap_counts
 from ..engine import prepare
 from ..errors import DegenerateInputError, InvalidInputError
 from ..result import Result
-from ..stats import permuted_traces
 from ._common import check_choice
 from .dcor import dcov_terms_from_sums
 from .neighbors import _check_k, search
