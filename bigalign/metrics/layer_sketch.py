@@ -723,10 +723,11 @@ def cka_matrix_sketched(
 # cost model and the auto rule
 # --------------------------------------------------------------------------- #
 
-#: calibrated on the 2-core development machine (benchmarks/bench_layer_matrix_wide.py): sustained
-#: rates of the two roads' block products, float64 exact moments vs float32 projections
-EXACT_FLOPS_PER_S = 25e9
-SKETCH_FLOPS_PER_S = 60e9
+#: calibrated on a 2-core development machine (benchmarks/bench_layer_matrix_wide.py, d = 1,024,
+#: L = 33, bfloat16): flops per CPU-second of each road (exact float64 moments: 33e9; projected
+#: float32 road, data conversion included: 18.5e9) times the 2 cores
+EXACT_FLOPS_PER_S = 66e9
+SKETCH_FLOPS_PER_S = 37e9
 #: compare_layers(method="auto") switches to the projected road above this predicted exact time
 AUTO_EXACT_SECONDS = 600.0
 
