@@ -170,6 +170,7 @@ def main() -> None:
     ap.add_argument("--state-memory", type=int, default=4 * 2**30)
     ap.add_argument("--tag", default="")
     ap.add_argument("--road-only", action="store_true", help="wide part: time the projected road only (no exact cells)")
+    ap.add_argument("--reuse-road", default=None, help="JSON of an earlier run of the same model: check its road's cells")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -184,7 +185,7 @@ def main() -> None:
     argv = [a for a in sys.argv[1:]]
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     load = os.getloadavg()
-    fast = _child("sketch", argv)
+    fast = json.loads(Path(args.reuse_road).read_text())["sketch"] if args.reuse_road else _child("sketch", argv)
     vals = np.array(fast["values"])
     se = np.array(fast["stderr"])
     lo, hi = np.array(fast["lower"]), np.array(fast["upper"])
