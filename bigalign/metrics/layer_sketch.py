@@ -59,6 +59,7 @@ then exact to rounding).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -67,7 +68,7 @@ from dask.sizeof import sizeof
 from threadpoolctl import threadpool_limits
 
 from .._checks import raise_nonfinite
-from ..engine import run
+from ..engine import run, task_budget
 from ..errors import DegenerateInputError, InvalidInputError
 from ..io import ActivationStore, Representation, as_representation, check_pairing, open_activations
 from ..result import Result
@@ -428,6 +429,24 @@ def _one_blas_thread() -> Any:
     return threadpool_limits(limits=1, user_api="blas")
 
 
+def _block_rows(reps: Sequence[Representation], projected_width: int, memory_per_worker: int | None) -> int:
+    """Rows per block for this road's own memory: the raw blocks of every layer, one layer in the compute
+    dtype at a time, and the projections — far less per row than the exact moments' float64 copies.
+
+    Blocks are whole stored chunks when one chunk costs at most 4× the budget (re-reading a chunk per
+    sub-block costs more than the memory: dask-generated or compressed inputs are recomputed).
+    """
+    n = reps[0].n
+    budget = task_budget(os.cpu_count() or 1, memory_per_worker)
+    # raw blocks of all layers; one layer converted and centred at a time; the projections and their concatenation
+    row_bytes = sum(r.d * r.dtype.itemsize for r in reps) + 3 * 8 * max(r.d for r in reps) + 2 * 8 * projected_width
+    rows = max(64, budget // max(1, row_bytes))
+    native = max((r.native_rows for r in reps if r.native_rows), default=None)
+    if native and native <= 4 * rows:
+        rows = native * max(1, rows // native)
+    return int(min(rows, n))
+
+
 def _rng(seed: int, purpose: int, key: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), 0x1A7E5, int(purpose), int(key)])
 
@@ -466,6 +485,10 @@ def sketched_cka_cells(
     L = len(reps)
     full = [r.d <= rank for r in reps]
     widths = [0 if f else rank for f in full]
+    if ekw.get("block_size") is None:
+        width = sum(r.d if f else rank + n_probes for r, f in zip(reps, full))
+        ekw["block_size"] = _block_rows(reps, width, ekw.pop("memory_per_worker", None))
+    ekw.pop("memory_per_worker", None)
 
     # subspace passes (a layer that keeps all coordinates only needs its mean)
     shifts = tuple(_shift(r, dtype) for r in reps)
@@ -723,10 +746,11 @@ def cka_matrix_sketched(
 # cost model and the auto rule
 # --------------------------------------------------------------------------- #
 
-#: calibrated on the 2-core development machine (benchmarks/bench_layer_matrix_wide.py): sustained
-#: rates of the two roads' block products, float64 exact moments vs float32 projections
-EXACT_FLOPS_PER_S = 25e9
-SKETCH_FLOPS_PER_S = 60e9
+#: calibrated on a 2-core development machine (benchmarks/bench_layer_matrix_wide.py, d = 1,024,
+#: L = 33, bfloat16): flops per CPU-second of each road (exact float64 moments: 33e9; projected
+#: float32 road, data conversion included: 18.5e9) times the 2 cores
+EXACT_FLOPS_PER_S = 66e9
+SKETCH_FLOPS_PER_S = 37e9
 #: compare_layers(method="auto") switches to the projected road above this predicted exact time
 AUTO_EXACT_SECONDS = 600.0
 
