@@ -79,6 +79,9 @@ _LAZY: dict[str, str] = {
     "partial_dcor": ".metrics.energy",
     "energy_distance": ".metrics.energy",
     "PermutationResult": ".metrics.permutation",
+    "cka_matrix_sketched": ".metrics.layer_sketch",
+    "SketchedCKAMatrix": ".metrics.layer_sketch",
+    "SketchedResult": ".metrics.layer_sketch",
     "permutation_test": ".metrics.permutation",
     "KareResult": ".metrics.spectral",
     "SpectralAlignmentResult": ".metrics.spectral",
@@ -189,6 +192,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from .metrics.neighbors import IntervalResult, KnnSweep, cycle_knn, edit_distance_knn, knn_sweep, lcs_knn
     from .metrics.mmd import MMDTestResult, mmd, mmd_test
     from .metrics.permutation import PermutationResult, permutation_test
+    from .metrics.layer_sketch import SketchedCKAMatrix, SketchedResult, cka_matrix_sketched
     from .metrics.procrustes import procrustes
     from .metrics.spectral import KareResult, SpectralAlignmentResult, SpectrumResult, TaskAlignmentResult
     from .report import write_report

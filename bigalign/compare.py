@@ -16,12 +16,13 @@ from .errors import DegenerateInputError, InvalidInputError
 from .io import ActivationStore, open_activations
 from .features import KERNELS
 from .metrics._common import ESTIMATORS, check_choice, check_unbiased_n, engine_parameters
-from .metrics._kernel_nonlinear import METHODS
+from .metrics._kernel_nonlinear import EXACT_MAX_N, METHODS
 from .metrics.distance import distance_alignment_from_moments
 from .metrics import coco, cknna, cycle_knn, dcor, dcov, edit_distance_knn, kcc, kmi, lcs_knn, mutual_knn, rsa
 from .metrics import neighbors as _nb
 from .metrics.independence import coco_from_moments, kcc_from_moments, kmi_from_moments
-from .metrics.kernel import cka_from_moments, hsic_from_moments, ka_from_moments
+from .metrics.kernel import cka, cka_from_moments, hsic, hsic_from_moments, ka_from_moments, kernel_alignment
+from .metrics.layer_sketch import SKETCH_OPTIONS, choose_layer_road, sketched_cka_cells
 from .metrics.mmd import mmd
 from .metrics.cca import pwcca_from_moments, svcca_from_moments
 from .metrics.procrustes import procrustes_angular_from_moments, procrustes_distance_from_moments
@@ -70,8 +71,15 @@ PAIR_METRICS: dict[str, Callable[..., Any]] = {
 #: every metric compare_layers (and ``bigalign compare --metric``) accepts
 METRICS: tuple[str, ...] = tuple(LINEAR_METRICS) + tuple(m for m in PAIR_METRICS if m not in LINEAR_METRICS)
 
-#: keyword arguments each moment metric accepts through ``metric_options``
-_MOMENT_OPTIONS: dict[str, tuple[str, ...]] = {"kcc": ("ridge",), "kmi": ("ridge",)}
+#: keyword arguments each moment metric accepts through ``metric_options`` (linear CKA's are the
+#: projected road's sizes, used when that road runs)
+_MOMENT_OPTIONS: dict[str, tuple[str, ...]] = {"kcc": ("ridge",), "kmi": ("ridge",), "cka": SKETCH_OPTIONS}
+
+#: the kernel metrics whose block road, and whose cost-model ``auto`` beyond the range of the shared
+#: exact tiles (n > EXACT_MAX_N), run as one call of the public function per pair of layers
+_KERNEL_FUNCTIONS: dict[str, Callable[..., Result]] = {"cka": cka, "hsic": hsic, "kernel_alignment": kernel_alignment}
+#: their options through ``metric_options`` on that road
+_KERNEL_ROAD_OPTIONS = ("target_stderr", "block_rows")
 
 DEFAULT_STATE_MEMORY = 1 * 2**30
 
@@ -319,10 +327,20 @@ def compare_layers(
     bandwidth : "median" or float
         For rbf/laplacian: the median heuristic per layer (on one seeded
         subsample of rows shared by all layers) or one σ for every layer.
-    method : {"auto", "exact", "rff", "orf", "nystroem"}
-        As for :func:`bigalign.cka`.  Feature maps are drawn once per layer
-        and every layer is mapped once per pass; ``"exact"`` runs the O(n²)
-        tiles once per pair of layers.
+    method : {"auto", "exact", "block", "rff", "orf", "nystroem", "sketch"}
+        Non-linear kernels: as for :func:`bigalign.cka`.  Feature maps are
+        drawn once per layer and every layer is mapped once per pass;
+        ``"exact"`` runs the O(n²) tiles once per pair of layers with each
+        layer's bandwidth computed once; ``"block"``, and ``"auto"`` beyond
+        n = 20,000 rows, call the metric's function once per pair (its cost
+        model picks exact tiles or the block road for ``target_stderr``,
+        passed with ``block_rows`` through ``metric_options``).  Linear CKA:
+        ``"sketch"`` is the projected road of wide many-layer models (each
+        cell with a standard error and certified bounds; sizes ``rank``,
+        ``n_probes``, ``n_power_iter`` through ``metric_options``), and
+        ``"auto"`` takes it only when the exact matrix is predicted to take
+        over 10 minutes and the projected road to be at least 4× faster
+        (``plan["reason"]`` says which and why).
     n_features, seed
         As for :func:`bigalign.cka`.
     metric_options : mapping, optional
@@ -362,12 +380,13 @@ def compare_layers(
     if per_pair:
         pair_kw = _pair_kwargs(metric, estimator, kernel, bandwidth, method, n_features, seed, options)
     else:
-        check_choice("compare_layers", "method", method, METHODS)
-        unknown = sorted(set(options) - set(_MOMENT_OPTIONS.get(metric, ())))
+        check_choice("compare_layers", "method", method, METHODS + ("sketch",))
+        accepted = _KERNEL_ROAD_OPTIONS if kernel != "linear" and metric in _KERNEL_FUNCTIONS else _MOMENT_OPTIONS.get(metric, ())
+        unknown = sorted(set(options) - set(accepted))
         if unknown:
             raise InvalidInputError(
                 f"metric_options {unknown} are not options of {metric!r} in compare_layers; it accepts "
-                f"{list(_MOMENT_OPTIONS.get(metric, ())) or 'none'}. Remove them."
+                f"{list(accepted) or 'none'}. Remove them."
             )
     if kernel != "linear" and metric in ("distance_alignment", "gaussian_mi", "gaussian_w2"):
         raise InvalidInputError(
@@ -375,9 +394,19 @@ def compare_layers(
             "kernel must be 'linear' for it. Use metric='cka', 'hsic', 'kernel_alignment', 'coco', 'kcc' or 'kmi' "
             "with a non-linear kernel."
         )
-    if kernel == "linear" and not per_pair and method not in ("auto", "exact"):
+    if method == "sketch" and (kernel != "linear" or metric != "cka"):
+        raise InvalidInputError(
+            f"method='sketch' (projected cross-moments) is a road of linear CKA layer matrices; got metric={metric!r}, "
+            f"kernel={kernel!r}. Use metric='cka' with kernel='linear', or method='auto'."
+        )
+    if kernel == "linear" and not per_pair and method not in ("auto", "exact", "sketch"):
         raise InvalidInputError(
             f"method={method!r} approximates non-linear kernels; linear metrics are exact at any n. Use method='auto'."
+        )
+    if metric == "cka" and kernel == "linear" and method == "exact" and options:
+        raise InvalidInputError(
+            f"metric_options {sorted(options)} size the projected road (method='sketch' or 'auto'); with method='exact' "
+            "they do not apply. Remove them."
         )
     la, lb, reps, labels, ia, ib = layer_inputs(a, b, layers_a, layers_b)
     n = reps[0].n
@@ -401,6 +430,42 @@ def compare_layers(
         else:
             why = "nothing depends on one layer only on this road: each pair is its own call"
         values = _pair_cells(metric, reps, wanted, kw)
+        return _matrix(metric, la, lb, ia, ib, values, len(wanted), n, estimator, {"road": "per pair", "per_layer": why})
+    if metric == "cka" and kernel == "linear" and method in ("auto", "sketch"):
+        sketch = {k: options.pop(k) for k in SKETCH_OPTIONS if k in options}
+        if method == "sketch":
+            road, reason = "sketch", "method='sketch'"
+        else:
+            road, reason = choose_layer_road(n, widths, wanted, **sketch)
+        if road == "sketch":
+            values, n_passes, info = sketched_cka_cells(
+                reps, wanted, estimator=estimator, seed=seed, method_reason=reason,
+                engine_kw={**{k: v for k, v in ekw.items() if v is not None}, "memory_per_worker": memory_per_worker}, **sketch,
+            )  # fmt: skip
+            plan = {"road": "sketch", "reason": reason, "per_layer": "a principal subspace and probes of the rest per layer "
+                    "(one sketch pass, power passes), then one projection pass shared by all pairs", "reads_per_layer": n_passes}  # fmt: skip
+            return _matrix(metric, la, lb, ia, ib, values, n_passes, n, estimator, plan)
+        auto_reason = reason
+    else:
+        auto_reason = None
+    if kernel != "linear" and metric in _KERNEL_FUNCTIONS and (method == "block" or (method == "auto" and n > EXACT_MAX_N)):
+        kw = {"kernel": kernel, "bandwidth": bandwidth, "method": method, "seed": seed, **options,
+              **({"estimator": estimator} if metric != "kernel_alignment" else {}),
+              **{k: v for k, v in ekw.items() if v is not None},
+              **({"memory_per_worker": memory_per_worker} if memory_per_worker is not None else {})}  # fmt: skip
+        if n_features is not None:
+            kw["n_features"] = n_features  # an error on these roads, said by the function itself
+        fn = _KERNEL_FUNCTIONS[metric]
+        values = {}
+        for i, j in wanted:
+            try:
+                res = values[(i, j)] = fn(reps[i], reps[j], **kw)
+                if i != j:
+                    values[(j, i)] = mirror(res)  # symmetric, and the rows of the blocks do not depend on the side
+            except DegenerateInputError as exc:
+                values[(i, j)] = values[(j, i)] = exc
+        why = ("the block road reads each pair's rows in its own random blocks" if method == "block" else
+               f"beyond n = {EXACT_MAX_N} each pair's auto picks exact tiles or the block road for target_stderr")  # fmt: skip
         return _matrix(metric, la, lb, ia, ib, values, len(wanted), n, estimator, {"road": "per pair", "per_layer": why})
     if kernel != "linear":
         values, n_passes, plan = _nonlinear_cells(
@@ -439,7 +504,7 @@ def compare_layers(
                 values[(i, j)] = values[(j, i)] = exc
 
     plan = {"road": "moments", "per_layer": "each layer's moments (Σx, XᵀX) accumulated once per pass and shared by all its pairs",
-            "reads_per_layer": len(passes)}  # fmt: skip
+            "reads_per_layer": len(passes), **({"reason": auto_reason} if auto_reason else {})}  # fmt: skip
     return _matrix(metric, la, lb, ia, ib, values, len(passes), n, estimator, plan)
 
 

@@ -216,3 +216,73 @@ def test_gaussian_mi_of_a_layer_with_itself_is_undefined_not_inf(stores):
     m = bigalign.compare_layers(a, None, metric="gaussian_mi", layers_a=["l1"], layers_b=["l1", "l3"])
     assert m.results[0][0] is None and "canonical correlation is 1" in m.undefined[(0, 0)]
     assert np.isfinite(m.values[0, 1])
+
+
+# -- roads chosen per matrix: the projected road of wide linear CKA, the kernel block road --------------
+
+
+def _wide_layers(n=300, widths=(40, 48, 56), seed=5):
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n, 6))
+    return {f"w{k}": base @ rng.normal(size=(6, d)) + 0.3 * rng.normal(size=(n, d)) for k, d in enumerate(widths)}
+
+
+def test_sketch_road_cells_equal_the_sketched_matrix_and_bound_the_exact_value():
+    from bigalign.metrics.layer_sketch import cka_matrix_sketched
+
+    layers = _wide_layers()
+    m = bigalign.compare_layers(layers, metric="cka", method="sketch", metric_options={"rank": 8, "n_probes": 8})
+    ref = cka_matrix_sketched(layers, rank=8, n_probes=8)
+    exact = bigalign.compare_layers(layers, metric="cka", method="exact")
+    assert m.plan["road"] == "sketch"
+    np.testing.assert_allclose(m.values, ref.values, rtol=1e-12)
+    for i in range(3):
+        for j in range(3):
+            cell = m.results[i][j]
+            lo, hi = cell.bounds
+            # certified interval: the exact value on the same rows lies inside it (rounding aside)
+            assert lo - 1e-12 <= exact.values[i, j] <= hi + 1e-12, (i, j)
+
+
+def test_auto_keeps_the_exact_moment_road_when_it_is_cheap_and_says_why():
+    layers = _wide_layers()
+    m = bigalign.compare_layers(layers, metric="cka")
+    assert m.plan["road"] == "moments" and "predicted" in m.plan["reason"]
+    assert m["w0", "w1"].value == pytest.approx(bigalign.cka(layers["w0"], layers["w1"]).value, rel=1e-10)
+
+
+def test_sketch_options_are_refused_where_they_do_not_apply():
+    layers = _wide_layers()
+    with pytest.raises(bigalign.InvalidInputError, match="do not apply"):
+        bigalign.compare_layers(layers, metric="cka", method="exact", metric_options={"rank": 8})
+    with pytest.raises(bigalign.InvalidInputError, match="sketch"):
+        bigalign.compare_layers(layers, metric="hsic", method="sketch")
+
+
+def test_kernel_block_road_cells_equal_the_single_pair_calls():
+    layers = _wide_layers(n=400, widths=(5, 6, 7))
+    opts = {"block_rows": 50}
+    m = bigalign.compare_layers(layers, metric="cka", kernel="rbf", method="block", metric_options=opts)
+    assert m.plan["road"] == "per pair"
+    names = list(layers)
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            ref = bigalign.cka(layers[a], layers[b], kernel="rbf", method="block", **opts)
+            cell = m.results[i][j]
+            assert cell.value == pytest.approx(ref.value, rel=1e-12) and cell.stderr == pytest.approx(ref.stderr, rel=1e-12)
+            assert cell.parameters["bandwidth_x"] == ref.parameters["bandwidth_x"], (a, b)
+
+
+@pytest.mark.slow
+def test_kernel_auto_beyond_the_shared_exact_range_has_no_cliff():
+    """n = 20,001 rows: each pair's auto (exact tiles or the block road for target_stderr), not Nyström."""
+    rng = np.random.default_rng(0)
+    n = 20_001
+    z = rng.normal(size=(n, 3))
+    layers = {"a": z + 0.5 * rng.normal(size=(n, 3)), "b": np.tanh(z) + 0.5 * rng.normal(size=(n, 3))}
+    m = bigalign.compare_layers(layers, metric="cka", kernel="rbf")
+    cell = m["a", "b"]
+    assert cell.method in ("exact-tiles", "block"), cell.method
+    assert cell.method == "exact-tiles" or cell.stderr <= 1e-3  # the default target_stderr
+    single = bigalign.cka(layers["a"], layers["b"], kernel="rbf")
+    assert cell.value == pytest.approx(single.value, rel=1e-12) and cell.method == single.method

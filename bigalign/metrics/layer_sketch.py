@@ -88,6 +88,8 @@ __all__ = [
 METHOD = "sketch"
 DEFAULT_RANK = 128
 DEFAULT_PROBES = 32
+#: the projected road's sizes, as keyword arguments (also through compare_layers' ``metric_options``)
+SKETCH_OPTIONS = ("rank", "n_probes", "n_power_iter")
 #: rows of every layer read once to fix the provisional shift of the sketch passes
 SHIFT_ROWS = 1024
 
