@@ -23,6 +23,13 @@ def check_choice(func: str, param: str, value: Any, choices: tuple[str, ...]) ->
     return value
 
 
+def check_int(func: str, param: str, value: Any, low: int) -> int:
+    """An integer option (not a bool) of at least ``low``, as a Python int; else InvalidInputError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
+        raise InvalidInputError(f"the {param!r} parameter of {func} must be an integer >= {low}; got {value!r} instead.")
+    return int(value)
+
+
 def check_kernel(func: str, kernel: Any) -> None:
     if kernel != "linear":
         raise InvalidInputError(

@@ -54,7 +54,7 @@ from ..errors import DegenerateInputError, InvalidInputError
 from ..io import as_representation, check_pairing
 from ..linalg import Eigen, exact_moments, exact_side, numerical_rank
 from ..result import Result
-from ._common import check_choice, engine_kwargs, engine_parameters, with_engine_doc
+from ._common import check_choice, check_int, engine_kwargs, engine_parameters, with_engine_doc
 from .spectral import EXACT_MAX_D, spectral_alignment
 
 __all__ = ["svcca", "pwcca", "canonical_from_moments", "svcca_from_moments", "pwcca_from_moments"]
@@ -102,12 +102,6 @@ def _check_fraction(func: str, v: Any) -> float:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)) or not (0 < float(v) <= 1):
         raise InvalidInputError(f"the 'variance_fraction' parameter of {func} must be a number in (0, 1]; got {v!r} instead.")
     return float(v)
-
-
-def _check_int(func: str, param: str, v: Any, low: int) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < low:
-        raise InvalidInputError(f"the {param!r} parameter of {func} must be an integer >= {low}; got {v!r} instead.")
-    return int(v)
 
 
 def _flags(rho: np.ndarray, kx: int, ky: int, n: int) -> tuple[str, ...]:
@@ -187,7 +181,7 @@ def svcca(
             f"{func} takes n_components or variance_fraction, not both; got n_components={n_components!r}, "
             f"variance_fraction={variance_fraction!r}. Drop one."
         )
-    k = None if n_components is None else _check_int(func, "n_components", n_components, 1)
+    k = None if n_components is None else check_int(func, "n_components", n_components, 1)
     frac = None if k is not None else _check_fraction(func, DEFAULT_VARIANCE if variance_fraction is None else variance_fraction)
     rx, ry = as_representation(x, "x"), as_representation(y, "y")
     check_pairing([rx, ry])
@@ -206,9 +200,9 @@ def svcca(
                 f"{func} with the randomized road needs n_components=... (d = {dmax}); the variance fraction needs the whole "
                 "spectrum. Pass n_components=50 (say), or method='exact' if the d×d covariance fits in memory."
             )
-        p = _check_int(func, "n_oversamples", 10 if n_oversamples is None else n_oversamples, 0)
-        q = _check_int(func, "n_power_iter", 2 if n_power_iter is None else n_power_iter, 0)
-        seed = _check_int(func, "seed", 0 if seed is None else seed, 0)
+        p = check_int(func, "n_oversamples", 10 if n_oversamples is None else n_oversamples, 0)
+        q = check_int(func, "n_power_iter", 2 if n_power_iter is None else n_power_iter, 0)
+        seed = check_int(func, "seed", 0 if seed is None else seed, 0)
         sa = spectral_alignment(rx, ry, rank=k, method="randomized", n_oversamples=p, n_power_iter=q, seed=seed, **ekw)
         if sa.canonical_correlations is None:  # pragma: no cover - center=True always yields them
             raise AssertionError("internal error: no canonical correlations")

@@ -46,17 +46,11 @@ from ..engine import run_pairs
 from ..errors import DegenerateInputError, InvalidInputError
 from ..io import Representation, as_representation
 from ..result import Result
-from ._common import check_choice, paired_n
+from ._common import check_choice, check_int, paired_n
 from .dcor import DistanceTileStatistic, dcor
 from .permutation import DEFAULT_PERMUTATIONS, DEFAULT_TILE, PermutationResult, dcor_statistic, null_summary, run_null
 
 __all__ = ["dcov_test", "energy_distance", "partial_dcor"]
-
-
-def _int(func: str, param: str, v: Any, low: int) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < low:
-        raise InvalidInputError(f"the {param!r} parameter of {func} must be an integer >= {low}; got {v!r} instead.")
-    return int(v)
 
 
 def dcov_test(
@@ -111,9 +105,9 @@ def dcov_test(
     """
     func = "dcov_test"
     check_choice(func, "null", null, ("permutation",))
-    B = _int(func, "n_permutations", n_permutations, 1)
-    seed = _int(func, "seed", seed, 0)
-    tile = DEFAULT_TILE if block_size is None else _int(func, "block_size", block_size, 1)
+    B = check_int(func, "n_permutations", n_permutations, 1)
+    seed = check_int(func, "seed", seed, 0)
+    tile = DEFAULT_TILE if block_size is None else check_int(func, "block_size", block_size, 1)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise InvalidInputError(f"the 'alpha' parameter of {func} must be in (0, 1); got {alpha!r}.")
     n = paired_n(x, y)
@@ -358,13 +352,13 @@ def energy_distance(
     if chosen == "block":
         if block_size is not None or scheduler is not None or client is not None or num_workers is not None:
             raise InvalidInputError(f"block_size, scheduler, client and num_workers apply to {func}'s exact road only; the method here is 'block'.")
-        rows = DEFAULT_BLOCK_ROWS if block_rows is None else _int(func, "block_rows", block_rows, 2)
+        rows = DEFAULT_BLOCK_ROWS if block_rows is None else check_int(func, "block_rows", block_rows, 2)
         if min(nx, ny) // rows < 2:
             raise InvalidInputError(
                 f"{func} with method='block' needs at least 2 random blocks of block_rows = {rows} rows of each sample for "
                 f"its standard error; got n_x = {nx}, n_y = {ny}. Use a smaller block_rows (<= {min(nx, ny) // 2}) or method='exact'."
             )
-        vals, params = _block_energy(rx, ry, rows, _int(func, "seed", seed, 0))
+        vals, params = _block_energy(rx, ry, rows, check_int(func, "seed", seed, 0))
         k = vals.size
         value = float(vals.mean())
         se = float(vals.std(ddof=1) / np.sqrt(k))  # the jackknife of a mean is its standard error

@@ -72,7 +72,7 @@ from ..engine import run, task_budget
 from ..errors import DegenerateInputError, InvalidInputError
 from ..io import ActivationStore, Representation, as_representation, check_pairing, open_activations
 from ..result import Result
-from ._common import ESTIMATORS, check_choice, check_unbiased_n, engine_parameters
+from ._common import ESTIMATORS, check_choice, check_int, check_unbiased_n, engine_parameters
 
 __all__ = [
     "DEFAULT_PROBES",
@@ -412,12 +412,6 @@ def _ratio_bounds(num: tuple[float, float], da: tuple[float, float], db: tuple[f
 # --------------------------------------------------------------------------- #
 
 
-def _check_int(name: str, v: Any, lo: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise InvalidInputError(f"{name} must be an integer ≥ {lo}; got {v!r}.")
-    return int(v)
-
-
 def _shift(rep: Representation, dtype: np.dtype) -> np.ndarray:
     """Provisional shift for the sketch passes: the float64 mean of the first rows (keeps float32 sums centred)."""
     blk = _as_compute(rep.read(0, min(rep.n, SHIFT_ROWS)), dtype)
@@ -475,10 +469,10 @@ def sketched_cka_cells(
     cell's parameters.
     """
     check_choice("cka_matrix_sketched", "estimator", estimator, ESTIMATORS)
-    rank = _check_int("rank", rank, 1)
-    n_probes = _check_int("n_probes", n_probes, 2)
-    n_power_iter = _check_int("n_power_iter", n_power_iter, 0)
-    seed = _check_int("seed", seed, 0)
+    rank = check_int("cka_matrix_sketched", "rank", rank, 1)
+    n_probes = check_int("cka_matrix_sketched", "n_probes", n_probes, 2)
+    n_power_iter = check_int("cka_matrix_sketched", "n_power_iter", n_power_iter, 0)
+    seed = check_int("cka_matrix_sketched", "seed", seed, 0)
     n = reps[0].n
     check_unbiased_n("cka_matrix_sketched", n, estimator)
     ekw = {k: v for k, v in dict(engine_kw or {}).items() if v is not None}

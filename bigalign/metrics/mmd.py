@@ -119,7 +119,7 @@ from ..features import (
 from ..io import Representation, as_representation
 from ..result import Result, _jsonable
 from ..stats import TestResult
-from ._common import ESTIMATORS, check_choice, engine_kwargs, feature_engine_kwargs, with_engine_doc
+from ._common import ESTIMATORS, check_choice, check_int, engine_kwargs, feature_engine_kwargs, with_engine_doc
 from ._kernel_approx import NYSTROEM_MAX_RESIDUAL, NYSTROEM_STDERR, nystroem_stderr
 from ._kernel_nonlinear import DEFAULT_LANDMARKS, DEFAULT_RANDOM_FEATURES, resolve_method
 
@@ -471,12 +471,6 @@ def _bandwidth(bandwidth: Any, zs: np.ndarray, func: str) -> tuple[float, float 
         return sigma, None
 
 
-def _check_int(func: str, param: str, value: Any, low: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
-        raise InvalidInputError(f"the {param!r} parameter of {func} must be an integer >= {low}; got {value!r} instead.")
-    return int(value)
-
-
 def _estimate(func: str, x: Any, y: Any, **kw: Any) -> _Estimate:
     """The MMD² estimate (and, for the tests, the permuted values or the null weights).
 
@@ -511,9 +505,9 @@ def _estimate_body(
     check_choice(func, "kernel", kernel, KERNELS)
     check_choice(func, "estimator", estimator, ESTIMATORS)
     check_choice(func, "method", method, METHODS)
-    seed = _check_int(func, "seed", seed, 0)
+    seed = check_int(func, "seed", seed, 0)
     if n_features is not None:
-        n_features = _check_int(func, "n_features", n_features, 2)
+        n_features = check_int(func, "n_features", n_features, 2)
     z = pooled(x, y)
     n_x, n = z.n_x, z.n
     n_y = n - n_x
@@ -975,7 +969,7 @@ def mmd_test(
             f"n_permutations={n_permutations!r} does not apply to null='asymptotic' (no permutations are drawn). "
             "Drop n_permutations, or use null='permutation'."
         )
-    n_perm = _check_int(func, "n_permutations", 1000 if n_permutations is None else n_permutations, 1)
+    n_perm = check_int(func, "n_permutations", 1000 if n_permutations is None else n_permutations, 1)
     if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, (int, float, np.integer, np.floating)) or not 0 < alpha < 1:
         raise InvalidInputError(f"the 'alpha' parameter of {func} must be a number in (0, 1); got {alpha!r} instead.")
     rx, ry = as_representation(x, "x"), as_representation(y, "y")

@@ -51,7 +51,7 @@ from .._numba.topk import overlap_counts
 from ..engine import prepare
 from ..errors import DegenerateInputError, InvalidInputError
 from ..result import Result
-from ._common import check_choice
+from ._common import check_choice, check_int
 from .dcor import dcov_terms_from_sums
 from .neighbors import _check_k, search
 from .rsa import tile_distances, row_patterns
@@ -362,12 +362,6 @@ def _knn_stat(x: Any, y: Any, k: int) -> Callable[[np.ndarray], np.ndarray]:
 # ---------------------------------------------------------------------------
 
 
-def _int(param: str, v: Any, low: int) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < low:
-        raise InvalidInputError(f"the {param!r} parameter of permutation_test must be an integer >= {low}; got {v!r} instead.")
-    return int(v)
-
-
 def null_summary(observed: float, null: np.ndarray, tol: float, tie_u: float | None = None) -> dict[str, Any]:
     """p-value, its Monte-Carlo error, the null moments and the calibrated score.
 
@@ -477,9 +471,9 @@ def permutation_test(
     """
     check_choice("permutation_test", "metric", metric, METRICS)
     check_choice("permutation_test", "ties", ties, ("count", "randomize"))
-    B = _int("n_permutations", n_permutations, 1)
-    seed = _int("seed", seed, 0)
-    tile = DEFAULT_TILE if block_size is None else _int("block_size", block_size, 1)
+    B = check_int("permutation_test", "n_permutations", n_permutations, 1)
+    seed = check_int("permutation_test", "seed", seed, 0)
+    tile = DEFAULT_TILE if block_size is None else check_int("permutation_test", "block_size", block_size, 1)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise InvalidInputError(f"the 'alpha' parameter of permutation_test must be in (0, 1); got {alpha!r}.")
     for name, val, allowed in (("estimator", estimator, ("cka", "dcor")), ("distance", distance, ("rsa",)), ("k", k, ("mutual_knn",))):
@@ -492,7 +486,7 @@ def permutation_test(
     n = reps[0].n
     params: dict[str, Any] = {"metric": metric, "n_permutations": B, "seed": seed, "alpha": float(alpha), "block_size": tile, "ties": ties}
     if metric == "mutual_knn":
-        kk = 10 if k is None else _int("k", k, 1)
+        kk = 10 if k is None else check_int("permutation_test", "k", k, 1)
         stat = _knn_stat(reps[0], reps[1], kk)
         params["k"] = kk
         est = "mean_overlap"
