@@ -455,15 +455,7 @@ def compare_layers(
               **({"memory_per_worker": memory_per_worker} if memory_per_worker is not None else {})}  # fmt: skip
         if n_features is not None:
             kw["n_features"] = n_features  # an error on these roads, said by the function itself
-        fn = _KERNEL_FUNCTIONS[metric]
-        values = {}
-        for i, j in wanted:
-            try:
-                res = values[(i, j)] = fn(reps[i], reps[j], **kw)
-                if i != j:
-                    values[(j, i)] = mirror(res)  # symmetric, and the rows of the blocks do not depend on the side
-            except DegenerateInputError as exc:
-                values[(i, j)] = values[(j, i)] = exc
+        values = _pair_cells(metric, reps, wanted, kw, _KERNEL_FUNCTIONS[metric])
         why = ("the block road reads each pair's rows in its own random blocks" if method == "block" else
                f"beyond n = {EXACT_MAX_N} each pair's auto picks exact tiles or the block road for target_stderr")  # fmt: skip
         return _matrix(metric, la, lb, ia, ib, values, len(wanted), n, estimator, {"road": "per pair", "per_layer": why})
@@ -685,9 +677,10 @@ def _pair_kwargs(
     return {**kw, **options}
 
 
-def _pair_cells(metric: str, reps: list, wanted: list[tuple[int, int]], kw: dict[str, Any]) -> dict[tuple[int, int], Any]:
-    """Cells computed by calling the metric's public function once per pair (symmetric: (j, i) = (i, j))."""
-    fn = PAIR_METRICS[metric]
+def _pair_cells(metric: str, reps: list, wanted: list[tuple[int, int]], kw: dict[str, Any],
+                fn: Callable[..., Any] | None = None) -> dict[tuple[int, int], Any]:  # fmt: skip
+    """Cells computed by calling the metric's public function (default ``PAIR_METRICS[metric]``) once per pair."""
+    fn = fn or PAIR_METRICS[metric]
     values: dict[tuple[int, int], Any] = {}
     for i, j in wanted:
         if metric == "mmd" and reps[i].d != reps[j].d:
@@ -717,7 +710,8 @@ _SIDE_PAIRS = ("ranks",)  # parameters holding [x's, y's]
 
 def _mirrors(metric: str, res: Result) -> bool:
     """Whether the (y, x) call is the (x, y) result seen from the other side (else it is computed)."""
-    return metric in SYMMETRIC_PAIR_METRICS and "projection" not in res.method
+    # the kernel metrics' block road draws its row blocks from the seed alone, not per side
+    return (metric in SYMMETRIC_PAIR_METRICS or metric in _KERNEL_FUNCTIONS) and "projection" not in res.method
 
 
 def _swap_key(key: str) -> str:
