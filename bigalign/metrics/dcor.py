@@ -70,6 +70,7 @@ from .._numba.dcov import accumulate_distance_tile, univariate_terms
 from .._numba.tiles import sqdist
 from ..engine import prepare, run, run_pairs
 from ..errors import DegenerateInputError, InvalidInputError
+from ..intervals import jackknife_se
 from ..io import Representation
 from ..result import Result
 from ._common import ESTIMATORS, check_choice, check_unbiased_n, paired_n
@@ -318,8 +319,7 @@ def _jackknife(rep: np.ndarray, f: Any) -> float:
     """Delete-one jackknife standard error of f(mean of the replicate rows)."""
     m = rep.shape[0]
     loo = (rep.sum(axis=0)[None, :] - rep) / (m - 1)
-    vals = np.array([f(*row) for row in loo])
-    return float(math.sqrt((m - 1) / m * np.sum((vals - vals.mean()) ** 2)))
+    return jackknife_se(np.array([f(*row) for row in loo]))
 
 
 # ---------------------------------------------------------------------------

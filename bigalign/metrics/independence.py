@@ -117,6 +117,7 @@ import scipy.linalg as sla
 from .._checks import check_applies
 from ..engine import prepare
 from ..errors import DegenerateInputError, InvalidInputError
+from ..intervals import jackknife_se
 from ..features import BANDWIDTH_SAMPLE, KERNELS, sample_rows
 from ..moments import Moments
 from ..result import Result
@@ -323,12 +324,6 @@ def _cc_replicates_fast(c: Covariances, kx: float, ky: float) -> tuple[np.ndarra
         lam = eigs(op, k=1, which="LM", v0=v0, tol=0, return_eigenvectors=False)
         kcc_r.append(math.sqrt(max(float(lam[0].real), 0.0)))
     return np.array(kcc_r), np.array(kmi_r)
-
-
-def _jackknife(reps: np.ndarray) -> float:
-    """Delete-one-group jackknife standard error (as :func:`bigalign.metrics._kernel_approx.jackknife_stderr`)."""
-    G = reps.size
-    return float(np.sqrt((G - 1) / G * np.sum((reps - reps.mean()) ** 2)))
 
 
 @dataclass
@@ -561,7 +556,7 @@ def _canonical_result_body(func: str, job: _Job, kappa: float) -> Result:
         direct = max(job.cov.sxx.shape[0], job.cov.syy.shape[0]) <= DIRECT_REPLICATES_MAX_D
         kr, mr = (_cc_replicates_direct if direct else _cc_replicates_fast)(job.cov, v.kx, v.ky)
         reps = kr if func == "kcc" else mr
-        stderr = _jackknife(reps)
+        stderr = jackknife_se(reps)
         # Quenouille's jackknife bias correction: ρ(κ) and KMI are non-linear in the (noisy) covariances
         G = reps.size
         value = G * value - (G - 1) * float(reps.mean())
@@ -745,7 +740,7 @@ def coco(
         v = _values(job.cov, None, False)
         stderr = None
         if job.grouped:
-            stderr = _jackknife(_coco_replicates(job.cov))
+            stderr = jackknife_se(_coco_replicates(job.cov))
         elif job.half is not None and job.quarter is not None and job.residuals is not None:
             # COCO = ‖Σ_xy‖₂ is 0 with no landmarks (K̃ = 0, ρ = 1): the zero level anchors the slope
             levels = [v.coco, _top_singular(job.half.sxy)[0], _top_singular(job.quarter.sxy)[0]]

@@ -106,6 +106,7 @@ from .._checks import check_applies, finite_float64
 from .._numba.tiles import KERNEL_CODES, _k, _refined, sqdist
 from ..engine import content_id, rep_token, run, run_pairs
 from ..errors import DegenerateInputError, InvalidInputError
+from ..intervals import jackknife_se
 from ..features import (
     BANDWIDTH_SAMPLE,
     KERNELS,
@@ -591,7 +592,7 @@ def _feature_estimate(
         G = per.size
         value = float(per.sum())
         reps = G / (G - 1) * (value - per)
-        stderr = float(np.sqrt((G - 1) / G * np.sum((reps - reps.mean()) ** 2)))
+        stderr = jackknife_se(reps)
         sums = g.sum(axis=1)
     elif error == "levels":
         # per = MMD² of the nested maps (m, m/2, m/4 landmarks); ρ from their traces; MMD² = 0 without landmarks

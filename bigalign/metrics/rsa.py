@@ -60,6 +60,7 @@ from .._numba.dcov import DISTANCE_CODES, finish_distances, pair_moments
 from .._numba.tiles import sqdist
 from ..engine import prepare, run, run_pairs
 from ..errors import DegenerateInputError, InvalidInputError
+from ..intervals import jackknife_se
 from ..io import Representation
 from ..moments import MomentStatistic, Moments, scale
 from ..result import Result
@@ -474,7 +475,7 @@ def rsa(
         groups = np.arange(m) % JACKKNIFE_GROUPS
         loo = np.array([_correlation(dx[groups != g], dy[groups != g], compare) for g in range(JACKKNIFE_GROUPS)])
         G = JACKKNIFE_GROUPS
-        se = float(math.sqrt((G - 1) / G * np.sum((loo - loo.mean()) ** 2)))
+        se = jackknife_se(loo)
         ci = _fisher_interval(value, se, G - 1)
         params.update(n_pairs=m, seed=int(seed), pair_sampling="uniform over i<j, with replacement", stderr=f"delete-a-group jackknife over {G} groups of pairs", ci=f"95%, Fisher z with Student t ({G - 1} df)")
         return IntervalResult("rsa", value, compare, "sampled-pairs", n, {"n_pairs": float(m)}, params, stderr=se, ci=ci, ci_level=0.95)
