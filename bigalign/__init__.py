@@ -96,7 +96,7 @@ _LAZY: dict[str, str] = {
     "mmd_test": ".metrics.mmd",
     "write_report": ".report",
     "TestResult": ".stats",
-    "hsic_test": ".stats",
+    "hsic_test": ".metrics.hsic_test",
 }
 
 __all__ = sorted(
@@ -196,4 +196,5 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from .metrics.procrustes import procrustes
     from .metrics.spectral import KareResult, SpectralAlignmentResult, SpectrumResult, TaskAlignmentResult
     from .report import write_report
-    from .stats import TestResult, hsic_test
+    from .metrics.hsic_test import hsic_test
+    from .stats import TestResult
