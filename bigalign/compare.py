@@ -11,17 +11,31 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .engine import run
+from .checkpoint import checkpoint as checkpointing
+from .engine import run, task_budget
 from .errors import DegenerateInputError, InvalidInputError
-from .io import ActivationStore, open_activations
-from .features import KERNELS
+from .features import BANDWIDTH_SAMPLE, KERNELS, check_bandwidth, median_bandwidth, sample_rows
+from .io import ActivationStore, as_representation, check_pairing, open_activations
 from .metrics._common import ESTIMATORS, check_choice, check_unbiased_n, engine_parameters
-from .metrics._kernel_nonlinear import EXACT_MAX_N, METHODS
+from .metrics._kernel_nonlinear import (
+    DEFAULT_LANDMARKS,
+    DEFAULT_RANDOM_FEATURES,
+    EXACT_MAX_N,
+    METHODS,
+    bandwidth_ratio,
+    check_n_features,
+    check_seed,
+    exact_job,
+    feature_job,
+    feature_moments,
+    resolve_method,
+    self_job,
+)
 from .metrics.distance import distance_alignment_from_moments
 from .metrics import coco, cknna, cycle_knn, dcor, dcov, edit_distance_knn, kcc, kmi, lcs_knn, mutual_knn, rsa
 from .metrics import neighbors as _nb
 from .metrics.independence import coco_from_moments, kcc_from_moments, kmi_from_moments
-from .metrics.kernel import cka, cka_from_moments, hsic, hsic_from_moments, ka_from_moments, kernel_alignment
+from .metrics.kernel import cka, cka_from_moments, hsic, hsic_from_moments, ka_from_moments, kernel_alignment, nonlinear_result
 from .metrics.layer_sketch import SKETCH_OPTIONS, choose_layer_road, sketched_cka_cells
 from .metrics.mmd import mmd
 from .metrics.cca import pwcca_from_moments, svcca_from_moments
@@ -214,8 +228,6 @@ def layer_inputs(
     b-layers, shared when ``b`` is ``a`` (or None); ``ia[i]``/``ib[j]`` index
     the representation of ``layers_a[i]``/``layers_b[j]``.
     """
-    from .io import as_representation, check_pairing
-
     names_a, arrs_a = _as_store(a, "a")
     same = b is None or b is a
     names_b, arrs_b = (names_a, arrs_a) if same else _as_store(b, "b")
@@ -365,10 +377,7 @@ def compare_layers(
     LayerMatrix
     """
     if checkpoint is not None:
-        from .checkpoint import checkpoint as checkpointing
-
         kw = dict(locals())
-        kw.pop("checkpointing")
         kw["checkpoint"], kw["resume"] = None, False
         with checkpointing(checkpoint, resume=resume):
             return compare_layers(**kw)
@@ -534,21 +543,6 @@ def _nonlinear_cells(
     method: str, n_features: int | None, seed: int, budget: int, ekw: dict[str, Any],
 ) -> tuple[dict[tuple[int, int], Any], int, dict[str, Any]]:  # fmt: skip
     """Cells of a non-linear-kernel layer matrix: one feature pass per group of pairs, or exact tiles per pair."""
-    from .features import BANDWIDTH_SAMPLE, check_bandwidth, median_bandwidth, sample_rows
-    from .metrics._kernel_nonlinear import (
-        DEFAULT_LANDMARKS,
-        DEFAULT_RANDOM_FEATURES,
-        bandwidth_ratio,
-        check_n_features,
-        check_seed,
-        exact_job,
-        feature_job,
-        feature_moments,
-        resolve_method,
-        self_job,
-    )
-    from .metrics.kernel import nonlinear_result
-
     n = reps[0].n
     seed = check_seed(seed)
     check_n_features(n_features)
@@ -757,8 +751,6 @@ def _knn_cells(metric: str, reps: list, cells: list[tuple[int, int]], kw: dict[s
     ``state_memory`` (else ``None``: the caller falls back to one call per pair); layers are
     searched in groups whose lists in flight (``_LIST_COPIES`` copies) and tile blocks fit too.
     """
-    from .engine import task_budget
-
     n = reps[0].n
     k = _nb.check_k("compare_layers", metric, kw.get("k", 10), n)
     if metric == "cknna" and n < 4:

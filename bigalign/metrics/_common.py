@@ -11,6 +11,7 @@ from ..engine import Plan, run, task_budget
 from ..errors import InvalidInputError
 from ..io import as_representation
 from ..moments import Moments, MomentStatistic
+from ..io import check_pairing
 
 ESTIMATORS = ("unbiased", "biased")
 
@@ -63,8 +64,6 @@ def sqnorm(a: np.ndarray) -> float:
 
 def paired_n(x: Any, y: Any) -> int:
     """Number of samples of x and y, without reading them; a mismatch is reported first."""
-    from ..io import check_pairing
-
     rx, ry = as_representation(x, "x"), as_representation(y, "y")
     if rx.n != ry.n:
         check_pairing([rx, ry])  # raises the mismatch error naming both row counts

@@ -41,6 +41,7 @@ from ._blocks import partition, run_blocks
 from ._common import feature_engine_kwargs
 from ._kernel_block import BLOCK_STDERR, MIN_BLOCK, BlockEstimate, KernelBlockTerms, block_estimate, block_stderr
 from ._kernel_exact import KernelTileStatistic, hsic_from_sums
+from ..moments import Cross, Moments
 
 METHODS = ("auto", "exact", "block", "rff", "orf", "nystroem")
 #: ``method="auto"`` computes exact tiles up to this many samples (O(n²·d): about a
@@ -491,20 +492,14 @@ def feature_moments(
 
 def sub_moments(m: Any, i: int, j: int) -> Any:
     """The moments of inputs i and j only, as inputs 0 and 1."""
-    from ..moments import Moments
-
     cross = m.crosses[(i, j)] if (i, j) in m.crosses else None
     if cross is None:
         c = m.crosses[(j, i)]
-        from ..moments import Cross
-
         cross = Cross(M=c.M.T, T=c.T.T, A=c.B, B=c.A)
     return Moments(sides=[m.sides[i], m.sides[j]], crosses={(0, 1): cross})
 
 
 def _self_moments(m: Any, i: int, j: int) -> Any:
-    from ..moments import Cross, Moments
-
     s = m.sides[i]
     return Moments(sides=[s, s], crosses={(0, 1): Cross(M=s.M, T=s.T, A=s.A, B=s.A)})
 

@@ -76,6 +76,7 @@ from ..result import Result
 from ._common import ESTIMATORS, check_choice, check_unbiased_n, paired_n
 from ._kernel_exact import KernelSums, KernelTileStatistic, hsic_from_sums
 from ._blocks import BlockInputs, RandomBlockStatistic, blocks_per_task, partition, run_blocks  # noqa: F401
+from ..engine import _n_workers, resolve_scheduler
 
 __all__ = ["dcor", "dcov", "dcov_terms_from_sums"]
 
@@ -368,8 +369,6 @@ def _compute(func: str, x: Any, y: Any, kw: dict[str, Any]) -> tuple[DcovTerms, 
     reps = prepare([x, y], ["x", "y"])
     chosen, reason = resolve_method(method, n, reps[0].d, reps[1].d)
     ekw = {k: kw[k] for k in ("block_size", "scheduler", "client", "num_workers", "memory_per_worker") if kw[k] is not None}
-    from ..engine import _n_workers, resolve_scheduler
-
     workers = _n_workers(*resolve_scheduler(kw["scheduler"], kw["client"]), kw["num_workers"])
     if n_proj is not None and method != "projection":
         raise InvalidInputError(f"n_projections applies to method='projection' only; got it with method={method!r}.")

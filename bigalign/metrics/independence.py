@@ -124,6 +124,8 @@ from ..result import Result
 from ._common import check_choice, engine_kwargs, engine_parameters, linear_moments, paired_n, with_engine_doc
 from ._kernel_approx import NYSTROEM_MAX_RESIDUAL, NYSTROEM_STDERR, nystroem_stderr, residual_fraction
 from ._kernel_nonlinear import _bandwidths, bandwidth_ratio, feature_moments, resolve_method, sub_moments
+from ..gram import blas_threads_for, centre_gram, gram, read_all
+from ..io import as_representation
 
 __all__ = ["coco", "kcc", "kmi"]
 
@@ -383,15 +385,11 @@ def _pivoted_cholesky_factor(kc: np.ndarray) -> np.ndarray:
 
 
 def _gram_factor(rep: Any, name: str, kernel: str, sigma: float, shift: np.ndarray) -> tuple[np.ndarray, bool]:
-    from ..gram import blas_threads_for
-
     with blas_threads_for(rep.n * rep.n):
         return _gram_factor_body(rep, name, kernel, sigma, shift)
 
 
 def _gram_factor_body(rep: Any, name: str, kernel: str, sigma: float, shift: np.ndarray) -> tuple[np.ndarray, bool]:
-    from ..gram import centre_gram, gram, read_all
-
     xs = read_all(rep, name, shift)
     constant = bool(np.all(xs == xs[0]))
     k = gram(xs, kernel, sigma)
@@ -508,9 +506,6 @@ def _small_blas(x: Any, y: Any, kw: dict[str, Any]) -> Any:
     The size is the number of float64 values the pass and the algebra touch:
     n·(d_x + d_y + 2D) + (2D)², D the feature width (d for linear, n for exact).
     """
-    from ..io import as_representation
-    from ..gram import blas_threads_for
-
     rx, ry = as_representation(x, "x"), as_representation(y, "y")
     n = max(rx.n, ry.n)
     if kw["kernel"] == "linear":

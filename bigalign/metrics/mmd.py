@@ -123,6 +123,8 @@ from ..stats import TestResult
 from ._common import ESTIMATORS, check_choice, check_int, engine_kwargs, feature_engine_kwargs, with_engine_doc
 from ._kernel_approx import NYSTROEM_MAX_RESIDUAL, NYSTROEM_STDERR, nystroem_stderr
 from ._kernel_nonlinear import DEFAULT_LANDMARKS, DEFAULT_RANDOM_FEATURES, resolve_method
+from ..gram import blas_threads_for, gram
+from ..errors import NonFiniteError
 
 __all__ = ["MMDTestResult", "mmd", "mmd_test"]
 
@@ -478,8 +480,6 @@ def _estimate(func: str, x: Any, y: Any, **kw: Any) -> _Estimate:
     Small problems run BLAS on one thread (as :func:`bigalign.stats.hsic_test`: thread
     wake-ups cost more than the products, and on a loaded machine far more).
     """
-    from ..gram import blas_threads_for
-
     rx, ry = as_representation(x, "x"), as_representation(y, "y")
     with blas_threads_for((rx.n + ry.n) * (rx.d + 1 + int(kw.get("n_perm", 0))) + NULL_SAMPLE**2 * bool(kw.get("null"))):
         return _estimate_body(func, x, y, **kw)
@@ -487,8 +487,6 @@ def _estimate(func: str, x: Any, y: Any, **kw: Any) -> _Estimate:
 
 def _sample_named(z: "PooledRepresentation", m: int, seed: int) -> np.ndarray:
     """The seeded pooled subsample; a non-finite value is reported with its input (x or y) and row."""
-    from ..errors import NonFiniteError
-
     try:
         return sample_rows([z], m, seed)[1][0]
     except NonFiniteError:
@@ -660,8 +658,6 @@ def _gram_null_weights(z: PooledRepresentation, kernel: str, sigma: float, shift
     sample s (m_s rows subsampled of n_s), C = Σᵢ wᵢφ̃ᵢφ̃ᵢᵀ has the non-zero
     eigenvalues of W^{1/2} K̃ W^{1/2}, K̃ the kernel matrix centred blockwise.
     """
-    from ..gram import gram
-
     rx, ry = z.parts
     parts, ws, sizes = [], [], []
     for k, rep in enumerate((rx, ry)):

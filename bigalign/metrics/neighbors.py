@@ -70,7 +70,7 @@ from ..engine import prepare, run, run_pairs
 from ..io import Representation
 from ..errors import DegenerateInputError, InvalidInputError, NonFiniteError
 from ..result import Result
-from ._common import with_engine_doc
+from ._common import check_choice, paired_n, with_engine_doc
 
 __all__ = [
     "KNN_METRICS", "IntervalResult", "KnnSweep", "NeighbourLists", "NeighbourTileStatistic", "QueryStatistic", "cknna",
@@ -424,8 +424,6 @@ def check_k(func: str, metric: str, k: Any, n: int) -> int:
 
 
 def _n(x: Any, y: Any) -> int:
-    from ._common import paired_n
-
     return paired_n(x, y)
 
 
@@ -527,8 +525,6 @@ def knn_sweep(
     >>> bigalign.knn_sweep(x, 2 * x, k=[1, 5]).values.tolist()
     [1.0, 1.0]
     """
-    from ._common import check_choice
-
     check_choice("knn_sweep", "metric", metric, KNN_METRICS)
     n = _n(x, y)
     if metric == "cknna" and n < 4:

@@ -63,6 +63,7 @@ from ..linalg import (
 from ..result import Result, ResultProtocol, _freeze, _jsonable
 from ._common import check_choice, engine_parameters
 from ._common import engine_kwargs, with_engine_doc
+from ._common import feature_engine_kwargs
 
 __all__ = [
     "KareResult",
@@ -187,8 +188,6 @@ def _feature_kw(ekw: dict[str, Any], reps: list[Representation], widths: list[in
     out = {k: v for k, v in ekw.items() if v is not None}
     if not mapped:
         return out
-    from ._common import feature_engine_kwargs
-
     return feature_engine_kwargs(out, reps, sum(widths), 0)
 
 

@@ -116,17 +116,9 @@ from ..features import (
 from ..io import Representation, as_representation, check_pairing
 from ..moments import MomentStatistic
 from ._common import engine_parameters, feature_engine_kwargs
-from .stitching import (
-    HOLDOUT,
-    SplitMomentStatistic,
-    Splits,
-    StitchResult,
-    StitchRisks,
-    _direction,
-    _Problem,
-    _targets_input,
-    _targets_rep,
-)
+from ._stitch_data import HOLDOUT, SplitMomentStatistic, Splits, _targets_input, _targets_rep
+from ._stitch_linear import _direction, _Problem
+from ._stitch_results import StitchResult, StitchRisks
 
 __all__ = ["KernelFeatures", "KernelStitch", "MLPStitch", "NonlinearStitchResult", "StitchRisksSE", "stitch_nonlinear"]
 
