@@ -16,7 +16,7 @@ import numpy as np
 from .._checks import raise_nonfinite
 from ..errors import DegenerateInputError, InvalidInputError
 from ..io import Layer, as_representation, check_pairing
-from ..moments import MAX_MAGNITUDE, MIN_MAGNITUDE, Moments, MomentStatistic, merge
+from ..moments import MAX_MAGNITUDE, MIN_MAGNITUDE, MomentStatistic, Moments, merge
 
 METHOD = "exact-streaming"
 KINDS = ("linear", "kernel", "mlp")  # stitch classes of stitch(kind=...); the non-linear ones: stitching_nonlinear.py
