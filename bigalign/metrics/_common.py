@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import invalid_parameter
 from ..engine import Plan, run, task_budget
 from ..errors import InvalidInputError
 from ..io import as_representation
@@ -18,16 +19,14 @@ ESTIMATORS = ("unbiased", "biased")
 
 def check_choice(func: str, param: str, value: Any, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
-        raise InvalidInputError(
-            f"the {param!r} parameter of {func} must be one of {list(choices)}; got {value!r} instead."
-        )
+        raise invalid_parameter(func, param, f"one of {list(choices)}", value)
     return value
 
 
 def check_int(func: str, param: str, value: Any, low: int) -> int:
     """An integer option (not a bool) of at least ``low``, as a Python int; else InvalidInputError."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
-        raise InvalidInputError(f"the {param!r} parameter of {func} must be an integer >= {low}; got {value!r} instead.")
+        raise invalid_parameter(func, param, f"an integer >= {low}", value)
     return int(value)
 
 
