@@ -35,6 +35,7 @@ _LAZY: dict[str, str] = {
     "capture": ".capture",
     "LayerMatrix": ".compare",
     "compare_layers": ".compare",
+    "EngineOptions": ".options",
     "Statistic": ".engine",
     "memory_limit": ".engine",
     "run": ".engine",
@@ -116,7 +117,7 @@ __all__ = sorted(
 #: submodules reachable as attributes (``bigalign.compare.METRICS``) as when they were imported eagerly
 _SUBMODULES = frozenset({
     "capture", "checkpoint", "cli", "compare", "demo", "engine", "errors", "features", "gram", "intervals", "io",
-    "layer_stitching", "linalg", "metrics", "moments", "progress", "report", "result", "stats",
+    "layer_stitching", "linalg", "metrics", "moments", "options", "progress", "report", "result", "stats",
 })  # fmt: skip
 
 
@@ -157,6 +158,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from .capture import capture
     from .compare import LayerMatrix, compare_layers
     from .engine import Statistic, memory_limit, run
+    from .options import EngineOptions
     from .io import ActivationStore, ActivationWriter, Layer, PairingWarning, open_activations
     from .metrics import (
         NonlinearStitchResult,

@@ -7,7 +7,7 @@ import functools
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, Unpack
 
 import numpy as np
 
@@ -43,6 +43,7 @@ from .metrics.procrustes import procrustes_angular_from_moments, procrustes_dist
 from .metrics.spectral import gaussian_mi_from_moments, gaussian_w2_from_moments
 from .moments import MomentStatistic
 from .result import Result, _jsonable
+from .options import EngineKwargs, EngineOptions
 
 __all__ = ["compare_layers", "LayerMatrix", "LINEAR_METRICS", "METRICS", "PAIR_METRICS"]
 
@@ -294,11 +295,7 @@ def compare_layers(
     state_memory: int | None = None,
     checkpoint: str | Path | None = None,
     resume: bool = False,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> LayerMatrix:
     """The layer × layer matrix of a metric between two activation stores.
 
@@ -376,11 +373,13 @@ def compare_layers(
     -------
     LayerMatrix
     """
+    engine_opts = EngineOptions.build("compare_layers", engine)
     if checkpoint is not None:
         kw = dict(locals())
+        del kw["engine_opts"], kw["engine"]
         kw["checkpoint"], kw["resume"] = None, False
         with checkpointing(checkpoint, resume=resume):
-            return compare_layers(**kw)
+            return compare_layers(**kw, **engine_opts.given())
     check_choice("compare_layers", "metric", metric, METRICS)
     check_choice("compare_layers", "estimator", estimator, ESTIMATORS)
     check_choice("compare_layers", "kernel", kernel, KERNELS)
@@ -425,10 +424,8 @@ def compare_layers(
 
     wanted = sorted({(min(i, j), max(i, j)) for i in ia for j in ib})
     budget = int(state_memory or DEFAULT_STATE_MEMORY)
-    ekw = {"block_size": block_size, "scheduler": scheduler, "client": client, "num_workers": num_workers}
     if per_pair:
-        ekw["memory_per_worker"] = memory_per_worker
-        kw = {**pair_kw, **{k: v for k, v in ekw.items() if v is not None}}
+        kw = {**pair_kw, **engine_opts.given()}
         if metric in _nb.KNN_METRICS:
             cells = [(i, j) for i in ia for j in ib]
             out = _knn_cells(metric, reps, cells, kw, budget)
@@ -449,7 +446,7 @@ def compare_layers(
         if road == "sketch":
             values, n_passes, info = sketched_cka_cells(
                 reps, wanted, estimator=estimator, seed=seed, method_reason=reason,
-                engine_kw={**{k: v for k, v in ekw.items() if v is not None}, "memory_per_worker": memory_per_worker}, **sketch,
+                engine_kw={**engine_opts.given(), "memory_per_worker": engine_opts.memory_per_worker}, **sketch,
             )  # fmt: skip
             plan = {"road": "sketch", "reason": reason, "per_layer": "a principal subspace and probes of the rest per layer "
                     "(one sketch pass, power passes), then one projection pass shared by all pairs", "reads_per_layer": n_passes}  # fmt: skip
@@ -460,8 +457,7 @@ def compare_layers(
     if kernel != "linear" and metric in _KERNEL_FUNCTIONS and (method == "block" or (method == "auto" and n > EXACT_MAX_N)):
         kw = {"kernel": kernel, "bandwidth": bandwidth, "method": method, "seed": seed, **options,
               **({"estimator": estimator} if metric != "kernel_alignment" else {}),
-              **{k: v for k, v in ekw.items() if v is not None},
-              **({"memory_per_worker": memory_per_worker} if memory_per_worker is not None else {})}  # fmt: skip
+              **engine_opts.given()}  # fmt: skip
         if n_features is not None:
             kw["n_features"] = n_features  # an error on these roads, said by the function itself
         values = _pair_cells(metric, reps, wanted, kw, _KERNEL_FUNCTIONS[metric])
@@ -471,7 +467,7 @@ def compare_layers(
     if kernel != "linear":
         values, n_passes, plan = _nonlinear_cells(
             reps, wanted, metric, estimator, kernel, bandwidth, method, n_features, seed, budget,
-            {**ekw, "memory_per_worker": memory_per_worker},
+            engine_opts.kwargs(),
         )  # fmt: skip
         return _matrix(metric, la, lb, ia, ib, values, n_passes, n, estimator, plan)
     passes = _plan_passes(wanted, widths, budget)
@@ -485,16 +481,7 @@ def compare_layers(
         local = {g: k for k, g in enumerate(used)}
         pairs = tuple((local[i], local[j]) for i, j in group if i != j)
         stat = MomentStatistic(names=tuple(labels[k] for k in used), pairs=pairs)
-        m, plan = run(
-            stat,
-            [reps[k] for k in used],
-            block_size=block_size,
-            scheduler=scheduler,
-            client=client,
-            num_workers=num_workers,
-            memory_per_worker=memory_per_worker,
-            check_pairing=False,
-        )
+        m, plan = run(stat, [reps[k] for k in used], check_pairing=False, options=engine_opts)
         params = {"kernel": kernel, **engine_parameters(plan), "n_passes": len(passes)}
         for i, j in group:
             try:

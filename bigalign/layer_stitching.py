@@ -28,7 +28,6 @@ from .metrics.stitching import (
     StitchResult,
     _check_options,
     _direction,
-    _engine_kw,
     _no_options_for_linear,
     _Problem,
     _replace,
@@ -37,6 +36,7 @@ from .metrics.stitching import (
     stitch,
 )
 from .moments import MomentStatistic
+from .options import ENGINE_KEYWORDS, EngineOptions
 from .result import Result, _jsonable
 
 __all__ = ["StitchingMatrix", "stitching_matrix"]
@@ -216,11 +216,6 @@ def stitching_matrix(
     cka_estimator: Literal["unbiased", "biased"] = "unbiased",
     kind: Literal["linear", "kernel", "mlp"] = "linear",
     state_memory: int | None = None,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
     **options: Any,
 ) -> StitchingMatrix:
     """Stitching risk and Theorem 1's bound for every layer pair of two stores, beside CKA and KA.
@@ -272,6 +267,8 @@ def stitching_matrix(
     of the accumulated moments fit in ``state_memory``.
     """
     func = "stitching_matrix"
+    # the engine keywords share the ``**`` catch-all with the options of the non-linear kinds
+    engine_opts = EngineOptions.build(func, {k: options.pop(k) for k in ENGINE_KEYWORDS if k in options})
     ridge, intercept, holdout, seed, folds, ridge_grid, split_rows = _check_options(
         func, ridge, intercept, holdout, seed, folds, ridge_grid, split_rows
     )
@@ -296,7 +293,7 @@ def stitching_matrix(
             kind, options, la, lb, reps, ia, ib, targets, n,
             dict(ridge=ridge, intercept=intercept, holdout=holdout, seed=seed, folds=folds, ridge_grid=ridge_grid,
                  split_rows=split_rows, reverse=reverse),
-            cka_estimator, _engine_kw(block_size, scheduler, client, num_workers, memory_per_worker),
+            cka_estimator, engine_opts.kwargs(),
         )  # fmt: skip
 
     n_folds = folds if ridge == "cv" else 1
@@ -305,7 +302,7 @@ def stitching_matrix(
     widths = [r.d for r in reps]
     wanted = sorted({(min(i, j), max(i, j)) for i in ia for j in ib})
     passes = _plan_passes(wanted, widths, budget)
-    ekw = _engine_kw(block_size, scheduler, client, num_workers, memory_per_worker)
+    ekw = engine_opts.kwargs()
     base = {"ridge": ridge, "intercept": intercept, "holdout": holdout, "seed": seed, "folds": n_folds,
             "split_rows": split_rows, "ridge_grid": ridge_grid, "rank_tolerance": "32*d*eps*max_eigenvalue"}  # fmt: skip
     cells: dict[tuple[int, int], StitchResult] = {}

@@ -91,8 +91,8 @@ def with_engine_doc(func: Any) -> Any:
 
 
 def engine_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
-    """The engine options among a façade's arguments."""
-    return {k: kw[k] for k in ("block_size", "scheduler", "client", "num_workers", "memory_per_worker")}
+    """The engine options a façade built (``engine_opts``, an EngineOptions) as keyword arguments."""
+    return kw["engine_opts"].kwargs()
 
 
 def feature_engine_kwargs(ekw: dict[str, Any], reps: list, dfx: int, dfy: int) -> dict[str, Any]:

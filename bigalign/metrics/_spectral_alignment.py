@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Unpack
 
 import numpy as np
 
 from ..io import as_representation, check_pairing
 from ..linalg import applied_cross, exact_moments, exact_side, numerical_rank, randomized_sides
 from ..result import ResultProtocol, _freeze, _jsonable
-from ._common import engine_kwargs, engine_parameters, with_engine_doc
+from ._common import engine_parameters, with_engine_doc
 from ._spectral_common import (
     DEFAULT_OVERSAMPLES,
     DEFAULT_POWER_ITER,
@@ -34,6 +34,7 @@ from ._spectral_common import (
     _readonly,
     _resolve_method,
 )
+from ..options import EngineKwargs, EngineOptions
 
 # --------------------------------------------------------------------------- #
 # spectral alignment
@@ -227,11 +228,7 @@ def spectral_alignment(
     n_oversamples: int = DEFAULT_OVERSAMPLES,
     n_power_iter: int = DEFAULT_POWER_ITER,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> SpectralAlignmentResult:
     """Why x and y align: the spectral form KA = ⟨η̂, (C⊙C) μ̂⟩ and the canonical correlations.
 
@@ -313,6 +310,7 @@ def spectral_alignment(
     >>> abs(float(r.contributions.sum()) - r.value) < 1e-12   # the per-eigenpair terms sum to the value
     True
     """
+    engine_opts = EngineOptions.build("spectral_alignment", engine)
     func = "spectral_alignment"
     center = _check_bool(func, "center", center)
     rank = _check_int(func, "rank", rank, 1, allow_none=True)
@@ -325,7 +323,7 @@ def spectral_alignment(
     dx, dy = rx.d, ry.d
     chosen, reason = _resolve_method(func, method, [dx, dy], rank)
     params: dict[str, Any] = {"method_reason": reason, "seed": seed}
-    ekw = _feature_kw(engine_kwargs(locals()), [rx, ry], [dx, dy], False)
+    ekw = _feature_kw(engine_opts.kwargs(), [rx, ry], [dx, dy], False)
     n = rx.n
     flags: list[str] = []
     if chosen == "exact":

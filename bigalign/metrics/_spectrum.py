@@ -6,7 +6,7 @@ See :mod:`bigalign.metrics.spectral` for the formulas.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Unpack
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from ..errors import InvalidInputError
 from ..io import as_representation
 from ..linalg import exact_moments, exact_side, numerical_rank, randomized_sides
 from ..result import ResultProtocol, _freeze, _jsonable
-from ._common import check_choice, engine_kwargs, engine_parameters, with_engine_doc
+from ._common import check_choice, engine_parameters, with_engine_doc
 from ._spectral_common import (
     DEFAULT_OVERSAMPLES,
     DEFAULT_POWER_ITER,
@@ -31,6 +31,7 @@ from ._spectral_common import (
     _readonly,
     _resolve_method,
 )
+from ..options import EngineKwargs, EngineOptions
 
 # --------------------------------------------------------------------------- #
 # spectrum
@@ -183,11 +184,7 @@ def spectrum(
     bandwidth: Any = "median",
     n_features: int | None = None,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> SpectrumResult:
     """Leading eigenvalues and eigenvectors of a representation's covariance, streamed.
 
@@ -263,6 +260,7 @@ def spectrum(
     >>> round(s.effective_dimension, 6)   # (2 + 0.5)² / (4 + 0.25)
     1.470588
     """
+    engine_opts = EngineOptions.build("spectrum", engine)
     func = "spectrum"
     check_choice(func, "kernel", kernel, SPECTRAL_KERNELS)
     center = _check_bool(func, "center", center)
@@ -287,7 +285,7 @@ def spectrum(
         )
     chosen, reason = _resolve_method(func, method, [D], rank)
     params["method_reason"] = reason
-    ekw = _feature_kw(engine_kwargs(locals()), [rep], [D], fmap is not None)
+    ekw = _feature_kw(engine_opts.kwargs(), [rep], [D], fmap is not None)
     if chosen == "exact":
         m, plan = exact_moments([rep], ["x"], (), [fmap], ekw)
         eig = exact_side(m.sides[0], center)

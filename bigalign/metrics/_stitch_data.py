@@ -251,6 +251,3 @@ def _targets_rep(tin: Any, targets: Any, reps: list) -> Any:
     return rt
 
 
-def _engine_kw(block_size: Any, scheduler: Any, client: Any, num_workers: Any, memory_per_worker: Any) -> dict[str, Any]:
-    return {"block_size": block_size, "scheduler": scheduler, "client": client, "num_workers": num_workers,
-            "memory_per_worker": memory_per_worker}  # fmt: skip

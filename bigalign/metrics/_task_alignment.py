@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Unpack
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from ..errors import DegenerateInputError, InvalidInputError
 from ..io import as_representation, check_pairing
 from ..linalg import exact_moments, exact_side, numerical_rank
 from ..result import ResultProtocol, _freeze, _jsonable
-from ._common import check_choice, engine_kwargs, engine_parameters, with_engine_doc
+from ._common import check_choice, engine_parameters, with_engine_doc
 from ._spectral_common import (
     EXACT_MAX_D,
     SPECTRAL_KERNELS,
@@ -33,6 +33,7 @@ from ._spectral_common import (
     _readonly,
     _targets,
 )
+from ..options import EngineKwargs, EngineOptions
 
 # --------------------------------------------------------------------------- #
 # task alignment and KARE
@@ -204,11 +205,7 @@ def task_alignment(
     bandwidth: Any = "median",
     n_features: int | None = None,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> TaskAlignmentResult:
     """Task alignment: kernel–target alignment and the cumulative power C(m) of the target.
 
@@ -250,13 +247,14 @@ def task_alignment(
     >>> t.cumulative_power.tolist()
     [1.0, 1.0]
     """
+    engine_opts = EngineOptions.build("task_alignment", engine)
     func = "task_alignment"
     center = _check_bool(func, "center", center)
     rank = _check_int(func, "rank", rank, 1, allow_none=True)
     seed = _check_seed(func, seed)
     m, plan, tg, params, D = _task_pass(
         func, x, targets, target_type=target_type, center=center, kernel=kernel, bandwidth=bandwidth,
-        n_features=n_features, seed=seed, ekw_in=engine_kwargs(locals()),
+        n_features=n_features, seed=seed, ekw_in=engine_opts.kwargs(),
     )  # fmt: skip
     ex = exact_side(m.sides[0], center)
     _degenerate(func, ex, "x", center)
@@ -406,11 +404,7 @@ def kare(
     bandwidth: Any = "median",
     n_features: int | None = None,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> KareResult:
     """Kernel alignment risk estimator (Jacot et al. 2020), from D×D algebra on streamed moments.
 
@@ -468,6 +462,7 @@ def kare(
     >>> round(bigalign.kare(x, np.array([1.0, 2.0, 2.0]), ridge=0.1).value, 12)
     3.0
     """
+    engine_opts = EngineOptions.build("kare", engine)
     func = "kare"
     center = _check_bool(func, "center", center)
     seed = _check_seed(func, seed)
@@ -479,7 +474,7 @@ def kare(
         )
     m, plan, tg, params, D = _task_pass(
         func, x, targets, target_type=target_type, center=center, kernel=kernel, bandwidth=bandwidth,
-        n_features=n_features, seed=seed, ekw_in=engine_kwargs(locals()),
+        n_features=n_features, seed=seed, ekw_in=engine_opts.kwargs(),
     )  # fmt: skip
     ex = exact_side(m.sides[0], center)
     et = exact_side(m.sides[1], center)

@@ -79,7 +79,7 @@ Analysis 20 (1995) — the exact permutation moments.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Unpack
 
 import numpy as np
 
@@ -114,6 +114,7 @@ from ..stats import (
 from ._common import feature_engine_kwargs
 from ._kernel_exact import KernelTileStatistic
 from ._kernel_nonlinear import resolve_method
+from ..options import EngineKwargs, EngineOptions
 
 __all__ = ["TestResult", "hsic_test"]
 
@@ -236,11 +237,7 @@ def hsic_test(
     n_features: int | None = None,
     seed: int = 0,
     alpha: float = 0.05,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> TestResult:
     """HSIC test of independence between two paired representations.
 
@@ -384,6 +381,7 @@ def hsic_test(
     >>> r.null["n_at_least"]
     0
     """
+    engine_opts = EngineOptions.build("hsic_test", engine)
     if method in NULLS[1:]:
         raise InvalidInputError(
             f"the 'method' parameter of hsic_test names the estimation road {list(METHODS)}; got {method!r}, a null "
@@ -403,8 +401,6 @@ def hsic_test(
         n_features = _int("n_features", n_features, 2, "an integer >= 2 (or None for the default)")
     if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, (int, float, np.integer, np.floating)) or not 0 < alpha < 1:
         raise InvalidInputError(f"the 'alpha' parameter of hsic_test must be a number in (0, 1); got {alpha!r} instead.")
-    if num_workers is not None:
-        _int("num_workers", num_workers, 1, "a positive integer")
 
     reps = prepare([x, y], ["x", "y"])
     n = reps[0].n
@@ -420,8 +416,8 @@ def hsic_test(
     params: dict[str, Any] = {"kernel": kernel, "seed": seed, "null": chosen, "null_reason": reason}
     if chosen == "permutation":
         params["n_permutations"] = n_perm
-    workers = int(num_workers or os.cpu_count() or 1)
-    ekw = dict(block_size=block_size, scheduler=scheduler, client=client, num_workers=num_workers, memory_per_worker=memory_per_worker)
+    workers = int(engine_opts.num_workers or os.cpu_count() or 1)
+    ekw = engine_opts.kwargs()
 
     if kernel == "linear":
         if method not in ("auto", "exact"):
@@ -447,7 +443,7 @@ def hsic_test(
     params.update(method=method, method_reason=why)
 
     if method == "exact":
-        budget = requested_budget(memory_per_worker)  # None unless memory_per_worker / memory_limit constrain it
+        budget = requested_budget(engine_opts.memory_per_worker)  # None unless memory_per_worker / memory_limit constrain it
         grams = 2 * n * n * 8
         if n <= EXACT_MAX_N and (budget is None or grams <= budget):
             return _gram_test(reps, kernel, (sx, sy), shifts, chosen, n_perm, seed, alpha, workers, params)

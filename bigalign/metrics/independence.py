@@ -109,7 +109,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import numpy as np
 import scipy.linalg as sla
@@ -126,6 +126,7 @@ from ._kernel_approx import NYSTROEM_MAX_RESIDUAL, NYSTROEM_STDERR, nystroem_std
 from ._kernel_nonlinear import _bandwidths, bandwidth_ratio, feature_moments, resolve_method, sub_moments
 from ..gram import blas_threads_for, centre_gram, gram, read_all
 from ..io import as_representation
+from ..options import EngineKwargs, EngineOptions
 
 __all__ = ["coco", "kcc", "kmi"]
 
@@ -671,11 +672,7 @@ def coco(
     method: Literal["auto", "exact", "rff", "orf", "nystroem"] = "auto",
     n_features: int | None = None,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Kernel constrained covariance: the largest singular value of the centred cross-covariance.
 
@@ -729,6 +726,7 @@ def coco(
     >>> bigalign.coco(x, 2 * x).value
     2.5
     """
+    engine_opts = EngineOptions.build("coco", engine)
     kw = locals()
     with _small_blas(x, y, kw):
         job = _job("coco", x, y, kw)
@@ -761,11 +759,7 @@ def kcc(
     method: Literal["auto", "exact", "rff", "orf", "nystroem"] = "auto",
     n_features: int | None = None,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Regularised kernel canonical correlation (Bach & Jordan 2002).
 
@@ -820,6 +814,7 @@ def kcc(
     >>> round(bigalign.kcc(x, x @ rng.normal(size=(3, 3)), ridge=0).value, 12)
     1.0
     """
+    engine_opts = EngineOptions.build("kcc", engine)
     kappa = _ridge("kcc", ridge, kernel)
     return _canonical_result("kcc", x, y, locals(), kappa)
 
@@ -838,11 +833,7 @@ def kmi(
     method: Literal["auto", "exact", "rff", "orf", "nystroem"] = "auto",
     n_features: int | None = None,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Kernel mutual information (Bach & Jordan's kernel generalised variance), in nats.
 
@@ -900,5 +891,6 @@ def kmi(
     >>> round(bigalign.kmi(x, y, ridge=0).value, 2)   # −½ log(1 − 0.36)
     0.22
     """
+    engine_opts = EngineOptions.build("kmi", engine)
     kappa = _ridge("kmi", ridge, kernel)
     return _canonical_result("kmi", x, y, locals(), kappa)

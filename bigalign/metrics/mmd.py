@@ -96,14 +96,14 @@ Insulla, Huang & Rosasco, arXiv:2502.14047 — HSIC as MMD²(joint, product).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import numpy as np
 
 from ..errors import DegenerateInputError, InvalidInputError
 from ..result import Result
 from ..stats import TestResult
-from ._common import check_choice, check_int, engine_kwargs, with_engine_doc
+from ._common import check_choice, check_int, with_engine_doc
 from ._mmd_estimate import _Estimate, _estimate, weighted_chi2_sf
 from ._mmd_sums import METHODS, PERMUTATION_MAX_N, TESTS
 
@@ -132,6 +132,7 @@ from ._mmd_sums import (  # noqa: F401
     pooled,
     residual_fractions,
 )
+from ..options import EngineKwargs, EngineOptions
 
 __all__ = ["MMDTestResult", "mmd", "mmd_test"]
 
@@ -170,11 +171,7 @@ def mmd(
     method: Literal["auto", "exact", "rff", "orf", "nystroem"] = "auto",
     n_features: int | None = None,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Squared maximum mean discrepancy between two samples in the same space.
 
@@ -246,9 +243,10 @@ def mmd(
     >>> bigalign.mmd(x, y, kernel="linear", estimator="biased").value   # (1 − 3)²
     4.0
     """
+    engine_opts = EngineOptions.build("mmd", engine)
     est = _estimate(
         "mmd", x, y, kernel=kernel, bandwidth=bandwidth, estimator=estimator, method=method, n_features=n_features,
-        seed=seed, engine_kw=engine_kwargs(locals()),
+        seed=seed, engine_kw=engine_opts.kwargs(),
     )  # fmt: skip
     return _result(est, estimator)
 
@@ -297,11 +295,7 @@ def mmd_test(
     n_features: int | None = None,
     seed: int = 0,
     alpha: float = 0.05,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> MMDTestResult:
     """Kernel two-sample test: H0 "x and y are samples of the same distribution", with MMD².
 
@@ -365,6 +359,7 @@ def mmd_test(
     >>> r.pvalue, r.reject, r.parameters["null"]
     (0.005, True, 'permutation')
     """
+    engine_opts = EngineOptions.build("mmd_test", engine)
     func = "mmd_test"
     if method in TESTS[1:]:
         raise InvalidInputError(
@@ -389,7 +384,7 @@ def mmd_test(
     )  # fmt: skip
     est = _estimate(
         func, x, y, kernel=kernel, bandwidth=bandwidth, estimator=estimator, method=method, n_features=n_features,
-        seed=seed, engine_kw=engine_kwargs(locals()), n_perm=n_perm if chosen == "permutation" else 0,
+        seed=seed, engine_kw=engine_opts.kwargs(), n_perm=n_perm if chosen == "permutation" else 0,
         null=chosen == "asymptotic",
     )  # fmt: skip
     params = {**est.parameters, "null": chosen, "null_reason": reason}

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Sequence, Unpack
 
 import numpy as np
 
@@ -67,6 +67,7 @@ from ..result import Result
 from ._common import check_choice, linear_moments, paired_n, sqnorm
 from ._common import with_engine_doc
 from .neighbors import IntervalResult, finite_rows, unit_rows
+from ..options import EngineKwargs, EngineOptions
 
 __all__ = ["rsa", "row_patterns", "tau_a", "tile_distances"]
 
@@ -377,11 +378,7 @@ def rsa(
     method: Literal["auto", "exact", "sampled"] = "auto",
     n_pairs: int | None = None,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Representational similarity: the correlation of the two distance matrices' upper triangles.
 
@@ -436,6 +433,7 @@ def rsa(
     >>> round(bigalign.rsa(x, 2 * x + 1).value, 12)
     1.0
     """
+    engine_opts = EngineOptions.build("rsa", engine)
     check_choice("rsa", "distance", distance, DISTANCES)
     check_choice("rsa", "compare", compare, COMPARES)
     check_choice("rsa", "method", method, METHODS)
@@ -456,7 +454,7 @@ def rsa(
     code = DISTANCE_CODES["cosine" if centre else distance]
     N = n * (n - 1) // 2
     params: dict[str, Any] = {"distance": distance, "compare": compare, "method_reason": reason}
-    ekw = {k: v for k, v in dict(block_size=block_size, scheduler=scheduler, client=client, num_workers=num_workers, memory_per_worker=memory_per_worker).items() if v is not None}
+    ekw = engine_opts.given()
 
     if chosen == "sampled":
         reps = prepare([x, y], ["x", "y"])

@@ -59,13 +59,13 @@ from ._stitch_data import (  # noqa: F401
     Splits,
     _check_options,
     _check_ridge,
-    _engine_kw,
     _targets_input,
     _targets_rep,
 )
 from ._stitch_linear import _direction, _Problem  # noqa: F401
 from ._stitch_results import StitchResult, StitchRisks  # noqa: F401
 from .stitching_nonlinear import OPTIONS, stitch_nonlinear
+from ..options import ENGINE_KEYWORDS, EngineOptions
 
 __all__ = ["StitchResult", "StitchRisks", "stitch"]
 
@@ -109,11 +109,6 @@ def stitch(
     ridge_grid: Sequence[float] | None = None,
     split_rows: int = 1,
     reverse: bool = False,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
     **options: Any,
 ) -> StitchResult:
     """Linear stitching of representation x into y (and into y's linear head), in one streaming pass.
@@ -249,6 +244,8 @@ def stitch(
     >>> r.residual < 1e-12, round(r.r2, 12)   # an exact fit: zero up to rounding
     (True, 1.0)
     """
+    # the engine keywords share the ``**`` catch-all with the options of the non-linear kinds
+    engine_opts = EngineOptions.build("stitch", {k: options.pop(k) for k in ENGINE_KEYWORDS if k in options})
     ridge, intercept, holdout, seed, folds, ridge_grid, split_rows = _check_options(
         "stitch", ridge, intercept, holdout, seed, folds, ridge_grid, split_rows
     )
@@ -259,7 +256,7 @@ def stitch(
         return stitch_nonlinear(
             x, y, kind=kind, options=options, ridge=ridge, intercept=intercept, targets=targets, holdout=holdout,
             seed=seed, folds=folds, ridge_grid=ridge_grid, split_rows=split_rows, reverse=bool(reverse),
-            engine_kw=_engine_kw(block_size, scheduler, client, num_workers, memory_per_worker),
+            engine_kw=engine_opts.kwargs(),
         )  # fmt: skip
     _no_options_for_linear("stitch", options)
     rx, ry = as_representation(x, "x"), as_representation(y, "y")
@@ -280,7 +277,7 @@ def stitch(
     n_folds = folds if ridge == "cv" else 1
     inner = MomentStatistic(names=tuple(names), pairs=tuple(pairs), transforms=tuple(transforms) if any(transforms) else ())
     stat = SplitMomentStatistic(inner=inner, splits=Splits(holdout=holdout, folds=n_folds, seed=seed, split_rows=split_rows))
-    ekw = _engine_kw(block_size, scheduler, client, num_workers, memory_per_worker)
+    ekw = engine_opts.kwargs()
     splits, plan = run(stat, inputs, names=names, check_pairing=False, **ekw)
     P = _Problem(splits, n_folds, holdout > 0, intercept)
     params = {
