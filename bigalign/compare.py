@@ -14,7 +14,15 @@ import numpy as np
 from .checkpoint import checkpoint as checkpointing
 from .engine import run, task_budget
 from .errors import DegenerateInputError, InvalidInputError
-from .features import BANDWIDTH_SAMPLE, KERNELS, check_bandwidth, median_bandwidth, sample_rows
+from .features import (
+    BANDWIDTH_SAMPLE,
+    KERNELS,
+    bandwidth_ratio,
+    check_bandwidth,
+    median_bandwidth,
+    resolve_method,
+    sample_rows,
+)
 from .io import ActivationStore, as_representation, check_pairing, open_activations
 from .metrics._common import ESTIMATORS, check_choice, check_unbiased_n, engine_parameters
 from .metrics._kernel_nonlinear import (
@@ -22,13 +30,11 @@ from .metrics._kernel_nonlinear import (
     DEFAULT_RANDOM_FEATURES,
     EXACT_MAX_N,
     METHODS,
-    bandwidth_ratio,
     check_n_features,
     check_seed,
     exact_job,
     feature_job,
     feature_moments,
-    resolve_method,
     self_job,
 )
 from .metrics.distance import distance_alignment_from_moments

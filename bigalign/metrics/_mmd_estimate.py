@@ -23,12 +23,13 @@ from ..features import (
     draw_random_fourier,
     kernel_scale,
     median_bandwidth,
+    resolve_method,
     sample_rows,
 )
 from ..io import as_representation
 from ._common import ESTIMATORS, check_choice, check_int, feature_engine_kwargs
 from ._kernel_approx import NYSTROEM_MAX_RESIDUAL, NYSTROEM_STDERR, nystroem_stderr
-from ._kernel_nonlinear import DEFAULT_LANDMARKS, DEFAULT_RANDOM_FEATURES, resolve_method
+from ._kernel_nonlinear import DEFAULT_LANDMARKS, DEFAULT_RANDOM_FEATURES
 from ..gram import blas_threads_for, gram
 from ._mmd_sums import (
     METHODS,

@@ -85,15 +85,15 @@ import numpy as np
 
 from .._checks import check_applies, raise_nonfinite
 from ..engine import prepare, requested_budget, run, run_pairs
-from ..errors import DegenerateInputError, InvalidInputError, NonFiniteError
+from ..errors import InvalidInputError, NonFiniteError
 from ..features import (
     BANDWIDTH_SAMPLE,
     KERNELS,
-    check_bandwidth,
     draw_nystroem,
     draw_random_fourier,
     kernel_scale,
-    median_bandwidth,
+    resolve_bandwidths,
+    resolve_method,
     sample_rows,
 )
 from ..gram import blas_threads_for, centre_gram, gram, read_all
@@ -113,7 +113,6 @@ from ..stats import (
 )
 from ._common import feature_engine_kwargs
 from ._kernel_exact import KernelTileStatistic
-from ._kernel_nonlinear import resolve_method
 from ..options import EngineKwargs, EngineOptions
 
 __all__ = ["TestResult", "hsic_test"]
@@ -165,40 +164,6 @@ def _sample(reps: list[Representation], m: int, seed: int) -> tuple[np.ndarray, 
                     raise_nonfinite(blk, rep.name, s)
         raise  # pragma: no cover - the scan above raises first
     return xs, ys
-
-
-def _bandwidths(bandwidth: Any, xs: np.ndarray, ys: np.ndarray) -> tuple[float, float, float | None, float | None]:
-    """(σx, σy, median_x, median_y); a median is None when it is not needed and undefined."""
-
-    def med(s: np.ndarray, name: str, needed: bool) -> float | None:
-        if needed:
-            return median_bandwidth(s, name)
-        try:
-            return median_bandwidth(s, name)
-        except DegenerateInputError:
-            return None
-
-    if isinstance(bandwidth, (tuple, list)):
-        if len(bandwidth) != 2:
-            raise InvalidInputError(f"a bandwidth pair must have 2 entries (bandwidth_x, bandwidth_y); got {bandwidth!r}.")
-        bx, by = bandwidth
-    else:
-        bx = by = bandwidth
-    out = []
-    meds = []
-    for b, s, nm in ((bx, xs, "x"), (by, ys, "y")):
-        if isinstance(b, str):
-            if b != "median":
-                raise InvalidInputError(
-                    f"the 'bandwidth' parameter of hsic_test must be 'median', a positive number or a pair of them; got {bandwidth!r}."
-                )
-            m = med(s, nm, True)
-            out.append(m)
-        else:
-            out.append(check_bandwidth(b, nm))
-            m = med(s, nm, False)
-        meds.append(m)
-    return out[0], out[1], meds[0], meds[1]  # type: ignore[return-value]
 
 
 def _materialise(n: int, dx: int, dy: int, method: str) -> bool:
@@ -432,7 +397,7 @@ def hsic_test(
         return _feature_test(reps, (None, None), (reps[0].d, reps[1].d), shifts, chosen, n_perm, seed, alpha, workers, params, ekw)
 
     xs, ys = _sample(reps, BANDWIDTH_SAMPLE, seed)
-    sx, sy, mx, my = _bandwidths(bandwidth, xs, ys)
+    sx, sy, mx, my = resolve_bandwidths(bandwidth, xs, ys, "hsic_test")
     shifts = (xs.mean(axis=0), ys.mean(axis=0))
     params.update(bandwidth_x=sx, bandwidth_y=sy, median_x=mx, median_y=my, bandwidth_sample=int(xs.shape[0]))
     # an explicit bandwidth on data whose median distance is 0 has no ratio: never Nystroem

@@ -118,12 +118,12 @@ from .._checks import check_applies
 from ..engine import prepare
 from ..errors import DegenerateInputError, InvalidInputError
 from ..intervals import jackknife_se
-from ..features import BANDWIDTH_SAMPLE, KERNELS, sample_rows
+from ..features import BANDWIDTH_SAMPLE, KERNELS, bandwidth_ratio, resolve_bandwidths, resolve_method, sample_rows
 from ..moments import Moments
 from ..result import Result
 from ._common import check_choice, engine_kwargs, engine_parameters, linear_moments, paired_n, with_engine_doc
 from ._kernel_approx import NYSTROEM_MAX_RESIDUAL, NYSTROEM_STDERR, nystroem_stderr, residual_fraction
-from ._kernel_nonlinear import _bandwidths, bandwidth_ratio, feature_moments, resolve_method, sub_moments
+from ._kernel_nonlinear import feature_moments, sub_moments
 from ..gram import blas_threads_for, centre_gram, gram, read_all
 from ..io import as_representation
 from ..options import EngineKwargs, EngineOptions
@@ -425,7 +425,7 @@ def _job(func: str, x: Any, y: Any, kw: dict[str, Any]) -> _Job:
 
     reps = prepare([x, y], ["x", "y"])
     _, (xs, ys) = sample_rows(reps, BANDWIDTH_SAMPLE, int(seed))
-    sx, sy, mx, my = _bandwidths(kw["bandwidth"], xs, ys)
+    sx, sy, mx, my = resolve_bandwidths(kw["bandwidth"], xs, ys)
     chosen, reason = resolve_method(
         method, n, bandwidth_ratio([sx, sy], [mx, my]), exact_max_n=GRAM_AUTO_N, exact="exact kernel matrices"
     )
