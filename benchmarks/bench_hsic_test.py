@@ -61,7 +61,7 @@ def _data(n: int, seed: int = 0):
 def child(job: str, n: int, b: int, d: int) -> None:
     import numpy as np
 
-    from bigalign.stats import hsic_test
+    from bigalign import hsic_test
 
     x, y = _data(n)
     out: dict[str, Any] = {"job": job, "n": n, "B": b, "D": d}

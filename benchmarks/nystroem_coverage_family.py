@@ -52,7 +52,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 import bigalign  # noqa: E402
 import bigalign.metrics.independence as ind  # noqa: E402
-import bigalign.metrics.mmd as mmd_mod  # noqa: E402
+import bigalign.metrics._mmd_estimate as mmd_mod  # noqa: E402  (where MMD calls nystroem_stderr)
 import kernel_refs as kr  # noqa: E402
 
 LANDMARKS = (32, 128)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import importlib
 import sys
 import types
-from importlib.metadata import PackageNotFoundError, version as _version
 from typing import TYPE_CHECKING, Any
 
 # light leaves, loaded eagerly: errors, the result type, and the two context
 # managers whose function shares its submodule's name (see _Package below)
+from ._version import __version__
 from .checkpoint import checkpoint
 from .errors import (
     BigalignError,
@@ -29,16 +29,13 @@ from .errors import (
 from .progress import progress, set_progress
 from .result import Result
 
-try:
-    __version__ = _version("bigalign")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
 
 #: public name -> the module that defines it (imported on first access)
 _LAZY: dict[str, str] = {
     "capture": ".capture",
     "LayerMatrix": ".compare",
     "compare_layers": ".compare",
+    "EngineOptions": ".options",
     "Statistic": ".engine",
     "memory_limit": ".engine",
     "run": ".engine",
@@ -50,10 +47,10 @@ _LAZY: dict[str, str] = {
     "NonlinearStitchResult": ".metrics.stitching_nonlinear",
     "StitchRisks": ".metrics.stitching",
     "StitchRisksSE": ".metrics.stitching_nonlinear",
-    "StitchingMatrix": ".metrics.stitching",
+    "StitchingMatrix": ".layer_stitching",
     "StitchResult": ".metrics.stitching",
     "stitch": ".metrics.stitching",
-    "stitching_matrix": ".metrics.stitching",
+    "stitching_matrix": ".layer_stitching",
     "cka": ".metrics.kernel",
     "hsic": ".metrics.kernel",
     "kernel_alignment": ".metrics.kernel",
@@ -96,7 +93,7 @@ _LAZY: dict[str, str] = {
     "mmd_test": ".metrics.mmd",
     "write_report": ".report",
     "TestResult": ".stats",
-    "hsic_test": ".stats",
+    "hsic_test": ".metrics.hsic_test",
 }
 
 __all__ = sorted(
@@ -119,8 +116,8 @@ __all__ = sorted(
 
 #: submodules reachable as attributes (``bigalign.compare.METRICS``) as when they were imported eagerly
 _SUBMODULES = frozenset({
-    "capture", "checkpoint", "cli", "compare", "demo", "engine", "errors", "features", "gram", "io", "linalg",
-    "metrics", "moments", "progress", "report", "result", "stats",
+    "capture", "checkpoint", "cli", "compare", "demo", "engine", "errors", "features", "gram", "intervals", "io",
+    "layer_stitching", "linalg", "metrics", "moments", "options", "progress", "report", "result", "stats",
 })  # fmt: skip
 
 
@@ -161,10 +158,10 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from .capture import capture
     from .compare import LayerMatrix, compare_layers
     from .engine import Statistic, memory_limit, run
+    from .options import EngineOptions
     from .io import ActivationStore, ActivationWriter, Layer, PairingWarning, open_activations
     from .metrics import (
         NonlinearStitchResult,
-        StitchingMatrix,
         StitchResult,
         StitchRisks,
         StitchRisksSE,
@@ -184,7 +181,6 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
         spectral_alignment,
         spectrum,
         stitch,
-        stitching_matrix,
         task_alignment,
     )
     from .metrics.cca import pwcca, svcca
@@ -195,5 +191,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from .metrics.layer_sketch import SketchedCKAMatrix, SketchedResult, cka_matrix_sketched
     from .metrics.procrustes import procrustes
     from .metrics.spectral import KareResult, SpectralAlignmentResult, SpectrumResult, TaskAlignmentResult
+    from .layer_stitching import StitchingMatrix, stitching_matrix
     from .report import write_report
-    from .stats import TestResult, hsic_test
+    from .metrics.hsic_test import hsic_test
+    from .stats import TestResult

@@ -64,3 +64,13 @@ def _same(value: object, default: object) -> bool:
         return bool(value == default) and type(value) is type(default)
     except (TypeError, ValueError):  # arrays and other values without a plain truth value
         return False
+
+
+def invalid_parameter(func: str, param: str, expected: str, got: object, fix: str = "") -> InvalidInputError:
+    """The one error template for a bad option value: what, expected, got, and how to fix it.
+
+    ``raise invalid_parameter("cka", "estimator", "one of ['unbiased', 'biased']", value)`` reads
+    "the 'estimator' parameter of cka must be one of ['unbiased', 'biased']; got 'x' instead."
+    """
+    message = f"the {param!r} parameter of {func} must be {expected}; got {got!r} instead."
+    return InvalidInputError(f"{message} {fix}" if fix else message)

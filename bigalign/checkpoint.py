@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from ._version import __version__
+
 __all__ = ["Checkpoint", "checkpoint", "active"]
 
 _ACTIVE: contextvars.ContextVar["Checkpoint | None"] = contextvars.ContextVar("bigalign_checkpoint", default=None)
@@ -88,8 +90,6 @@ def checkpoint(directory: str | os.PathLike, *, resume: bool = True, keep: bool 
 
 def fingerprint(*parts: Any) -> str:
     from dask.base import tokenize
-
-    from . import __version__
 
     return hashlib.sha256(tokenize(__version__, *parts).encode()).hexdigest()[:24]
 

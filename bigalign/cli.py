@@ -21,7 +21,8 @@ from typing import Any, Sequence
 
 from typing import TYPE_CHECKING
 
-from . import __version__
+from ._version import __version__
+from .checkpoint import checkpoint
 from .errors import BigalignError
 from .progress import job as progress_job
 from .progress import progress as progress_bar
@@ -362,7 +363,7 @@ def cmd_stitch(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .io import open_activations
-    from .metrics.stitching import stitching_matrix
+    from .layer_stitching import stitching_matrix
 
     sa = open_activations(args.a)
     sb = open_activations(args.b) if args.b else None
@@ -431,8 +432,6 @@ def cmd_stitch(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
-
-    from .checkpoint import checkpoint
 
     ckpt = Path(args.out) / ".checkpoint"
     layers_a = args.layers_a or args.layers

@@ -7,21 +7,41 @@ import functools
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, Unpack
 
 import numpy as np
 
-from .engine import run
+from .checkpoint import checkpoint as checkpointing
+from .engine import run, task_budget
 from .errors import DegenerateInputError, InvalidInputError
-from .io import ActivationStore, open_activations
-from .features import KERNELS
+from .features import (
+    BANDWIDTH_SAMPLE,
+    KERNELS,
+    bandwidth_ratio,
+    check_bandwidth,
+    median_bandwidth,
+    resolve_method,
+    sample_rows,
+)
+from .io import ActivationStore, as_representation, check_pairing, open_activations
 from .metrics._common import ESTIMATORS, check_choice, check_unbiased_n, engine_parameters
-from .metrics._kernel_nonlinear import EXACT_MAX_N, METHODS
+from .metrics._kernel_nonlinear import (
+    DEFAULT_LANDMARKS,
+    DEFAULT_RANDOM_FEATURES,
+    EXACT_MAX_N,
+    METHODS,
+    check_n_features,
+    check_seed,
+    exact_job,
+    feature_job,
+    feature_moments,
+    self_job,
+)
 from .metrics.distance import distance_alignment_from_moments
 from .metrics import coco, cknna, cycle_knn, dcor, dcov, edit_distance_knn, kcc, kmi, lcs_knn, mutual_knn, rsa
 from .metrics import neighbors as _nb
 from .metrics.independence import coco_from_moments, kcc_from_moments, kmi_from_moments
-from .metrics.kernel import cka, cka_from_moments, hsic, hsic_from_moments, ka_from_moments, kernel_alignment
+from .metrics.kernel import cka, cka_from_moments, hsic, hsic_from_moments, ka_from_moments, kernel_alignment, nonlinear_result
 from .metrics.layer_sketch import SKETCH_OPTIONS, choose_layer_road, sketched_cka_cells
 from .metrics.mmd import mmd
 from .metrics.cca import pwcca_from_moments, svcca_from_moments
@@ -29,6 +49,7 @@ from .metrics.procrustes import procrustes_angular_from_moments, procrustes_dist
 from .metrics.spectral import gaussian_mi_from_moments, gaussian_w2_from_moments
 from .moments import MomentStatistic
 from .result import Result, _jsonable
+from .options import EngineKwargs, EngineOptions
 
 __all__ = ["compare_layers", "LayerMatrix", "LINEAR_METRICS", "METRICS", "PAIR_METRICS"]
 
@@ -214,8 +235,6 @@ def layer_inputs(
     b-layers, shared when ``b`` is ``a`` (or None); ``ia[i]``/``ib[j]`` index
     the representation of ``layers_a[i]``/``layers_b[j]``.
     """
-    from .io import as_representation, check_pairing
-
     names_a, arrs_a = _as_store(a, "a")
     same = b is None or b is a
     names_b, arrs_b = (names_a, arrs_a) if same else _as_store(b, "b")
@@ -282,11 +301,7 @@ def compare_layers(
     state_memory: int | None = None,
     checkpoint: str | Path | None = None,
     resume: bool = False,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> LayerMatrix:
     """The layer × layer matrix of a metric between two activation stores.
 
@@ -364,14 +379,13 @@ def compare_layers(
     -------
     LayerMatrix
     """
+    engine_opts = EngineOptions.build("compare_layers", engine)
     if checkpoint is not None:
-        from .checkpoint import checkpoint as checkpointing
-
         kw = dict(locals())
-        kw.pop("checkpointing")
+        del kw["engine_opts"], kw["engine"]
         kw["checkpoint"], kw["resume"] = None, False
         with checkpointing(checkpoint, resume=resume):
-            return compare_layers(**kw)
+            return compare_layers(**kw, **engine_opts.given())
     check_choice("compare_layers", "metric", metric, METRICS)
     check_choice("compare_layers", "estimator", estimator, ESTIMATORS)
     check_choice("compare_layers", "kernel", kernel, KERNELS)
@@ -416,10 +430,8 @@ def compare_layers(
 
     wanted = sorted({(min(i, j), max(i, j)) for i in ia for j in ib})
     budget = int(state_memory or DEFAULT_STATE_MEMORY)
-    ekw = {"block_size": block_size, "scheduler": scheduler, "client": client, "num_workers": num_workers}
     if per_pair:
-        ekw["memory_per_worker"] = memory_per_worker
-        kw = {**pair_kw, **{k: v for k, v in ekw.items() if v is not None}}
+        kw = {**pair_kw, **engine_opts.given()}
         if metric in _nb.KNN_METRICS:
             cells = [(i, j) for i in ia for j in ib]
             out = _knn_cells(metric, reps, cells, kw, budget)
@@ -440,7 +452,7 @@ def compare_layers(
         if road == "sketch":
             values, n_passes, info = sketched_cka_cells(
                 reps, wanted, estimator=estimator, seed=seed, method_reason=reason,
-                engine_kw={**{k: v for k, v in ekw.items() if v is not None}, "memory_per_worker": memory_per_worker}, **sketch,
+                engine_kw={**engine_opts.given(), "memory_per_worker": engine_opts.memory_per_worker}, **sketch,
             )  # fmt: skip
             plan = {"road": "sketch", "reason": reason, "per_layer": "a principal subspace and probes of the rest per layer "
                     "(one sketch pass, power passes), then one projection pass shared by all pairs", "reads_per_layer": n_passes}  # fmt: skip
@@ -451,8 +463,7 @@ def compare_layers(
     if kernel != "linear" and metric in _KERNEL_FUNCTIONS and (method == "block" or (method == "auto" and n > EXACT_MAX_N)):
         kw = {"kernel": kernel, "bandwidth": bandwidth, "method": method, "seed": seed, **options,
               **({"estimator": estimator} if metric != "kernel_alignment" else {}),
-              **{k: v for k, v in ekw.items() if v is not None},
-              **({"memory_per_worker": memory_per_worker} if memory_per_worker is not None else {})}  # fmt: skip
+              **engine_opts.given()}  # fmt: skip
         if n_features is not None:
             kw["n_features"] = n_features  # an error on these roads, said by the function itself
         values = _pair_cells(metric, reps, wanted, kw, _KERNEL_FUNCTIONS[metric])
@@ -462,7 +473,7 @@ def compare_layers(
     if kernel != "linear":
         values, n_passes, plan = _nonlinear_cells(
             reps, wanted, metric, estimator, kernel, bandwidth, method, n_features, seed, budget,
-            {**ekw, "memory_per_worker": memory_per_worker},
+            engine_opts.kwargs(),
         )  # fmt: skip
         return _matrix(metric, la, lb, ia, ib, values, n_passes, n, estimator, plan)
     passes = _plan_passes(wanted, widths, budget)
@@ -476,16 +487,7 @@ def compare_layers(
         local = {g: k for k, g in enumerate(used)}
         pairs = tuple((local[i], local[j]) for i, j in group if i != j)
         stat = MomentStatistic(names=tuple(labels[k] for k in used), pairs=pairs)
-        m, plan = run(
-            stat,
-            [reps[k] for k in used],
-            block_size=block_size,
-            scheduler=scheduler,
-            client=client,
-            num_workers=num_workers,
-            memory_per_worker=memory_per_worker,
-            check_pairing=False,
-        )
+        m, plan = run(stat, [reps[k] for k in used], check_pairing=False, options=engine_opts)
         params = {"kernel": kernel, **engine_parameters(plan), "n_passes": len(passes)}
         for i, j in group:
             try:
@@ -534,21 +536,6 @@ def _nonlinear_cells(
     method: str, n_features: int | None, seed: int, budget: int, ekw: dict[str, Any],
 ) -> tuple[dict[tuple[int, int], Any], int, dict[str, Any]]:  # fmt: skip
     """Cells of a non-linear-kernel layer matrix: one feature pass per group of pairs, or exact tiles per pair."""
-    from .features import BANDWIDTH_SAMPLE, check_bandwidth, median_bandwidth, sample_rows
-    from .metrics._kernel_nonlinear import (
-        DEFAULT_LANDMARKS,
-        DEFAULT_RANDOM_FEATURES,
-        bandwidth_ratio,
-        check_n_features,
-        check_seed,
-        exact_job,
-        feature_job,
-        feature_moments,
-        resolve_method,
-        self_job,
-    )
-    from .metrics.kernel import nonlinear_result
-
     n = reps[0].n
     seed = check_seed(seed)
     check_n_features(n_features)
@@ -757,8 +744,6 @@ def _knn_cells(metric: str, reps: list, cells: list[tuple[int, int]], kw: dict[s
     ``state_memory`` (else ``None``: the caller falls back to one call per pair); layers are
     searched in groups whose lists in flight (``_LIST_COPIES`` copies) and tile blocks fit too.
     """
-    from .engine import task_budget
-
     n = reps[0].n
     k = _nb.check_k("compare_layers", metric, kw.get("k", 10), n)
     if metric == "cknna" and n < 4:

@@ -40,6 +40,7 @@ from .checkpoint import active as active_checkpoint
 from .checkpoint import cached, fingerprint
 from .errors import InvalidInputError
 from .io import Representation, as_representation, check_pairing
+from .options import SCHEDULERS, EngineOptions
 from .progress import active as active_progress
 from .progress import dask_callback
 
@@ -59,7 +60,6 @@ __all__ = [
 S = TypeVar("S")
 R = TypeVar("R")
 
-SCHEDULERS = ("sync", "threads", "distributed")
 DEFAULT_MEMORY_PER_WORKER = 512 * 2**20  # bytes of float64 block data one task may hold
 
 
@@ -368,6 +368,17 @@ def _blas_threads(n: int | None):
         yield
 
 
+def _options(func: str, options: EngineOptions | None, *values: Any) -> EngineOptions:
+    """The call's EngineOptions: ``options`` (from a façade) or the individual keywords (validated here)."""
+    if options is None:
+        return EngineOptions.build(func, dict(zip(("block_size", "scheduler", "client", "num_workers", "memory_per_worker"), values)))
+    if any(v is not None for v in values):
+        raise InvalidInputError(
+            f"{func} got both options=EngineOptions(...) and individual engine keywords; pass one or the other."
+        )
+    return options
+
+
 def prepare(
     inputs: Sequence[Any], names: Sequence[str] | None = None, check: bool = True
 ) -> list[Representation]:
@@ -391,6 +402,7 @@ def run(
     memory_per_worker: int | None = None,
     finalize: bool = True,
     check_pairing: bool = True,
+    options: EngineOptions | None = None,
 ) -> tuple[R | S, Plan]:
     """Run ``statistic`` over the common row blocks of ``inputs``.
 
@@ -407,11 +419,18 @@ def run(
         Threads for the threaded scheduler (default: CPU count).
     check_pairing : bool
         Verify n and sample ids (skip only when the caller already did).
+    options : EngineOptions, optional
+        The five engine options as one validated object (what the façades pass);
+        then the individual keywords must be left out.
 
     Returns
     -------
     (result, plan)
     """
+    o = _options("run", options, block_size, scheduler, client, num_workers, memory_per_worker)
+    block_size, scheduler, client, num_workers, memory_per_worker = (
+        o.block_size, o.scheduler, o.client, o.num_workers, o.memory_per_worker,
+    )  # fmt: skip
     reps = prepare(inputs, names, check_pairing)
     name, cl = resolve_scheduler(scheduler, client)
     workers = _n_workers(name, cl, num_workers)
@@ -505,14 +524,19 @@ def run_pairs(
     num_workers: int | None = None,
     memory_per_worker: int | None = None,
     check_pairing: bool = True,
+    options: EngineOptions | None = None,
 ) -> tuple[R, Plan]:
     """Run a pairwise statistic over the tiles (I, J), I ≤ J, of common row blocks.
 
     O(n_blocks²) tiles are spread over the workers and combined in the
     engine's one tree; memory per task is a few tiles (``block_size`` rows
     square, default 2048, fewer when ``memory_per_worker`` or an active
-    :func:`memory_limit` needs it: see :func:`tile_rows`).
+    :func:`memory_limit` needs it: see :func:`tile_rows`).  ``options`` as for :func:`run`.
     """
+    o = _options("run_pairs", options, block_size, scheduler, client, num_workers, memory_per_worker)
+    block_size, scheduler, client, num_workers, memory_per_worker = (
+        o.block_size, o.scheduler, o.client, o.num_workers, o.memory_per_worker,
+    )  # fmt: skip
     reps = prepare(inputs, names, check_pairing)
     name, cl = resolve_scheduler(scheduler, client)
     workers = _n_workers(name, cl, num_workers)

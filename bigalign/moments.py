@@ -32,7 +32,7 @@ from typing import Sequence
 import numpy as np
 from dask.sizeof import sizeof
 
-from ._checks import raise_nonfinite
+from ._checks import finite_float64, raise_nonfinite
 from .errors import InvalidInputError
 
 #: magnitudes beyond which Σ‖u‖⁴ could overflow (or underflow) float64
@@ -331,8 +331,6 @@ class MomentStatistic:
             x = np.asarray(blk)
             tf = self.transforms[k] if self.transforms else None
             if tf is not None:
-                from ._checks import finite_float64
-
                 x = tf(finite_float64(x, self.names[k], start))
             g = self.groups[k] if self.groups else None
             s, u, p = _side_block(x, self.names[k], start, _bounds(x.shape[1], g))

@@ -31,6 +31,8 @@ import sys
 import time
 from typing import Any, Iterator, TextIO
 
+from .errors import InvalidInputError
+
 __all__ = ["progress", "set_progress", "job", "Bar", "active", "describe"]
 
 _ACTIVE: contextvars.ContextVar["Bar | None | bool"] = contextvars.ContextVar("bigalign_progress", default=None)
@@ -312,8 +314,6 @@ def set_progress(enabled: bool | str = "auto") -> None:
     overrides it for a block.
     """
     if enabled not in (True, False, "auto"):
-        from .errors import InvalidInputError
-
         raise InvalidInputError(f"set_progress takes True, False or 'auto'; got {enabled!r}.")
     _DEFAULT["mode"] = enabled
 

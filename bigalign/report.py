@@ -8,6 +8,7 @@ import datetime as _dt
 import html
 import io
 import json
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -15,9 +16,12 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ._version import __version__
 from .compare import LayerMatrix, compare_layers
 from .errors import BigalignError
-from .io import ActivationStore, as_representation, check_pairing, open_activations
+from .io import ActivationStore, PairingWarning, as_representation, check_pairing, open_activations
+from .layer_stitching import stitching_matrix
+from .metrics.spectral import spectrum
 from .progress import active as active_progress
 from .progress import job as progress_job
 from .result import _jsonable
@@ -193,7 +197,6 @@ def _spectra(store: ActivationStore, label: str, engine_kw: dict[str, Any], laye
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .metrics.spectral import spectrum
 
     fig, ax = plt.subplots(figsize=(6.2, 4.2))
     rows, doc = [], {}
@@ -233,8 +236,6 @@ def _stitching(sa: ActivationStore, sb: ActivationStore | None, engine_kw: dict[
     import matplotlib
 
     matplotlib.use("Agg")
-    from .metrics.stitching import stitching_matrix
-
     sm = stitching_matrix(sa, sb, targets=sa.targets, layers_a=layers_a, layers_b=layers_b, **engine_kw)
     import matplotlib.pyplot as plt
 
@@ -323,10 +324,6 @@ def build_report(
     narrate : bool
         Print one line per section to stderr as it starts.
     """
-    import sys
-
-    from . import __version__
-
     ekw = dict(engine_kw or {})
     sa = a if isinstance(a, ActivationStore) else open_activations(a)
     sb = sa if b is None else (b if isinstance(b, ActivationStore) else open_activations(b))
@@ -475,8 +472,6 @@ def build_report(
 @contextlib.contextmanager
 def warnings_as_pairing_safe() -> Iterator[None]:
     """Row subsets are plain arrays: their pairing was checked on the stores, so drop the PairingWarning."""
-    from .io import PairingWarning
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PairingWarning)
         yield

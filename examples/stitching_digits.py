@@ -41,7 +41,7 @@ import numpy as np
 
 import bigalign
 from bigalign.demo import HIDDEN, forward_activations
-from bigalign.metrics.stitching import stitching_matrix
+from bigalign import stitching_matrix
 
 LAYERS = ["input", "hidden1", "hidden2", "hidden3", "logits"]
 RTOL = 1e-12  # inequalities are checked up to this relative rounding

@@ -1,4 +1,4 @@
-"""bigalign.stats.hsic_test: exact null moments, every route against every other,
+"""bigalign.hsic_test: exact null moments, every route against every other,
 calibration under independence, power under dependence, inputs, errors.
 
 Calibration intervals.  With R independent repetitions of a test of exact level
@@ -8,7 +8,7 @@ calibrated test falls outside with probability ≈ 4 %, a test whose true level
 is 0.025 or 0.075 (half or 1.5× the nominal) inside with probability < 1 %.
 Every repetition is seeded, so each run of the suite is the same draw: the
 assertion is deterministic and the measured rates are quoted in
-``bigalign.stats``' docstring.
+``bigalign.metrics.hsic_test``' docstring.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import bigalign
 import bigalign.stats as stats
 import bigalign._numba.permute as permute
 from bigalign import DegenerateInputError, InvalidInputError, NonFiniteError
-from bigalign.stats import TestResult, hsic_test
+import bigalign.metrics.hsic_test as hsic_test_module
+from bigalign import TestResult, hsic_test
 
 ALPHA = 0.05
 CAL_REPS = 500
@@ -145,8 +146,8 @@ def test_streamed_moments_equal_in_memory_routes(kw, monkeypatch, rng):
     x, y = rng.standard_normal((30, 4)) + 3.0, rng.standard_normal((30, 5))
     out = {}
     for mat, gram in ((False, False), (True, False), (True, True)):
-        monkeypatch.setattr(stats, "_materialise", lambda *a, m=mat: m)
-        monkeypatch.setattr(stats, "_use_gram", lambda *a, g=gram: g)
+        monkeypatch.setattr(hsic_test_module, "_materialise", lambda *a, m=mat: m)
+        monkeypatch.setattr(hsic_test_module, "_use_gram", lambda *a, g=gram: g)
         out[mat, gram] = hsic_test(x, y, null="gamma", scheduler="sync", block_size=7, **kw)
     ref = out[True, True]
     for r in out.values():
@@ -167,7 +168,7 @@ def test_permutation_gram_loop_equals_feature_gemm(kernel, monkeypatch, rng):
         kw.update(method="rff", n_features=32)
     out = []
     for gram in (True, False):
-        monkeypatch.setattr(stats, "_use_gram", lambda *a, g=gram: g)
+        monkeypatch.setattr(hsic_test_module, "_use_gram", lambda *a, g=gram: g)
         out.append(hsic_test(x, y, **kw))
     assert out[0].parameters["representation"] != out[1].parameters["representation"]
     assert out[0].statistic == pytest.approx(out[1].statistic, rel=1e-10)
@@ -182,7 +183,7 @@ def test_exact_kernel_tiles_equal_in_memory_gram(kernel, monkeypatch, rng):
     x, y = quadratic(1, n=80, noise=3.0)
     x = np.hstack([x, rng.standard_normal((80, 2))])
     ref = hsic_test(x, y, kernel=kernel, method="exact", null="gamma")
-    monkeypatch.setattr(stats, "EXACT_MAX_N", 50)
+    monkeypatch.setattr(hsic_test_module, "EXACT_MAX_N", 50)
     tiled = hsic_test(x, y, kernel=kernel, method="exact", null="gamma", block_size=16, scheduler="sync")
     assert (ref.parameters["representation"], tiled.parameters["representation"]) == ("kernel matrices", "kernel tiles")
     assert tiled.statistic == pytest.approx(ref.statistic, rel=1e-9)
@@ -288,12 +289,12 @@ def test_auto_thresholds(monkeypatch):
     r = hsic_test(x, y, n_permutations=50)
     assert (r.parameters["null"], r.method) == ("permutation", "exact")
     assert "60 <= 2000" in r.parameters["null_reason"]
-    monkeypatch.setattr(stats, "PERMUTATION_MAX_N", 50)
-    monkeypatch.setattr(stats, "EXACT_MAX_N", 50)
+    monkeypatch.setattr(hsic_test_module, "PERMUTATION_MAX_N", 50)
+    monkeypatch.setattr(hsic_test_module, "EXACT_MAX_N", 50)
     r = hsic_test(x, y)
     assert (r.parameters["null"], r.method) == ("gamma", "nystroem")
     r = hsic_test(x, y, bandwidth=0.2)  # < 0.5 × median: Nyström is unreliable there
-    assert r.method == "rff" and r.parameters["n_features"] == stats.DEFAULT_N_FEATURES
+    assert r.method == "rff" and r.parameters["n_features"] == hsic_test_module.DEFAULT_N_FEATURES
     assert "Nystroem fails" in r.parameters["method_reason"]
 
 
@@ -322,7 +323,7 @@ def test_same_seed_bit_identical_other_seed_differs(kw):
 def test_permutations_do_not_depend_on_the_batch_size(monkeypatch):
     x, y = quadratic(4, n=50, noise=4.0)
     a = hsic_test(x, y, n_permutations=257)
-    monkeypatch.setattr(stats, "_BATCH_BYTES", 4 * 50 * 3)  # 3 permutations per batch
+    monkeypatch.setattr(hsic_test_module, "_BATCH_BYTES", 4 * 50 * 3)  # 3 permutations per batch
     assert hsic_test(x, y, n_permutations=257).to_dict() == a.to_dict()
 
 
@@ -348,7 +349,7 @@ def test_result_object():
 
 
 def test_docstring_examples():
-    result = doctest.testmod(stats)
+    result = doctest.testmod(hsic_test_module)
     assert result.attempted > 0 and result.failed == 0
 
 
@@ -454,7 +455,7 @@ def test_bad_options(kw, match):
 
 
 def test_exact_permutation_beyond_the_memory_limit(monkeypatch):
-    monkeypatch.setattr(stats, "EXACT_MAX_N", 50)
+    monkeypatch.setattr(hsic_test_module, "EXACT_MAX_N", 50)
     x, y = quadratic(0, n=60)
     with pytest.raises(InvalidInputError, match=r"(?s)up to n = 50.*got n = 60.*method='rff'.*null='gamma'"):
         hsic_test(x, y, method="exact", null="permutation")

@@ -28,6 +28,7 @@ import zarr
 
 import bigalign
 import kernel_refs as kr
+import bigalign.metrics._mmd_sums as _mmd_sums
 import bigalign.metrics.mmd as mmd_mod
 from bigalign import DegenerateInputError, InvalidInputError, NonFiniteError
 from bigalign.metrics.mmd import MMDTestResult, mmd, mmd_test, weighted_chi2_sf
@@ -500,7 +501,7 @@ def test_errors(two):
 
 
 def test_label_memory_limit(monkeypatch, two):
-    monkeypatch.setattr(mmd_mod, "MAX_LABEL_BYTES", 1000)
+    monkeypatch.setattr(_mmd_sums, "MAX_LABEL_BYTES", 1000)  # read where the labels are drawn
     with pytest.raises(InvalidInputError, match="n_permutations"):
         mmd_test(*two, n_permutations=20)
 

@@ -32,6 +32,7 @@ import bigalign
 from bigalign.errors import DegenerateInputError, InvalidInputError, NonFiniteError
 from bigalign.io import as_representation
 from bigalign.linalg import hmt_expected_error, randomized_sides
+from bigalign.metrics import _spectral_common
 from bigalign.metrics import spectral as sp
 from bigalign.metrics.spectral import kare, spectral_alignment, spectrum, task_alignment
 
@@ -233,7 +234,7 @@ def test_auto_method_is_decided_and_reported(data, monkeypatch):
     x, _ = data
     s = spectrum(x, rank=3, **SYNC)
     assert s.method == "exact" and "d = 12 <= 8192" in s.parameters["method_reason"]
-    monkeypatch.setattr(sp, "EXACT_MAX_D", 8)
+    monkeypatch.setattr(_spectral_common, "EXACT_MAX_D", 8)  # read where the method is chosen
     s = spectrum(x, rank=3, **SYNC)
     assert s.method == "randomized" and "d = 12 > 8" in s.parameters["method_reason"]
     with pytest.raises(InvalidInputError, match="needs rank"):
@@ -633,5 +634,11 @@ def test_docstring_examples(monkeypatch):
     for name in sp.__all__:
         if not hasattr(bigalign, name):
             monkeypatch.setattr(bigalign, name, getattr(sp, name), raising=False)
-    out = doctest.testmod(sp)
-    assert out.attempted >= 5 and out.failed == 0
+    from bigalign.metrics import _spectral_alignment, _spectrum, _task_alignment
+
+    attempted = 0
+    for module in (sp, _spectral_common, _spectrum, _spectral_alignment, _task_alignment):  # the examples sit beside their functions
+        out = doctest.testmod(module)
+        assert out.failed == 0
+        attempted += out.attempted
+    assert attempted >= 5

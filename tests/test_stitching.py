@@ -28,7 +28,8 @@ import pytest
 import bigalign
 import bigalign.metrics.stitching as stitching_mod
 from bigalign.errors import DegenerateInputError, InvalidInputError, NonFiniteError, PairingError
-from bigalign.metrics.stitching import Splits, StitchResult, stitch, stitching_matrix
+from bigalign import stitching_matrix
+from bigalign.metrics.stitching import Splits, StitchResult, stitch
 
 ROOT = Path(__file__).resolve().parents[1]
 RTOL = 1e-9  # against QR/SVD references (see module docstring)

@@ -580,7 +580,7 @@ def test_example_quick(tmp_path, capsys):
 def test_fitting_row_sample_keeps_m_rows_beyond_the_exact_listing(monkeypatch):
     """Beyond _EXACT_SAMPLE_N rows, candidates are drawn in batches until m fitting rows are kept — even
     when most rows are held out (a single fixed draw used to return fewer than m)."""
-    import bigalign.metrics.stitching_nonlinear as sn
+    import bigalign.metrics._stitch_nonlinear_base as sn  # where fitting_row_sample reads _EXACT_SAMPLE_N
     from bigalign.metrics.stitching import Splits
 
     monkeypatch.setattr(sn, "_EXACT_SAMPLE_N", 1000)

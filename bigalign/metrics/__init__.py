@@ -15,7 +15,7 @@ from .permutation import PermutationResult, permutation_test
 from .procrustes import procrustes
 from .rsa import rsa
 from .spectral import kare, spectral_alignment, spectrum, task_alignment
-from .stitching import StitchingMatrix, StitchResult, StitchRisks, stitch, stitching_matrix
+from .stitching import StitchResult, StitchRisks, stitch
 from .stitching_nonlinear import NonlinearStitchResult, StitchRisksSE
 
 __all__ = [
@@ -25,7 +25,6 @@ __all__ = [
     "StitchResult",
     "StitchRisksSE",
     "StitchRisks",
-    "StitchingMatrix",
     "cka",
     "cknna",
     "coco",
@@ -52,7 +51,6 @@ __all__ = [
     "spectral_alignment",
     "spectrum",
     "stitch",
-    "stitching_matrix",
     "svcca",
     "task_alignment",
 ]

@@ -7,26 +7,26 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import invalid_parameter
 from ..engine import Plan, run, task_budget
 from ..errors import InvalidInputError
 from ..io import as_representation
 from ..moments import Moments, MomentStatistic
+from ..io import check_pairing
 
 ESTIMATORS = ("unbiased", "biased")
 
 
 def check_choice(func: str, param: str, value: Any, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
-        raise InvalidInputError(
-            f"the {param!r} parameter of {func} must be one of {list(choices)}; got {value!r} instead."
-        )
+        raise invalid_parameter(func, param, f"one of {list(choices)}", value)
     return value
 
 
 def check_int(func: str, param: str, value: Any, low: int) -> int:
     """An integer option (not a bool) of at least ``low``, as a Python int; else InvalidInputError."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
-        raise InvalidInputError(f"the {param!r} parameter of {func} must be an integer >= {low}; got {value!r} instead.")
+        raise invalid_parameter(func, param, f"an integer >= {low}", value)
     return int(value)
 
 
@@ -63,8 +63,6 @@ def sqnorm(a: np.ndarray) -> float:
 
 def paired_n(x: Any, y: Any) -> int:
     """Number of samples of x and y, without reading them; a mismatch is reported first."""
-    from ..io import check_pairing
-
     rx, ry = as_representation(x, "x"), as_representation(y, "y")
     if rx.n != ry.n:
         check_pairing([rx, ry])  # raises the mismatch error naming both row counts
@@ -93,8 +91,8 @@ def with_engine_doc(func: Any) -> Any:
 
 
 def engine_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
-    """The engine options among a façade's arguments."""
-    return {k: kw[k] for k in ("block_size", "scheduler", "client", "num_workers", "memory_per_worker")}
+    """The engine options a façade built (``engine_opts``, an EngineOptions) as keyword arguments."""
+    return kw["engine_opts"].kwargs()
 
 
 def feature_engine_kwargs(ekw: dict[str, Any], reps: list, dfx: int, dfy: int) -> dict[str, Any]:

@@ -69,6 +69,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .._checks import finite_float64
+from ..intervals import jackknife_se
 from ..moments import Cross, MomentStatistic, Moments, Side, _bounds, _gsum_cols, group_hsic
 
 #: ρ(m) above which a Nyström result is flagged ``nystroem_not_converged`` (less than half the trace captured)
@@ -207,9 +208,7 @@ def terms_from_single(m: Moments, i: int, j: int, estimator: str) -> KernelTerms
 
 def jackknife_stderr(terms: KernelTerms, f: Callable[[KernelTerms], float | np.ndarray]) -> float:
     """Delete-one-group jackknife standard error of f(terms)."""
-    reps = np.asarray(f(terms.replicates), dtype=float)  # type: ignore[arg-type]
-    G = reps.size
-    return float(np.sqrt((G - 1) / G * np.sum((reps - reps.mean()) ** 2)))
+    return jackknife_se(np.asarray(f(terms.replicates), dtype=float))  # type: ignore[arg-type]
 
 
 def zero_terms(n: int) -> KernelTerms:

@@ -17,11 +17,14 @@ from ..engine import _n_workers, prepare, resolve_scheduler, run, run_pairs
 from ..errors import DegenerateInputError, InvalidInputError
 from ..features import (
     BANDWIDTH_SAMPLE,
-    check_bandwidth,
+    KERNEL_EXACT_MAX_N,
+    NYSTROEM_MIN_RATIO,
+    bandwidth_ratio,
+    resolve_bandwidths,
+    resolve_method,
     draw_nystroem,
     draw_random_fourier,
     kernel_scale,
-    median_bandwidth,
     sample_rows,
 )
 from ..moments import MomentStatistic
@@ -41,13 +44,13 @@ from ._blocks import partition, run_blocks
 from ._common import feature_engine_kwargs
 from ._kernel_block import BLOCK_STDERR, MIN_BLOCK, BlockEstimate, KernelBlockTerms, block_estimate, block_stderr
 from ._kernel_exact import KernelTileStatistic, hsic_from_sums
+from ..moments import Cross, Moments
+
+_bandwidths = resolve_bandwidths  # the name the kernel modules used
 
 METHODS = ("auto", "exact", "block", "rff", "orf", "nystroem")
-#: ``method="auto"`` computes exact tiles up to this many samples (O(n²·d): about a
-#: minute at n = 20,000, d = 1,000 on two cores), and approximates beyond.
-EXACT_MAX_N = 20_000
-#: bandwidth / median below which Nyström is unreliable (measured coverage 0.265 vs 0.504 at 0.2×median)
-NYSTROEM_MIN_RATIO = 0.5
+#: ``method="auto"`` computes exact tiles up to this many samples (the shared default, see bigalign.features)
+EXACT_MAX_N = KERNEL_EXACT_MAX_N
 DEFAULT_RANDOM_FEATURES = 2048  # feature columns (= 1024 frequencies × [cos, sin])
 DEFAULT_LANDMARKS = 1024
 #: precision of the random-feature maps and per-block products (accumulated in float64) of cka, hsic and
@@ -80,44 +83,6 @@ METRIC_FNS: dict[str, Any] = {
 }
 
 
-def _is_median(b: Any) -> bool:
-    return isinstance(b, str) and b == "median"
-
-
-def _median_or_none(sample: np.ndarray, name: str, needed: bool) -> float | None:
-    """The median heuristic; when it is only informative (an explicit bandwidth), a 0 median is not an error."""
-    try:
-        return median_bandwidth(sample, name)
-    except DegenerateInputError:
-        if needed:
-            raise
-        return None
-
-
-def _bandwidths(bandwidth: Any, xs: np.ndarray, ys: np.ndarray) -> tuple[float, float, float | None, float | None]:
-    """(σx, σy, median_x, median_y); a median is None when it is 0 and not needed."""
-    if isinstance(bandwidth, str) and not _is_median(bandwidth):
-        raise InvalidInputError(
-            f"the 'bandwidth' parameter must be 'median', a positive number or a pair of them; got {bandwidth!r}."
-        )
-    if isinstance(bandwidth, (tuple, list)):
-        if len(bandwidth) != 2:
-            raise InvalidInputError(f"a bandwidth pair must have 2 entries (bandwidth_x, bandwidth_y); got {bandwidth!r}.")
-        bx, by = bandwidth
-    else:
-        bx = by = bandwidth
-    mx = _median_or_none(xs, "x", _is_median(bx))
-    my = _median_or_none(ys, "y", _is_median(by))
-    sx = mx if _is_median(bx) else check_bandwidth(bx, "x")
-    sy = my if _is_median(by) else check_bandwidth(by, "y")
-    return sx, sy, mx, my  # type: ignore[return-value]
-
-
-def bandwidth_ratio(sigmas: list[float], medians: list[float | None]) -> float:
-    """min σ / median over inputs with a non-zero median (inf when none has one)."""
-    return min([s / m for s, m in zip(sigmas, medians) if m] or [float("inf")])
-
-
 def check_n_features(n_features: Any) -> None:
     if n_features is not None and (isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer)) or n_features < 1):
         raise InvalidInputError(
@@ -130,28 +95,6 @@ def check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InvalidInputError(f"seed must be a non-negative integer; got {seed!r}.")
     return int(seed)
-
-
-def resolve_method(
-    method: str, n: int, ratio: float, *, exact_max_n: int = EXACT_MAX_N, exact: str = "exact tiles",
-    n_label: str = "n", fallback: str = "orf",
-) -> tuple[str, str]:  # fmt: skip
-    """(method, reason) for ``method="auto"`` of the other kernel estimators (COCO/KCC/KMI, MMD,
-    hsic_test, compare_layers' kernel matrices); cka, hsic and kernel_alignment use :func:`choose_road`.
-
-    Exact up to ``exact_max_n`` samples (``exact`` names the exact road in the
-    reason); beyond, Nyström when the bandwidth is at least
-    ``NYSTROEM_MIN_RATIO`` × the median distance (``ratio``), else
-    ``fallback`` random features (Nyström fails at small bandwidths).
-    """
-    if method != "auto":
-        return method, "requested"
-    if n <= exact_max_n:
-        return "exact", f"{n_label} = {n} <= {exact_max_n}: {exact}"
-    if ratio >= NYSTROEM_MIN_RATIO:
-        return "nystroem", f"{n_label} > {exact_max_n} and bandwidth >= {NYSTROEM_MIN_RATIO} x median: Nystroem"
-    label = "ORF" if fallback == "orf" else fallback
-    return fallback, f"{n_label} > {exact_max_n} and bandwidth < {NYSTROEM_MIN_RATIO} x median (Nystroem fails there): {label}"
 
 
 # ----------------------------------------------------------------------------
@@ -491,20 +434,14 @@ def feature_moments(
 
 def sub_moments(m: Any, i: int, j: int) -> Any:
     """The moments of inputs i and j only, as inputs 0 and 1."""
-    from ..moments import Moments
-
     cross = m.crosses[(i, j)] if (i, j) in m.crosses else None
     if cross is None:
         c = m.crosses[(j, i)]
-        from ..moments import Cross
-
         cross = Cross(M=c.M.T, T=c.T.T, A=c.B, B=c.A)
     return Moments(sides=[m.sides[i], m.sides[j]], crosses={(0, 1): cross})
 
 
 def _self_moments(m: Any, i: int, j: int) -> Any:
-    from ..moments import Cross, Moments
-
     s = m.sides[i]
     return Moments(sides=[s, s], crosses={(0, 1): Cross(M=s.M, T=s.T, A=s.A, B=s.A)})
 

@@ -46,7 +46,7 @@ networks with canonical correlation", NeurIPS 2018, arXiv:1806.05759.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import numpy as np
 
@@ -54,8 +54,9 @@ from ..errors import DegenerateInputError, InvalidInputError
 from ..io import as_representation, check_pairing
 from ..linalg import Eigen, exact_moments, exact_side, numerical_rank
 from ..result import Result
-from ._common import check_choice, check_int, engine_kwargs, engine_parameters, with_engine_doc
+from ._common import check_choice, check_int, engine_parameters, with_engine_doc
 from .spectral import EXACT_MAX_D, spectral_alignment
+from ..options import EngineKwargs, EngineOptions
 
 __all__ = ["svcca", "pwcca", "canonical_from_moments", "svcca_from_moments", "pwcca_from_moments"]
 
@@ -122,11 +123,7 @@ def svcca(
     n_oversamples: int | None = None,
     n_power_iter: int | None = None,
     seed: int | None = None,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """SVCCA: the mean canonical correlation of the leading principal subspaces of x and y.
 
@@ -174,6 +171,7 @@ def svcca(
     >>> round(bigalign.svcca(x, x @ rng.normal(size=(6, 6)) + 2.0).value, 8)
     1.0
     """
+    engine_opts = EngineOptions.build("svcca", engine)
     func = "svcca"
     check_choice(func, "method", method, ("auto", "exact", "randomized"))
     if n_components is not None and variance_fraction is not None:
@@ -193,7 +191,7 @@ def svcca(
         reason = f"d = {dmax} {'<=' if chosen == 'exact' else '>'} {EXACT_MAX_D}"
     else:
         chosen, reason = method, "requested"
-    ekw = engine_kwargs(locals())
+    ekw = engine_opts.kwargs()
     if chosen == "randomized":
         if k is None:
             raise InvalidInputError(
@@ -277,11 +275,7 @@ def pwcca(
     /,
     *,
     weights: Literal["x", "y"] = "x",
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """PWCCA: canonical correlations of x and y weighted by how much of x each canonical variate accounts for.
 
@@ -318,6 +312,7 @@ def pwcca(
     >>> round(bigalign.pwcca(x, x @ rng.normal(size=(6, 6))).value, 8)
     1.0
     """
+    engine_opts = EngineOptions.build("pwcca", engine)
     func = "pwcca"
     check_choice(func, "weights", weights, ("x", "y"))
     rx, ry = as_representation(x, "x"), as_representation(y, "y")
@@ -333,7 +328,7 @@ def pwcca(
             "not 1 by construction). Use svcca(x, y, n_components=...), which works in the leading principal subspaces "
             "(randomized for large d)."
         )
-    m, plan = exact_moments([rx, ry], ["x", "y"], [(0, 1)], [None, None], engine_kwargs(locals()))
+    m, plan = exact_moments([rx, ry], ["x", "y"], [(0, 1)], [None, None], engine_opts.kwargs())
     return _pwcca(m, 0 if weights == "x" else 1, 1 if weights == "x" else 0, weights, engine_parameters(plan))
 
 

@@ -61,7 +61,7 @@ from __future__ import annotations
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Sequence, Unpack
 
 import numpy as np
 
@@ -70,11 +70,14 @@ from .._numba.dcov import accumulate_distance_tile, univariate_terms
 from .._numba.tiles import sqdist
 from ..engine import prepare, run, run_pairs
 from ..errors import DegenerateInputError, InvalidInputError
+from ..intervals import jackknife_se
 from ..io import Representation
 from ..result import Result
 from ._common import ESTIMATORS, check_choice, check_unbiased_n, paired_n
 from ._kernel_exact import KernelSums, KernelTileStatistic, hsic_from_sums
 from ._blocks import BlockInputs, RandomBlockStatistic, blocks_per_task, partition, run_blocks  # noqa: F401
+from ..engine import _n_workers, resolve_scheduler
+from ..options import EngineKwargs, EngineOptions
 
 __all__ = ["dcor", "dcov", "dcov_terms_from_sums"]
 
@@ -318,8 +321,7 @@ def _jackknife(rep: np.ndarray, f: Any) -> float:
     """Delete-one jackknife standard error of f(mean of the replicate rows)."""
     m = rep.shape[0]
     loo = (rep.sum(axis=0)[None, :] - rep) / (m - 1)
-    vals = np.array([f(*row) for row in loo])
-    return float(math.sqrt((m - 1) / m * np.sum((vals - vals.mean()) ** 2)))
+    return jackknife_se(np.array([f(*row) for row in loo]))
 
 
 # ---------------------------------------------------------------------------
@@ -357,7 +359,6 @@ def _compute(func: str, x: Any, y: Any, kw: dict[str, Any]) -> tuple[DcovTerms, 
     if n < 2:
         raise InvalidInputError(f"{func} needs at least 2 samples; got {n}.")
     seed = _check_int(func, "seed", kw["seed"], 0, allow_none=False)
-    block = _check_int(func, "block_size", kw["block_size"], 1)
     if kw["block_rows"] is not None and method != "block":
         raise InvalidInputError(
             f"block_rows is the random block size of method='block'; with method={method!r} it does not apply "
@@ -367,10 +368,9 @@ def _compute(func: str, x: Any, y: Any, kw: dict[str, Any]) -> tuple[DcovTerms, 
     n_proj = _check_int(func, "n_projections", kw["n_projections"], 2)
     reps = prepare([x, y], ["x", "y"])
     chosen, reason = resolve_method(method, n, reps[0].d, reps[1].d)
-    ekw = {k: kw[k] for k in ("block_size", "scheduler", "client", "num_workers", "memory_per_worker") if kw[k] is not None}
-    from ..engine import _n_workers, resolve_scheduler
-
-    workers = _n_workers(*resolve_scheduler(kw["scheduler"], kw["client"]), kw["num_workers"])
+    eo = kw["engine_opts"]
+    ekw = eo.given()
+    workers = _n_workers(*resolve_scheduler(eo.scheduler, eo.client), eo.num_workers)
     if n_proj is not None and method != "projection":
         raise InvalidInputError(f"n_projections applies to method='projection' only; got it with method={method!r}.")
     if chosen == "exact":
@@ -489,13 +489,9 @@ def dcor(
     estimator: Literal["unbiased", "biased"] = "unbiased",
     method: Literal["auto", "exact", "block", "projection"] = "auto",
     block_rows: int | None = None,
-    block_size: int | None = None,
     n_projections: int | None = None,
     seed: int = 0,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Squared distance correlation dCor² of two representations (Székely et al. 2007).
 
@@ -541,6 +537,7 @@ def dcor(
     >>> round(bigalign.dcor(x, 2 * x + 1, estimator="biased").value, 12)
     1.0
     """
+    engine_opts = EngineOptions.build("dcor", engine)
     terms, name, params = _compute("dcor", x, y, locals())
     _degenerate(terms)
     if terms.vx <= 0 or terms.vy <= 0:
@@ -582,13 +579,9 @@ def dcov(
     estimator: Literal["unbiased", "biased"] = "unbiased",
     method: Literal["auto", "exact", "block", "projection"] = "auto",
     block_rows: int | None = None,
-    block_size: int | None = None,
     n_projections: int | None = None,
     seed: int = 0,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Squared distance covariance dCov² of two representations.
 
@@ -620,6 +613,7 @@ def dcov(
     >>> round(bigalign.dcov(x, x, estimator="biased").value, 12)   # dVar²ₙ = Σ Aᵢⱼ² / n² = 13/16
     0.8125
     """
+    engine_opts = EngineOptions.build("dcov", engine)
     terms, name, params = _compute("dcov", x, y, locals())
     flags = _flags(terms)
     if estimator == "biased" and terms.cxy < 0 and terms.replicates is None:

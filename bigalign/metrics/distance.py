@@ -9,14 +9,15 @@ D = 4(‖K₁‖² + ‖K₂‖² − 2‖K₁‖‖K₂‖·KA) for kernel-indu
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 from ..moments import Moments
 from ..result import Result
 from ._common import check_choice, engine_parameters, linear_moments, sqnorm
 from ..moments import scale
-from ._common import engine_kwargs, with_engine_doc
+from ._common import with_engine_doc
 from .kernel import _representable
+from ..options import EngineKwargs, EngineOptions
 
 __all__ = ["distance_alignment"]
 
@@ -64,11 +65,7 @@ def distance_alignment(
     /,
     *,
     distance: Literal["euclidean"] = "euclidean",
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """The paper's distance alignment D = (1/n²) Σᵢⱼ (‖xᵢ − xⱼ‖² − ‖yᵢ − yⱼ‖²)².
 
@@ -103,6 +100,7 @@ def distance_alignment(
     >>> bigalign.distance_alignment(x, x @ q + 5).value < 1e-10
     True
     """
+    engine_opts = EngineOptions.build("distance_alignment", engine)
     check_choice("distance_alignment", "distance", distance, ("euclidean",))
-    m, plan = linear_moments(x, y, engine_kwargs(locals()))
+    m, plan = linear_moments(x, y, engine_opts.kwargs())
     return distance_alignment_from_moments(m, 0, 1, "biased", {"distance": distance, **engine_parameters(plan)})

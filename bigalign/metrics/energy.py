@@ -36,7 +36,7 @@ J. Statist. Plann. Inference 143 (2013).
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import dask.array as da
 import numpy as np
@@ -46,6 +46,7 @@ from ..engine import run_pairs
 from ..errors import DegenerateInputError, InvalidInputError
 from ..io import Representation, as_representation
 from ..result import Result
+from ..options import EngineKwargs, EngineOptions
 from ._common import check_choice, check_int, paired_n
 from .dcor import DistanceTileStatistic, dcor
 from .permutation import DEFAULT_PERMUTATIONS, DEFAULT_TILE, PermutationResult, dcor_statistic, null_summary, run_null
@@ -137,10 +138,7 @@ def partial_dcor(
     method: Literal["auto", "exact", "block"] = "auto",
     block_rows: int | None = None,
     seed: int = 0,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Partial distance correlation of x and y given z (Székely & Rizzo 2014).
 
@@ -156,7 +154,7 @@ def partial_dcor(
         seeded blocks serve all three pairs.
     seed : int, default=0
         Seeds the random blocks.
-    scheduler, client, num_workers, memory_per_worker
+    block_size, scheduler, client, num_workers, memory_per_worker
         As for :func:`bigalign.dcor`.
 
     Returns
@@ -188,12 +186,13 @@ def partial_dcor(
     True
     """
     func = "partial_dcor"
+    engine_opts = EngineOptions.build(func, engine)
     check_choice(func, "method", method, ("auto", "exact", "block"))
     if block_rows is not None and method != "block":
         raise InvalidInputError(f"block_rows applies to method='block' only; got it with method={method!r}.")
     n = paired_n(x, y)
     paired_n(x, z)
-    kw = dict(method=method, seed=seed, scheduler=scheduler, client=client, num_workers=num_workers, memory_per_worker=memory_per_worker)
+    kw = dict(method=method, seed=seed, **engine_opts.kwargs())
     if block_rows is not None:
         kw["block_rows"] = block_rows
     rs = {}
@@ -276,10 +275,7 @@ def energy_distance(
     method: Literal["auto", "exact", "block"] = "auto",
     block_rows: int | None = None,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Energy distance between the distributions of two samples (Székely & Rizzo 2013).
 
@@ -303,8 +299,8 @@ def energy_distance(
         Seeds the random blocks.
     block_size : int, optional
         Rows per tile side of the exact road (default 2048); does not change the answer.
-    scheduler, client, num_workers
-        As for :func:`bigalign.dcor` (exact road).
+    scheduler, client, num_workers, memory_per_worker
+        As for :func:`bigalign.dcor` (exact road; ``memory_per_worker`` sizes its tiles).
 
     Returns
     -------
@@ -332,6 +328,7 @@ def energy_distance(
     20.578059
     """
     func = "energy_distance"
+    engine_opts = EngineOptions.build(func, engine)
     check_choice(func, "estimator", estimator, ("biased", "unbiased"))
     check_choice(func, "method", method, ("auto", "exact", "block"))
     if block_rows is not None and method != "block":
@@ -350,8 +347,11 @@ def energy_distance(
     chosen = method if method != "auto" else ("exact" if n <= ENERGY_EXACT_MAX_N else "block")
     reason = "requested" if method != "auto" else f"n_x + n_y = {n} {'<=' if chosen == 'exact' else '>'} {ENERGY_EXACT_MAX_N}"
     if chosen == "block":
-        if block_size is not None or scheduler is not None or client is not None or num_workers is not None:
-            raise InvalidInputError(f"block_size, scheduler, client and num_workers apply to {func}'s exact road only; the method here is 'block'.")
+        if engine_opts.given():
+            raise InvalidInputError(
+                f"{sorted(engine_opts.given())} apply to {func}'s exact road only; the method here is 'block'. "
+                "Drop them, or use method='exact'."
+            )
         rows = DEFAULT_BLOCK_ROWS if block_rows is None else check_int(func, "block_rows", block_rows, 2)
         if min(nx, ny) // rows < 2:
             raise InvalidInputError(
@@ -376,8 +376,8 @@ def energy_distance(
     m = min(nx, 1024)
     shift = finite_float64(rx.read(0, m), "x", 0).mean(axis=0)
     stat = DistanceTileStatistic("euclidean-distance", 1.0, 1.0, shift, np.zeros(1), names=("x and y stacked", "group label"))
-    kw = {k: v for k, v in dict(block_size=block_size, scheduler=scheduler, client=client, num_workers=num_workers).items() if v is not None}
-    sums, plan = run_pairs(stat, [as_representation(w, "x and y stacked"), as_representation(g, "group label")], check_pairing=False, **kw)
+    sums, plan = run_pairs(stat, [as_representation(w, "x and y stacked"), as_representation(g, "group label")], check_pairing=False,
+                           options=engine_opts)
     cross = sums.kl / 2.0  # Σ_{i∈x, j∈y} ‖xᵢ − yⱼ‖
     sxx = float(sums.r[:nx].sum()) - cross
     syy = float(sums.r[nx:].sum()) - cross

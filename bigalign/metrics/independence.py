@@ -109,7 +109,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import numpy as np
 import scipy.linalg as sla
@@ -117,12 +117,16 @@ import scipy.linalg as sla
 from .._checks import check_applies
 from ..engine import prepare
 from ..errors import DegenerateInputError, InvalidInputError
-from ..features import BANDWIDTH_SAMPLE, KERNELS, sample_rows
+from ..intervals import jackknife_se
+from ..features import BANDWIDTH_SAMPLE, KERNELS, bandwidth_ratio, resolve_bandwidths, resolve_method, sample_rows
 from ..moments import Moments
 from ..result import Result
 from ._common import check_choice, engine_kwargs, engine_parameters, linear_moments, paired_n, with_engine_doc
 from ._kernel_approx import NYSTROEM_MAX_RESIDUAL, NYSTROEM_STDERR, nystroem_stderr, residual_fraction
-from ._kernel_nonlinear import _bandwidths, bandwidth_ratio, feature_moments, resolve_method, sub_moments
+from ._kernel_nonlinear import feature_moments, sub_moments
+from ..gram import blas_threads_for, centre_gram, gram, read_all
+from ..io import as_representation
+from ..options import EngineKwargs, EngineOptions
 
 __all__ = ["coco", "kcc", "kmi"]
 
@@ -325,12 +329,6 @@ def _cc_replicates_fast(c: Covariances, kx: float, ky: float) -> tuple[np.ndarra
     return np.array(kcc_r), np.array(kmi_r)
 
 
-def _jackknife(reps: np.ndarray) -> float:
-    """Delete-one-group jackknife standard error (as :func:`bigalign.metrics._kernel_approx.jackknife_stderr`)."""
-    G = reps.size
-    return float(np.sqrt((G - 1) / G * np.sum((reps - reps.mean()) ** 2)))
-
-
 @dataclass
 class _Values:
     coco: float
@@ -388,15 +386,11 @@ def _pivoted_cholesky_factor(kc: np.ndarray) -> np.ndarray:
 
 
 def _gram_factor(rep: Any, name: str, kernel: str, sigma: float, shift: np.ndarray) -> tuple[np.ndarray, bool]:
-    from ..gram import blas_threads_for
-
     with blas_threads_for(rep.n * rep.n):
         return _gram_factor_body(rep, name, kernel, sigma, shift)
 
 
 def _gram_factor_body(rep: Any, name: str, kernel: str, sigma: float, shift: np.ndarray) -> tuple[np.ndarray, bool]:
-    from ..gram import centre_gram, gram, read_all
-
     xs = read_all(rep, name, shift)
     constant = bool(np.all(xs == xs[0]))
     k = gram(xs, kernel, sigma)
@@ -431,7 +425,7 @@ def _job(func: str, x: Any, y: Any, kw: dict[str, Any]) -> _Job:
 
     reps = prepare([x, y], ["x", "y"])
     _, (xs, ys) = sample_rows(reps, BANDWIDTH_SAMPLE, int(seed))
-    sx, sy, mx, my = _bandwidths(kw["bandwidth"], xs, ys)
+    sx, sy, mx, my = resolve_bandwidths(kw["bandwidth"], xs, ys)
     chosen, reason = resolve_method(
         method, n, bandwidth_ratio([sx, sy], [mx, my]), exact_max_n=GRAM_AUTO_N, exact="exact kernel matrices"
     )
@@ -513,9 +507,6 @@ def _small_blas(x: Any, y: Any, kw: dict[str, Any]) -> Any:
     The size is the number of float64 values the pass and the algebra touch:
     n·(d_x + d_y + 2D) + (2D)², D the feature width (d for linear, n for exact).
     """
-    from ..io import as_representation
-    from ..gram import blas_threads_for
-
     rx, ry = as_representation(x, "x"), as_representation(y, "y")
     n = max(rx.n, ry.n)
     if kw["kernel"] == "linear":
@@ -561,7 +552,7 @@ def _canonical_result_body(func: str, job: _Job, kappa: float) -> Result:
         direct = max(job.cov.sxx.shape[0], job.cov.syy.shape[0]) <= DIRECT_REPLICATES_MAX_D
         kr, mr = (_cc_replicates_direct if direct else _cc_replicates_fast)(job.cov, v.kx, v.ky)
         reps = kr if func == "kcc" else mr
-        stderr = _jackknife(reps)
+        stderr = jackknife_se(reps)
         # Quenouille's jackknife bias correction: ρ(κ) and KMI are non-linear in the (noisy) covariances
         G = reps.size
         value = G * value - (G - 1) * float(reps.mean())
@@ -681,11 +672,7 @@ def coco(
     method: Literal["auto", "exact", "rff", "orf", "nystroem"] = "auto",
     n_features: int | None = None,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Kernel constrained covariance: the largest singular value of the centred cross-covariance.
 
@@ -739,13 +726,14 @@ def coco(
     >>> bigalign.coco(x, 2 * x).value
     2.5
     """
+    engine_opts = EngineOptions.build("coco", engine)
     kw = locals()
     with _small_blas(x, y, kw):
         job = _job("coco", x, y, kw)
         v = _values(job.cov, None, False)
         stderr = None
         if job.grouped:
-            stderr = _jackknife(_coco_replicates(job.cov))
+            stderr = jackknife_se(_coco_replicates(job.cov))
         elif job.half is not None and job.quarter is not None and job.residuals is not None:
             # COCO = ‖Σ_xy‖₂ is 0 with no landmarks (K̃ = 0, ρ = 1): the zero level anchors the slope
             levels = [v.coco, _top_singular(job.half.sxy)[0], _top_singular(job.quarter.sxy)[0]]
@@ -771,11 +759,7 @@ def kcc(
     method: Literal["auto", "exact", "rff", "orf", "nystroem"] = "auto",
     n_features: int | None = None,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Regularised kernel canonical correlation (Bach & Jordan 2002).
 
@@ -830,6 +814,7 @@ def kcc(
     >>> round(bigalign.kcc(x, x @ rng.normal(size=(3, 3)), ridge=0).value, 12)
     1.0
     """
+    engine_opts = EngineOptions.build("kcc", engine)
     kappa = _ridge("kcc", ridge, kernel)
     return _canonical_result("kcc", x, y, locals(), kappa)
 
@@ -848,11 +833,7 @@ def kmi(
     method: Literal["auto", "exact", "rff", "orf", "nystroem"] = "auto",
     n_features: int | None = None,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Kernel mutual information (Bach & Jordan's kernel generalised variance), in nats.
 
@@ -910,5 +891,6 @@ def kmi(
     >>> round(bigalign.kmi(x, y, ridge=0).value, 2)   # −½ log(1 − 0.36)
     0.22
     """
+    engine_opts = EngineOptions.build("kmi", engine)
     kappa = _ridge("kmi", ridge, kernel)
     return _canonical_result("kmi", x, y, locals(), kappa)

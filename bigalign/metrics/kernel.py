@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 from .._checks import check_applies
 from ..errors import DegenerateInputError, InvalidInputError
@@ -40,6 +40,7 @@ from ._common import (
     sqnorm,
     with_engine_doc,
 )
+from ..options import EngineKwargs, EngineOptions
 
 __all__ = ["cka", "hsic", "kernel_alignment"]
 
@@ -313,11 +314,7 @@ def hsic(
     block_rows: int | None = None,
     target_stderr: float | None = None,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Hilbert–Schmidt independence criterion between two representations.
 
@@ -360,6 +357,7 @@ def hsic(
     >>> round(bigalign.hsic(x, x, estimator="biased").value, 6)   # (Σ u²)² / (n-1)² = 25/9
     2.777778
     """
+    engine_opts = EngineOptions.build("hsic", engine)
     check_choice("hsic", "estimator", estimator, ESTIMATORS)
     check_unbiased_n("hsic", paired_n(x, y), estimator)
     out, plan = _run_kernel("hsic", x, y, locals(), estimator)
@@ -383,11 +381,7 @@ def cka(
     block_rows: int | None = None,
     target_stderr: float | None = None,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Centred kernel alignment: HSIC(x, y) / √(HSIC(x, x)·HSIC(y, y)).
 
@@ -439,6 +433,7 @@ def cka(
     >>> round(bigalign.cka(x, 3 * x @ q).value, 12)
     1.0
     """
+    engine_opts = EngineOptions.build("cka", engine)
     check_choice("cka", "estimator", estimator, ESTIMATORS)
     check_unbiased_n("cka", paired_n(x, y), estimator)
     out, plan = _run_kernel("cka", x, y, locals(), estimator)
@@ -461,11 +456,7 @@ def kernel_alignment(
     block_rows: int | None = None,
     target_stderr: float | None = None,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Uncentred kernel alignment KA = ⟨K, L⟩_F / (‖K‖_F‖L‖_F).
 
@@ -502,6 +493,7 @@ def kernel_alignment(
     >>> bigalign.kernel_alignment(x, 2 * x).value
     1.0
     """
+    engine_opts = EngineOptions.build("kernel_alignment", engine)
     out, plan = _run_kernel("kernel_alignment", x, y, locals(), "biased")
     if plan is not None:
         return ka_from_moments(out, 0, 1, "biased", _linear_params(plan, target_stderr))

@@ -61,7 +61,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, Unpack
 
 import numpy as np
 from dask.sizeof import sizeof
@@ -73,6 +73,7 @@ from ..errors import DegenerateInputError, InvalidInputError
 from ..io import ActivationStore, Representation, as_representation, check_pairing, open_activations
 from ..result import Result
 from ._common import ESTIMATORS, check_choice, check_int, check_unbiased_n, engine_parameters
+from ..options import EngineKwargs, EngineOptions
 
 __all__ = [
     "DEFAULT_PROBES",
@@ -665,11 +666,7 @@ def cka_matrix_sketched(
     n_probes: int = DEFAULT_PROBES,
     n_power_iter: int = 1,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> SketchedCKAMatrix:
     """Linear CKA between every pair of layers of one model, by projected cross-moments.
 
@@ -703,13 +700,13 @@ def cka_matrix_sketched(
     -------
     SketchedCKAMatrix
     """
+    engine_opts = EngineOptions.build("cka_matrix_sketched", engine)
     names, arrs = _layers_of(model, layers)
     reps = [as_representation(a, nm) for a, nm in zip(arrs, names)]
     check_pairing(reps)
     L = len(reps)
     wanted = [(i, j) for i in range(L) for j in range(i, L)]
-    ekw = {"block_size": block_size, "scheduler": scheduler, "client": client, "num_workers": num_workers,
-           "memory_per_worker": memory_per_worker}  # fmt: skip
+    ekw = engine_opts.kwargs()
     values, n_passes, info = sketched_cka_cells(
         reps, wanted, estimator=estimator, rank=rank, n_probes=n_probes, n_power_iter=n_power_iter, seed=seed,
         engine_kw=ekw,

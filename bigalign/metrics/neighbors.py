@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, Unpack
 
 import numpy as np
 
@@ -70,7 +70,8 @@ from ..engine import prepare, run, run_pairs
 from ..io import Representation
 from ..errors import DegenerateInputError, InvalidInputError, NonFiniteError
 from ..result import Result
-from ._common import with_engine_doc
+from ._common import check_choice, paired_n, with_engine_doc
+from ..options import ENGINE_KEYWORDS, EngineKwargs, EngineOptions
 
 __all__ = [
     "KNN_METRICS", "IntervalResult", "KnnSweep", "NeighbourLists", "NeighbourTileStatistic", "QueryStatistic", "cknna",
@@ -279,8 +280,8 @@ class NeighbourLists:
 
 
 def _engine(kw: dict[str, Any], pairs: bool) -> dict[str, Any]:
-    keys = ("block_size", "scheduler", "client", "num_workers", "memory_per_worker")  # run_pairs honours it too
-    return {k: kw[k] for k in keys if kw.get(k) is not None}
+    """The engine options of a façade's call (its EngineOptions) or of compare_layers' per-pair keywords."""
+    return EngineOptions.build("search", kw["engine_opts"] if "engine_opts" in kw else {k: kw[k] for k in ENGINE_KEYWORDS if k in kw}).given()
 
 
 def search(reps: Sequence[Representation], k: int, engine_kw: dict[str, Any], queries: Sequence[np.ndarray] | None = None) -> tuple[list[NeighbourLists], dict[str, Any]]:
@@ -424,8 +425,6 @@ def check_k(func: str, metric: str, k: Any, n: int) -> int:
 
 
 def _n(x: Any, y: Any) -> int:
-    from ._common import paired_n
-
     return paired_n(x, y)
 
 
@@ -493,11 +492,7 @@ def knn_sweep(
     k: Sequence[int] = (1, 5, 10, 20, 50),
     n_queries: int | None = None,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> KnnSweep:
     """A neighbourhood measure at several k from one neighbour search.
 
@@ -527,8 +522,7 @@ def knn_sweep(
     >>> bigalign.knn_sweep(x, 2 * x, k=[1, 5]).values.tolist()
     [1.0, 1.0]
     """
-    from ._common import check_choice
-
+    engine_opts = EngineOptions.build("knn_sweep", engine)
     check_choice("knn_sweep", "metric", metric, KNN_METRICS)
     n = _n(x, y)
     if metric == "cknna" and n < 4:
@@ -554,11 +548,7 @@ def mutual_knn(
     k: int = 10,
     n_queries: int | None = None,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Mutual k-nearest-neighbour alignment (Huh et al. 2024).
 
@@ -611,6 +601,7 @@ def mutual_knn(
     >>> bigalign.mutual_knn(x, 3 * x, k=5).value     # same neighbours
     1.0
     """
+    engine_opts = EngineOptions.build("mutual_knn", engine)
     return _measure("mutual_knn", x, y, k, n_queries, seed, locals())
 
 
@@ -623,11 +614,7 @@ def cycle_knn(
     k: int = 10,
     n_queries: int | None = None,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Cycle kNN (platonic-rep's ``cycle_knn``): can sample i be reached back from its y-neighbours in x?
 
@@ -660,6 +647,7 @@ def cycle_knn(
     >>> bigalign.cycle_knn(x, 2 * x, k=3).value   # < 1 even here: j near i does not make i near j
     0.93
     """
+    engine_opts = EngineOptions.build("cycle_knn", engine)
     return _measure("cycle_knn", x, y, k, n_queries, seed, locals())
 
 
@@ -672,11 +660,7 @@ def lcs_knn(
     k: int = 10,
     n_queries: int | None = None,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Ordered-neighbour agreement: the longest common subsequence of the two ranked kNN lists, over k.
 
@@ -706,6 +690,7 @@ def lcs_knn(
     >>> bigalign.lcs_knn(x, 2 * x, k=5).terms["mean_lcs"]
     5.0
     """
+    engine_opts = EngineOptions.build("lcs_knn", engine)
     return _measure("lcs_knn", x, y, k, n_queries, seed, locals())
 
 
@@ -718,11 +703,7 @@ def edit_distance_knn(
     k: int = 10,
     n_queries: int | None = None,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """1 − (mean Levenshtein distance between the ranked kNN lists) / k, as platonic-rep's ``edit_distance_knn``.
 
@@ -751,6 +732,7 @@ def edit_distance_knn(
     >>> bigalign.edit_distance_knn(x, 2 * x, k=5).value
     1.0
     """
+    engine_opts = EngineOptions.build("edit_distance_knn", engine)
     return _measure("edit_distance_knn", x, y, k, n_queries, seed, locals())
 
 
@@ -761,11 +743,7 @@ def cknna(
     /,
     *,
     k: int = 10,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """CKNNA: CKA restricted to mutual nearest neighbours (Huh et al. 2024).
 
@@ -809,6 +787,7 @@ def cknna(
     >>> round(bigalign.cknna(x, 2 * x, k=10).value, 12)
     1.0
     """
+    engine_opts = EngineOptions.build("cknna", engine)
     return _measure("cknna", x, y, k, None, 0, locals())
 
 

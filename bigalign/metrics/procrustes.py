@@ -36,14 +36,15 @@ Psychometrika 31 (1966).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
 from ..errors import DegenerateInputError, InvalidInputError
 from ..moments import Moments
 from ..result import Result
-from ._common import engine_kwargs, engine_parameters, linear_moments, paired_n, with_engine_doc
+from ._common import engine_parameters, linear_moments, paired_n, with_engine_doc
+from ..options import EngineKwargs, EngineOptions
 
 __all__ = ["procrustes", "procrustes_from_moments", "procrustes_distance_from_moments", "procrustes_angular_from_moments"]
 
@@ -133,11 +134,7 @@ def procrustes(
     *,
     angular: bool = False,
     normalize: bool = False,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Orthogonal Procrustes shape distance of two representations, or its angular form.
 
@@ -190,6 +187,7 @@ def procrustes(
     >>> bigalign.procrustes(x, 2 * x, angular=True).value < 1e-6
     True
     """
+    engine_opts = EngineOptions.build("procrustes", engine)
     angular = _check_bool("angular", angular)
     normalize = _check_bool("normalize", normalize)
     if angular and normalize:
@@ -200,5 +198,5 @@ def procrustes(
     n = paired_n(x, y)
     if n < 2:
         raise InvalidInputError(f"procrustes needs at least 2 samples; got {n}.")
-    m, plan = linear_moments(x, y, engine_kwargs(locals()))
+    m, plan = linear_moments(x, y, engine_opts.kwargs())
     return procrustes_from_moments(m, 0, 1, angular=angular, normalize=normalize, parameters=engine_parameters(plan))

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Sequence, Unpack
 
 import numpy as np
 
@@ -60,12 +60,14 @@ from .._numba.dcov import DISTANCE_CODES, finish_distances, pair_moments
 from .._numba.tiles import sqdist
 from ..engine import prepare, run, run_pairs
 from ..errors import DegenerateInputError, InvalidInputError
+from ..intervals import jackknife_se
 from ..io import Representation
 from ..moments import MomentStatistic, Moments, scale
 from ..result import Result
 from ._common import check_choice, linear_moments, paired_n, sqnorm
 from ._common import with_engine_doc
 from .neighbors import IntervalResult, finite_rows, unit_rows
+from ..options import EngineKwargs, EngineOptions
 
 __all__ = ["rsa", "row_patterns", "tau_a", "tile_distances"]
 
@@ -376,11 +378,7 @@ def rsa(
     method: Literal["auto", "exact", "sampled"] = "auto",
     n_pairs: int | None = None,
     seed: int = 0,
-    block_size: int | None = None,
-    scheduler: Any = None,
-    client: Any = None,
-    num_workers: int | None = None,
-    memory_per_worker: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Representational similarity: the correlation of the two distance matrices' upper triangles.
 
@@ -435,6 +433,7 @@ def rsa(
     >>> round(bigalign.rsa(x, 2 * x + 1).value, 12)
     1.0
     """
+    engine_opts = EngineOptions.build("rsa", engine)
     check_choice("rsa", "distance", distance, DISTANCES)
     check_choice("rsa", "compare", compare, COMPARES)
     check_choice("rsa", "method", method, METHODS)
@@ -455,7 +454,7 @@ def rsa(
     code = DISTANCE_CODES["cosine" if centre else distance]
     N = n * (n - 1) // 2
     params: dict[str, Any] = {"distance": distance, "compare": compare, "method_reason": reason}
-    ekw = {k: v for k, v in dict(block_size=block_size, scheduler=scheduler, client=client, num_workers=num_workers, memory_per_worker=memory_per_worker).items() if v is not None}
+    ekw = engine_opts.given()
 
     if chosen == "sampled":
         reps = prepare([x, y], ["x", "y"])
@@ -474,7 +473,7 @@ def rsa(
         groups = np.arange(m) % JACKKNIFE_GROUPS
         loo = np.array([_correlation(dx[groups != g], dy[groups != g], compare) for g in range(JACKKNIFE_GROUPS)])
         G = JACKKNIFE_GROUPS
-        se = float(math.sqrt((G - 1) / G * np.sum((loo - loo.mean()) ** 2)))
+        se = jackknife_se(loo)
         ci = _fisher_interval(value, se, G - 1)
         params.update(n_pairs=m, seed=int(seed), pair_sampling="uniform over i<j, with replacement", stderr=f"delete-a-group jackknife over {G} groups of pairs", ci=f"95%, Fisher z with Student t ({G - 1} df)")
         return IntervalResult("rsa", value, compare, "sampled-pairs", n, {"n_pairs": float(m)}, params, stderr=se, ci=ci, ci_level=0.95)
