@@ -2,20 +2,23 @@
 
 The same data (n rows of d = 768 features, float32 and bfloat16) is written
 
-* by ``ActivationWriter.append`` in batches of 128 and of 1,024 rows, ``durable=True``
-  (every batch fsynced before ``append`` returns) and ``close()`` included;
 * by plain Zarr: ``zarr.create_array`` with the same chunk shape and compressor as the
   writer's store, one ``arr[a:b] = x[a:b]`` per whole chunk, no fsync (the baseline);
-* by the same plain-Zarr write followed by one fsync of every chunk file (what it costs to
-  have the baseline's bytes on disk, which the writer's promise includes);
-* by the writer with ``durable=False``: every batch still reaches the log (the page cache)
-  before ``append`` returns, so it survives SIGKILL of the writer, but nothing is fsynced
-  (no protection against a power loss or kernel crash).
+* by the same plain-Zarr write followed by one fsync of every file (what it costs to
+  have the baseline's bytes on disk);
+* by ``ActivationWriter.append`` in batches of 128 and of 1,024 rows with the default
+  ``durability="process"`` (every batch is in the operating system before ``append``
+  returns, so it survives SIGKILL of the writer; nothing fsynced), ``close()`` included;
+* the same followed by ``flush()`` before ``close()`` (everything acknowledged on disk:
+  compare with Zarr + fsync);
+* by the writer with ``durability="power"`` (every batch fsynced before ``append``
+  returns: it also survives a power loss or an OS crash).
 
 Every configuration runs ``--repeats`` times in this one process, interleaved; the median
-is reported with wall and CPU seconds.  Results: benchmarks/results/writer.{md,json}.
+is reported with wall and CPU seconds and the load average around it.
+Results: benchmarks/results/writer.{md,json}.
 
-    python benchmarks/bench_writer.py [--n 32768] [--repeats 3] [--compressors default|none]
+    python benchmarks/bench_writer.py [--n 65536] [--repeats 5] [--compressors default|none]
 """
 
 from __future__ import annotations
@@ -48,10 +51,12 @@ def timed(fn):
     return time.perf_counter() - w0, time.process_time() - c0
 
 
-def writer_run(path: Path, x: np.ndarray, batch: int, compressors, durable: bool = True) -> None:
-    with bigalign.ActivationWriter(path, mode="w", compressors=compressors, durable=durable) as w:
+def writer_run(path: Path, x: np.ndarray, batch: int, compressors, durability: str, flush: bool) -> None:
+    with bigalign.ActivationWriter(path, mode="w", compressors=compressors, durability=durability) as w:
         for a in range(0, len(x), batch):
             w.append({"h": x[a : a + batch]}, sample_ids=np.arange(a, min(a + batch, len(x))))
+        if flush:
+            w.flush()
 
 
 def chunk_rows_of(x: np.ndarray) -> int:
@@ -94,8 +99,8 @@ def fsync_latency(folder: Path, nbytes: int, repeats: int = 32) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=32768)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--n", type=int, default=65536)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--compressors", default="default", choices=["default", "none"])
     ap.add_argument("--out", default=str(HERE / "results" / "writer"))
     args = ap.parse_args()
@@ -104,22 +109,28 @@ def main() -> None:
     base = rng.standard_normal((args.n, D), dtype=np.float32)
     datasets = {"float32": base, "bfloat16": base.astype(ml_dtypes.bfloat16)}
     tmp = Path(tempfile.mkdtemp(prefix="bench_writer_", dir=os.environ.get("BENCH_TMP", str(HERE))))
-    configs = [("zarr whole chunks", None, False), ("zarr whole chunks + fsync", None, True),
-               ("writer, batch 128", 128, None), ("writer, batch 1024", 1024, None),
-               ("writer, batch 128, durable=False", 128, False), ("writer, batch 1024, durable=False", 1024, False)]  # fmt: skip
+    # (label, batch rows or None for plain Zarr, fsync for Zarr / durability for the writer, flush before close)
+    configs = [("zarr whole chunks", None, False, False), ("zarr whole chunks + fsync", None, True, False),
+               ("writer, batch 128 (default: process)", 128, "process", False),
+               ("writer, batch 1024 (default: process)", 1024, "process", False),
+               ("writer, batch 128, process + flush()", 128, "process", True),
+               ("writer, batch 1024, process + flush()", 1024, "process", True),
+               ("writer, batch 128, durability=power", 128, "power", False),
+               ("writer, batch 1024, durability=power", 1024, "power", False)]  # fmt: skip
     times: dict[tuple[str, str], list[tuple[float, float]]] = {}
     probes = []
+    load0 = os.getloadavg()
     try:
         for rep in range(args.repeats):
             probes.append(fsync_latency(tmp, 128 * D * 4))
             for dname, x in datasets.items():
-                for label, batch, fsync in configs:
-                    p = tmp / f"{dname}-{batch}-{fsync}.zarr"
+                for label, batch, how, flush in configs:
+                    p = tmp / f"{dname}-{batch}-{how}-{flush}.zarr"
                     shutil.rmtree(p, ignore_errors=True)
                     if batch is None:
-                        t = timed(lambda: zarr_run(p, x, comp, fsync))
+                        t = timed(lambda: zarr_run(p, x, comp, how))
                     else:
-                        t = timed(lambda: writer_run(p, x, batch, comp, durable=fsync is None))
+                        t = timed(lambda: writer_run(p, x, batch, comp, how, flush))
                         got = bigalign.open_activations(p)["h"]
                         assert got.shape == (args.n, D) and np.array_equal(np.asarray(got[-5:]), x[-5:])
                     times.setdefault((dname, label), []).append(t)
@@ -137,21 +148,23 @@ def main() -> None:
                      "throughput_vs_zarr": ref / wall, "throughput_vs_zarr_fsync": ref_sync / wall,
                      "all_wall_s": [t[0] for t in ts]})  # fmt: skip
     probe = statistics.median(probes)
+    load1 = os.getloadavg()
     doc = {"fsync_393KB_ms": 1e3 * probe, "n": args.n, "d": D, "compressors": args.compressors, "repeats": args.repeats, "cpus": os.cpu_count(),
-           "load_avg": os.getloadavg(), "rows": rows}  # fmt: skip
+           "load_avg_start": load0, "load_avg_end": load1, "rows": rows}  # fmt: skip
     Path(args.out + ".json").write_text(json.dumps(doc, indent=1))
     lines = [
         f"# ActivationWriter throughput (n = {args.n}, d = {D}, compressors = {args.compressors})",
         "",
         "`python benchmarks/bench_writer.py` — median of "
-        f"{args.repeats} interleaved runs in one process; writer: `durable=True` (one fsync per batch) unless "
-        "marked, close() included; "
-        "baseline: the same array written to Zarr one whole chunk at a time (same chunks, same compressor).",
-        f"Machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; a 393 KB write + "
-        f"fdatasync took {1e3 * probe:.1f} ms (median, measured between the runs). With `durable=True` every "
-        "append pays one such fsync, so at 128-row batches the fsync latency of the disk sets the pace; "
-        "`durable=False` keeps the SIGKILL guarantee (each batch is in the log, in the page cache, before "
-        "`append` returns) without protecting against a power loss.",
+        f"{args.repeats} interleaved runs in one process, close() included; "
+        "baseline: the same array written to Zarr one whole chunk at a time (same chunks, same compressor). "
+        "Default `durability=\"process\"`: every acknowledged batch survives SIGKILL of the writer (it is in "
+        "the operating system before `append` returns), nothing is fsynced; `+ flush()`: the same, then "
+        "everything on disk before close (compare with Zarr + fsync); `durability=\"power\"`: one fsync per "
+        "batch, every acknowledged batch also survives a power loss.",
+        f"Machine: {os.cpu_count()} CPUs shared with other work, load average (1 min) {load0[0]:.1f} at the start "
+        f"and {load1[0]:.1f} at the end; a 393 KB write + fdatasync took {1e3 * probe:.1f} ms (median, measured "
+        "between the runs): with `durability=\"power\"` every append pays one such fsync.",
         "",
         "| dtype | what | wall s | CPU s | MB/s | throughput vs Zarr whole chunks | vs Zarr + fsync |",
         "|---|---|---:|---:|---:|---:|---:|",

@@ -67,7 +67,7 @@ def capture(
     forward: Callable[[Any, Any], Any] | None = None,
     chunk_rows: int | None = None,
     compressors: Any = "default",
-    durable: bool = True,
+    durability: Literal["process", "power"] = "process",
     attrs: Mapping[str, Any] | None = None,
 ) -> ActivationStore:
     """Run a PyTorch model over batches and store the outputs of named submodules.
@@ -178,7 +178,7 @@ def capture(
         ``device``, tensors in tuples/lists/dicts included), e.g.
         ``lambda m, b: m(**b)`` for dicts of keyword inputs.  The number of
         samples is then the first axis of the batch's first tensor.
-    chunk_rows, compressors, durable, attrs
+    chunk_rows, compressors, durability, attrs
         Passed to :class:`ActivationWriter`.  ``attrs`` is merged over a
         ``"capture"`` attribute recording the model class, the module of each
         layer, ``dtype`` and ``reduce``.
@@ -233,6 +233,11 @@ def capture(
     if mode not in ("x", "w", "a"):
         raise InvalidInputError(
             f"mode must be 'x' (new store), 'w' (replace) or 'a' (resume); got {mode!r}. Use 'a' to resume a capture."
+        )
+    if durability not in ("process", "power"):
+        raise InvalidInputError(
+            "durability must be 'process' (every stored batch survives the process being killed) or 'power' "
+            f"(also a power loss or OS crash: one fsync per batch); got {durability!r}."
         )
     if isinstance(batches, (torch.Tensor, np.ndarray)):
         raise InvalidInputError(
@@ -369,7 +374,7 @@ def capture(
                 records.clear()
                 if writer is None:
                     writer = ActivationWriter(
-                        path, mode, chunk_rows=chunk_rows, compressors=compressors, durable=durable, attrs=meta
+                        path, mode, chunk_rows=chunk_rows, compressors=compressors, durability=durability, attrs=meta
                     )
                 writer.append(acts, sample_ids=ids)
         ids_of.finish()

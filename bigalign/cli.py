@@ -189,8 +189,12 @@ def _cluster(args: argparse.Namespace):
         yield None
 
 
-def _planned_cost(args: argparse.Namespace, stores: list[Any]) -> None:
-    """Print the planned cost of a long job before starting it."""
+#: jobs planned to take longer than this many seconds say so when they start
+PLANNED_NOTE_S = 10.0
+
+
+def _planned_cost(args: argparse.Namespace, stores: list[Any]) -> str | None:
+    """The planned cost of a long job (None for a short one), printed when its computation starts."""
     from .compare import PAIR_METRICS
     from .metrics._kernel_nonlinear import EXACT_MAX_N
 
@@ -212,8 +216,9 @@ def _planned_cost(args: argparse.Namespace, stores: list[Any]) -> None:
         flops = 2.0 * n * (len(widths) * d_feat) ** 2
         what = "one pass over feature maps"
     seconds = flops / 30e9  # ~30 GFLOP/s end to end on a 2-core machine (see README benchmarks)
-    if seconds > 10:
-        print(f"planned: {what}, ~{flops / 1e12:.1f} TFLOP, roughly {seconds / 60:.1f} min at 30 GFLOP/s", file=sys.stderr)
+    if seconds > PLANNED_NOTE_S:
+        return f"planned: {what}, ~{flops / 1e12:.1f} TFLOP, roughly {seconds / 60:.1f} min at 30 GFLOP/s"
+    return None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -322,13 +327,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     sa = open_activations(args.a)
     sb = open_activations(args.b) if args.b else None
+    # every argument is checked before anything is planned or printed: the options here, the rest by
+    # compare_layers before its first pass, which is when the planned cost is printed
     _check_layers(args, sa, sb)
-    _planned_cost(args, [sa] + ([sb] if sb is not None else []))
+    metric_kw, engine_kw = _metric_kw(args), _engine_kw(args)
+    note = _planned_cost(args, [sa] + ([sb] if sb is not None else []))
     per_pair = args.kernel != "linear" or args.metric in ("dcor", "dcov", "rsa", "mutual_knn", "cknna", "mmd")
     n_jobs = _n_pairs(args, sa, sb) if per_pair else 0  # else one streamed pass serves every pair
-    with warnings.catch_warnings(record=True) as caught, _cluster(args), _limits(args):
+    with warnings.catch_warnings(record=True) as caught, _limits(args), _cluster(args):
         warnings.simplefilter("always")
-        with progress_bar(False if args.quiet else None), progress_job(n_jobs, _metric_label(args)):
+        with progress_bar(False if args.quiet else None), progress_job(n_jobs, _metric_label(args), note=note):
             m = compare_layers(
                 sa,
                 sb,
@@ -337,8 +345,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 layers_b=args.layers_b,
                 checkpoint=(args.out + ".ckpt") if args.out else None,
                 resume=args.resume,
-                **_metric_kw(args),
-                **_engine_kw(args),
+                **metric_kw,
+                **engine_kw,
             )
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
@@ -390,7 +398,7 @@ def cmd_stitch(args: argparse.Namespace) -> int:
         ridge: Any = args.ridge if args.ridge == "cv" else float(args.ridge)
     except ValueError:
         raise BigalignError(f"--ridge must be 'cv' or a number ≥ 0; got {args.ridge!r}.") from None
-    with warnings.catch_warnings(record=True) as caught, _cluster(args), _limits(args):
+    with warnings.catch_warnings(record=True) as caught, _limits(args), _cluster(args):
         warnings.simplefilter("always")
         with progress_bar(False if args.quiet else None), progress_job(0, f"{args.kind} stitching"):
             sm = stitching_matrix(sa, sb, targets=targets, layers_a=args.layers_a, layers_b=args.layers_b, ridge=ridge,
@@ -436,7 +444,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     ckpt = Path(args.out) / ".checkpoint"
     layers_a = args.layers_a or args.layers
     layers_b = args.layers_b or args.layers
-    with _cluster(args), _limits(args), progress_bar(False if args.quiet else None), checkpoint(ckpt, resume=args.resume):
+    with _limits(args), _cluster(args), progress_bar(False if args.quiet else None), checkpoint(ckpt, resume=args.resume):
         path = write_report(args.a, args.b, args.out, engine_kw=_engine_kw(args), spectra=not args.no_spectra,
                             stitching=not args.no_stitching, layers_a=layers_a, layers_b=layers_b,
                             metrics=args.metrics, max_rows=args.max_rows, narrate=not args.quiet)  # fmt: skip
@@ -444,14 +452,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (rejected with the usage line, before anything runs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {value}")
+    return value
+
+
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("scheduling")
     g.add_argument("--scheduler", default=None, metavar="ADDRESS|sync|threads",
                    help="a dask scheduler address (tcp://host:8786) to run on an existing cluster, "
                    "or 'sync' / 'threads' (default: threads on this machine)")  # fmt: skip
-    g.add_argument("--workers", type=int, default=None, metavar="N", help="start a local cluster of N worker processes")
-    g.add_argument("--block-size", type=int, default=None, help="rows per block (default: planned from memory)")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--workers", type=_positive_int, default=None, metavar="N", help="start a local cluster of N worker processes")
+    g.add_argument("--block-size", type=_positive_int, default=None, help="rows per block (default: planned from memory)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar (and no planned-cost line)")
     g.add_argument("--memory-limit", default=None, metavar="BYTES",
                    help="plan blocks so this process stays under e.g. '4GB' (threads / sync runners)")  # fmt: skip
     g.add_argument("--resume", action="store_true",
@@ -490,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--method", default="auto", choices=["auto", "exact", "rff", "orf", "nystroem", "block", "projection", "sampled"],
                    help="rbf/laplacian: exact tiles or rff/orf/nystroem with error bars; dcor: block/projection; "
                    "rsa: sampled (default: auto)")  # fmt: skip
-    c.add_argument("--n-features", type=int, default=None, help="random features / landmarks (default: 2048 / 1024)")
+    c.add_argument("--n-features", type=_positive_int, default=None, help="random features / landmarks (default: 2048 / 1024)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="an option of the metric's own function, e.g. k=20 (mutual_knn), ridge=0.001 (kcc), "

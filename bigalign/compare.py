@@ -40,7 +40,7 @@ from .metrics._kernel_nonlinear import (
 from .metrics.distance import distance_alignment_from_moments
 from .metrics import coco, cknna, cycle_knn, dcor, dcov, edit_distance_knn, kcc, kmi, lcs_knn, mutual_knn, rsa
 from .metrics import neighbors as _nb
-from .metrics.independence import coco_from_moments, kcc_from_moments, kmi_from_moments
+from .metrics.independence import _ridge, coco_from_moments, kcc_from_moments, kmi_from_moments
 from .metrics.kernel import cka, cka_from_moments, hsic, hsic_from_moments, ka_from_moments, kernel_alignment, nonlinear_result
 from .metrics.layer_sketch import SKETCH_OPTIONS, choose_layer_road, sketched_cka_cells
 from .metrics.mmd import mmd
@@ -402,6 +402,8 @@ def compare_layers(
                 f"metric_options {unknown} are not options of {metric!r} in compare_layers; it accepts "
                 f"{list(accepted) or 'none'}. Remove them."
             )
+        if metric in ("kcc", "kmi") and "ridge" in options:
+            _ridge(metric, options["ridge"], kernel)  # checked here, not after the pass over the data
     if kernel != "linear" and metric in ("distance_alignment", "gaussian_mi", "gaussian_w2"):
         raise InvalidInputError(
             f"{metric} is defined on the representations themselves (Euclidean distances / linear covariances); "

@@ -939,10 +939,11 @@ def _compare_ids(with_ids: list) -> None:
 #
 # A local writer logs every appended batch, raw, to a small append-only file in
 # the store's ``bigalign_tail`` folder (one file per stretch of ``chunk_rows``
-# rows, one self-checking record per batch and stretch) and fsyncs it: that is
-# the commit of the batch.  Whenever a stretch is complete, its rows are written
-# to the Zarr arrays as whole chunks (compressed once), fsynced, recorded as
-# compacted in the group metadata, and its log file is deleted.  ``close``
+# rows, one self-checking record per batch and stretch): once the record is in
+# the operating system (and, with durability="power", fsynced) the batch is
+# committed.  Whenever a stretch is complete, its rows are written to the Zarr
+# arrays as whole chunks (compressed once), recorded as compacted in the group
+# metadata (fsynced first with durability="power"), and its log file is deleted.  ``close``
 # compacts the last, partial stretch too, so a closed store is a plain Zarr
 # group; a store whose writer died is read as its compacted rows plus the whole
 # batches of its log.
@@ -1025,16 +1026,18 @@ def _fsync_path(path: Path) -> None:
 class _Log:
     """One open log file of the staged tail."""
 
-    def __init__(self, path: Path, size: int, durable: bool):
+    def __init__(self, path: Path, size: int, sync: bool):
         self.path = path
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         self.offset = 0
+        self.on_disk = sync  # whether some of its records were fsynced (so its rows may go only once on disk elsewhere)
+        self.dirty = False  # whether records were written since the last fsync
         if size > 0 and hasattr(os, "posix_fallocate"):
             try:  # allocated up front, a record's fdatasync need not journal a new file size
                 os.posix_fallocate(self.fd, 0, size)
             except OSError:
                 pass
-        if durable:
+        if sync:
             os.fsync(self.fd)
             _fsync_path(path.parent)
 
@@ -1058,9 +1061,11 @@ class _Log:
             while done < total:
                 done += os.write(self.fd, view[done:])
         self.offset += total
+        self.dirty = True
 
     def sync(self) -> None:
         (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(self.fd)
+        self.on_disk, self.dirty = True, False
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -1084,8 +1089,14 @@ class ActivationWriter:
 
     Guarantees
     ----------
-    * A batch is durable once :meth:`append` returns: with ``durable=True``
-      (default, local stores) it is fsync'ed.
+    * A batch is committed once :meth:`append` returns.  With
+      ``durability="process"`` (default) it is then in the operating system:
+      it survives the writing process being killed (SIGKILL, out-of-memory
+      killer, a crash of Python), not a power loss or an OS crash; call
+      :meth:`flush` (or :meth:`close`) to put everything acknowledged on disk.
+      ``durability="power"`` fsyncs every batch before ``append`` returns, so
+      every acknowledged batch also survives a power loss or an OS crash, at
+      the price of one disk flush per batch.
     * A process killed mid-``append`` leaves a store that opens with exactly
       the batches whose ``append`` returned (and at most the batch in flight,
       whole): a half-written batch is invisible and is discarded when the store
@@ -1095,10 +1106,10 @@ class ActivationWriter:
       ``mode="w"`` replaces whatever store is at ``path``.
 
     How (local stores): each batch is written raw to a small self-checking log
-    in the store's ``bigalign_tail`` folder and fsynced, which commits it; once
-    ``chunk_rows`` rows have gathered, they are written to the Zarr arrays as
-    whole chunks (compressed once), fsynced and recorded, and the log is
-    dropped.  So small batches cost about what writing the same data to Zarr in
+    in the store's ``bigalign_tail`` folder (and fsynced with
+    ``durability="power"``), which commits it; once ``chunk_rows`` rows have
+    gathered, they are written to the Zarr arrays as whole chunks (compressed
+    once) and recorded, and the log is dropped.  So small batches cost about what writing the same data to Zarr in
     whole chunks costs, instead of recompressing a growing chunk on every
     append.  :meth:`close` (or leaving the ``with`` block) writes the last,
     partial chunk and removes the log folder: a closed store is a plain Zarr
@@ -1108,7 +1119,7 @@ class ActivationWriter:
     Object stores (``s3://...`` URLs): each batch is written to the Zarr arrays
     directly, every chunk and metadata object by one PUT, which the store makes
     visible atomically, and the commit record last, so the guarantees above
-    hold; fsync does not apply there (``durable`` is ignored), an object is
+    hold; fsync does not apply there (``durability`` is ignored), an object is
     durable once its PUT returns.  A killed writer may leave uncommitted chunk
     objects beyond the committed count; readers never look at them and
     ``mode="a"`` removes them.
@@ -1128,8 +1139,13 @@ class ActivationWriter:
     compressors : "default", None, or zarr codecs
         ``"default"`` uses Zarr's default (zstd); ``None`` stores uncompressed,
         which reads fastest for activations (they barely compress).
-    durable : bool
-        fsync every batch before ``append`` returns (local stores only).
+    durability : {"process", "power"}, default "process"
+        What an acknowledged batch survives (local stores).  ``"process"``:
+        the writing process being killed at any moment; nothing is fsynced
+        until :meth:`flush` or :meth:`close`.  ``"power"``: also a power loss
+        or an operating-system crash; every batch, compacted chunk and commit
+        record is fsynced before it is acknowledged (one disk flush per
+        ``append``: at small batches the disk's flush latency sets the pace).
     attrs : dict, optional
         User attributes to store on the group (e.g. model name).
     storage_options : dict, optional
@@ -1144,13 +1160,18 @@ class ActivationWriter:
         *,
         chunk_rows: int | None = None,
         compressors: Any = "default",
-        durable: bool = True,
+        durability: str = "process",
         attrs: Mapping[str, Any] | None = None,
         storage_options: Mapping[str, Any] | None = None,
     ):
         if mode not in ("x", "w", "a"):
             raise InvalidInputError(
                 f"mode must be 'x' (create, never overwrite), 'a' (append/resume) or 'w' (replace); got {mode!r}."
+            )
+        if durability not in ("process", "power"):
+            raise InvalidInputError(
+                "durability must be 'process' (every acknowledged batch survives the writer being killed) or "
+                f"'power' (also a power loss or OS crash: one fsync per batch); got {durability!r}."
             )
         if chunk_rows is not None and (not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1):
             raise InvalidInputError(f"chunk_rows must be a positive integer; got {chunk_rows!r}.")
@@ -1159,7 +1180,11 @@ class ActivationWriter:
         self._root = Path(path) if self._local else None
         self.chunk_rows = chunk_rows
         self.compressors = compressors
-        self.durable = durable and self._local
+        self.durability = durability
+        #: fsync every batch, compacted chunk and commit record (durability="power", local stores)
+        self._sync_each = durability == "power" and self._local
+        #: row ranges written into the arrays and not fsynced yet (durability="process"): flush() syncs them
+        self._unsynced: list[tuple[int, int]] = []
         self._closed = True  # until opened
         self._logs: dict[int, _Log] = {}
         self._cache: dict[str, zarr.Array] = {}
@@ -1171,6 +1196,9 @@ class ActivationWriter:
         self._spare: dict[str, Any] | None = None
         self._pool: Any = None
         self._job: Any = None
+        self._unit_rows: int | None = None
+        self._tail_ready = False  # whether the log folder exists
+        self._batch_seq = int.from_bytes(os.urandom(6), "little")
         exists = False
         try:
             if mode == "a":
@@ -1262,8 +1290,10 @@ class ActivationWriter:
 
     def _unit(self) -> int:
         """Rows per compaction: the smallest chunk of the store's layers."""
-        arrays = self._arrays()
-        return min(int(arrays[n].chunks[0]) for n in self._meta["layers"])
+        if self._unit_rows is None:
+            arrays = self._arrays()
+            self._unit_rows = min(int(arrays[n].chunks[0]) for n in self._meta["layers"])
+        return self._unit_rows
 
     def _recover(self) -> None:
         """Adopt the batches committed in the log, drop whatever an interrupted append left beyond them."""
@@ -1281,29 +1311,33 @@ class ActivationWriter:
             if rows:
                 self._n = n + rows
                 self._write_rows(n, self._n, tail)
+                self._sync_arrays()  # the log may have been flushed: its rows go on disk before it goes
             self._staged_from = self._n
             self._clear_tail()
 
     def _commit(self) -> None:
         # zarr writes metadata by write-to-temp-then-rename: the commit is atomic.
         self._group.attrs.update({_ATTR: dict(self._meta)})
-        if self.durable:
+        if self._sync_each:
             assert self._root is not None
             _fsync_path(self._root / "zarr.json")
             _fsync_path(self._root)
 
     def _clear_tail(self) -> None:
         """Remove the log folder (every row in it is compacted, or none of it is committed)."""
+        if any(log.on_disk for log in self._logs.values()):
+            self._sync_arrays()  # a flushed log goes only once its rows are on disk in the arrays
         for log in self._logs.values():
             log.close()
         self._logs.clear()
         assert self._root is not None
         folder = self._root / _TAIL
+        self._tail_ready = False
         if folder.is_dir():
             for f in folder.iterdir():
                 f.unlink(missing_ok=True)
             folder.rmdir()
-            if self.durable:
+            if self._sync_each:
                 _fsync_path(self._root)
 
     # -- API --------------------------------------------------------------------
@@ -1425,15 +1459,17 @@ class ActivationWriter:
         unit = self._unit()
         start, stop = self._n, self._n + m
         if self._job is not None and self._job[0].done():
-            self.flush()  # surface a failed compaction early
+            self._wait()  # surface a failed compaction early
         cuts = [start] + list(range((start // unit + 1) * unit, stop, unit)) + [stop]
-        batch_id = int.from_bytes(os.urandom(7), "little")
+        self._batch_seq += 1  # tells the records of one batch apart from others' (the log starts empty per session)
+        batch_id = self._batch_seq
         folder = self._root / _TAIL
-        if not folder.is_dir():
-            folder.mkdir()
+        if not self._tail_ready:
+            folder.mkdir(exist_ok=True)
+            self._tail_ready = True
             # an (empty) Zarr group, so that Zarr's listing of the store recognises the folder
             (folder / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
-            if self.durable:
+            if self._sync_each:
                 _fsync_path(self._root)
         row_bytes = sum(a[:1].nbytes for a in data.values() if a.dtype.kind != "U") + 64
         touched = []
@@ -1442,11 +1478,11 @@ class ActivationWriter:
             log = self._logs.get(k)
             if log is None:
                 log = self._logs[k] = _Log(folder / f"{k:012d}.log", (min(unit, (k + 1) * unit - a) * row_bytes
-                                                                   if self.durable else 0), self.durable)  # fmt: skip
+                                                                   if self._sync_each else 0), self._sync_each)  # fmt: skip
             head = {"batch": batch_id, "bstart": start, "bstop": stop, "start": a, "rows": b - a}
             log.write(head, [(name, arr[a - start : b - start]) for name, arr in data.items()])
             touched.append(log)
-        if self.durable:
+        if self._sync_each:
             for log in touched:
                 log.sync()
         # committed: readers now see the batch
@@ -1489,7 +1525,7 @@ class ActivationWriter:
 
     def _compact_staged(self, upto: int) -> None:
         """Hand the staged rows ``self._staged_from .. upto`` to the background compaction."""
-        self.flush()
+        self._wait()
         staged, start, rows = self._staged, self._staged_from, self._staged_rows
         assert staged is not None and start + rows == upto
         self._staged, self._staged_rows, self._staged_from = None, 0, upto
@@ -1500,6 +1536,42 @@ class ActivationWriter:
         self._job = (self._pool.submit(self._write_rows, start, upto, self._staged_view(staged, rows)), staged, upto)
 
     def flush(self) -> None:
+        """Put every acknowledged batch on disk (fsync), so that it survives a power loss or an OS crash.
+
+        Waits until the rows handed to the background compaction are in the
+        arrays (re-raising its error), then fsyncs the chunks written since the
+        last flush, the commit record and the log of the rows not compacted
+        yet.  With ``durability="power"`` everything is on disk already; with
+        ``durability="process"`` calling ``flush()`` every so many batches
+        bounds what a power loss can take.  Object stores: waits only.
+        """
+        if self._closed:
+            return
+        self._wait()
+        if not self._local:
+            return
+        self._sync_arrays()
+        for log in self._logs.values():
+            if log.dirty:
+                log.sync()
+        if self._logs:
+            assert self._root is not None
+            _fsync_path(self._root / _TAIL)
+            _fsync_path(self._root)
+
+    def _sync_arrays(self) -> None:
+        """fsync the chunks written into the arrays since the last sync, then the commit record."""
+        if not self._unsynced:
+            return
+        ranges, self._unsynced = self._unsynced, []
+        for done, upto in ranges:
+            for name, arr in self._arrays().items():
+                self._fsync_chunks(name, arr, done, upto)
+        assert self._root is not None
+        _fsync_path(self._root / "zarr.json")
+        _fsync_path(self._root)
+
+    def _wait(self) -> None:
         """Wait until the rows handed to the background compaction are in the arrays (re-raising its error)."""
         if self._job is None:
             return
@@ -1515,7 +1587,10 @@ class ActivationWriter:
 
     def _drop_logs(self, upto: int) -> None:
         unit = self._unit()
-        for k in [k for k in self._logs if (k + 1) * unit <= upto or upto >= self._n]:
+        drop = [k for k in self._logs if (k + 1) * unit <= upto or upto >= self._n]
+        if any(self._logs[k].on_disk for k in drop):
+            self._sync_arrays()  # a flushed log goes only once its rows are on disk in the arrays
+        for k in drop:
             log = self._logs.pop(k)
             log.close()
             log.path.unlink(missing_ok=True)
@@ -1527,9 +1602,11 @@ class ActivationWriter:
             if arr.shape[0] < upto:
                 arr.resize((upto,) + tuple(arr.shape[1:]))
             arr[done:upto] = rows[name][: upto - done]
-        if self.durable:
+        if self._sync_each:
             for name, arr in stored.items():
                 self._fsync_chunks(name, arr, done, upto)
+        else:
+            self._unsynced.append((done, upto))
         self._meta["n_samples"] = upto
         self._commit()
 
@@ -1585,6 +1662,7 @@ class ActivationWriter:
                 overwrite=True,
             )
         self._meta.update(layers=list(arrays), dtypes=dtypes, has_ids=ids is not None, has_targets=tgt is not None)
+        self._unit_rows = None
         self._commit()
 
     def _check_consistent(self, arrays: Mapping[str, np.ndarray], ids: np.ndarray | None, tgt: np.ndarray | None) -> None:
@@ -1621,7 +1699,7 @@ class ActivationWriter:
 
     def _check_unique(self, ids: np.ndarray) -> None:
         if self._seen_ids is None:
-            self.flush()  # rows up to self._staged_from are in the arrays (object stores: every committed row)
+            self._wait()  # rows up to self._staged_from are in the arrays (object stores: every committed row)
             n = self._staged_from if self._local else self._n
             existing = self._arrays()[_IDS][:n] if n else np.array([])
             seen = set(np.asarray(existing).tolist())
@@ -1651,7 +1729,7 @@ class ActivationWriter:
         if self._closed:
             return
         try:
-            self.flush()
+            self._wait()
         finally:
             self._closed = True
             if self._pool is not None:

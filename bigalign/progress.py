@@ -129,15 +129,23 @@ class Bar:
         self.job_index = 0
         self.job_t0 = 0.0
         self._in_job = False
+        self._note: str | None = None
 
     # -- jobs -------------------------------------------------------------------
-    def begin_job(self, total: int, label: str = "") -> None:
-        """Start a job of ``total`` steps (e.g. layer pairs) named ``label``; the line shows step i/total."""
+    def begin_job(self, total: int, label: str = "", note: str | None = None) -> None:
+        """Start a job of ``total`` steps (e.g. layer pairs) named ``label``; the line shows step i/total.
+
+        ``note`` (e.g. the planned cost) is written on a line of its own when
+        the first step starts, i.e. once the computation has checked its
+        arguments and begins: a call that fails on its arguments prints nothing.
+        """
         self.job_label, self.job_total, self.job_index = label, max(0, int(total)), 0
         self.job_t0 = time.perf_counter()
         self._in_job = True
+        self._note = note
 
     def end_job(self) -> None:
+        self._note = None
         if self._in_job and self._shown and self.job_total:
             self._draw(force=True, final=True)
         self._end_line()
@@ -146,6 +154,9 @@ class Bar:
 
     # -- steps (called by the engine) ---------------------------------------------
     def start(self, total: int, label: str = "") -> None:
+        if self._note:
+            note, self._note = self._note, None
+            self.write_line(note)
         self._end_line() if not self._in_job else None
         self.total, self.done, self.label = max(1, int(total)), 0, describe(label)
         self.t0 = time.perf_counter()
@@ -266,6 +277,7 @@ class _NotebookBar(Bar):
     def end_job(self) -> None:
         self._close_widget()
         self._in_job = False
+        self._note = None
 
     def write_line(self, text: str) -> None:
         sys.stderr.write(text.rstrip("\n") + "\n")
@@ -353,13 +365,17 @@ def progress(stream: TextIO | bool | None = None) -> Iterator[Bar | None]:
 
 
 @contextlib.contextmanager
-def job(total: int, label: str = "") -> Iterator[Bar | None]:
-    """Group the steps inside the block into one job of ``total`` steps (e.g. layer pairs) on one line."""
+def job(total: int, label: str = "", note: str | None = None) -> Iterator[Bar | None]:
+    """Group the steps inside the block into one job of ``total`` steps (e.g. layer pairs) on one line.
+
+    ``note`` is written on its own line when the first step starts (after the
+    computation has validated its arguments), and not at all without a bar.
+    """
     bar = active()
     if bar is None:
         yield None
         return
-    bar.begin_job(total, label)
+    bar.begin_job(total, label, note)
     try:
         yield bar
     finally:

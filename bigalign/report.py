@@ -490,8 +490,8 @@ def _no_stitching_reason(sa: ActivationStore, sb: ActivationStore) -> str | None
 def write_report(a: Any, b: Any, out: str | Path, **kw: Any) -> Path:
     """Write ``out/report.html`` and ``out/report.json``; returns the HTML path."""
     out = Path(out)
+    page, doc = build_report(a, b, **kw)  # arguments checked (and everything computed) before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    page, doc = build_report(a, b, **kw)
     (out / "report.html").write_text(page, encoding="utf-8")
     (out / "report.json").write_text(json.dumps(doc, indent=1, default=float), encoding="utf-8")
     return out / "report.html"

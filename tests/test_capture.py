@@ -21,8 +21,8 @@ torch.set_num_threads(1)  # small models: threads only add overhead
 
 
 def cap(*args, **kwargs):
-    """capture without fsync, to keep the suite fast; the crash and resume tests use the durable default."""
-    kwargs.setdefault("durable", False)
+    """capture with the default durability (no fsync per batch)."""
+    kwargs.setdefault("durability", "process")
     return capture(*args, **kwargs)
 
 

@@ -56,8 +56,9 @@ def _bits(a: np.ndarray) -> np.ndarray:
 class Child:
     """A writer_child.py process whose stdout lines are collected by a thread, timestamped."""
 
-    def __init__(self, path: Path, total: int):
+    def __init__(self, path: Path, total: int, durability: str = "process"):
         env = dict(os.environ)
+        env["BIGALIGN_SOAK_DURABILITY"] = durability
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
             [sys.executable, str(CHILD_SCRIPT), str(path), str(total), "default"],
@@ -190,10 +191,10 @@ def _uncommitted_rows(path: Path, n: int) -> bool:
 # --------------------------------------------------------------------------- #
 
 
-def _run_and_kill(path: Path, rng: random.Random) -> tuple[str, list[str], bool]:
+def _run_and_kill(path: Path, rng: random.Random, durability: str) -> tuple[str, list[str], bool]:
     """Start a child on ``path``, SIGKILL it at a random moment; return (how, stdout lines, finished)."""
     how = rng.choice(["delay", "delay", "after_ack", "mid_append", "mid_append", "startup"])
-    c = Child(path, EPISODE_BATCHES)
+    c = Child(path, EPISODE_BATCHES, durability)
     try:
         if how == "startup":
             # anywhere in interpreter start-up, imports, opening and recovering the store
@@ -231,9 +232,9 @@ def _run_and_kill(path: Path, rng: random.Random) -> tuple[str, list[str], bool]
     return how, lines, finished
 
 
-def _complete(path: Path, acked: int) -> None:
+def _complete(path: Path, acked: int, durability: str) -> None:
     """Resume ``path`` with a child that is not killed and check the complete store."""
-    c = Child(path, EPISODE_BATCHES)
+    c = Child(path, EPISODE_BATCHES, durability)
     lines = c.finish()
     assert c.proc.returncode == 0, f"resuming child failed: {lines}\n{c.stderr()}"
     total_n = child.boundaries(EPISODE_BATCHES)[-1]
@@ -242,7 +243,8 @@ def _complete(path: Path, acked: int) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_never_loses_acked_batches_or_exposes_partial_ones(tmp_path):
+@pytest.mark.parametrize("durability", ["process", "power"])
+def test_sigkill_at_random_moments_never_loses_acked_batches_or_exposes_partial_ones(tmp_path, durability):
     kills = int(os.environ.get("BIGALIGN_SOAK_KILLS", "12"))
     seed = int(os.environ.get("BIGALIGN_SOAK_SEED", str(random.randrange(2**32))))
     rng = random.Random(seed)
@@ -254,8 +256,8 @@ def test_sigkill_at_random_moments_never_loses_acked_batches_or_exposes_partial_
     while stats["kills"] < kills:
         assert cycle < 3 * kills + 10, f"too few kills landed: {stats} (seed={seed})"
         cycle += 1
-        how, lines, finished = _run_and_kill(path, rng)
-        context = f"seed={seed} cycle={cycle} kill={how} store={path.name} stdout={lines[-3:]}"
+        how, lines, finished = _run_and_kill(path, rng, durability)
+        context = f"durability={durability} seed={seed} cycle={cycle} kill={how} store={path.name} stdout={lines[-3:]}"
         run_acked = max(acked, _acked(lines))
         n = verify_store(path, EPISODE_BATCHES, run_acked, context)
         assert n >= acked, f"{context}: committed count went down from {acked} to {n}"
@@ -271,8 +273,8 @@ def test_sigkill_at_random_moments_never_loses_acked_batches_or_exposes_partial_
         else:
             stats["kills"] += 1
     # finally resume the current store without a kill and check the complete result
-    _complete(path, acked)
-    print(f"crash soak: seed={seed} {stats}")
+    _complete(path, acked, durability)
+    print(f"crash soak ({durability}): seed={seed} {stats}")
     if kills >= 10:
         # the test is only meaningful if kills actually landed inside appends
         assert stats["torn"] + stats["beyond_ack"] >= 1, f"no kill landed mid-append: {stats} (seed={seed})"
@@ -400,3 +402,99 @@ def test_store_killed_while_creating_layers_on_first_append_can_be_resumed(tmp_p
     store = bigalign.open_activations(path)
     assert store.layers == ["x", "y"]
     np.testing.assert_array_equal(np.asarray(store["x"]), b0["x"])
+
+
+# --------------------------------------------------------------------------- #
+# durability levels: what is fsynced, and when
+# --------------------------------------------------------------------------- #
+
+
+def _record_syncs(monkeypatch) -> list:
+    """Every fsync/fdatasync (by kind) and every unlink of a log file, in order."""
+    events: list = []
+    real_fsync, real_fdatasync = os.fsync, os.fdatasync
+    real_fsync_path, real_unlink = bigalign.io._fsync_path, Path.unlink
+
+    def fsync_path(path):
+        events.append(("fsync_path", Path(path)))
+        real_fsync_path(path)
+
+    def unlink(self, *a, **k):
+        if self.suffix == ".log":
+            events.append(("unlink", self))
+        return real_unlink(self, *a, **k)
+
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", fd)), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (events.append(("fdatasync", fd)), real_fdatasync(fd))[1])
+    monkeypatch.setattr(bigalign.io, "_fsync_path", fsync_path)
+    monkeypatch.setattr(Path, "unlink", unlink)
+    return events
+
+
+def test_default_durability_syncs_nothing_per_append_and_flush_puts_everything_on_disk(tmp_path, monkeypatch):
+    path = tmp_path / "s.zarr"
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(23, 5))
+    events = _record_syncs(monkeypatch)
+    w = bigalign.ActivationWriter(path, chunk_rows=8)
+    assert w.durability == "process"
+    for a in range(0, 20, 5):
+        w.append({"x": x[a : a + 5]}, sample_ids=np.arange(a, a + 5))
+    w._wait()
+    assert events == [e for e in events if e[0] == "unlink"], f"appends fsynced: {events}"
+    del events[:]
+    w.flush()  # rows 0..16 compacted (chunks 0, 1), rows 16..20 in the log
+    synced = {p.relative_to(path).as_posix() for kind, p in events if kind == "fsync_path"}
+    assert {"x/c/0/0", "x/c/1/0", "zarr.json", "bigalign_tail"} <= synced, synced
+    assert any(kind == "fdatasync" for kind, _ in events), "the log of the uncompacted rows was not synced"
+    w.append({"x": x[20:23]}, sample_ids=np.arange(20, 23))
+    w.close()
+    np.testing.assert_array_equal(np.asarray(bigalign.open_activations(path)["x"]), x)
+
+
+def test_a_flushed_log_is_removed_only_after_its_rows_are_synced_in_the_arrays(tmp_path, monkeypatch):
+    """After flush(), a later compaction or close() must not drop the only on-disk copy of flushed rows."""
+    path = tmp_path / "s.zarr"
+    x = np.random.default_rng(2).normal(size=(10, 3))
+    events = _record_syncs(monkeypatch)
+    with bigalign.ActivationWriter(path, chunk_rows=4) as w:
+        w.append({"x": x[:3]})
+        w.flush()  # rows 0..3 on disk in log 0
+        w.append({"x": x[3:6]})  # completes chunk 0 (compacted in the background), rows 4..6 in log 1
+        w._wait()
+        w.flush()  # rows 4..6 on disk in log 1
+        w.append({"x": x[6:10]})
+    order = [(k, p.relative_to(path).as_posix()) for k, p in events if k in ("fsync_path", "unlink")]
+    for log, chunk in [("bigalign_tail/000000000000.log", "x/c/0/0"), ("bigalign_tail/000000000001.log", "x/c/1/0")]:
+        gone = order.index(("unlink", log))
+        assert ("fsync_path", chunk) in order[:gone], f"{log} removed before {chunk} was synced: {order}"
+    np.testing.assert_array_equal(np.asarray(bigalign.open_activations(path)["x"]), x)
+
+
+def test_power_durability_syncs_every_append(tmp_path, monkeypatch):
+    path = tmp_path / "s.zarr"
+    events = _record_syncs(monkeypatch)
+    with bigalign.ActivationWriter(path, chunk_rows=64, durability="power") as w:
+        w.append({"x": np.ones((5, 2))})
+        del events[:]
+        for _ in range(3):
+            w.append({"x": np.ones((5, 2))})
+    assert sum(kind == "fdatasync" for kind, _ in events) >= 3
+
+
+def test_unknown_durability_is_an_error_naming_both_levels(tmp_path):
+    with pytest.raises(bigalign.InvalidInputError, match="'process'.*'power'"):
+        bigalign.ActivationWriter(tmp_path / "s.zarr", durability="fsync")
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_flush_syncs_records_added_to_a_log_after_an_earlier_flush(tmp_path, monkeypatch):
+    path = tmp_path / "s.zarr"
+    events = _record_syncs(monkeypatch)
+    with bigalign.ActivationWriter(path, chunk_rows=64) as w:
+        w.append({"x": np.ones((5, 2))})
+        w.flush()
+        w.append({"x": np.ones((5, 2))})  # same log file as the flushed batch
+        del events[:]
+        w.flush()
+        assert any(kind == "fdatasync" for kind, _ in events), events

@@ -85,8 +85,8 @@ def main(argv: list[str]) -> int:
     bounds = boundaries(total)
     import os
 
-    durable = os.environ.get("BIGALIGN_SOAK_DURABLE", "1") != "0"  # 0: the log without fsync (SIGKILL-safe still)
-    w = bigalign.ActivationWriter(path, mode="a", chunk_rows=CHUNK_ROWS, compressors=compressors, durable=durable)
+    durability = os.environ.get("BIGALIGN_SOAK_DURABILITY", "process")  # or "power": one fsync per batch
+    w = bigalign.ActivationWriter(path, mode="a", chunk_rows=CHUNK_ROWS, compressors=compressors, durability=durability)
     n = w.n_samples
     if n not in bounds:
         print(f"BAD committed sample count {n} is not a whole number of batches {bounds}", file=sys.stderr)
@@ -96,6 +96,8 @@ def main(argv: list[str]) -> int:
         for b in range(bounds.index(n), total):
             batch, ids = make_batch(b)
             n = w.append(batch, sample_ids=ids)
+            if b % 5 == 4:
+                w.flush()  # kills land inside flush() too
             print(f"ACK {n}", flush=True)
     print(f"DONE {n}", flush=True)
     return 0
