@@ -90,13 +90,19 @@ def road_exact_library(args: argparse.Namespace) -> dict:
             "n_passes": res.n_passes}  # fmt: skip
 
 
+def _check_layers(args: argparse.Namespace, L: int) -> list[int]:
+    if args.check_list:
+        return sorted({int(k) for k in args.check_list.split(",")})
+    return sorted({int(round(k)) for k in np.linspace(0, L - 1, args.check_layers)})
+
+
 def road_exact_check(args: argparse.Namespace) -> dict:
     """Exact unbiased CKA on every pair of the check layers: one pass for the means, one per row layer."""
     from threadpoolctl import threadpool_limits
 
     m = _model(args)
     L = m.layers
-    check = sorted({int(round(k)) for k in np.linspace(0, L - 1, args.check_layers)})
+    check = _check_layers(args, L)
     n_chunks = -(-m.n // m.chunk)
     t0, c0 = time.perf_counter(), _usage()["cpu_s"]
     means = {l: np.zeros(m.d) for l in check}
@@ -166,6 +172,7 @@ def main() -> None:
     ap.add_argument("--power", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--check-layers", type=int, default=9)
+    ap.add_argument("--check-list", default="", help="comma-separated check layers (overrides --check-layers)")
     ap.add_argument("--blas-threads", type=int, default=2)
     ap.add_argument("--state-memory", type=int, default=4 * 2**30)
     ap.add_argument("--tag", default="")
