@@ -54,12 +54,14 @@ def _self_cpu() -> float:
 
 
 def run_threads(store, block) -> dict:
+    load0 = os.getloadavg()[0]
     c0, t0 = _self_cpu(), time.perf_counter()
     r = bigalign.cka(store["x"], store["y"], block_size=block, scheduler="threads")
     wall = time.perf_counter() - t0
     n_blocks = math.ceil(store["x"].shape[0] / block)
     return {"run": "threads (2 threads)", "workers": 1, "threads": 2, "value": r.value, "wall_s": wall,
             "cpu_s": _self_cpu() - c0, "tasks": 2 * n_blocks - 1, "transfer_bytes": 0,
+            "load_avg_1min_before": load0, "load_avg_1min_after": os.getloadavg()[0],
             "peak_worker_rss_gb": _peak_rss_gb()}  # fmt: skip
 
 
@@ -80,14 +82,34 @@ def _worker_info(dask_worker):  # runs on each worker
             "rss": _peak_rss_gb()}  # fmt: skip
 
 
+def _spy_graph(client) -> dict:
+    """Record the size of the graph that bigalign submits through ``client.compute`` (tasks, pickled bytes)."""
+    import cloudpickle
+
+    seen: dict = {}
+    orig = client.compute
+
+    def compute(x, *a, **k):
+        g = dict(x.__dask_graph__())
+        seen["graph_tasks"] = len(g)
+        seen["graph_bytes"] = len(cloudpickle.dumps(g))
+        return orig(x, *a, **k)
+
+    client.compute = compute
+    return seen
+
+
 def run_client(client, store, block, label, workers, threads, state_bytes) -> dict:
     from distributed import get_task_stream
 
     before = client.run(_worker_info)
+    graph = _spy_graph(client)
+    load0 = os.getloadavg()[0]
     c0, t0 = _self_cpu(), time.perf_counter()
     with get_task_stream(client) as ts:
         r = bigalign.cka(store["x"], store["y"], block_size=block, scheduler=client)
     wall = time.perf_counter() - t0
+    del client.compute
     after = client.run(_worker_info)
     recs = ts.data
     comp = {"partial": [], "combine": []}
@@ -108,6 +130,7 @@ def run_client(client, store, block, label, workers, threads, state_bytes) -> di
             per_worker[rec["worker"]] = per_worker.get(rec["worker"], 0) + 1
     return {
         "run": label, "workers": workers, "threads": threads, "value": r.value, "wall_s": wall,
+        "load_avg_1min_before": load0, "load_avg_1min_after": os.getloadavg()[0], **graph,
         "cpu_s": (_self_cpu() - c0) + sum(after[w]["cpu"] - before[w]["cpu"] for w in after),
         "tasks": len(recs), "partial_tasks": len(comp["partial"]), "combine_tasks": len(comp["combine"]),
         "partial_s_mean": float(np.mean(comp["partial"])) if comp["partial"] else 0.0,
@@ -120,6 +143,7 @@ def run_client(client, store, block, label, workers, threads, state_bytes) -> di
         "transfer_s": transfer_s,
         "overhead_s_per_task": max(0.0, wall * workers * threads - busy) / max(1, len(recs)),
         "peak_worker_rss_gb": max(after[w]["rss"] for w in after),
+        "peak_rss_gb_per_worker": sorted(after[w]["rss"] for w in after),
         "partials_per_worker": sorted(per_worker.values()),
     }  # fmt: skip
 
@@ -140,6 +164,7 @@ def main() -> None:
     ap.add_argument("--d", type=int, default=1024)
     ap.add_argument("--chunk", type=int, default=16384)
     ap.add_argument("--address", default=None, help="also run on the cluster at this scheduler address")
+    ap.add_argument("--tag", default="", help="suffix of the result files (cluster<tag>.md/.json)")
     args = ap.parse_args()
     from distributed import Client, LocalCluster
 
@@ -200,23 +225,26 @@ def main() -> None:
            "transfer_bandwidth_Bps": bw, "prediction_1e8_rows_64_workers_s": big, "cpu_s_per_block": cpu_per_block,
            "calibration_dedicated": cal_dedicated, "assumed_read_Bps_per_worker": read_bw}  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "cluster.json").write_text(json.dumps(out, indent=1, default=float))
+    (RESULTS / f"cluster{args.tag}.json").write_text(json.dumps(out, indent=1, default=float))
     md = [f"# Exact linear CKA of a {args.n} × {args.d} float32 pair (Zarr, {block}-row chunks): schedulers",
           "", f"load average at start {load[0]:.1f} on 2 cores shared with other jobs; clusters started in "
           + ", ".join(f"{k} worker(s): {v:.1f} s" for k, v in starts.items()) + " (not in the wall times).", "",
-          "| run | CKA | rel. diff vs threads | wall s | CPU s | tasks | partials per worker | bytes moved | overhead s/task | peak worker RSS GB | model s | model error |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+          "| run | CKA | rel. diff vs threads | wall s | CPU s | load avg (1 min) before/after | tasks | graph (tasks, pickled bytes) | partials per worker | bytes moved | overhead s/task | peak RSS GB per worker | model s | model error |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in runs:
+        graph = f"{r['graph_tasks']}, {r['graph_bytes']:,}" if "graph_tasks" in r else "-"
+        rss = r.get("peak_rss_gb_per_worker", [r["peak_worker_rss_gb"]])
         md.append(f"| {r['run']} | {r['value']:.12f} | {r['rel_diff_vs_threads']:.1e} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
-                  f"{r['tasks']} | {r.get('partials_per_worker', '-')} | {r['transfer_bytes']:,} | {r.get('overhead_s_per_task', float('nan')):.3f} | "
-                  f"{r['peak_worker_rss_gb']:.2f} | {r['predicted_s']:.1f} | {100 * r['prediction_error']:+.0f}% |")  # fmt: skip
+                  f"{r['load_avg_1min_before']:.1f} / {r['load_avg_1min_after']:.1f} | "
+                  f"{r['tasks']} | {graph} | {r.get('partials_per_worker', '-')} | {r['transfer_bytes']:,} | {r.get('overhead_s_per_task', float('nan')):.3f} | "
+                  f"{', '.join(f'{v:.2f}' for v in rss)} | {r['predicted_s']:.1f} | {100 * r['prediction_error']:+.0f}% |")  # fmt: skip
     md += ["", "CPU-time model (work per block from the threaded run): "
            + ", ".join(f"{r['run']}: {100 * r['cpu_prediction_error']:+.0f}%" for r in runs)]
     md += ["", f"calibration (LocalCluster(1)): t_p = {cal['t_p']:.2f} s per block (2 threads), t_c = {cal['t_c']:.3f} s "
            f"per combine, T0 = {cal['T0']:.2f} s; transfer bandwidth {bw / 1e6:.0f} MB/s; state {state_bytes / 1e6:.1f} MB.",
            f"prediction for 10^8 rows on 64 dedicated one-thread workers ({cpu_per_block:.2f} CPU s per block + reads at "
            f"{read_bw / 1e6:.0f} MB/s per worker, T0 = 5 s): {big:.0f} s."]  # fmt: skip
-    (RESULTS / "cluster.md").write_text("\n".join(md) + "\n")
+    (RESULTS / f"cluster{args.tag}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
 

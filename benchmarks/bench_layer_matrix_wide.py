@@ -90,13 +90,19 @@ def road_exact_library(args: argparse.Namespace) -> dict:
             "n_passes": res.n_passes}  # fmt: skip
 
 
+def _check_layers(args: argparse.Namespace, L: int) -> list[int]:
+    if args.check_list:
+        return sorted({int(k) for k in args.check_list.split(",")})
+    return sorted({int(round(k)) for k in np.linspace(0, L - 1, args.check_layers)})
+
+
 def road_exact_check(args: argparse.Namespace) -> dict:
     """Exact unbiased CKA on every pair of the check layers: one pass for the means, one per row layer."""
     from threadpoolctl import threadpool_limits
 
     m = _model(args)
     L = m.layers
-    check = sorted({int(round(k)) for k in np.linspace(0, L - 1, args.check_layers)})
+    check = _check_layers(args, L)
     n_chunks = -(-m.n // m.chunk)
     t0, c0 = time.perf_counter(), _usage()["cpu_s"]
     means = {l: np.zeros(m.d) for l in check}
@@ -166,11 +172,13 @@ def main() -> None:
     ap.add_argument("--power", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--check-layers", type=int, default=9)
+    ap.add_argument("--check-list", default="", help="comma-separated check layers (overrides --check-layers)")
     ap.add_argument("--blas-threads", type=int, default=2)
     ap.add_argument("--state-memory", type=int, default=4 * 2**30)
     ap.add_argument("--tag", default="")
     ap.add_argument("--road-only", action="store_true", help="wide part: time the projected road only (no exact cells)")
     ap.add_argument("--reuse-road", default=None, help="JSON of an earlier run of the same model: check its road's cells")
+    ap.add_argument("--reuse-exact", default=None, help="JSON of an earlier wide run of the same model: take its exact cells")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -214,14 +222,25 @@ def main() -> None:
                           "median_bound_width": float(np.median((hi - lo)[off])),
                           "cka_range": [float(vals[off].min()), float(vals[off].max())]}  # fmt: skip
     else:
-        ex = _child("exact_check", argv)
+        if args.reuse_exact:
+            prev = json.loads(Path(args.reuse_exact).read_text())
+            if prev["model"] != out["model"]:
+                raise SystemExit(f"{args.reuse_exact} checked another model: {prev['model']}")
+            ex = prev["exact_check"]
+            out["exact_check_from"] = {"file": str(args.reuse_exact), "started": prev["started"]}
+        else:
+            ex = _child("exact_check", argv)
         out["exact_check"] = ex
-        errs, zs, inside = [], [], []
+        errs, zs, inside, rows = [], [], [], []
         for key, v in ex["cells"].items():
             i, j = map(int, key.split(","))
             errs.append(abs(vals[i, j] - v))
             zs.append(errs[-1] / se[i, j])
             inside.append(lo[i, j] - 1e-12 <= v <= hi[i, j] + 1e-12)
+            rows.append({"cell": key, "exact": v, "road": float(vals[i, j]), "abs_error": errs[-1], "stderr": float(se[i, j]),
+                         "error_over_stderr": zs[-1], "lower": float(lo[i, j]), "upper": float(hi[i, j]),
+                         "inside_bound": bool(inside[-1])})  # fmt: skip
+        out["cells"] = rows
         errs = np.array(errs)
         out["summary"] = {
             "cells_checked": len(errs),
@@ -230,6 +249,8 @@ def main() -> None:
             "max_error_over_stderr": float(np.max(zs)),
             "cells_outside_3_stderr": int(np.sum(np.array(zs) > 3)),
             "cells_outside_bounds": int(len(inside) - sum(inside)),
+            "cells_over_1e-3": int(np.sum(errs > 1e-3)),
+            "checked_cka_range": [float(min(ex["cells"].values())), float(max(ex["cells"].values()))],
             "max_stderr_all_cells": float(se[off].max()),
             "median_bound_width": float(np.median((hi - lo)[off])),
             "cka_range": [float(vals[off].min()), float(vals[off].max())],
@@ -248,6 +269,14 @@ def main() -> None:
         md.append(f"| exact check of {s['cells_checked']} cells (float32 products, float64 sums) | {ex['wall_s']:.1f} | "
                   f"{ex['cpu_s']:.1f} | {ex['peak_rss_gb']:.2f} | {len(ex['check_layers']) + 1} |")  # fmt: skip
     md += ["", "| quantity | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in s.items()]
+    if "exact_check_from" in out:
+        md += ["", f"exact cells from {out['exact_check_from']['file']} (run started {out['exact_check_from']['started']})"]
+    if out.get("cells"):
+        md += ["", "| cell | exact | projected | abs error | stderr | error / stderr | certified bound | inside |",
+               "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        md += [f"| {r['cell']} | {r['exact']:.6f} | {r['road']:.6f} | {r['abs_error']:.2e} | {r['stderr']:.2e} | "
+               f"{r['error_over_stderr']:.2f} | [{r['lower']:.3f}, {r['upper']:.3f}] | {'yes' if r['inside_bound'] else 'NO'} |"
+               for r in sorted(out["cells"], key=lambda r: r["exact"])]  # fmt: skip
     (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

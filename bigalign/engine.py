@@ -26,6 +26,7 @@ does).
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import contextvars
 import math
@@ -285,8 +286,29 @@ def _maybe_cached(path: str | None, compute: Callable[[], Any]) -> Any:
     return compute() if path is None else cached(path, compute)[0]
 
 
+class LazyBlocks(collections.abc.Sequence):
+    """Row block [start, stop) of every input, read when indexed and not kept.
+
+    Given to statistics that set ``lazy_blocks = True`` (they index each input
+    once), so that a task holds one input's block at a time rather than all of them.
+    """
+
+    def __init__(self, reps: Sequence[Representation], start: int, stop: int):
+        self.reps, self.start, self.stop = reps, start, stop
+
+    def __len__(self) -> int:
+        return len(self.reps)
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [self[i] for i in range(len(self))[k]]
+        return self.reps[k].read(self.start, self.stop)
+
+
 def _read_and_partial(statistic: Any, reps: Sequence[Representation], start: int, stop: int, path: str | None = None) -> Any:
     """Read one row block of every input where the task runs, then reduce it (or load its checkpoint)."""
+    if getattr(statistic, "lazy_blocks", False):
+        return _maybe_cached(path, lambda: statistic.partial(LazyBlocks(reps, start, stop), start))
     return _maybe_cached(path, lambda: statistic.partial([r.read(start, stop) for r in reps], start))
 
 

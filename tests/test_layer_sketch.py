@@ -148,3 +148,27 @@ def test_states_report_their_size_to_dask():
     assert sizeof(m) >= 3 * 30 * 30 * 8
     g = _GramStatistic(names=("x",), means=(np.zeros(30),), bases=(None,), dtype=np.float64).partial([x], 0)
     assert sizeof(g) >= 30 * 30 * 8
+
+
+def test_tasks_read_one_layer_at_a_time_and_states_keep_the_upper_triangle(monkeypatch):
+    # a wide model's row block of every layer at once is most of a task's memory (33 layers × 2,048 rows
+    # × 4,096 bfloat16 = 553 MB); the engine hands this road blocks that are read when indexed, once each
+    from bigalign import engine, io
+    from bigalign.metrics.layer_sketch import _GramStatistic
+
+    layers = _model(3, n=300, d=12, L=3)
+    reads = []
+    read = io.Representation.read
+
+    def counting(self, start, stop):
+        reads.append((self.name, start))
+        return read(self, start, stop)
+
+    monkeypatch.setattr(io.Representation, "read", counting)
+    stat = _GramStatistic(names=tuple(layers), means=tuple(v.mean(axis=0) for v in layers.values()),
+                          bases=(None, None, None), dtype=np.float64)  # fmt: skip
+    state, _ = engine.run(stat, list(layers.values()), names=list(layers), block_size=100, scheduler="sync")
+    assert sorted(reads) == sorted((k, s) for k in layers for s in (0, 100, 200))  # each block read once
+    y = np.concatenate([v - v.mean(axis=0) for v in layers.values()], axis=1)
+    assert [s.shape for s in state.strips] == [(12, 36), (12, 24), (12, 12)]
+    np.testing.assert_allclose(state.gram, y.T @ y, rtol=1e-12, atol=1e-9)

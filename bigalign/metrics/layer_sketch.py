@@ -61,7 +61,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence, Unpack
+from typing import Any, ClassVar, Mapping, Sequence, Unpack
 
 import numpy as np
 from dask.sizeof import sizeof
@@ -185,6 +185,13 @@ def _as_compute(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.asarray(block).astype(dtype, copy=False)
 
 
+def _centred(block: np.ndarray, shift: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """block − shift in the compute dtype: one converted copy, centred in place (the raw block can go)."""
+    u = np.array(block, dtype=dtype, copy=True)
+    u -= shift.astype(dtype)
+    return u
+
+
 def _check_rows(x: np.ndarray, p: np.ndarray, name: str, start: int) -> None:
     """Raise for non-finite rows, or for finite rows whose squares overflow the compute dtype."""
     if np.isfinite(p).all():
@@ -219,18 +226,23 @@ class _SketchStatistic:
     shifts: tuple[np.ndarray, ...]
     tests: tuple[np.ndarray, ...]  # compute dtype, d × ℓ (ℓ = 0: means and trace only)
     dtype: Any
+    #: the engine hands blocks that are read when indexed: a task holds one layer's block at a time
+    lazy_blocks: ClassVar[bool] = True
 
     def partial(self, blocks: Sequence[np.ndarray], start: int) -> _SketchState:
         colsum, sq, S = [], [], []
-        for k, blk in enumerate(blocks):
-            u = _as_compute(blk, self.dtype) - self.shifts[k].astype(self.dtype)
+        rows = 0
+        for k in range(len(blocks)):
+            u = _centred(blocks[k], self.shifts[k], self.dtype)
+            rows = u.shape[0]
             p = np.einsum("ij,ij->i", u, u)
             _check_rows(u, p, self.names[k], start)
             colsum.append(u.sum(axis=0, dtype=np.float64))
             sq.append(float(p.sum(dtype=np.float64)))
             om = self.tests[k]
             S.append((u.T @ (u @ om)).astype(np.float64) if om.shape[1] else np.zeros((u.shape[1], 0)))
-        return _SketchState(n=blocks[0].shape[0], colsum=colsum, sq=sq, S=S)
+            del u
+        return _SketchState(n=rows, colsum=colsum, sq=sq, S=S)
 
     def combine(self, a: _SketchState, b: _SketchState) -> _SketchState:
         return _SketchState(
@@ -265,10 +277,26 @@ def _centred_sketch(state: _SketchState, k: int, shift: np.ndarray, omega: np.nd
 
 @dataclass
 class _GramState:
+    """Σ yᵢyᵢᵀ of all layers' projections stacked (float64), kept as its upper block triangle:
+    ``strips[k]`` = the rows of layer k, columns of layers k, k+1, … (half the memory of the full matrix)."""
+
     n: int
-    gram: np.ndarray  # Σ yᵢyᵢᵀ, all layers' projections stacked (float64)
+    strips: list[np.ndarray]
     pp: np.ndarray  # (L, L)  Σ pᵢ⁽ᵏ⁾pᵢ⁽ˡ⁾
     psum: np.ndarray  # (L,)   Σ pᵢ⁽ᵏ⁾
+
+    @property
+    def gram(self) -> np.ndarray:
+        """The full symmetric Gram matrix."""
+        width = self.strips[0].shape[1]
+        g = np.empty((width, width))
+        off = 0
+        for s in self.strips:
+            w = s.shape[0]
+            g[off : off + w, off:] = s
+            g[off + w :, off : off + w] = s[:, w:].T
+            off += w
+        return g
 
 
 @dataclass(frozen=True, eq=False)
@@ -277,21 +305,30 @@ class _GramStatistic:
     means: tuple[np.ndarray, ...]
     bases: tuple[Any, ...]  # per layer: W_k (d × w_k, compute dtype) or None (identity: all coordinates)
     dtype: Any
+    #: the engine hands blocks that are read when indexed: a task holds one layer's block at a time
+    lazy_blocks: ClassVar[bool] = True
 
     def partial(self, blocks: Sequence[np.ndarray], start: int) -> _GramState:
-        ys, ps = [], []
-        for k, blk in enumerate(blocks):
-            u = _as_compute(blk, self.dtype) - self.means[k].astype(self.dtype)
+        L = len(blocks)
+        widths = [m.shape[0] if b is None else b.shape[1] for m, b in zip(self.means, self.bases)]
+        offs = np.concatenate([[0], np.cumsum(widths)]).astype(int)
+        y = P = None
+        for k in range(L):
+            u = _centred(blocks[k], self.means[k], self.dtype)
             p = np.einsum("ij,ij->i", u, u)
             _check_rows(u, p, self.names[k], start)
-            ys.append(u if self.bases[k] is None else u @ self.bases[k])
-            ps.append(p.astype(np.float64))
-        y = ys[0] if len(ys) == 1 else np.concatenate(ys, axis=1)
-        P = np.stack(ps, axis=1)
-        return _GramState(n=y.shape[0], gram=(y.T @ y).astype(np.float64), pp=P.T @ P, psum=P.sum(axis=0))
+            if y is None:  # all projections side by side, filled layer by layer
+                y = np.empty((u.shape[0], offs[-1]), dtype=self.dtype)
+                P = np.empty((u.shape[0], L))
+            y[:, offs[k] : offs[k + 1]] = u if self.bases[k] is None else u @ self.bases[k]
+            P[:, k] = p
+            del u
+        strips = [(y[:, offs[k] : offs[k + 1]].T @ y[:, offs[k] :]).astype(np.float64) for k in range(L)]
+        return _GramState(n=y.shape[0], strips=strips, pp=P.T @ P, psum=P.sum(axis=0))
 
     def combine(self, a: _GramState, b: _GramState) -> _GramState:
-        return _GramState(n=a.n + b.n, gram=a.gram + b.gram, pp=a.pp + b.pp, psum=a.psum + b.psum)
+        return _GramState(n=a.n + b.n, strips=[x + y for x, y in zip(a.strips, b.strips)], pp=a.pp + b.pp,
+                          psum=a.psum + b.psum)  # fmt: skip
 
     def finalize(self, state: _GramState) -> _GramState:
         return state
@@ -299,7 +336,7 @@ class _GramStatistic:
 
 @sizeof.register(_GramState)
 def _sizeof_gram(s: _GramState) -> int:
-    return int(s.gram.nbytes + s.pp.nbytes + s.psum.nbytes) + 64
+    return int(sum(x.nbytes for x in s.strips) + s.pp.nbytes + s.psum.nbytes) + 64
 
 
 # --------------------------------------------------------------------------- #
