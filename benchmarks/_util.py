@@ -316,7 +316,8 @@ def machine_info() -> dict[str, Any]:
 
     pkg = Path(bigalign.__file__).resolve().parent
     code = {}
-    for rel in ("engine.py", "moments.py", "io.py", "metrics/kernel.py"):
+    io_files = tuple(sorted(str(p.relative_to(pkg)) for p in (pkg / "io").glob("*.py")))  # the io package
+    for rel in ("engine.py", "moments.py", *io_files, "metrics/kernel.py"):
         p = pkg / rel
         if p.exists():
             code[rel] = hashlib.sha256(p.read_bytes()).hexdigest()[:12]

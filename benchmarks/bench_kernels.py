@@ -155,7 +155,8 @@ def _kernel_code_hash() -> str:
 
     pkg = Path(bigalign.__file__).resolve().parent
     h = hashlib.sha256()
-    for rel in ("features.py", "moments.py", "engine.py", "io.py", "linalg.py", "_numba/tiles.py", "metrics/kernel.py",
+    io_files = tuple(sorted(str(p.relative_to(pkg)) for p in (pkg / "io").glob("*.py")))  # the io package
+    for rel in ("features.py", "moments.py", "engine.py", *io_files, "linalg.py", "_numba/tiles.py", "metrics/kernel.py",
                 "metrics/_kernel_nonlinear.py", "metrics/_kernel_approx.py", "metrics/_kernel_exact.py"):
         f = pkg / rel
         h.update(rel.encode() + b"\0" + (f.read_bytes() if f.exists() else b"") + b"\0")

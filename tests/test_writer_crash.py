@@ -426,7 +426,8 @@ def _record_syncs(monkeypatch) -> list:
 
     monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", fd)), real_fsync(fd))[1])
     monkeypatch.setattr(os, "fdatasync", lambda fd: (events.append(("fdatasync", fd)), real_fdatasync(fd))[1])
-    monkeypatch.setattr(bigalign.io, "_fsync_path", fsync_path)
+    for module in (bigalign.io.writer, bigalign.io.tail):  # where the writer and its log call it
+        monkeypatch.setattr(module, "_fsync_path", fsync_path)
     monkeypatch.setattr(Path, "unlink", unlink)
     return events
 
