@@ -13,9 +13,12 @@ the tree of combines costs no more than the ungrouped one.
 
 :class:`GroupedStates` then gives the total (the merge of all groups) and every
 leave-one-group-out state (the merge of all groups but one) without a second
-read: by divide and conquer — the left half's leave-one-out states are the
-right half's merge joined to the left half's own, recursively — which takes
-O(G·log G) merges and holds O(log G) extra states beside the G group states.
+read: as the total minus the group where the inner statistic can subtract
+(``leave_out``: merged moments can, :func:`bigalign.moments.unmerge` — G
+subtractions, each the arithmetic of one merge), else by divide and conquer —
+the left half's leave-one-out states are the right half's merge joined to the
+left half's own, recursively — O(G·log G) merges and O(log G) extra states
+beside the G group states.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ class GroupedStatistic:
         G = len(self.bounds) - 1
         if sorted(state) != list(range(G)):  # pragma: no cover - every row is in one block
             raise AssertionError(f"internal error: row groups {sorted(state)} of {G} were streamed")
-        return GroupedStates([state[g] for g in range(G)], self.inner.combine, np.asarray(self.bounds))
+        return GroupedStates([state[g] for g in range(G)], self.inner.combine, np.asarray(self.bounds), getattr(self.inner, "leave_out", None))
 
 
 def grouped_statistic(inner: Any, n: int, groups: int = DEFAULT_CI_GROUPS, *, func: str = "ci") -> GroupedStatistic:
@@ -77,16 +80,28 @@ class GroupedStates:
     groups: list[Any]
     combine: Callable[[Any, Any], Any]
     bounds: np.ndarray
+    #: (total, groups, g) -> the state without group g, where the inner statistic can subtract
+    leave_out: Callable[[Any, list, int], Any] | None = None
+    _total: Any = None
+
+    def total(self) -> Any:
+        """The merge of all groups (made once)."""
+        if self._total is None:
+            self._total = _merge_all(self.groups, self.combine)
+        return self._total
 
     @property
     def n_groups(self) -> int:
         return len(self.groups)
 
-    def total(self) -> Any:
-        return _merge_all(self.groups, self.combine)
-
     def leave_one_out(self) -> Iterator[tuple[int, Any]]:
-        """(g, merge of every group but g), g = 0 … G − 1, one at a time."""
+        """(g, merge of every group but g), g = 0 … G − 1, one at a time: the total minus group g
+        where the statistic can subtract (G subtractions), else by divide and conquer."""
+        if self.leave_out is not None:
+            total = self.total()
+            for g in range(len(self.groups)):
+                yield g, self.leave_out(total, self.groups, g)
+            return
         yield from self._loo(0, len(self.groups), None)
 
     def _loo(self, lo: int, hi: int, outside: Any) -> Iterator[tuple[int, Any]]:

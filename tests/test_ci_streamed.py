@@ -207,3 +207,55 @@ def test_interval_covers_a_known_cka():
         r = bigalign.cka(x, x @ B + rng.normal(size=(400, 4)), ci=0.95, scheduler="sync")
         hits += r.ci[0] <= pop <= r.ci[1]
     assert hits >= 51
+
+
+def test_compare_layers_cells_carry_the_functions_intervals():
+    rng = np.random.default_rng(8)
+    n = 120
+    x = rng.normal(size=(n, 5))
+    st = {"a": x, "b": x @ rng.normal(size=(5, 4)) + rng.normal(size=(n, 4)), "c": np.tanh(x[:, :3]) + 0.5 * rng.normal(size=(n, 3))}
+    for metric, f in (("cka", bigalign.cka), ("procrustes", bigalign.procrustes), ("svcca", bigalign.svcca),
+                      ("mutual_knn", bigalign.mutual_knn), ("cycle_knn", bigalign.cycle_knn)):  # fmt: skip
+        M = bigalign.compare_layers(st, metric=metric, ci=0.9, state_memory=2**20)
+        for la in st:
+            for lb in st:
+                want = f(st[la], st[lb], ci=0.9)
+                assert M[la, lb].ci == pytest.approx(want.ci, rel=1e-9), (metric, la, lb)
+                assert M[la, lb].parameters["ci_scale"] == want.parameters["ci_scale"]
+    M = bigalign.compare_layers(st, metric="hsic", kernel="rbf", method="orf", n_features=96, bandwidth=2.0, ci=0.95)
+    want = bigalign.hsic(st["a"], st["b"], kernel="rbf", method="orf", n_features=96, bandwidth=2.0, ci=0.95)
+    # float32 feature products: the pass of three layers blocks its rows differently (~1e-7 relative)
+    assert M["a", "b"].ci == pytest.approx(want.ci, rel=1e-5)  # layers 0 and 1: the maps of x and y
+
+
+def test_compare_layers_refuses_roads_without_an_interval():
+    rng = np.random.default_rng(9)
+    st = {"a": rng.normal(size=(60, 3)), "b": rng.normal(size=(60, 4))}
+    for kw, msg in ((dict(metric="dcor"), "not available for metric 'dcor'"),
+                    (dict(metric="cka", method="sketch"), "projected road"),
+                    (dict(metric="cka", kernel="rbf", method="exact"), "exact kernel tiles"),
+                    (dict(metric="cknna"), "cknna")):  # fmt: skip
+        with pytest.raises(InvalidInputError, match=msg):
+            bigalign.compare_layers(st, ci=0.95, **kw)
+    with pytest.raises(InvalidInputError, match="'ci' parameter of compare_layers"):
+        bigalign.compare_layers(st, ci=True)
+
+
+@pytest.mark.parametrize("groups", [None, ([0, 2, 5, 6], [0, 1, 4])])
+def test_unmerge_inverts_merge(groups):
+    # the total minus a part equals the moments streamed over the rest alone (every sum, also with column groups)
+    from bigalign.moments import MomentStatistic, merge, unmerge
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(90, 6)) * 3 + 50.0
+    y = rng.normal(size=(90, 4)) - 7.0
+    stat = MomentStatistic(names=("x", "y"), pairs=((0, 1),), groups=groups or ())
+    part = stat.partial([x[30:45], y[30:45]], 30)
+    rest = merge(stat.partial([x[:30], y[:30]], 0), stat.partial([x[45:], y[45:]], 45))
+    got = unmerge(merge(rest, part), part)
+    for a, b in zip(got.sides, rest.sides):
+        for f in ("mean", "M", "T", "A"):
+            np.testing.assert_allclose(getattr(a, f), getattr(b, f), rtol=1e-9, atol=1e-9 * np.abs(getattr(b, f)).max())
+    for f in ("M", "T", "A", "B"):
+        want = getattr(rest.crosses[(0, 1)], f)
+        np.testing.assert_allclose(getattr(got.crosses[(0, 1)], f), want, rtol=1e-9, atol=1e-9 * np.abs(want).max())

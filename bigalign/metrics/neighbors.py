@@ -340,7 +340,7 @@ def per_query_scores(metric: str, lx: NeighbourLists, ly: NeighbourLists, k: int
     raise InvalidInputError(f"unknown neighbourhood measure {metric!r}; expected one of {list(_SAMPLED_OK)}.")  # pragma: no cover
 
 
-class _ListsTooShort(Exception):
+class ListsTooShort(Exception):
     """The searched lists are too short to give k neighbours with one row group left out: search deeper."""
 
 
@@ -360,7 +360,7 @@ def leave_group_out(metric: str, lx: NeighbourLists, ly: NeighbourLists, k: int,
     """The measure with each of the 20 contiguous row groups left out — as queries *and* as candidate
     neighbours: every remaining query's k neighbours among the remaining samples are the first k of its
     (deeper) searched list outside the group, so each value equals a search of the remaining rows alone.
-    Raises :class:`_ListsTooShort` when some list holds fewer than k samples outside a group."""
+    Raises :class:`ListsTooShort` when some list holds fewer than k samples outside a group."""
     b = row_groups(n, DEFAULT_CI_GROUPS, func=metric)
     out = np.empty(len(b) - 1)
     for g in range(len(b) - 1):
@@ -374,9 +374,9 @@ def leave_group_out(metric: str, lx: NeighbourLists, ly: NeighbourLists, k: int,
         if metric == "cycle_knn":  # the x-lists of the y-neighbours: every sample's (exact) or the extra rows'
             src, oks = _without(extra_x if extra_x is not None else lx, keep, k)
             if not oks[keep[_rows_of(src)]].all():
-                raise _ListsTooShort
+                raise ListsTooShort
         if not (okx[kq].all() and oky[kq].all()):
-            raise _ListsTooShort
+            raise ListsTooShort
         sub_x = NeighbourLists(fx.vals[kq], fx.idx[kq], q[kq])
         sub_y = NeighbourLists(fy.vals[kq], fy.idx[kq], q[kq])
         score, _ = per_query_scores(metric, sub_x, sub_y, k, src)
@@ -514,7 +514,7 @@ def _pair(
             (extra,), _ = search(reps[:1], depth, kw, [cycle_rows(ly, depth)])
         try:
             return [knn_result(metric, lx, ly, kk, n, params, extra, seed, level) for kk in ks]
-        except _ListsTooShort:  # neighbours concentrated in one row group: search deeper (n − 1 always suffices)
+        except ListsTooShort:  # neighbours concentrated in one row group: search deeper (n − 1 always suffices)
             if depth >= n - 1:  # pragma: no cover - a full list always has k samples outside a group
                 raise
             attempt += 1
