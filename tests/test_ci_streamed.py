@@ -21,7 +21,7 @@ from references import cka as ref_cka
 from references import hsic as ref_hsic
 from references import kernel_alignment as ref_ka
 from test_cca import _pwcca_ref, _svcca_ref
-from test_neighbors import dense_knn, ref_cycle_scores, ref_levenshtein, ref_lcs, ref_pair_scores
+from test_neighbors import dense_knn, ref_cknna, ref_cycle_scores, ref_levenshtein, ref_lcs, ref_pair_scores
 from test_procrustes import _reference as ref_procrustes
 
 RTOL = 1e-10
@@ -98,6 +98,7 @@ def test_knn_intervals_equal_naive_leave_one_group_out(pair):
     res = bigalign.edit_distance_knn(x, y, k=k, ci=0.95)
     _check(res, *_naive_interval(x, y, lambda a, b: 1.0 - ref_pair_scores(a, b, k, ref_levenshtein).mean() / k, 0.95, "logit"))
     assert "recomputed" in res.parameters["ci_neighbours"]
+    _check(bigalign.cknna(x, y, k=k, ci=0.95), *_naive_interval(x, y, lambda a, b: ref_cknna(a, b, k), 0.95, "logit"))
 
 
 def test_knn_deeper_search_when_a_group_holds_the_neighbours(monkeypatch):
@@ -179,8 +180,6 @@ def test_ci_needs_40_rows_and_a_road_that_gives_one(pair):
         bigalign.cka(x[:39], y[:39], ci=0.95)
     with pytest.raises(InvalidInputError, match="at least 40 rows"):
         bigalign.mutual_knn(x[:30], y[:30], k=3, ci=0.95)
-    with pytest.raises(InvalidInputError, match="not available for cknna"):
-        bigalign.cknna(x, y, k=5, ci=0.95)
     with pytest.raises(InvalidInputError, match="randomized road"):
         bigalign.svcca(x, y, n_components=2, method="randomized", ci=0.95)
 
@@ -215,7 +214,7 @@ def test_compare_layers_cells_carry_the_functions_intervals():
     x = rng.normal(size=(n, 5))
     st = {"a": x, "b": x @ rng.normal(size=(5, 4)) + rng.normal(size=(n, 4)), "c": np.tanh(x[:, :3]) + 0.5 * rng.normal(size=(n, 3))}
     for metric, f in (("cka", bigalign.cka), ("procrustes", bigalign.procrustes), ("svcca", bigalign.svcca),
-                      ("mutual_knn", bigalign.mutual_knn), ("cycle_knn", bigalign.cycle_knn)):  # fmt: skip
+                      ("mutual_knn", bigalign.mutual_knn), ("cycle_knn", bigalign.cycle_knn), ("cknna", bigalign.cknna)):  # fmt: skip
         M = bigalign.compare_layers(st, metric=metric, ci=0.9, state_memory=2**20)
         for la in st:
             for lb in st:
@@ -233,8 +232,7 @@ def test_compare_layers_refuses_roads_without_an_interval():
     st = {"a": rng.normal(size=(60, 3)), "b": rng.normal(size=(60, 4))}
     for kw, msg in ((dict(metric="dcor"), "not available for metric 'dcor'"),
                     (dict(metric="cka", method="sketch"), "projected road"),
-                    (dict(metric="cka", kernel="rbf", method="exact"), "exact kernel tiles"),
-                    (dict(metric="cknna"), "cknna")):  # fmt: skip
+                    (dict(metric="cka", kernel="rbf", method="exact"), "exact kernel tiles")):  # fmt: skip
         with pytest.raises(InvalidInputError, match=msg):
             bigalign.compare_layers(st, ci=0.95, **kw)
     with pytest.raises(InvalidInputError, match="'ci' parameter of compare_layers"):

@@ -134,6 +134,7 @@ REGISTRY: list[Case] = [
     Case("svcca-ci", lambda d, **kw: bigalign.svcca(d["x"], d["y"], ci=0.95, **kw)),
     Case("pwcca-ci", lambda d, **kw: bigalign.pwcca(d["x"], d["y"], ci=0.95, **kw)),
     Case("mutual_knn-ci", lambda d, **kw: bigalign.mutual_knn(d["x"], d["y"], k=5, ci=0.95, **kw)),
+    Case("cknna-ci", lambda d, **kw: bigalign.cknna(d["x"], d["y"], k=5, ci=0.95, **kw)),
     Case("cycle_knn-ci", lambda d, **kw: bigalign.cycle_knn(d["x"], d["y"], k=5, ci=0.95, **kw)),
     Case("mutual_knn-sampled-ci", lambda d, **kw: bigalign.mutual_knn(d["x"], d["y"], k=5, n_queries=50, seed=3, ci=0.95, **kw)),
     Case("stitch-mlp", lambda d, **kw: bigalign.stitch(d["x"], d["y"], kind="mlp", targets=d["labels"], hidden=(8,), epochs=2,

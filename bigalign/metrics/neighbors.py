@@ -340,6 +340,9 @@ def per_query_scores(metric: str, lx: NeighbourLists, ly: NeighbourLists, k: int
     raise InvalidInputError(f"unknown neighbourhood measure {metric!r}; expected one of {list(_SAMPLED_OK)}.")  # pragma: no cover
 
 
+CI_NEIGHBOURS = "recomputed: each row group left out as queries and as candidate neighbours"
+
+
 class ListsTooShort(Exception):
     """The searched lists are too short to give k neighbours with one row group left out: search deeper."""
 
@@ -368,6 +371,15 @@ def leave_group_out(metric: str, lx: NeighbourLists, ly: NeighbourLists, k: int,
         keep[b[g] : b[g + 1]] = False
         fx, okx = _without(lx, keep, k)
         fy, oky = _without(ly, keep, k)
+        if metric == "cknna":  # every sample a query; samples renumbered 0 … n_rest − 1 among the rest
+            if not (okx[keep].all() and oky[keep].all()):
+                raise ListsTooShort
+            renum = np.cumsum(keep) - 1
+            rest = int(keep.sum())
+            sub_x = NeighbourLists(fx.vals[keep], renum[fx.idx[keep]])
+            sub_y = NeighbourLists(fy.vals[keep], renum[fy.idx[keep]])
+            out[g] = _cknna_result(sub_x, sub_y, k, rest, {}).value
+            continue
         q = _rows_of(ly)
         kq = keep[q]
         src = None
@@ -398,12 +410,18 @@ def knn_result(
     with ``level``, its sampling interval (:func:`leave_group_out`: the lists must reach beyond k,
     :func:`search_depth`)."""
     if metric == "cknna":
-        if level is not None:
-            raise InvalidInputError(
-                "ci= is not available for cknna yet (its terms pair queries with each other, not a mean of per-query "
-                "scores). Use mutual_knn, cycle_knn, lcs_knn or edit_distance_knn for an interval, or leave ci out."
-            )
-        return _cknna_result(lx, ly, k, n, params)
+        res = _cknna_result(lx, ly, k, n, params if level is None else {**params, "ci_neighbours": CI_NEIGHBOURS})
+        if level is None:
+            return res
+        try:
+            loo = leave_group_out(metric, lx, ly, k, n, None)
+        except DegenerateInputError as e:
+            raise DegenerateInputError(
+                f"cknna: the sampling interval is undefined because CKNNA is undefined on the rows left when one of the "
+                f"{DEFAULT_CI_GROUPS} contiguous row groups is dropped ({e}). Leave ci out.",
+                reason=e.reason,
+            ) from e
+        return with_interval(res, jackknife_interval(res.value, loo, level, scale="logit"))
     score, terms = per_query_scores(metric, lx, ly, k, extra_x)
     value = float(score.mean())
     if metric == "mutual_knn":
@@ -411,7 +429,7 @@ def knn_result(
     est = "mean_overlap" if metric == "mutual_knn" else "mean_over_queries"
     p = {"k": k, "similarity": "cosine", "tie_rule": TIE_RULE, **params}
     if level is not None:
-        p["ci_neighbours"] = "recomputed: each row group left out as queries and as candidate neighbours"
+        p["ci_neighbours"] = CI_NEIGHBOURS
     iv = None if level is None else jackknife_interval(
         value, leave_group_out(metric, lx, ly, k, n, extra_x), level, scale="logit"
     )  # fmt: skip
@@ -529,8 +547,6 @@ def _measure(metric: str, x: Any, y: Any, k: Any, n_queries: Any, seed: Any, kw:
     seed = _check_seed(metric, seed)
     m = check_n_queries(metric, n_queries, n, metric)
     if level is not None:
-        if metric == "cknna":
-            knn_result("cknna", None, None, kk, n, {}, level=level)  # type: ignore[arg-type]  # its error, before the search
         row_groups(n, DEFAULT_CI_GROUPS, func=metric)  # enough rows, before the search
     return _pair(metric, x, y, [kk], m, seed, kw, level)[0]
 
@@ -904,7 +920,9 @@ def cknna(
     block_size : int, optional
         Rows per tile side (default 2048); the value does not depend on it.
     {ci}
-        Not available for cknna yet (its terms pair queries with each other): an error.
+        Each of the 20 contiguous row groups is left out as queries and as candidate neighbours
+        (neighbours recomputed among the remaining rows from lists searched 2k deep), and CKNNA is
+        recomputed on the remaining rows.  Logit scale (identity where a value is outside (0, 1)).
     {engine}
 
     Returns
