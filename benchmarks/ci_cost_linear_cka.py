@@ -53,9 +53,16 @@ def main() -> None:
                    "value": r.value, "interval": r.ci, "block_size": r.parameters["block_size"]}  # fmt: skip
             runs.append(row)
             print(row, flush=True)
+            write(a, info, runs)
+
+
+def write(a, info, runs) -> None:
+    """Write the results so far (after every run: a cut-off job keeps what it measured)."""
+    import numpy as np
+
     med = {}
     for ci in (None, 0.95):
-        rs = [r for r in runs if r["ci"] == ci]
+        rs = [r for r in runs if r["ci"] == ci] or [{"wall_s": np.nan, "cpu_s": np.nan, "runq_wait_s": np.nan}]
         med[str(ci)] = {k: float(np.median([r[k] for r in rs])) for k in ("wall_s", "cpu_s", "runq_wait_s")}
     ratio = {k: med["0.95"][k] / med["None"][k] for k in ("wall_s", "cpu_s")}
     out = Path(a.out or HERE / "results" / f"ci_cost_linear_cka_n{a.n}_d{a.d}")
@@ -77,7 +84,10 @@ def main() -> None:
         lines.append(f"| {r['repeat']} | {r['ci']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['runq_wait_s']:.1f} | {r['value']:.8f} | {iv} |")
     lines += ["", f"Median ratio with/without ci: wall {ratio['wall_s']:.3f}, CPU {ratio['cpu_s']:.3f} (acceptance: <= 1.15)."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    if len(runs) == 2 * a.repeats:
+        print("\n".join(lines))
+
+
 
 
 if __name__ == "__main__":
