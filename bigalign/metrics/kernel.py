@@ -378,6 +378,11 @@ def hsic(
         independent; needs n ≥ 4.
     {kernel}
     {ci}
+        HSIC is unbounded: identity scale.  Linear kernel: one moment state per
+        row group, each leave-one-group-out state the total minus one group;
+        rff/orf/nystroem: the same on the feature moments (the interval is about
+        rows, ``stderr`` about the features).  Exact and block tiles of rbf/laplacian:
+        an error (not available yet).
     {engine}
 
     Returns
@@ -453,6 +458,12 @@ def cka(
     estimator : {"unbiased", "biased"}, default="unbiased"
     {kernel}
     {ci}
+        The ratio is recomputed from its own terms for every leave-one-group-out
+        state (numerator and self-terms from the same rows), and the interval
+        made on the logit scale when the estimate and every leave-one-group-out
+        value lie in (0, 1), mapped back (so it stays inside); otherwise (a
+        negative unbiased estimate, a value of exactly 1) on the identity scale,
+        as ``parameters["ci_scale"]`` says.  Roads as for :func:`hsic`.
     {engine}
 
     Returns
@@ -524,6 +535,12 @@ def kernel_alignment(
     x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
     {kernel}
     {ci}
+        The ratio is recomputed from its own terms for every leave-one-group-out
+        state (numerator and self-terms from the same rows), and the interval
+        made on the logit scale when the estimate and every leave-one-group-out
+        value lie in (0, 1), mapped back (so it stays inside); otherwise (a
+        negative unbiased estimate, a value of exactly 1) on the identity scale,
+        as ``parameters["ci_scale"]`` says.  Roads as for :func:`hsic`.
     {engine}
 
     Returns
