@@ -193,6 +193,7 @@ def test_interval_does_not_depend_on_the_blocks(pair):
     assert bigalign.cka(x, y, ci=0.95, scheduler="threads", num_workers=2, block_size=9).ci == pytest.approx(ref.ci, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_interval_covers_a_known_cka():
     # 60 repetitions at n = 400: the 95% interval covers the closed-form population CKA in
     # 0.95 ± 0.028 (binomial sd); 0.85 is 3.6 sd below (benchmarks/ci_coverage_moments.py has the full table)
@@ -208,6 +209,18 @@ def test_interval_covers_a_known_cka():
     assert hits >= 51
 
 
+def test_compare_layers_linear_cells_carry_the_functions_intervals():
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(60, 4))
+    st = {"a": x, "b": x @ rng.normal(size=(4, 3)) + rng.normal(size=(60, 3))}
+    M = bigalign.compare_layers(st, metric="cka", ci=0.9)
+    for la in st:
+        for lb in st:
+            assert M[la, lb].ci == pytest.approx(bigalign.cka(st[la], st[lb], ci=0.9).ci, rel=1e-9)
+    assert "row group" in M.plan["ci"]
+
+
+@pytest.mark.slow
 def test_compare_layers_cells_carry_the_functions_intervals():
     rng = np.random.default_rng(8)
     n = 120
