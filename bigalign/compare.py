@@ -731,7 +731,7 @@ def _check_options(options: Any) -> dict[str, Any]:
 
 
 #: compare_layers' own arguments that are not the metric function's options
-_RESERVED_OPTIONS = ("x", "y", "estimator", "kernel", "bandwidth", "method", "n_features", "seed", "block_size",
+_RESERVED_OPTIONS = ("x", "y", "estimator", "kernel", "bandwidth", "method", "n_features", "seed", "ci", "block_size",
                      "scheduler", "client", "num_workers", "memory_per_worker")  # fmt: skip
 
 
