@@ -24,6 +24,8 @@ from .features import (
     sample_rows,
 )
 from .io import ActivationStore, as_representation, check_pairing, open_activations
+from .grouped import grouped_statistic
+from .intervals import DEFAULT_CI_GROUPS, check_ci, jackknife_interval, with_interval
 from .metrics._common import ESTIMATORS, check_choice, check_unbiased_n, engine_parameters
 from .metrics._kernel_nonlinear import (
     DEFAULT_LANDMARKS,
@@ -298,6 +300,7 @@ def compare_layers(
     n_features: int | None = None,
     seed: int = 0,
     metric_options: Mapping[str, Any] | None = None,
+    ci: float | None = None,
     state_memory: int | None = None,
     checkpoint: str | Path | None = None,
     resume: bool = False,
@@ -363,6 +366,19 @@ def compare_layers(
         ``{"k": 20}`` for ``"mutual_knn"``, ``{"ridge": 1e-3}`` for
         ``"kcc"``, ``{"distance": "cosine", "compare": "spearman"}`` for
         ``"rsa"``, ``{"n_projections": 256}`` for ``"dcor"``.
+    ci : float in (0, 1), optional
+        Every cell's Result carries its sampling interval at this level
+        (``result.ci``; see :func:`bigalign.cka` and docs/intervals.md): the
+        block jackknife over 20 contiguous row groups.  Moment metrics keep
+        one moment state per group in the same pass — 20× the state memory,
+        so passes are planned for ``state_memory`` / 20 (more passes for many
+        wide layers) — and evaluate every pair at each of the 20
+        leave-one-group-out states; the feature road likewise; the
+        neighbourhood measures search each layer's lists 2k deep; the
+        per-pair roads pass ``ci`` to the metric's function.  An error for a
+        road that has no interval yet (the projected ``"sketch"`` road, exact
+        kernel tiles, metrics whose function takes no ``ci``); with
+        ``method="auto"`` linear CKA stays on the exact moments road.
     state_memory : int, optional
         Bytes of accumulated state allowed per pass.
     checkpoint : path, optional
@@ -388,11 +404,19 @@ def compare_layers(
             return compare_layers(**kw, **engine_opts.given())
     check_choice("compare_layers", "metric", metric, METRICS)
     check_choice("compare_layers", "estimator", estimator, ESTIMATORS)
+    level = check_ci("compare_layers", ci)
     check_choice("compare_layers", "kernel", kernel, KERNELS)
     options = _check_options(metric_options)
     per_pair = metric in PAIR_METRICS and (metric not in LINEAR_METRICS or kernel != "linear")
     if per_pair:
         pair_kw = _pair_kwargs(metric, estimator, kernel, bandwidth, method, n_features, seed, options)
+        if level is not None:
+            if "ci" not in inspect.signature(PAIR_METRICS[metric]).parameters:
+                raise InvalidInputError(
+                    f"ci= is not available for metric {metric!r} in compare_layers yet: bigalign.{metric} gives no "
+                    "sampling interval. Leave ci out, or use a metric that has one (e.g. 'cka', 'mutual_knn')."
+                )
+            pair_kw["ci"] = level
     else:
         check_choice("compare_layers", "method", method, METHODS + ("sketch",))
         accepted = _KERNEL_ROAD_OPTIONS if kernel != "linear" and metric in _KERNEL_FUNCTIONS else _MOMENT_OPTIONS.get(metric, ())
@@ -409,6 +433,11 @@ def compare_layers(
             f"{metric} is defined on the representations themselves (Euclidean distances / linear covariances); "
             "kernel must be 'linear' for it. Use metric='cka', 'hsic', 'kernel_alignment', 'coco', 'kcc' or 'kmi' "
             "with a non-linear kernel."
+        )
+    if level is not None and method == "sketch":
+        raise InvalidInputError(
+            "ci= is not available on the projected road (method='sketch'): its cells are bounded approximations. "
+            "Use method='auto' or 'exact' (the exact moments road, which keeps one state per row group), or leave ci out."
         )
     if method == "sketch" and (kernel != "linear" or metric != "cka"):
         raise InvalidInputError(
@@ -436,7 +465,7 @@ def compare_layers(
         kw = {**pair_kw, **engine_opts.given()}
         if metric in _nb.KNN_METRICS:
             cells = [(i, j) for i in ia for j in ib]
-            out = _knn_cells(metric, reps, cells, kw, budget)
+            out = _knn_cells(metric, reps, cells, kw, budget, level)
             if out is not None:
                 values, n_passes, plan = out
                 return _matrix(metric, la, lb, ia, ib, values, n_passes, n, estimator, plan)
@@ -449,6 +478,8 @@ def compare_layers(
         sketch = {k: options.pop(k) for k in SKETCH_OPTIONS if k in options}
         if method == "sketch":
             road, reason = "sketch", "method='sketch'"
+        elif level is not None:
+            road, reason = "moments", "ci= needs the exact moments road (one state per row group)"
         else:
             road, reason = choose_layer_road(n, widths, wanted, **sketch)
         if road == "sketch":
@@ -468,6 +499,8 @@ def compare_layers(
               **engine_opts.given()}  # fmt: skip
         if n_features is not None:
             kw["n_features"] = n_features  # an error on these roads, said by the function itself
+        if level is not None:
+            kw["ci"] = level  # the function says where its road has no interval
         values = _pair_cells(metric, reps, wanted, kw, _KERNEL_FUNCTIONS[metric])
         why = ("the block road reads each pair's rows in its own random blocks" if method == "block" else
                f"beyond n = {EXACT_MAX_N} each pair's auto picks exact tiles or the block road for target_stderr")  # fmt: skip
@@ -475,10 +508,11 @@ def compare_layers(
     if kernel != "linear":
         values, n_passes, plan = _nonlinear_cells(
             reps, wanted, metric, estimator, kernel, bandwidth, method, n_features, seed, budget,
-            engine_opts.kwargs(),
+            engine_opts.kwargs(), level,
         )  # fmt: skip
         return _matrix(metric, la, lb, ia, ib, values, n_passes, n, estimator, plan)
-    passes = _plan_passes(wanted, widths, budget)
+    # with ci=, one moment state per row group: passes sized for state_memory / G
+    passes = _plan_passes(wanted, widths, budget if level is None else budget // DEFAULT_CI_GROUPS)
     values: dict[tuple[int, int], Any] = {}
     fn = LINEAR_METRICS[metric]
     if options:
@@ -489,19 +523,62 @@ def compare_layers(
         local = {g: k for k, g in enumerate(used)}
         pairs = tuple((local[i], local[j]) for i, j in group if i != j)
         stat = MomentStatistic(names=tuple(labels[k] for k in used), pairs=pairs)
+        if level is not None:
+            stat = grouped_statistic(stat, n, func="compare_layers")
         m, plan = run(stat, [reps[k] for k in used], check_pairing=False, options=engine_opts)
         params = {"kernel": kernel, **engine_parameters(plan), "n_passes": len(passes)}
-        for i, j in group:
+        states, m = (None, m) if level is None else (m, m.total())
+        cells = [(i, j) for i, j in group] + [(j, i) for i, j in group if i != j]
+        for i, j in cells:
+            if isinstance(values.get((i, j)), DegenerateInputError):  # its mirror was undefined: so is it
+                continue
             try:
                 values[(i, j)] = fn(m, local[i], local[j], estimator, params)
-                if i != j:
-                    values[(j, i)] = fn(m, local[j], local[i], estimator, params)
             except DegenerateInputError as exc:
                 values[(i, j)] = values[(j, i)] = exc
+        if states is not None:
+            live = [c for c in cells if isinstance(values[c], Result)]
+            _moment_intervals(metric, states, live, {c: (local[c[0]], local[c[1]]) for c in live}, fn, estimator, level, values)
 
     plan = {"road": "moments", "per_layer": "each layer's moments (Σx, XᵀX) accumulated once per pass and shared by all its pairs",
             "reads_per_layer": len(passes), **({"reason": auto_reason} if auto_reason else {})}  # fmt: skip
+    if level is not None:
+        plan["ci"] = (f"one moment state per row group ({DEFAULT_CI_GROUPS} groups: {DEFAULT_CI_GROUPS}x the state memory, passes "
+                      f"planned for state_memory / {DEFAULT_CI_GROUPS}); every cell evaluated at each leave-one-group-out state")
     return _matrix(metric, la, lb, ia, ib, values, len(passes), n, estimator, plan)
+
+
+#: interval scales of the moment metrics in a layer matrix (as their functions: ratios in (0, 1) on the logit scale)
+_LOGIT_METRICS = ("cka", "kernel_alignment", "svcca", "pwcca")
+
+
+def _moment_intervals(
+    metric: str, states: Any, cells: list[tuple[int, int]], where: dict, fn: Callable[..., Result], estimator: str,
+    level: float, values: dict,
+) -> None:  # fmt: skip
+    """Attach to every cell's Result its block-jackknife interval: each cell evaluated at each
+    leave-one-group-out state (one traversal for all cells); a cell undefined with a group left
+    out has no interval and becomes undefined, saying why."""
+    loo: dict[tuple[int, int], list[float]] = {c: [] for c in cells}
+    bad: dict[tuple[int, int], DegenerateInputError] = {}
+    for _, st in states.leave_one_out():
+        for c in cells:
+            if c in bad:
+                continue
+            try:
+                loo[c].append(fn(st, where[c][0], where[c][1], estimator, {}).value)
+            except DegenerateInputError as exc:
+                bad[c] = exc
+    scale = "logit" if metric in _LOGIT_METRICS else "identity"
+    for c in cells:
+        if c in bad:
+            values[c] = DegenerateInputError(
+                f"the sampling interval is undefined: the measure is undefined with one of the {states.n_groups} row groups "
+                f"left out ({bad[c]}). Leave ci out.",
+                reason=bad[c].reason,
+            )
+        else:
+            values[c] = with_interval(values[c], jackknife_interval(values[c].value, loo[c], level, scale=scale))  # type: ignore[arg-type]
 
 
 def _matrix(metric: str, la: list[str], lb: list[str], ia: list[int], ib: list[int], values: dict, n_passes: int, n: int, estimator: str,
@@ -535,9 +612,10 @@ def _matrix(metric: str, la: list[str], lb: list[str], ia: list[int], ib: list[i
 
 def _nonlinear_cells(
     reps: list, wanted: list[tuple[int, int]], metric: str, estimator: str, kernel: str, bandwidth: Any,
-    method: str, n_features: int | None, seed: int, budget: int, ekw: dict[str, Any],
+    method: str, n_features: int | None, seed: int, budget: int, ekw: dict[str, Any], level: float | None = None,
 ) -> tuple[dict[tuple[int, int], Any], int, dict[str, Any]]:  # fmt: skip
-    """Cells of a non-linear-kernel layer matrix: one feature pass per group of pairs, or exact tiles per pair."""
+    """Cells of a non-linear-kernel layer matrix: one feature pass per group of pairs, or exact tiles per pair.
+    With ``level``, the feature moments are kept per row group (passes planned for budget / G)."""
     n = reps[0].n
     seed = check_seed(seed)
     check_n_features(n_features)
@@ -566,7 +644,7 @@ def _nonlinear_cells(
     def record(i: int, j: int, job: Any) -> None:
         try:
             # kernel alignment is a plug-in (biased) estimate whatever compare_layers' estimator says
-            res = nonlinear_result(metric, job, "biased" if metric == "kernel_alignment" else estimator)
+            res = nonlinear_result(metric, job, "biased" if metric == "kernel_alignment" else estimator, level)
             values[(i, j)] = res
             values[(j, i)] = mirror(res)  # CKA/HSIC/KA are symmetric: the same numbers, seen from layer j
         except DegenerateInputError as exc:
@@ -576,6 +654,11 @@ def _nonlinear_cells(
         return {"kernel": kernel, "bandwidth_x": sigmas[i], "bandwidth_y": sigmas[j], "median_x": medians[i],
                 "median_y": medians[j], "bandwidth_sample": n_sample, "seed": int(seed), "method_reason": reason}  # fmt: skip
 
+    if chosen == "exact" and level is not None:
+        raise InvalidInputError(
+            f"ci= is not available yet for compare_layers on the exact kernel tiles ({reason}). Use method='rff', 'orf' "
+            "or 'nystroem' (feature moments per row group), or leave ci out."
+        )
     if chosen == "exact":
         for i, j in wanted:
             record(i, j, exact_job([reps[i], reps[j]], kernel, [sigmas[i], sigmas[j]], [shifts[i], shifts[j]], estimator, ekw, params(i, j)))
@@ -586,7 +669,7 @@ def _nonlinear_cells(
         width = int(n_features or DEFAULT_RANDOM_FEATURES)
     else:  # Nyström carries its nested m/2 and m/4 levels in the same pass
         width = int(n_features or DEFAULT_LANDMARKS) * 7 // 4
-    passes = _plan_passes(wanted, [width] * len(reps), budget)
+    passes = _plan_passes(wanted, [width] * len(reps), budget if level is None else budget // DEFAULT_CI_GROUPS)
     for group in passes:
         used = sorted({k for pr in group for k in pr})
         local = {g: k for k, g in enumerate(used)}
@@ -594,17 +677,36 @@ def _nonlinear_cells(
             [reps[k] for k in used], kernel=kernel, method=chosen, sigmas=[sigmas[k] for k in used],
             shifts=[shifts[k] for k in used], n_features=n_features, seed=int(seed),
             pairs=[(local[i], local[j]) for i, j in group if i != j], engine_kw=ekw, keys=used,
+            ci_rows=None if level is None else n, ci_func="compare_layers",
         )  # fmt: skip
+        states, m = (None, m) if level is None else (m, m.total())
         for i, j in group:
             p = {**params(i, j), **fparams, "block_size": plan.block_rows, "n_passes": len(passes)}
             if i == j:
-                record(i, j, self_job(m, views, local[i], chosen, estimator, p))
+                job = self_job(m, views, local[i], chosen, estimator, p)
+                terms_of = functools.partial(_self_terms, views=views, i=local[i], method=chosen, estimator=estimator)
             else:
-                record(i, j, feature_job(m, views, local[i], local[j], chosen, estimator, p))
+                job = feature_job(m, views, local[i], local[j], chosen, estimator, p)
+                terms_of = functools.partial(_pair_terms, views=views, i=local[i], j=local[j], method=chosen, estimator=estimator)
+            if states is not None:  # each leave-one-group-out state is merged again per cell: G·log G merges a cell
+                job = dataclasses.replace(job, ci_states=(states, terms_of))
+            record(i, j, job)
     plan = {"road": "features", "per_layer": f"bandwidth (median heuristic on one shared sample of {n_sample} rows), {chosen} feature "
             "map drawn once per layer; each layer mapped once per pass and its feature moments shared by all its pairs",
             "bandwidths": len(reps), "reads_per_layer": len(passes)}  # fmt: skip
     return values, len(passes), plan
+
+
+def _pair_terms(mm: Any, *, views: Any, i: int, j: int, method: str, estimator: str) -> Any:
+    from .metrics._kernel_nonlinear import feature_job
+
+    return feature_job(mm, views, i, j, method, estimator, {}).terms
+
+
+def _self_terms(mm: Any, *, views: Any, i: int, method: str, estimator: str) -> Any:
+    from .metrics._kernel_nonlinear import self_job
+
+    return self_job(mm, views, i, method, estimator, {}).terms
 
 
 def _check_options(options: Any) -> dict[str, Any]:
@@ -618,7 +720,7 @@ def _check_options(options: Any) -> dict[str, Any]:
 
 
 #: compare_layers' own arguments that are not the metric function's options
-_RESERVED_OPTIONS = ("x", "y", "estimator", "kernel", "bandwidth", "method", "n_features", "seed", "block_size",
+_RESERVED_OPTIONS = ("x", "y", "estimator", "kernel", "bandwidth", "method", "n_features", "seed", "ci", "block_size",
                      "scheduler", "client", "num_workers", "memory_per_worker")  # fmt: skip
 
 
@@ -736,7 +838,9 @@ def mirror(res: Result) -> Result:
 _LIST_COPIES = 3
 
 
-def _knn_cells(metric: str, reps: list, cells: list[tuple[int, int]], kw: dict[str, Any], budget: int) -> tuple[dict, int, dict] | None:
+def _knn_cells(
+    metric: str, reps: list, cells: list[tuple[int, int]], kw: dict[str, Any], budget: int, level: float | None = None
+) -> tuple[dict, int, dict] | None:  # fmt: skip
     """Cells of a neighbourhood measure from each layer's neighbour lists, searched once per layer.
 
     A layer's lists depend on that layer only (the search reads no other), so every layer is
@@ -745,6 +849,8 @@ def _knn_cells(metric: str, reps: list, cells: list[tuple[int, int]], kw: dict[s
     ``bigalign.<metric>(layer_i, layer_j, ...)``.  The finished lists of all layers must fit in
     ``state_memory`` (else ``None``: the caller falls back to one call per pair); layers are
     searched in groups whose lists in flight (``_LIST_COPIES`` copies) and tile blocks fit too.
+    With ``level`` the lists are searched deeper (:func:`~bigalign.metrics.neighbors.search_depth`)
+    for the leave-one-group-out values; a cell whose lists run short is computed by its own call.
     """
     n = reps[0].n
     k = _nb.check_k("compare_layers", metric, kw.get("k", 10), n)
@@ -755,7 +861,10 @@ def _knn_cells(metric: str, reps: list, cells: list[tuple[int, int]], kw: dict[s
     ekw = {key: kw[key] for key in ("block_size", "scheduler", "client", "num_workers", "memory_per_worker") if kw.get(key) is not None}
     used = sorted({t for c in cells for t in c})
     rows = n if m is None else m
-    per = rows * k * 16  # one layer's lists: float64 similarities and int64 indices
+    if level is not None:
+        _nb.row_groups(n, DEFAULT_CI_GROUPS, func="compare_layers")
+    depth = _nb.search_depth(k, n, level)
+    per = rows * depth * 16  # one layer's lists: float64 similarities and int64 indices
     if len(used) * per > budget:
         return None
     tile_rows = min(n, int(ekw.get("block_size") or 2048))
@@ -772,23 +881,25 @@ def _knn_cells(metric: str, reps: list, cells: list[tuple[int, int]], kw: dict[s
     lists: dict[int, Any] = {}
     params: dict[str, Any] = {}
     for g in groups:
-        got, params = _nb.search([reps[t] for t in g], k, ekw, None if q is None else [q] * len(g))
+        got, params = _nb.search([reps[t] for t in g], depth, ekw, None if q is None else [q] * len(g))
         lists.update(zip(g, got))
     n_passes = len(groups)
     extra: dict[int, Any] = {}
     if metric == "cycle_knn" and q is not None:  # x's lists of the queries' y-neighbours: a second, sampled pass
-        need = {i: np.unique(np.concatenate([_nb.cycle_rows(lists[j], k) for (a, j) in cells if a == i])) for i in {c[0] for c in cells}}
+        need = {i: np.unique(np.concatenate([_nb.cycle_rows(lists[j], depth) for (a, j) in cells if a == i])) for i in {c[0] for c in cells}}
         rows_x = sorted(need)
-        got, _ = _nb.search([reps[t] for t in rows_x], k, ekw, [need[t] for t in rows_x])
+        got, _ = _nb.search([reps[t] for t in rows_x], depth, ekw, [need[t] for t in rows_x])
         extra = dict(zip(rows_x, got))
         n_passes += 1
     values: dict[tuple[int, int], Any] = {}
     for i, j in cells:
         try:
-            values[(i, j)] = _nb.knn_result(metric, lists[i], lists[j], k, n, params, extra.get(i), seed)
+            values[(i, j)] = _nb.knn_result(metric, lists[i], lists[j], k, n, params, extra.get(i), seed, level)
         except DegenerateInputError as exc:
             values[(i, j)] = exc
-    what = f"exact top-{k} neighbour lists of every sample" if q is None else f"exact top-{k} neighbour lists of {m} seeded queries"
+        except _nb.ListsTooShort:  # one row group holds more than depth − k of a list: the cell's own, deeper search
+            values[(i, j)] = PAIR_METRICS[metric](reps[i], reps[j], **kw)
+    what = f"exact top-{depth} neighbour lists of every sample" if q is None else f"exact top-{depth} neighbour lists of {m} seeded queries"
     plan = {
         "road": "per-layer neighbour lists",
         "per_layer": f"{what} (float64 cosine similarities), searched once per layer and scored for all {len(cells)} cells "

@@ -345,3 +345,64 @@ class MomentStatistic:
 
     def finalize(self, state: Moments) -> Moments:
         return state
+
+    def leave_out(self, total: Moments, groups: Sequence[Moments], g: int) -> Moments:
+        """The moments of every row group but ``g`` from their merge ``total`` (:func:`unmerge`), with the
+        column ranges of the other groups (so a column constant on the rest is detected exactly)."""
+        rest = unmerge(total, groups[g])
+        others = [m for k, m in enumerate(groups) if k != g]
+        for k, side in enumerate(rest.sides):
+            side.colmin = np.min([m.sides[k].colmin for m in others], axis=0)
+            side.colmax = np.max([m.sides[k].colmax for m in others], axis=0)
+            const = side.colmin == side.colmax
+            side.mean[const] = side.colmin[const]
+        return rest
+
+
+def _zeroed_side(s: Side, A: np.ndarray | None = None) -> Side:
+    """``s`` with its fourth-order sums replaced (A by ``A`` or zeros, T by zeros): the recentring maps are
+    affine in them with unit coefficient, so recentring this side isolates the terms added by the shift."""
+    return Side(n=s.n, mean=s.mean, M=s.M, T=np.zeros_like(s.T), A=np.zeros_like(s.A) if A is None else A,
+                colmin=s.colmin, colmax=s.colmax, bounds=s.bounds)  # fmt: skip
+
+
+def unmerge(total: Moments, part: Moments) -> Moments:
+    """The moments of the rows of ``total`` that are not in ``part`` (``part``'s rows a subset of them):
+    the inverse of :func:`merge`, ``merge(unmerge(T, B), B) == T`` up to rounding.
+
+    Chan's update run backwards gives the rest's n, mean and M; the fourth-order sums of the rest,
+    centred on the total mean, are the total's minus ``part``'s recentred ones; they are moved back
+    to the rest's own mean by inverting the recentring maps, which are affine in those sums with unit
+    coefficient (A' = A + f(M, d); T' = T + g(A, M, d)).  One merge's arithmetic, no re-read of rows.
+    The column minima and maxima of the rest are not recoverable: the total's are kept (a constant
+    column of the rest that varies in ``part`` is then not flagged constant; the sums are exact).
+    """
+    sides, shifts = [], []
+    for t, b in zip(total.sides, part.sides):
+        n = t.n - b.n
+        mean = (t.n * t.mean - b.n * b.mean) / n
+        const = t.colmin == t.colmax
+        mean[const] = t.mean[const]
+        delta = b.mean - mean
+        M = t.M - b.M - (n * b.n / t.n) * np.outer(delta, delta)
+        d_rest, d_part = mean - t.mean, b.mean - t.mean
+        bA, bT = _recentre_side(b, d_part)
+        rest = Side(n=n, mean=mean, M=M, T=t.T - bT, A=t.A - bA, colmin=t.colmin, colmax=t.colmax, bounds=t.bounds)
+        f_A, _ = _recentre_side(_zeroed_side(rest), d_rest)
+        A = rest.A - f_A
+        _, g_T = _recentre_side(_zeroed_side(rest, A), d_rest)
+        sides.append(Side(n=n, mean=mean, M=M, T=rest.T - g_T, A=A, colmin=t.colmin, colmax=t.colmax, bounds=t.bounds))
+        shifts.append((d_rest, d_part))
+    crosses = {}
+    for (i, j), ct in total.crosses.items():
+        cb = part.crosses[(i, j)]
+        si, sj, bi, bj = sides[i], sides[j], part.sides[i], part.sides[j]
+        n, nb = si.n, bi.n
+        M = ct.M - cb.M - (n * nb / (n + nb)) * np.outer(bi.mean - si.mean, bj.mean - sj.mean)
+        a_b, b_b, t_b = _recentre_cross(cb, bi, bj, shifts[i][1], shifts[j][1])
+        zero = Cross(M=M, T=np.zeros_like(ct.T), A=np.zeros_like(ct.A), B=np.zeros_like(ct.B))
+        f_A, f_B, _ = _recentre_cross(zero, si, sj, shifts[i][0], shifts[j][0])
+        A, B = ct.A - a_b - f_A, ct.B - b_b - f_B
+        _, _, g_T = _recentre_cross(Cross(M=M, T=zero.T, A=A, B=B), si, sj, shifts[i][0], shifts[j][0])
+        crosses[(i, j)] = Cross(M=M, T=ct.T - t_b - g_T, A=A, B=B)
+    return Moments(sides=sides, crosses=crosses)

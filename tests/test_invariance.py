@@ -123,6 +123,20 @@ REGISTRY: list[Case] = [
     # stitching
     Case("stitch-linear", lambda d, **kw: bigalign.stitch(d["x"], d["y"], targets=d["labels"], **kw)),
     Case("stitch-kernel", lambda d, **kw: bigalign.stitch(d["x"], d["y"], kind="kernel", n_features=16, ridge=1e-3, **kw)),
+    # sampling intervals (ci=): per-row-group states, groups fixed by row index, never by the blocks
+    Case("cka-linear-ci", lambda d, **kw: bigalign.cka(d["x"], d["y"], ci=0.95, **kw)),
+    Case("cka-linear-biased-ci", lambda d, **kw: bigalign.cka(d["x"], d["y"], estimator="biased", ci=0.9, **kw)),
+    Case("hsic-ci", lambda d, **kw: bigalign.hsic(d["x"], d["y"], ci=0.95, **kw)),
+    Case("kernel_alignment-ci", lambda d, **kw: bigalign.kernel_alignment(d["x"], d["y"], ci=0.95, **kw)),
+    Case("cka-rbf-rff-ci", lambda d, **kw: bigalign.cka(d["x"], d["y"], kernel="rbf", method="rff", n_features=96, ci=0.95, **kw),
+         rtol=RTOL_FLOAT32),
+    Case("procrustes-ci", lambda d, **kw: bigalign.procrustes(d["x"], d["y"], ci=0.95, **kw)),
+    Case("svcca-ci", lambda d, **kw: bigalign.svcca(d["x"], d["y"], ci=0.95, **kw)),
+    Case("pwcca-ci", lambda d, **kw: bigalign.pwcca(d["x"], d["y"], ci=0.95, **kw)),
+    Case("mutual_knn-ci", lambda d, **kw: bigalign.mutual_knn(d["x"], d["y"], k=5, ci=0.95, **kw)),
+    Case("cknna-ci", lambda d, **kw: bigalign.cknna(d["x"], d["y"], k=5, ci=0.95, **kw)),
+    Case("cycle_knn-ci", lambda d, **kw: bigalign.cycle_knn(d["x"], d["y"], k=5, ci=0.95, **kw)),
+    Case("mutual_knn-sampled-ci", lambda d, **kw: bigalign.mutual_knn(d["x"], d["y"], k=5, n_queries=50, seed=3, ci=0.95, **kw)),
     Case("stitch-mlp", lambda d, **kw: bigalign.stitch(d["x"], d["y"], kind="mlp", targets=d["labels"], hidden=(8,), epochs=2,
                                                        batch_size=32, **kw)),  # fmt: skip
 ]
@@ -131,6 +145,9 @@ REGISTRY: list[Case] = [
 def _signature(r: Any) -> dict[str, Any]:
     """The numbers that must not move: value, stderr, p-value, and the held-out risks of a stitch."""
     out = {"value": float(r.value), "stderr": r.stderr}
+    ci = getattr(r, "ci", None)
+    if ci is not None:
+        out["ci_low"], out["ci_high"] = float(ci[0]), float(ci[1])
     for extra in ("pvalue", "stitched_risk", "risk_2"):
         v = getattr(r, extra, None)
         if v is not None:

@@ -9,7 +9,9 @@ import numpy as np
 
 from .._checks import invalid_parameter
 from ..engine import Plan, run, task_budget
-from ..errors import InvalidInputError
+from ..errors import DegenerateInputError, InvalidInputError
+from ..grouped import GroupedStates, grouped_statistic
+from ..intervals import Interval, jackknife_interval
 from ..io import as_representation
 from ..moments import Moments, MomentStatistic
 from ..io import check_pairing
@@ -56,6 +58,29 @@ def linear_moments(x: Any, y: Any, engine_kw: dict[str, Any]) -> tuple[Moments, 
     return run(stat, [x, y], names=["x", "y"], **engine_kw)  # type: ignore[return-value]
 
 
+def grouped_linear_moments(x: Any, y: Any, engine_kw: dict[str, Any], n: int, func: str) -> tuple[GroupedStates, Plan]:
+    """The pass of :func:`linear_moments` with one moment state per contiguous row group (for ``ci=``)."""
+    stat = grouped_statistic(MomentStatistic(names=("x", "y"), pairs=((0, 1),)), n, func=func)
+    return run(stat, [x, y], names=["x", "y"], **engine_kw)  # type: ignore[return-value]
+
+
+def loo_interval(func: str, value: float, states: GroupedStates, f: Any, level: float, scale: str = "identity") -> Interval:
+    """The block-jackknife interval of ``value`` from f of every leave-one-group-out state.
+
+    A measure that is undefined with one group left out (e.g. a constant input on the
+    other rows) has no interval: a DegenerateInputError says so.
+    """
+    try:
+        loo = states.values(f)
+    except DegenerateInputError as e:
+        raise DegenerateInputError(
+            f"{func}: the sampling interval is undefined because the measure is undefined on the rows left when one of "
+            f"the {states.n_groups} contiguous row groups is dropped ({e}). Leave ci out, or shuffle or add rows.",
+            reason=e.reason,
+        ) from e
+    return jackknife_interval(value, loo, level, scale=scale)  # type: ignore[arg-type]
+
+
 def sqnorm(a: np.ndarray) -> float:
     a = np.asarray(a)
     return float(np.vdot(a, a))
@@ -82,6 +107,20 @@ _ENGINE_DOC = """
         Threads for the threaded scheduler (default: number of CPUs).
     memory_per_worker : int, optional
         Bytes of block data one task may hold (default 512 MiB)."""
+
+_CI_DOC = """ci : float in (0, 1), optional
+        Confidence level of a sampling interval (e.g. 0.95): ``result.ci`` =
+        (low, high), ``result.ci_level``, and ``parameters["ci_about"]``,
+        ``ci_groups``, ``ci_scale``, ``ci_se``.  The interval is about the
+        sampling of rows (the population value), not an approximation's
+        ``stderr``: a delete-a-group jackknife over 20 contiguous row groups,
+        streamed in the same pass (docs/intervals.md).  Needs n ≥ 40."""
+
+
+def with_ci_doc(func: Any) -> Any:
+    """Insert the shared ``ci`` parameter into a façade's docstring (at ``{ci}``)."""
+    func.__doc__ = func.__doc__.replace("    {ci}\n", "    " + _CI_DOC + "\n")
+    return func
 
 
 def with_engine_doc(func: Any) -> Any:

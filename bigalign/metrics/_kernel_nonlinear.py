@@ -27,6 +27,7 @@ from ..features import (
     kernel_scale,
     sample_rows,
 )
+from ..grouped import grouped_statistic
 from ..moments import MomentStatistic
 from ._kernel_approx import (
     FeatureMomentStatistic,
@@ -73,6 +74,7 @@ class NonlinearJob:
     stderr_kind: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     block: BlockEstimate | None = None  # the block road: per-block degenerate differences
+    ci_states: Any = None  # with ci=: (GroupedStates of the pass, moments -> KernelTerms)
 
 
 #: the metric as a function of the terms (numpy arrays allowed)
@@ -271,6 +273,7 @@ def nonlinear_terms(
     block_rows: int | None = None,
     target_stderr: float | None = None,
     metric: str = "cka",
+    ci_level: float | None = None,
 ) -> NonlinearJob:
     reps = prepare([x, y], ["x", "y"])
     n = reps[0].n
@@ -306,6 +309,12 @@ def nonlinear_terms(
     else:
         chosen, reason = method, "requested"
     params["method_reason"] = reason
+    if ci_level is not None and chosen in ("exact", "block"):
+        raise InvalidInputError(
+            f"ci= is not available yet for {metric} with kernel={kernel!r} on the {chosen} road "
+            f"({'method=auto chose it: ' + reason if method == 'auto' else 'requested'}). Sampling intervals are "
+            "available for the linear kernel and for method='rff', 'orf' or 'nystroem'; use one of those, or leave ci out."
+        )
     if chosen == "exact":
         return exact_job(reps, kernel, [sx, sy], [shift_x, shift_y], estimator, ekw, params)
     if chosen == "block":
@@ -317,9 +326,15 @@ def nonlinear_terms(
     m, views, plan, fparams = feature_moments(
         reps, kernel=kernel, method=chosen, sigmas=[sx, sy], shifts=[shift_x, shift_y],
         n_features=n_features, seed=int(seed), pairs=[(0, 1)], engine_kw=ekw, precision=KERNEL_FEATURE_PRECISION,
+        ci_rows=None if ci_level is None else n, ci_func=metric,
     )  # fmt: skip
     params.update(fparams, block_size=plan.block_rows, n_blocks=plan.n_blocks, scheduler=plan.scheduler)
-    job = feature_job(m, views, 0, 1, chosen, estimator, params)
+    if ci_level is None:
+        job = feature_job(m, views, 0, 1, chosen, estimator, params)
+    else:
+        states = m
+        job = feature_job(states.total(), views, 0, 1, chosen, estimator, params)
+        job = dataclasses.replace(job, ci_states=(states, lambda mm: feature_job(mm, views, 0, 1, chosen, estimator, params).terms))
     if chosen == "nystroem" and ratio < NYSTROEM_MIN_RATIO:
         # few landmarks capture little of a narrow kernel (see nystroem_not_converged)
         job = dataclasses.replace(job, flags=job.flags + ("nystroem_small_bandwidth",))
@@ -361,6 +376,8 @@ def feature_moments(
     engine_kw: dict[str, Any],
     keys: list[int] | None = None,
     precision: str | None = None,
+    ci_rows: int | None = None,
+    ci_func: str = "ci",
 ) -> tuple[Any, list[list[int]], Any, dict[str, Any]]:
     """One streaming pass over the feature maps of several inputs.
 
@@ -374,6 +391,8 @@ def feature_moments(
     ``precision="float32"`` (rff/orf): the maps and per-block feature products in float32,
     accumulated in float64 (:class:`~bigalign.metrics._kernel_approx.FeatureMomentStatistic`);
     ``"float64"`` keeps every step in float64.
+    ``ci_rows=n``: the moments are kept per contiguous row group
+    (:class:`~bigalign.grouped.GroupedStates` instead of merged moments), for a sampling interval.
     """
     n = reps[0].n
     precision = precision or "float64"
@@ -428,6 +447,8 @@ def feature_moments(
         width = sum(levels)
     cls = FeatureMomentStatistic if method in ("rff", "orf") and precision == "float32" else MomentStatistic
     stat = cls(names=tuple(names), pairs=tuple(mpairs), groups=groups, transforms=tuple(maps))
+    if ci_rows is not None:
+        stat = grouped_statistic(stat, ci_rows, func=ci_func)
     m, plan = run(stat, inputs, check_pairing=False, **feature_engine_kwargs(engine_kw, reps, width, width))
     return m, views, plan, params
 

@@ -26,6 +26,7 @@ from typing import Any, Literal, Unpack
 from .._checks import check_applies
 from ..errors import DegenerateInputError, InvalidInputError
 from ..features import KERNELS
+from ..intervals import check_ci, with_interval
 from ..moments import Moments, group_hsic, scale
 from ..result import Result
 from ._kernel_nonlinear import METHODS, METRIC_FNS, check_degenerate, check_target, jackknife_or_half, nonlinear_terms
@@ -35,9 +36,12 @@ from ._common import (
     check_unbiased_n,
     engine_kwargs,
     engine_parameters,
+    grouped_linear_moments,
     linear_moments,
+    loo_interval,
     paired_n,
     sqnorm,
+    with_ci_doc,
     with_engine_doc,
 )
 from ..options import EngineKwargs, EngineOptions
@@ -228,8 +232,9 @@ def with_kernel_doc(func: Any) -> Any:
     return func
 
 
-def _run_kernel(func: str, x: Any, y: Any, kw: dict[str, Any], estimator: str) -> tuple[Any, Any]:
-    """(moments, plan) for linear kernels, or a NonlinearJob for rbf/laplacian."""
+def _run_kernel(func: str, x: Any, y: Any, kw: dict[str, Any], estimator: str, level: float | None = None) -> tuple[Any, Any]:
+    """(moments, plan) for linear kernels — (grouped states, plan) with an interval level — or a NonlinearJob
+    for rbf/laplacian."""
     kernel, method = kw["kernel"], kw["method"]
     check_choice(func, "kernel", kernel, KERNELS)
     check_choice(func, "method", method, METHODS)
@@ -247,16 +252,49 @@ def _run_kernel(func: str, x: Any, y: Any, kw: dict[str, Any], estimator: str) -
                 f"block_rows sizes the random blocks of method='block' for non-linear kernels; with kernel='linear' {func} "
                 "is exact at any n in one streaming pass. Drop block_rows, or use a non-linear kernel."
             )
+        if level is not None:
+            return grouped_linear_moments(x, y, engine_kwargs(kw), paired_n(x, y), func)
         return linear_moments(x, y, engine_kwargs(kw))
     return nonlinear_terms(
         x, y, kernel=kernel, bandwidth=kw["bandwidth"], method=method, n_features=kw["n_features"],
         seed=kw["seed"], estimator=estimator, engine_kw=engine_kwargs(kw), block_rows=kw["block_rows"],
-        target_stderr=kw["target_stderr"], metric=func,
+        target_stderr=kw["target_stderr"], metric=func, ci_level=level,
     ), None  # fmt: skip
 
 
-def nonlinear_result(metric: str, job: Any, estimator: str) -> Result:
-    """Result of a non-linear-kernel metric from its terms (exact or approximate)."""
+#: the scale of each measure's interval (intervals.jackknife_interval): CKA and KA lie in (0, 1) away from
+#: their bounds, so their interval is made on the logit scale and mapped back; HSIC is unbounded
+CI_SCALES = {"hsic": "identity", "cka": "logit", "kernel_alignment": "logit"}
+_FROM_MOMENTS = {"hsic": hsic_from_moments, "cka": cka_from_moments, "kernel_alignment": ka_from_moments}
+
+
+def _kernel_result(func: str, x: Any, y: Any, kw: dict[str, Any], estimator: str) -> Result:
+    """The façades' common body: the linear road (with its interval) or the non-linear one."""
+    level = check_ci(func, kw["ci"])
+    out, plan = _run_kernel(func, x, y, kw, estimator, level)
+    if plan is None:
+        return nonlinear_result(func, out, estimator, level)
+    fm = _FROM_MOMENTS[func]
+    params = _linear_params(plan, kw["target_stderr"])
+    if level is None:
+        return fm(out, 0, 1, estimator, params)
+    res = fm(out.total(), 0, 1, estimator, params)
+    iv = loo_interval(func, res.value, out, lambda m: fm(m, 0, 1, estimator, {}).value, level, CI_SCALES[func])
+    return with_interval(res, iv)
+
+
+def _defined_value(metric: str, t: Any) -> float:
+    """The metric of one leave-one-group-out set of terms; a DegenerateInputError where it is undefined."""
+    if metric == "cka" and (t.hxx <= 0 or t.hyy <= 0):
+        raise DegenerateInputError(f"HSIC(x, x) = {t.hxx:.3g}, HSIC(y, y) = {t.hyy:.3g} must be positive", reason="nonpositive_self_hsic")
+    if metric == "kernel_alignment" and (t.kk <= 0 or t.ll <= 0):
+        raise DegenerateInputError(f"‖K‖² = {t.kk:.3g}, ‖L‖² = {t.ll:.3g} must be positive", reason="nonpositive_norm")
+    return float(METRIC_FNS[metric](t))
+
+
+def nonlinear_result(metric: str, job: Any, estimator: str, level: float | None = None) -> Result:
+    """Result of a non-linear-kernel metric from its terms (exact or approximate); with ``level``, its
+    sampling interval from the job's leave-one-group-out states."""
     t = job.terms
     fn: Any = METRIC_FNS[metric]
     if metric == "hsic":
@@ -286,7 +324,7 @@ def nonlinear_result(metric: str, job: Any, estimator: str) -> Result:
     params = {**job.parameters, **({"stderr": job.stderr_kind} if job.stderr_kind else {})}
     if "target_stderr" in params:  # method="auto": the achieved beside the predicted
         params["achieved_stderr"] = 0.0 if stderr is None else stderr
-    return Result(
+    res = Result(
         metric=metric,
         value=value,
         estimator=estimator,
@@ -297,9 +335,17 @@ def nonlinear_result(metric: str, job: Any, estimator: str) -> Result:
         stderr=stderr,
         flags=flags,
     )
+    if level is None:
+        return res
+    if job.ci_states is None:  # pragma: no cover - nonlinear_terms refuses such roads first
+        raise AssertionError(f"internal error: no row-group states for the interval of {job.method}")
+    states, terms_of = job.ci_states
+    iv = loo_interval(metric, value, states, lambda m: _defined_value(metric, terms_of(m)), level, CI_SCALES[metric])
+    return with_interval(res, iv)
 
 
 @with_kernel_doc
+@with_ci_doc
 @with_engine_doc
 def hsic(
     x: Any,
@@ -314,6 +360,7 @@ def hsic(
     block_rows: int | None = None,
     target_stderr: float | None = None,
     seed: int = 0,
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Hilbert–Schmidt independence criterion between two representations.
@@ -327,6 +374,12 @@ def hsic(
         Song et al. (2012), which can be negative when x and y are (nearly)
         independent; needs n ≥ 4.
     {kernel}
+    {ci}
+        HSIC is unbounded: identity scale.  Linear kernel: one moment state per
+        row group, each leave-one-group-out state the total minus one group;
+        rff/orf/nystroem: the same on the feature moments (the interval is about
+        rows, ``stderr`` about the features).  Exact and block tiles of rbf/laplacian:
+        an error (not available yet).
     {engine}
 
     Returns
@@ -360,13 +413,11 @@ def hsic(
     engine_opts = EngineOptions.build("hsic", engine)
     check_choice("hsic", "estimator", estimator, ESTIMATORS)
     check_unbiased_n("hsic", paired_n(x, y), estimator)
-    out, plan = _run_kernel("hsic", x, y, locals(), estimator)
-    if plan is not None:
-        return hsic_from_moments(out, 0, 1, estimator, _linear_params(plan, target_stderr))
-    return nonlinear_result("hsic", out, estimator)
+    return _kernel_result("hsic", x, y, locals(), estimator)
 
 
 @with_kernel_doc
+@with_ci_doc
 @with_engine_doc
 def cka(
     x: Any,
@@ -381,6 +432,7 @@ def cka(
     block_rows: int | None = None,
     target_stderr: float | None = None,
     seed: int = 0,
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Centred kernel alignment: HSIC(x, y) / √(HSIC(x, x)·HSIC(y, y)).
@@ -399,6 +451,13 @@ def cka(
         numpy, dask or zarr arrays or store layers; the same samples in the same order.
     estimator : {"unbiased", "biased"}, default="unbiased"
     {kernel}
+    {ci}
+        The ratio is recomputed from its own terms for every leave-one-group-out
+        state (numerator and self-terms from the same rows), and the interval
+        made on the logit scale when the estimate and every leave-one-group-out
+        value lie in (0, 1), mapped back (so it stays inside); otherwise (a
+        negative unbiased estimate, a value of exactly 1) on the identity scale,
+        as ``parameters["ci_scale"]`` says.  Roads as for :func:`hsic`.
     {engine}
 
     Returns
@@ -436,13 +495,11 @@ def cka(
     engine_opts = EngineOptions.build("cka", engine)
     check_choice("cka", "estimator", estimator, ESTIMATORS)
     check_unbiased_n("cka", paired_n(x, y), estimator)
-    out, plan = _run_kernel("cka", x, y, locals(), estimator)
-    if plan is not None:
-        return cka_from_moments(out, 0, 1, estimator, _linear_params(plan, target_stderr))
-    return nonlinear_result("cka", out, estimator)
+    return _kernel_result("cka", x, y, locals(), estimator)
 
 
 @with_kernel_doc
+@with_ci_doc
 @with_engine_doc
 def kernel_alignment(
     x: Any,
@@ -456,6 +513,7 @@ def kernel_alignment(
     block_rows: int | None = None,
     target_stderr: float | None = None,
     seed: int = 0,
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Uncentred kernel alignment KA = ⟨K, L⟩_F / (‖K‖_F‖L‖_F).
@@ -467,6 +525,13 @@ def kernel_alignment(
     ----------
     x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
     {kernel}
+    {ci}
+        The ratio is recomputed from its own terms for every leave-one-group-out
+        state (numerator and self-terms from the same rows), and the interval
+        made on the logit scale when the estimate and every leave-one-group-out
+        value lie in (0, 1), mapped back (so it stays inside); otherwise (a
+        negative unbiased estimate, a value of exactly 1) on the identity scale,
+        as ``parameters["ci_scale"]`` says.  Roads as for :func:`hsic`.
     {engine}
 
     Returns
@@ -494,7 +559,4 @@ def kernel_alignment(
     1.0
     """
     engine_opts = EngineOptions.build("kernel_alignment", engine)
-    out, plan = _run_kernel("kernel_alignment", x, y, locals(), "biased")
-    if plan is not None:
-        return ka_from_moments(out, 0, 1, "biased", _linear_params(plan, target_stderr))
-    return nonlinear_result("kernel_alignment", out, "biased")
+    return _kernel_result("kernel_alignment", x, y, locals(), "biased")

@@ -69,8 +69,9 @@ from .._numba.topk import cknna_sums, cycle_hits, edit_distances, empty_lists, l
 from ..engine import prepare, run, run_pairs
 from ..io import Representation
 from ..errors import DegenerateInputError, InvalidInputError, NonFiniteError
+from ..intervals import DEFAULT_CI_GROUPS, check_ci, jackknife_interval, row_groups, with_interval
 from ..result import Result
-from ._common import check_choice, paired_n, with_engine_doc
+from ._common import check_choice, paired_n, with_ci_doc, with_engine_doc
 from ..options import ENGINE_KEYWORDS, EngineKwargs, EngineOptions
 
 __all__ = [
@@ -340,27 +341,113 @@ def per_query_scores(metric: str, lx: NeighbourLists, ly: NeighbourLists, k: int
     raise InvalidInputError(f"unknown neighbourhood measure {metric!r}; expected one of {list(_SAMPLED_OK)}.")  # pragma: no cover
 
 
-def knn_result(metric: str, lx: NeighbourLists, ly: NeighbourLists, k: int, n: int, params: dict[str, Any], extra_x: NeighbourLists | None = None, seed: int = 0) -> Result:
-    """The Result of a neighbourhood measure for (x, y) from the two layers' lists (exact or sampled)."""
+CI_NEIGHBOURS = "recomputed: each row group left out as queries and as candidate neighbours"
+
+
+class ListsTooShort(Exception):
+    """The searched lists are too short to give k neighbours with one row group left out: search deeper."""
+
+
+def _without(lists: NeighbourLists, keep: np.ndarray, k: int) -> tuple[NeighbourLists, np.ndarray]:
+    """Each row's first k neighbours among the kept samples (order kept), and whether it had k of them."""
+    mask = keep[lists.idx]
+    ok = mask.sum(axis=1) >= k
+    order = np.argsort(~mask, axis=1, kind="stable")[:, :k]
+    return NeighbourLists(np.take_along_axis(lists.vals, order, 1), np.take_along_axis(lists.idx, order, 1), lists.rows), ok
+
+
+def _rows_of(lists: NeighbourLists) -> np.ndarray:
+    return np.arange(lists.idx.shape[0]) if lists.rows is None else np.asarray(lists.rows)
+
+
+def leave_group_out(metric: str, lx: NeighbourLists, ly: NeighbourLists, k: int, n: int, extra_x: NeighbourLists | None) -> np.ndarray:
+    """The measure with each of the 20 contiguous row groups left out — as queries *and* as candidate
+    neighbours: every remaining query's k neighbours among the remaining samples are the first k of its
+    (deeper) searched list outside the group, so each value equals a search of the remaining rows alone.
+    Raises :class:`ListsTooShort` when some list holds fewer than k samples outside a group."""
+    b = row_groups(n, DEFAULT_CI_GROUPS, func=metric)
+    out = np.empty(len(b) - 1)
+    for g in range(len(b) - 1):
+        keep = np.ones(n, dtype=bool)
+        keep[b[g] : b[g + 1]] = False
+        fx, okx = _without(lx, keep, k)
+        fy, oky = _without(ly, keep, k)
+        if metric == "cknna":  # every sample a query; samples renumbered 0 … n_rest − 1 among the rest
+            if not (okx[keep].all() and oky[keep].all()):
+                raise ListsTooShort
+            renum = np.cumsum(keep) - 1
+            rest = int(keep.sum())
+            sub_x = NeighbourLists(fx.vals[keep], renum[fx.idx[keep]])
+            sub_y = NeighbourLists(fy.vals[keep], renum[fy.idx[keep]])
+            out[g] = _cknna_result(sub_x, sub_y, k, rest, {}).value
+            continue
+        q = _rows_of(ly)
+        kq = keep[q]
+        src = None
+        if metric == "cycle_knn":  # the x-lists of the y-neighbours: every sample's (exact) or the extra rows'
+            src, oks = _without(extra_x if extra_x is not None else lx, keep, k)
+            if not oks[keep[_rows_of(src)]].all():
+                raise ListsTooShort
+        if not (okx[kq].all() and oky[kq].all()):
+            raise ListsTooShort
+        sub_x = NeighbourLists(fx.vals[kq], fx.idx[kq], q[kq])
+        sub_y = NeighbourLists(fy.vals[kq], fy.idx[kq], q[kq])
+        score, _ = per_query_scores(metric, sub_x, sub_y, k, src)
+        out[g] = float(score.mean())
+    return out
+
+
+def search_depth(k: int, n: int, level: float | None, attempt: int = 0) -> int:
+    """How deep to search: k, or with an interval 2^(attempt+1)·k (capped at n − 1) so that k neighbours
+    remain with any one row group left out."""
+    return k if level is None else min(n - 1, k * 2 ** (attempt + 1))
+
+
+def knn_result(
+    metric: str, lx: NeighbourLists, ly: NeighbourLists, k: int, n: int, params: dict[str, Any],
+    extra_x: NeighbourLists | None = None, seed: int = 0, level: float | None = None,
+) -> Result:  # fmt: skip
+    """The Result of a neighbourhood measure for (x, y) from the two layers' lists (exact or sampled);
+    with ``level``, its sampling interval (:func:`leave_group_out`: the lists must reach beyond k,
+    :func:`search_depth`)."""
     if metric == "cknna":
-        return _cknna_result(lx, ly, k, n, params)
+        res = _cknna_result(lx, ly, k, n, params if level is None else {**params, "ci_neighbours": CI_NEIGHBOURS})
+        if level is None:
+            return res
+        try:
+            loo = leave_group_out(metric, lx, ly, k, n, None)
+        except DegenerateInputError as e:
+            raise DegenerateInputError(
+                f"cknna: the sampling interval is undefined because CKNNA is undefined on the rows left when one of the "
+                f"{DEFAULT_CI_GROUPS} contiguous row groups is dropped ({e}). Leave ci out.",
+                reason=e.reason,
+            ) from e
+        return with_interval(res, jackknife_interval(res.value, loo, level, scale="logit"))
     score, terms = per_query_scores(metric, lx, ly, k, extra_x)
     value = float(score.mean())
     if metric == "mutual_knn":
         terms["chance"] = k / (n - 1)
     est = "mean_overlap" if metric == "mutual_knn" else "mean_over_queries"
     p = {"k": k, "similarity": "cosine", "tie_rule": TIE_RULE, **params}
+    if level is not None:
+        p["ci_neighbours"] = CI_NEIGHBOURS
+    iv = None if level is None else jackknife_interval(
+        value, leave_group_out(metric, lx, ly, k, n, extra_x), level, scale="logit"
+    )  # fmt: skip
     if ly.rows is None:
-        return Result(metric, value, est, "exact-blocked-topk", n, terms, p)
+        return with_interval(Result(metric, value, est, "exact-blocked-topk", n, terms, p), iv)
     m = ly.rows.shape[0]
     sd = float(score.std(ddof=1))
     se = sd / math.sqrt(m) * math.sqrt(1.0 - m / n)
-    p.update(n_queries=m, seed=seed, stderr="sd/sqrt(m)*sqrt(1-m/n) over the sampled queries", ci="normal 95%")
+    p.update(n_queries=m, seed=seed, stderr="sd/sqrt(m)*sqrt(1-m/n) over the sampled queries")
+    if level is None:
+        p["ci"] = "normal 95% about the value over all n queries"
     flags = ("zero_sample_variance",) if sd == 0 and m < n else ()
-    return IntervalResult(
+    res = IntervalResult(
         metric, value, est, "sampled-queries", n, terms, p, stderr=se, flags=flags,
         ci=(value - Z95 * se, value + Z95 * se), ci_level=0.95,
     )  # fmt: skip
+    return with_interval(res, iv)
 
 
 def _hsic_u(n: int, t1: float, sk: float, sl: float, t3: float) -> tuple[float, float]:
@@ -428,26 +515,39 @@ def _n(x: Any, y: Any) -> int:
     return paired_n(x, y)
 
 
-def _pair(metric: str, x: Any, y: Any, ks: list[int], n_queries: int | None, seed: int, kw: dict[str, Any]) -> list[Result]:
+def _pair(
+    metric: str, x: Any, y: Any, ks: list[int], n_queries: int | None, seed: int, kw: dict[str, Any], level: float | None = None
+) -> list[Result]:  # fmt: skip
     """The measure for every k of ``ks`` from one search of x and y."""
     reps = prepare([x, y], ["x", "y"])
     n, kmax = reps[0].n, max(ks)
     q = None if n_queries is None else sample_queries(n, n_queries, seed)
-    (lx, ly), params = search(reps, kmax, kw, None if q is None else [q, q])
-    extra = None
-    if metric == "cycle_knn" and q is not None:
-        (extra,), _ = search(reps[:1], kmax, kw, [cycle_rows(ly, kmax)])
-    return [knn_result(metric, lx, ly, kk, n, params, extra, seed) for kk in ks]
+    attempt = 0
+    while True:
+        depth = search_depth(kmax, n, level, attempt)
+        (lx, ly), params = search(reps, depth, kw, None if q is None else [q, q])
+        extra = None
+        if metric == "cycle_knn" and q is not None:
+            (extra,), _ = search(reps[:1], depth, kw, [cycle_rows(ly, depth)])
+        try:
+            return [knn_result(metric, lx, ly, kk, n, params, extra, seed, level) for kk in ks]
+        except ListsTooShort:  # neighbours concentrated in one row group: search deeper (n − 1 always suffices)
+            if depth >= n - 1:  # pragma: no cover - a full list always has k samples outside a group
+                raise
+            attempt += 1
 
 
 def _measure(metric: str, x: Any, y: Any, k: Any, n_queries: Any, seed: Any, kw: dict[str, Any]) -> Result:
+    level = check_ci(metric, kw.get("ci"))
     n = _n(x, y)
     if metric == "cknna" and n < 4:
         raise InvalidInputError(f"cknna needs at least 4 samples (its unbiased HSIC divides by n(n-3)); got {n}.")
     kk = check_k(metric, metric, k, n)
     seed = _check_seed(metric, seed)
     m = check_n_queries(metric, n_queries, n, metric)
-    return _pair(metric, x, y, [kk], m, seed, kw)[0]
+    if level is not None:
+        row_groups(n, DEFAULT_CI_GROUPS, func=metric)  # enough rows, before the search
+    return _pair(metric, x, y, [kk], m, seed, kw, level)[0]
 
 
 @dataclass(frozen=True)
@@ -539,6 +639,7 @@ _RETURNS_SAMPLED = """Sampled: an :class:`IntervalResult` with ``stderr`` = sd/�
         per-query scores and ``ci`` (normal, 95%)."""
 
 
+@with_ci_doc
 @with_engine_doc
 def mutual_knn(
     x: Any,
@@ -548,6 +649,7 @@ def mutual_knn(
     k: int = 10,
     n_queries: int | None = None,
     seed: int = 0,
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Mutual k-nearest-neighbour alignment (Huh et al. 2024).
@@ -572,6 +674,14 @@ def mutual_knn(
     block_size : int, optional
         Rows per tile side (exact; default 2048) or per candidate block
         (sampled).  The value does not depend on it.
+    {ci}
+        Each of the 20 contiguous row groups is left out both as queries and as candidate
+        neighbours, so every leave-one-group-out value is the measure of the remaining rows
+        (neighbours recomputed among them, from lists searched 2k deep — deeper, by another
+        search, where one group holds more than k of a list).  Logit scale (identity where a
+        value is 0 or 1).  With ``n_queries`` it replaces the default 95% ``ci`` (which is about
+        the value over all n queries of this sample) and leaves out the sampled queries of
+        each group.
     {engine}
 
     Returns
@@ -605,6 +715,7 @@ def mutual_knn(
     return _measure("mutual_knn", x, y, k, n_queries, seed, locals())
 
 
+@with_ci_doc
 @with_engine_doc
 def cycle_knn(
     x: Any,
@@ -614,6 +725,7 @@ def cycle_knn(
     k: int = 10,
     n_queries: int | None = None,
     seed: int = 0,
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Cycle kNN (platonic-rep's ``cycle_knn``): can sample i be reached back from its y-neighbours in x?
@@ -632,6 +744,14 @@ def cycle_knn(
         second pass for the exact x-neighbours of those (at most m·k) samples; O(m·k·n·d_x) more.
     seed : int, default=0
     block_size : int, optional
+    {ci}
+        Each of the 20 contiguous row groups is left out both as queries and as candidate
+        neighbours, so every leave-one-group-out value is the measure of the remaining rows
+        (neighbours recomputed among them, from lists searched 2k deep — deeper, by another
+        search, where one group holds more than k of a list).  Logit scale (identity where a
+        value is 0 or 1).  With ``n_queries`` it replaces the default 95% ``ci`` (which is about
+        the value over all n queries of this sample) and leaves out the sampled queries of
+        each group.
     {engine}
 
     Returns
@@ -651,6 +771,7 @@ def cycle_knn(
     return _measure("cycle_knn", x, y, k, n_queries, seed, locals())
 
 
+@with_ci_doc
 @with_engine_doc
 def lcs_knn(
     x: Any,
@@ -660,6 +781,7 @@ def lcs_knn(
     k: int = 10,
     n_queries: int | None = None,
     seed: int = 0,
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Ordered-neighbour agreement: the longest common subsequence of the two ranked kNN lists, over k.
@@ -676,6 +798,14 @@ def lcs_knn(
         As for :func:`mutual_knn`.
     seed : int, default=0
     block_size : int, optional
+    {ci}
+        Each of the 20 contiguous row groups is left out both as queries and as candidate
+        neighbours, so every leave-one-group-out value is the measure of the remaining rows
+        (neighbours recomputed among them, from lists searched 2k deep — deeper, by another
+        search, where one group holds more than k of a list).  Logit scale (identity where a
+        value is 0 or 1).  With ``n_queries`` it replaces the default 95% ``ci`` (which is about
+        the value over all n queries of this sample) and leaves out the sampled queries of
+        each group.
     {engine}
 
     Returns
@@ -694,6 +824,7 @@ def lcs_knn(
     return _measure("lcs_knn", x, y, k, n_queries, seed, locals())
 
 
+@with_ci_doc
 @with_engine_doc
 def edit_distance_knn(
     x: Any,
@@ -703,6 +834,7 @@ def edit_distance_knn(
     k: int = 10,
     n_queries: int | None = None,
     seed: int = 0,
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> Result:
     """1 − (mean Levenshtein distance between the ranked kNN lists) / k, as platonic-rep's ``edit_distance_knn``.
@@ -718,6 +850,14 @@ def edit_distance_knn(
         As for :func:`mutual_knn`.
     seed : int, default=0
     block_size : int, optional
+    {ci}
+        Each of the 20 contiguous row groups is left out both as queries and as candidate
+        neighbours, so every leave-one-group-out value is the measure of the remaining rows
+        (neighbours recomputed among them, from lists searched 2k deep — deeper, by another
+        search, where one group holds more than k of a list).  Logit scale (identity where a
+        value is 0 or 1).  With ``n_queries`` it replaces the default 95% ``ci`` (which is about
+        the value over all n queries of this sample) and leaves out the sampled queries of
+        each group.
     {engine}
 
     Returns
@@ -736,6 +876,7 @@ def edit_distance_knn(
     return _measure("edit_distance_knn", x, y, k, n_queries, seed, locals())
 
 
+@with_ci_doc
 @with_engine_doc
 def cknna(
     x: Any,
@@ -743,6 +884,7 @@ def cknna(
     /,
     *,
     k: int = 10,
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> Result:
     """CKNNA: CKA restricted to mutual nearest neighbours (Huh et al. 2024).
@@ -755,6 +897,10 @@ def cknna(
         several k from one search use :func:`knn_sweep`.
     block_size : int, optional
         Rows per tile side (default 2048); the value does not depend on it.
+    {ci}
+        Each of the 20 contiguous row groups is left out as queries and as candidate neighbours
+        (neighbours recomputed among the remaining rows from lists searched 2k deep), and CKNNA is
+        recomputed on the remaining rows.  Logit scale (identity where a value is outside (0, 1)).
     {engine}
 
     Returns

@@ -1,0 +1,272 @@
+"""ci= of the streamed moment and neighbour measures: the leave-one-group-out values are exact.
+
+The interval of every measure here is the block jackknife of bigalign.intervals over 20
+contiguous row groups, made from per-group states streamed in the same pass.  Its exactness
+test: the interval equals the one built from a naive recomputation of the measure on the rows
+minus each group (references written from the formulas, nothing streamed), to ~1e-10.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import bigalign
+from bigalign.errors import InvalidInputError
+from bigalign.intervals import CI_ABOUT, jackknife_interval, row_groups
+
+from references import cka as ref_cka
+from references import hsic as ref_hsic
+from references import kernel_alignment as ref_ka
+from test_cca import _pwcca_ref, _svcca_ref
+from test_neighbors import dense_knn, ref_cknna, ref_cycle_scores, ref_levenshtein, ref_lcs, ref_pair_scores
+from test_procrustes import _reference as ref_procrustes
+
+RTOL = 1e-10
+N = 83  # not a multiple of 20: groups of 4 and 5 rows
+
+
+@pytest.fixture(scope="module")
+def pair():
+    rng = np.random.default_rng(17)
+    x = rng.normal(size=(N, 6)) + 2.0
+    y = x[:, :4] @ rng.normal(size=(4, 5)) + 0.8 * rng.normal(size=(N, 5))
+    return x, y
+
+
+def _naive_interval(x, y, f, level=0.95, scale="identity"):
+    """The interval from f on all rows and on the rows minus each of the 20 contiguous groups."""
+    b = row_groups(x.shape[0])
+    loo = [f(np.delete(x, np.s_[b[g] : b[g + 1]], axis=0), np.delete(y, np.s_[b[g] : b[g + 1]], axis=0)) for g in range(20)]
+    return f(x, y), jackknife_interval(f(x, y), loo, level, scale=scale)
+
+
+def _check(res, value, iv):
+    assert res.value == pytest.approx(value, rel=RTOL, abs=1e-12)
+    assert res.ci == pytest.approx(iv.bounds, rel=RTOL, abs=1e-12)
+    assert res.ci_level == iv.level
+    assert res.parameters["ci_se"] == pytest.approx(iv.se, rel=1e-8)
+    assert res.parameters["ci_scale"] == iv.scale
+    assert res.parameters["ci_groups"] == 20 and res.parameters["ci_about"] == CI_ABOUT
+    lo, hi = res.ci
+    assert lo < res.value < hi
+
+
+@pytest.mark.parametrize("estimator", ["unbiased", "biased"])
+def test_cka_hsic_intervals_equal_naive_leave_one_group_out(pair, estimator):
+    x, y = pair
+    res = bigalign.cka(x, y, estimator=estimator, ci=0.9, block_size=13)
+    _check(res, *_naive_interval(x, y, lambda a, b: ref_cka(a, b, estimator), 0.9, "logit"))
+    res = bigalign.hsic(x, y, estimator=estimator, ci=0.95, block_size=13)
+    _check(res, *_naive_interval(x, y, lambda a, b: ref_hsic(a, b, estimator), 0.95, "identity"))
+
+
+def test_kernel_alignment_interval_equals_naive(pair):
+    x, y = pair
+    _check(bigalign.kernel_alignment(x, y, ci=0.95, block_size=30), *_naive_interval(x, y, ref_ka, 0.95, "logit"))
+
+
+@pytest.mark.parametrize("angular,normalize", [(False, False), (False, True), (True, False)])
+def test_procrustes_interval_equals_naive(pair, angular, normalize):
+    x, y = pair
+    res = bigalign.procrustes(x, y, angular=angular, normalize=normalize, ci=0.95, block_size=11)
+    _check(res, *_naive_interval(x, y, lambda a, b: ref_procrustes(a, b, angular, normalize)))
+
+
+def test_svcca_pwcca_intervals_equal_naive(pair):
+    x, y = pair
+    _check(bigalign.svcca(x, y, n_components=3, ci=0.95, block_size=17),
+           *_naive_interval(x, y, lambda a, b: _svcca_ref(a, b, 3), 0.95, "logit"))  # fmt: skip
+    _check(bigalign.pwcca(x, y, ci=0.95, block_size=17), *_naive_interval(x, y, _pwcca_ref, 0.95, "logit"))
+
+
+def test_knn_intervals_equal_naive_leave_one_group_out(pair):
+    # each group left out as queries and as candidates: the measure of the remaining rows, searched afresh
+    x, y = pair
+    k = 5
+
+    def mutual(a, b):
+        ia, _ = dense_knn(a, k)
+        ib, _ = dense_knn(b, k)
+        return float(np.mean([len(set(ia[r]) & set(ib[r])) / k for r in range(len(ia))]))
+
+    _check(bigalign.mutual_knn(x, y, k=k, ci=0.95, block_size=20), *_naive_interval(x, y, mutual, 0.95, "logit"))
+    _check(bigalign.cycle_knn(x, y, k=k, ci=0.95), *_naive_interval(x, y, lambda a, b: ref_cycle_scores(a, b, k).mean(), 0.95, "logit"))
+    _check(bigalign.lcs_knn(x, y, k=k, ci=0.95), *_naive_interval(x, y, lambda a, b: ref_pair_scores(a, b, k, ref_lcs).mean() / k, 0.95, "logit"))
+    res = bigalign.edit_distance_knn(x, y, k=k, ci=0.95)
+    _check(res, *_naive_interval(x, y, lambda a, b: 1.0 - ref_pair_scores(a, b, k, ref_levenshtein).mean() / k, 0.95, "logit"))
+    assert "recomputed" in res.parameters["ci_neighbours"]
+    _check(bigalign.cknna(x, y, k=k, ci=0.95), *_naive_interval(x, y, lambda a, b: ref_cknna(a, b, k), 0.95, "logit"))
+
+
+def test_knn_deeper_search_when_a_group_holds_the_neighbours(monkeypatch):
+    # rows in tight clusters of 10 consecutive rows (two row groups of 5): with k = 4 a query's 8-deep list
+    # holds only its cluster, 5 of them in the neighbouring group, so dropping that group leaves 3 < k and a
+    # deeper search follows
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(10, 6)) * 10
+    x = np.repeat(centres, 10, axis=0) + 0.01 * rng.normal(size=(100, 6))
+    y = x @ rng.normal(size=(6, 6)) + 0.01 * rng.normal(size=(100, 6))
+    k = 4
+
+    def mutual(a, b):
+        ia, _ = dense_knn(a, k)
+        ib, _ = dense_knn(b, k)
+        return float(np.mean([len(set(ia[r]) & set(ib[r])) / k for r in range(len(ia))]))
+
+    from bigalign.metrics import neighbors
+
+    depths = []
+    real = neighbors.search_depth
+    monkeypatch.setattr(neighbors, "search_depth", lambda *a: depths.append(real(*a)) or depths[-1])
+    res = bigalign.mutual_knn(x, y, k=k, ci=0.95)
+    assert depths[0] == 8 and len(depths) > 1
+    value, iv = _naive_interval(x, y, mutual, 0.95, "logit")
+    assert res.value == pytest.approx(value) and res.ci == pytest.approx(iv.bounds, rel=RTOL)
+
+
+def test_knn_sampled_queries_interval(pair):
+    x, y = pair
+    k, m = 5, 60
+    res = bigalign.mutual_knn(x, y, k=k, n_queries=m, seed=2, ci=0.9)
+    q = bigalign.metrics.neighbors.sample_queries(N, m, 2)
+    b = row_groups(N)
+    loo = []
+    for g in range(20):
+        keep = np.setdiff1d(np.arange(N), np.arange(b[g], b[g + 1]))
+        ia, _ = dense_knn(x[keep], k)
+        ib, _ = dense_knn(y[keep], k)
+        qs = np.flatnonzero(np.isin(keep, q))  # the sampled queries among the remaining rows
+        loo.append(np.mean([len(set(ia[r]) & set(ib[r])) / k for r in qs]))
+    assert res.ci == pytest.approx(jackknife_interval(res.value, loo, 0.9, scale="logit").bounds, rel=RTOL)
+    assert res.stderr is not None and "ci" not in res.parameters  # the default normal interval is replaced
+
+
+def test_rff_interval_is_about_rows_and_leaves_the_stderr(pair):
+    x, y = pair
+    plain = bigalign.cka(x, y, kernel="rbf", method="rff", n_features=96, bandwidth=3.0)
+    res = bigalign.cka(x, y, kernel="rbf", method="rff", n_features=96, bandwidth=3.0, ci=0.95)
+    # float32 feature products, the group split changes their blocking: ~1e-7 relative (tests/test_invariance.py)
+    assert res.value == pytest.approx(plain.value, rel=1e-6)
+    assert res.stderr == pytest.approx(plain.stderr, rel=1e-5)
+    assert res.ci[0] < res.value < res.ci[1] and res.parameters["ci_scale"] == "logit"
+    assert res.parameters["ci_se"] > 0
+    ny = bigalign.hsic(x, y, kernel="rbf", method="nystroem", n_features=16, bandwidth=3.0, ci=0.95)
+    assert ny.ci[0] < ny.value < ny.ci[1] and ny.parameters["ci_scale"] == "identity"
+
+
+def test_no_ci_changes_nothing(pair):
+    x, y = pair
+    for f in (bigalign.cka, bigalign.procrustes, bigalign.svcca, bigalign.mutual_knn):
+        r = f(x, y)
+        assert r.ci is None and r.ci_level is None and not any(k.startswith("ci_") for k in r.parameters)
+        assert f(x, y, ci=0.95).value == pytest.approx(r.value, rel=1e-12)
+
+
+@pytest.mark.parametrize("bad", [1.5, 0, True, "0.95", float("nan")])
+def test_bad_ci_is_an_invalid_input(pair, bad):
+    x, y = pair
+    for f in (bigalign.cka, bigalign.hsic, bigalign.kernel_alignment, bigalign.procrustes, bigalign.svcca,
+              bigalign.pwcca, bigalign.mutual_knn, bigalign.lcs_knn):  # fmt: skip
+        with pytest.raises(InvalidInputError, match="'ci' parameter"):
+            f(x, y, ci=bad)
+
+
+def test_ci_needs_40_rows_and_a_road_that_gives_one(pair):
+    x, y = pair
+    with pytest.raises(InvalidInputError, match="at least 40 rows"):
+        bigalign.cka(x[:39], y[:39], ci=0.95)
+    with pytest.raises(InvalidInputError, match="at least 40 rows"):
+        bigalign.mutual_knn(x[:30], y[:30], k=3, ci=0.95)
+    with pytest.raises(InvalidInputError, match="randomized road"):
+        bigalign.svcca(x, y, n_components=2, method="randomized", ci=0.95)
+
+
+def test_interval_does_not_depend_on_the_blocks(pair):
+    x, y = pair
+    ref = bigalign.cka(x, y, ci=0.95, scheduler="sync", block_size=7)
+    for bs in (1, 4, 20, 83):
+        got = bigalign.cka(x, y, ci=0.95, scheduler="sync", block_size=bs)
+        assert got.ci == pytest.approx(ref.ci, rel=1e-12)
+    assert bigalign.cka(x, y, ci=0.95, scheduler="threads", num_workers=2, block_size=9).ci == pytest.approx(ref.ci, rel=1e-12)
+
+
+@pytest.mark.slow
+def test_interval_covers_a_known_cka():
+    # 60 repetitions at n = 400: the 95% interval covers the closed-form population CKA in
+    # 0.95 ± 0.028 (binomial sd); 0.85 is 3.6 sd below (benchmarks/ci_coverage_moments.py has the full table)
+    rng = np.random.default_rng(5)
+    B = rng.normal(size=(4, 4))
+    Syy = B.T @ B + np.eye(4)
+    pop = np.trace(B @ B.T) / math.sqrt(4 * np.trace(Syy @ Syy))
+    hits = 0
+    for _ in range(60):
+        x = rng.normal(size=(400, 4))
+        r = bigalign.cka(x, x @ B + rng.normal(size=(400, 4)), ci=0.95, scheduler="sync")
+        hits += r.ci[0] <= pop <= r.ci[1]
+    assert hits >= 51
+
+
+def test_compare_layers_linear_cells_carry_the_functions_intervals():
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(60, 4))
+    st = {"a": x, "b": x @ rng.normal(size=(4, 3)) + rng.normal(size=(60, 3))}
+    M = bigalign.compare_layers(st, metric="cka", ci=0.9)
+    for la in st:
+        for lb in st:
+            assert M[la, lb].ci == pytest.approx(bigalign.cka(st[la], st[lb], ci=0.9).ci, rel=1e-9)
+    assert "row group" in M.plan["ci"]
+
+
+@pytest.mark.slow
+def test_compare_layers_cells_carry_the_functions_intervals():
+    rng = np.random.default_rng(8)
+    n = 120
+    x = rng.normal(size=(n, 5))
+    st = {"a": x, "b": x @ rng.normal(size=(5, 4)) + rng.normal(size=(n, 4)), "c": np.tanh(x[:, :3]) + 0.5 * rng.normal(size=(n, 3))}
+    for metric, f in (("cka", bigalign.cka), ("procrustes", bigalign.procrustes), ("svcca", bigalign.svcca),
+                      ("mutual_knn", bigalign.mutual_knn), ("cycle_knn", bigalign.cycle_knn), ("cknna", bigalign.cknna)):  # fmt: skip
+        M = bigalign.compare_layers(st, metric=metric, ci=0.9, state_memory=2**20)
+        for la in st:
+            for lb in st:
+                want = f(st[la], st[lb], ci=0.9)
+                assert M[la, lb].ci == pytest.approx(want.ci, rel=1e-9), (metric, la, lb)
+                assert M[la, lb].parameters["ci_scale"] == want.parameters["ci_scale"]
+    M = bigalign.compare_layers(st, metric="hsic", kernel="rbf", method="orf", n_features=96, bandwidth=2.0, ci=0.95)
+    want = bigalign.hsic(st["a"], st["b"], kernel="rbf", method="orf", n_features=96, bandwidth=2.0, ci=0.95)
+    # float32 feature products: the pass of three layers blocks its rows differently (~1e-7 relative)
+    assert M["a", "b"].ci == pytest.approx(want.ci, rel=1e-5)  # layers 0 and 1: the maps of x and y
+
+
+def test_compare_layers_refuses_roads_without_an_interval():
+    rng = np.random.default_rng(9)
+    st = {"a": rng.normal(size=(60, 3)), "b": rng.normal(size=(60, 4))}
+    for kw, msg in ((dict(metric="dcor"), "not available for metric 'dcor'"),
+                    (dict(metric="cka", method="sketch"), "projected road"),
+                    (dict(metric="cka", kernel="rbf", method="exact"), "exact kernel tiles")):  # fmt: skip
+        with pytest.raises(InvalidInputError, match=msg):
+            bigalign.compare_layers(st, ci=0.95, **kw)
+    with pytest.raises(InvalidInputError, match="'ci' parameter of compare_layers"):
+        bigalign.compare_layers(st, ci=True)
+
+
+@pytest.mark.parametrize("groups", [None, ([0, 2, 5, 6], [0, 1, 4])])
+def test_unmerge_inverts_merge(groups):
+    # the total minus a part equals the moments streamed over the rest alone (every sum, also with column groups)
+    from bigalign.moments import MomentStatistic, merge, unmerge
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(90, 6)) * 3 + 50.0
+    y = rng.normal(size=(90, 4)) - 7.0
+    stat = MomentStatistic(names=("x", "y"), pairs=((0, 1),), groups=groups or ())
+    part = stat.partial([x[30:45], y[30:45]], 30)
+    rest = merge(stat.partial([x[:30], y[:30]], 0), stat.partial([x[45:], y[45:]], 45))
+    got = unmerge(merge(rest, part), part)
+    for a, b in zip(got.sides, rest.sides):
+        for f in ("mean", "M", "T", "A"):
+            np.testing.assert_allclose(getattr(a, f), getattr(b, f), rtol=1e-9, atol=1e-9 * np.abs(getattr(b, f)).max())
+    for f in ("M", "T", "A", "B"):
+        want = getattr(rest.crosses[(0, 1)], f)
+        np.testing.assert_allclose(getattr(got.crosses[(0, 1)], f), want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
