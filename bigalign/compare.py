@@ -698,14 +698,10 @@ def _nonlinear_cells(
 
 
 def _pair_terms(mm: Any, *, views: Any, i: int, j: int, method: str, estimator: str) -> Any:
-    from .metrics._kernel_nonlinear import feature_job
-
     return feature_job(mm, views, i, j, method, estimator, {}).terms
 
 
 def _self_terms(mm: Any, *, views: Any, i: int, method: str, estimator: str) -> Any:
-    from .metrics._kernel_nonlinear import self_job
-
     return self_job(mm, views, i, method, estimator, {}).terms
 
 
