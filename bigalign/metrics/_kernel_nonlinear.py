@@ -40,7 +40,9 @@ from ._kernel_approx import (
 from ._blocks import partition, run_blocks
 from ._common import feature_engine_kwargs
 from ._kernel_block import BLOCK_STDERR, MIN_BLOCK, BlockEstimate, KernelBlockTerms, block_estimate, block_stderr
-from ._kernel_exact import KernelTileStatistic, hsic_from_sums
+from ._kernel_exact import KernelSums, KernelTileStatistic, hsic_from_sums
+from ._tile_groups import GroupedTileStatistic
+from ..intervals import DEFAULT_CI_GROUPS, row_groups
 
 METHODS = ("auto", "exact", "block", "rff", "orf", "nystroem")
 #: ``method="auto"`` computes exact tiles up to this many samples (O(n²·d): about a
@@ -70,6 +72,8 @@ class NonlinearJob:
     stderr_kind: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     block: BlockEstimate | None = None  # the block road: per-block degenerate differences
+    loo: list[KernelTerms] | None = None  # ci: the terms of the rows minus each contiguous row group
+    ci_level: float | None = None
 
 
 #: the metric as a function of the terms (numpy arrays allowed)
@@ -328,9 +332,11 @@ def nonlinear_terms(
     block_rows: int | None = None,
     target_stderr: float | None = None,
     metric: str = "cka",
+    ci: float | None = None,
 ) -> NonlinearJob:
     reps = prepare([x, y], ["x", "y"])
     n = reps[0].n
+    bounds = None if ci is None else row_groups(n, DEFAULT_CI_GROUPS, func=metric)
     seed = check_seed(seed)
     check_n_features(n_features)
     if n_features is not None and method not in ("rff", "orf", "nystroem"):
@@ -363,8 +369,15 @@ def nonlinear_terms(
     else:
         chosen, reason = method, "requested"
     params["method_reason"] = reason
+    if ci is not None and chosen != "exact":
+        raise InvalidInputError(
+            f"{metric}: ci= (a sampling interval over rows) is computed on the exact tiles of a non-linear kernel; "
+            f"the method here is {chosen!r} ({reason}), which has no interval yet. Use method='exact' (O(n^2 d) time), "
+            "or leave ci out."
+        )
     if chosen == "exact":
-        return exact_job(reps, kernel, [sx, sy], [shift_x, shift_y], estimator, ekw, params)
+        job = exact_job(reps, kernel, [sx, sy], [shift_x, shift_y], estimator, ekw, params, bounds=bounds)
+        return job if ci is None else dataclasses.replace(job, ci_level=ci)
     if chosen == "block":
         b = block or min(DEFAULT_BLOCK_ROWS, n)
         return block_job(reps, kernel, [sx, sy], [shift_x, shift_y], estimator, ekw, params, b, seed)
@@ -384,16 +397,37 @@ def nonlinear_terms(
 
 
 def exact_job(
-    reps: list, kernel: str, sigmas: list[float], shifts: list[np.ndarray], estimator: str, ekw: dict[str, Any], params: dict[str, Any]
-) -> NonlinearJob:
-    """Exact tiles over the pair (reps[0], reps[1])."""
+    reps: list, kernel: str, sigmas: list[float], shifts: list[np.ndarray], estimator: str, ekw: dict[str, Any], params: dict[str, Any],
+    bounds: np.ndarray | None = None,
+) -> NonlinearJob:  # fmt: skip
+    """Exact tiles over the pair (reps[0], reps[1]).
+
+    With ``bounds`` (contiguous row groups), the same pass keeps the grouped state of
+    :class:`~bigalign.metrics._tile_groups.GroupedTileStatistic`, and the job carries the exact
+    terms of the rows minus each group (``loo``), with the kernels' bandwidths fixed at the
+    full-sample choice.
+    """
     n = reps[0].n
     stat = KernelTileStatistic(kernel, kernel_scale(kernel, sigmas[0]), kernel_scale(kernel, sigmas[1]), shifts[0], shifts[1])
-    sums, plan = run_pairs(stat, reps, check_pairing=False, **ekw)
+    loo = None
+    if bounds is None:
+        sums, plan = run_pairs(stat, reps, check_pairing=False, **ekw)
+    else:
+        grouped, plan = run_pairs(GroupedTileStatistic(stat, bounds), reps, check_pairing=False, **ekw)
+        sums = grouped.full()
+        loo = [exact_terms(grouped.without(g), estimator) for g in range(grouped.groups)]
     params = dict(params, block_size=plan.block_rows, n_tiles=plan.n_blocks * (plan.n_blocks + 1) // 2, scheduler=plan.scheduler)
+    if loo is not None:
+        params["ci_bandwidth"] = "fixed at the full-sample choice for the leave-one-group-out values"
     # identical rows give d² = 0 exactly (refined), so k = 1 exactly: A_kk = n(n−1) iff K ≡ 1
     flags = tuple(f for f, a in (("x_constant_kernel", sums.kk), ("y_constant_kernel", sums.ll)) if a == n * (n - 1))
-    terms = KernelTerms(
+    return NonlinearJob(terms=exact_terms(sums, estimator), method="exact-tiles", parameters=params, flags=flags, loo=loo)
+
+
+def exact_terms(sums: KernelSums, estimator: str) -> KernelTerms:
+    """HSIC and KA terms from the off-diagonal sums of kernels with a unit diagonal."""
+    n = sums.n
+    return KernelTerms(
         n=n,
         hxy=hsic_from_sums(n, sums.kl, sums.r, sums.s, estimator),
         hxx=hsic_from_sums(n, sums.kk, sums.r, sums.r, estimator),
@@ -402,7 +436,6 @@ def exact_job(
         kk=sums.kk + n,
         ll=sums.ll + n,
     )
-    return NonlinearJob(terms=terms, method="exact-tiles", parameters=params, flags=flags)
 
 
 def feature_moments(

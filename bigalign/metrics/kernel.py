@@ -27,6 +27,7 @@ from .._checks import check_applies
 from ..errors import DegenerateInputError, InvalidInputError
 from ..features import KERNELS
 from ..moments import Moments, group_hsic, scale
+from ..intervals import check_ci, jackknife_interval, with_interval
 from ..result import Result
 from ._kernel_nonlinear import METHODS, METRIC_FNS, check_degenerate, check_target, jackknife_or_half, nonlinear_terms
 from ._common import (
@@ -250,7 +251,7 @@ def _run_kernel(func: str, x: Any, y: Any, kw: dict[str, Any], estimator: str) -
     return nonlinear_terms(
         x, y, kernel=kernel, bandwidth=kw["bandwidth"], method=method, n_features=kw["n_features"],
         seed=kw["seed"], estimator=estimator, engine_kw=engine_kwargs(kw), block_rows=kw["block_rows"],
-        target_stderr=kw["target_stderr"], metric=func,
+        target_stderr=kw["target_stderr"], metric=func, ci=check_ci(func, kw.get("ci")),
     ), None  # fmt: skip
 
 
@@ -285,7 +286,7 @@ def nonlinear_result(metric: str, job: Any, estimator: str) -> Result:
     params = {**job.parameters, **({"stderr": job.stderr_kind} if job.stderr_kind else {})}
     if "target_stderr" in params:  # method="auto": the achieved beside the predicted
         params["achieved_stderr"] = 0.0 if stderr is None else stderr
-    return Result(
+    result = Result(
         metric=metric,
         value=value,
         estimator=estimator,
@@ -296,6 +297,31 @@ def nonlinear_result(metric: str, job: Any, estimator: str) -> Result:
         stderr=stderr,
         flags=flags,
     )
+    return with_interval(result, tile_interval(metric, job, value))
+
+
+#: the scale of each kernel metric's interval (intervals.jackknife_interval): CKA and KA lie in (0, 1)
+CI_SCALES = {"hsic": "identity", "cka": "logit", "kernel_alignment": "logit"}
+
+
+def tile_interval(metric: str, job: Any, value: float) -> Any:
+    """The block-jackknife interval of an exact-tile job that kept leave-one-group-out terms (else None)."""
+    if job.loo is None or job.ci_level is None:
+        return None
+    fn: Any = METRIC_FNS[metric]
+    loo = []
+    for g, t in enumerate(job.loo):
+        ok = metric == "hsic" or (t.hxx > 0 and t.hyy > 0 if metric == "cka" else t.kk > 0 and t.ll > 0)
+        v = float(fn(t)) if ok else float("nan")
+        if not math.isfinite(v):
+            raise DegenerateInputError(
+                f"{metric}: the sampling interval is undefined here: with row group {g} of {len(job.loo)} left out the "
+                f"estimate is undefined (a self-term is <= 0; n = {t.n}). Use more samples, estimator='biased', or leave "
+                "ci out.",
+                reason="undefined_leave_out",
+            )
+        loo.append(v)
+    return jackknife_interval(value, np.array(loo), job.ci_level, scale=CI_SCALES[metric])  # type: ignore[arg-type]
 
 
 @with_kernel_doc
@@ -313,6 +339,7 @@ def hsic(
     block_rows: int | None = None,
     target_stderr: float | None = None,
     seed: int = 0,
+    ci: float | None = None,
     block_size: int | None = None,
     scheduler: Any = None,
     client: Any = None,
@@ -383,6 +410,7 @@ def cka(
     block_rows: int | None = None,
     target_stderr: float | None = None,
     seed: int = 0,
+    ci: float | None = None,
     block_size: int | None = None,
     scheduler: Any = None,
     client: Any = None,
@@ -461,6 +489,7 @@ def kernel_alignment(
     block_rows: int | None = None,
     target_stderr: float | None = None,
     seed: int = 0,
+    ci: float | None = None,
     block_size: int | None = None,
     scheduler: Any = None,
     client: Any = None,
