@@ -212,3 +212,11 @@ def test_auto_road_carries_the_interval_when_exact(pair):
     r = bigalign.cka(x, y, kernel="rbf", ci=0.95)  # auto: exact tiles at this n
     assert r.method == "exact-tiles" and r.ci is not None
     assert math.isfinite(r.parameters["ci_se"])
+
+
+def test_biased_estimates_say_their_bias_is_not_in_the_interval(pair):
+    x, y, _ = pair
+    assert "O(1/n)" in bigalign.dcor(x, y, method="exact", estimator="biased", ci=0.95).parameters["ci_bias"]
+    assert "O(1/n)" in bigalign.cka(x, y, kernel="rbf", method="exact", estimator="biased", ci=0.95).parameters["ci_bias"]
+    assert "ci_bias" not in bigalign.cka(x, y, kernel="rbf", method="exact", ci=0.95).parameters
+    assert "ci_bias" not in bigalign.dcor(x, y, method="exact", estimator="biased").parameters

@@ -75,7 +75,7 @@ from ..io import Representation
 from ..result import Result
 from ._common import ESTIMATORS, check_choice, check_unbiased_n, paired_n
 from ._kernel_exact import KernelSums, KernelTileStatistic, hsic_from_sums
-from ._tile_groups import GroupedTileStatistic
+from ._tile_groups import GroupedTileStatistic, note_biased
 from ..intervals import DEFAULT_CI_GROUPS, check_ci, jackknife_interval, row_groups, with_interval
 from ._blocks import BlockInputs, RandomBlockStatistic, blocks_per_task, partition, run_blocks  # noqa: F401
 
@@ -625,7 +625,7 @@ def dcor_with_loo(kw: dict[str, Any], func: str = "dcor") -> tuple[Result, np.nd
         stderr = None
         params["stderr"] = "unavailable: a leave-one-out replicate is undefined (self-term <= 0)"
     flags = ("negative_unbiased_estimate",) if value < 0 else ()
-    return with_interval(Result(
+    return note_biased(with_interval(Result(
         metric="dcor",
         value=value,
         estimator=estimator,
@@ -635,7 +635,7 @@ def dcor_with_loo(kw: dict[str, Any], func: str = "dcor") -> tuple[Result, np.nd
         parameters=params,
         stderr=stderr,
         flags=flags,
-    ), interval), loo
+    ), interval), estimator), loo
 
 
 @_doc
@@ -699,7 +699,7 @@ def dcov(
     if value < 0:
         flags += ("negative_unbiased_estimate",)
     interval = _interval("dcov", terms, None if ci is None else float(ci), value, lambda t: float(t.cxy), "identity")
-    return with_interval(Result(
+    return note_biased(with_interval(Result(
         metric="dcov",
         value=value,
         estimator=estimator,
@@ -709,4 +709,4 @@ def dcov(
         parameters=params,
         stderr=stderr,
         flags=flags,
-    ), interval)
+    ), interval), estimator)

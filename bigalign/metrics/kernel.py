@@ -29,6 +29,7 @@ from ..features import KERNELS
 from ..moments import Moments, group_hsic, scale
 from ..intervals import check_ci, jackknife_interval, with_interval
 from ..result import Result
+from ._tile_groups import note_biased
 from ._kernel_nonlinear import METHODS, METRIC_FNS, check_degenerate, check_target, jackknife_or_half, nonlinear_terms
 from ._common import (
     ESTIMATORS,
@@ -297,7 +298,7 @@ def nonlinear_result(metric: str, job: Any, estimator: str) -> Result:
         stderr=stderr,
         flags=flags,
     )
-    return with_interval(result, tile_interval(metric, job, value))
+    return note_biased(with_interval(result, tile_interval(metric, job, value)), estimator)
 
 
 #: the scale of each kernel metric's interval (intervals.jackknife_interval): CKA and KA lie in (0, 1)
