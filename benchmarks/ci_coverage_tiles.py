@@ -95,9 +95,11 @@ MEASURES = {
 }
 
 
-def write(state: dict) -> None:
+def write(state: dict, tag: str = "") -> None:
     OUT.mkdir(exist_ok=True)
-    (OUT / "ci_coverage_tiles.json").write_text(json.dumps(state, indent=1))
+    (OUT / f"ci_coverage_tiles{tag}.json").write_text(json.dumps(state, indent=1))
+    if tag:
+        return  # a shard: merged into the table by --merge
     pop = state["population"]
     lines = [
         "# Coverage of ci=0.95 on the exact tile roads",
@@ -134,7 +136,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, nargs="+", default=[500, 5000])
     ap.add_argument("--reps", type=int, default=200)
+    ap.add_argument("--rep-start", type=int, default=0, help="first repetition (seed) of this shard")
+    ap.add_argument("--tag", default="", help="shard suffix of the json (merged by --merge)")
+    ap.add_argument("--merge", nargs="*", help="merge these shard json files into ci_coverage_tiles.{json,md}")
     args = ap.parse_args()
+    if args.merge is not None:
+        merge([Path(p) for p in args.merge])
+        return
     q = population_q()
     cache = OUT / "ci_coverage_tiles_population.json"
     if cache.exists():
@@ -148,7 +156,7 @@ def main() -> None:
     for n in args.n:
         for name, (target, _) in MEASURES.items():
             state["cells"][f"{name}@{n}"] = {"population": pop[target], "covered": [], "value": [], "width": [], "se": [], "cpu": []}
-        for rep in range(args.reps):
+        for rep in range(args.rep_start, args.rep_start + args.reps):
             rng = np.random.default_rng([n, rep])
             x, y = draw(rng, n, q)
             for name, (target, fn) in MEASURES.items():
@@ -163,9 +171,21 @@ def main() -> None:
                 cell["se"].append(r.parameters["ci_se"])
                 cell["cpu"].append((c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime))
             if (rep + 1) % 10 == 0:
-                write(state)
+                write(state, args.tag)
     state["status"] = "finished"
-    write(state)
+    write(state, args.tag)
+
+
+def merge(paths: list[Path]) -> None:
+    """One table from shards that ran disjoint repetitions (seeds) of the same cells."""
+    states = [json.loads(p.read_text()) for p in paths]
+    out = dict(states[0], cells={}, status=" + ".join(f"{p.name}: {s['status']}" for p, s in zip(paths, states)))
+    for st in states:
+        for key, cell in st["cells"].items():
+            tgt = out["cells"].setdefault(key, {"population": cell["population"], "covered": [], "value": [], "width": [], "se": [], "cpu": []})
+            for k in ("covered", "value", "width", "se", "cpu"):
+                tgt[k] += cell[k]
+    write(out)
 
 
 if __name__ == "__main__":

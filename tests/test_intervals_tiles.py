@@ -163,7 +163,7 @@ def test_interval_does_not_change_the_estimate(pair):
         lambda x, y, z: bigalign.cka(x, y, kernel="rbf", method="block", block_rows=16, ci=0.95),
         lambda x, y, z: bigalign.hsic(x, y, kernel="rbf", method="nystroem", n_features=16, ci=0.95),
         lambda x, y, z: bigalign.kernel_alignment(x, y, kernel="laplacian", method="block", block_rows=16, ci=0.95),
-        lambda x, y, z: bigalign.dcor(x, y, method="block", block_rows=16, ci=0.95),
+        lambda x, y, z: bigalign.dcor(x, y, method="block", block_rows=16, ci=0.95),  # 5 blocks < 40
         lambda x, y, z: bigalign.dcov(x, y, method="projection", ci=0.95),
         lambda x, y, z: bigalign.partial_dcor(x, y, z, method="block", block_rows=16, ci=0.95),
         lambda x, y, z: bigalign.energy_distance(x, x + 0.5, method="block", block_rows=16, ci=0.95),
@@ -220,3 +220,28 @@ def test_biased_estimates_say_their_bias_is_not_in_the_interval(pair):
     assert "O(1/n)" in bigalign.cka(x, y, kernel="rbf", method="exact", estimator="biased", ci=0.95).parameters["ci_bias"]
     assert "ci_bias" not in bigalign.cka(x, y, kernel="rbf", method="exact", ci=0.95).parameters
     assert "ci_bias" not in bigalign.dcor(x, y, method="exact", estimator="biased").parameters
+
+
+def test_dcor_block_road_interval_is_the_jackknife_over_groups_of_blocks():
+    """ci on dcor's block road: the estimate without each of 20 contiguous groups of its random blocks,
+    against per-block U-statistics of the dcor package on the same blocks."""
+    from bigalign.metrics._blocks import partition
+
+    rng = np.random.default_rng(5)
+    n, B = 400, 8
+    x = rng.normal(size=(n, 3))
+    y = x @ rng.normal(size=(3, 2)) + rng.normal(size=(n, 2))
+    r = bigalign.dcor(x, y, method="block", block_rows=B, seed=4, ci=0.95)
+    perm, bounds = partition(n, B, 4)
+    rep = np.array([
+        [float(f(x[perm[a:b]], w[perm[a:b]])) for f, w in ((dcor_pkg.u_distance_covariance_sqr, y),)]
+        + [float(dcor_pkg.u_distance_covariance_sqr(x[perm[a:b]], x[perm[a:b]])), float(dcor_pkg.u_distance_covariance_sqr(y[perm[a:b]], y[perm[a:b]]))]
+        for a, b in zip(bounds[:-1], bounds[1:])
+    ])  # fmt: skip
+    f = lambda t: t[0] / math.sqrt(t[1] * t[2])  # noqa: E731
+    gb = row_groups(rep.shape[0], DEFAULT_CI_GROUPS)
+    loo = [f(rep[np.r_[0 : gb[g], gb[g + 1] : rep.shape[0]]].mean(axis=0)) for g in range(DEFAULT_CI_GROUPS)]
+    _assert_interval(r, f(rep.mean(axis=0)), loo, "logit")
+    assert "groups of the random blocks" in r.parameters["ci_blocks"] and "ci_bias" not in r.parameters
+    with pytest.raises(InvalidInputError, match="at least 40 blocks"):
+        bigalign.dcor(x, y, method="block", block_rows=16, ci=0.95)

@@ -94,7 +94,8 @@ def pieces(bounds: np.ndarray, start: int, size: int) -> list[tuple[int, int, in
 
 
 def contiguous(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a)
+    """A sub-tile as is: the fused loops take strided views (no copy; measured no slower than a copy)."""
+    return a
 
 
 @dataclass(frozen=True, eq=False)

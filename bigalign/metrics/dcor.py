@@ -192,6 +192,19 @@ def _exact(
     return terms, params
 
 
+def _block_leave_outs(terms: DcovTerms) -> tuple[DcovTerms, ...]:
+    """The block estimate without each of G contiguous groups of its random blocks (in block order)."""
+    rep = terms.replicates
+    assert rep is not None
+    bounds = row_groups(rep.shape[0], DEFAULT_CI_GROUPS)
+    out = []
+    for g in range(DEFAULT_CI_GROUPS):
+        kept = np.r_[0 : bounds[g], bounds[g + 1] : rep.shape[0]]
+        cxy, vx, vy = (float(v) for v in rep[kept].mean(axis=0))
+        out.append(DcovTerms(n=terms.n, cxy=cxy, vx=vx, vy=vy))
+    return tuple(out)
+
+
 def _interval(func: str, terms: DcovTerms, level: float | None, value: float, f: Any, scale: str) -> Any:
     """The block-jackknife interval from the leave-one-group-out terms (None without ci)."""
     if level is None or terms.loo is None:
@@ -407,10 +420,11 @@ def _compute(func: str, x: Any, y: Any, kw: dict[str, Any]) -> tuple[DcovTerms, 
     bounds = None if level is None else row_groups(n, DEFAULT_CI_GROUPS, func=func)
     reps = prepare([x, y], ["x", "y"])
     chosen, reason = resolve_method(method, n, reps[0].d, reps[1].d)
-    if level is not None and chosen != "exact":
+    if level is not None and chosen not in ("exact", "block"):
         raise InvalidInputError(
-            f"{func}: ci= (a sampling interval over rows) is computed on the exact tiles; the method here is {chosen!r} "
-            f"({reason}), which has no interval yet. Use method='exact' (O(n^2 d) time), or leave ci out."
+            f"{func}: ci= (a sampling interval over rows) is computed on the exact tiles or the block road; the method "
+            f"here is {chosen!r} ({reason}), which has no interval yet. Use method='exact' (O(n^2 d) time) or "
+            "method='block', or leave ci out."
         )
     ekw = {k: kw[k] for k in ("block_size", "scheduler", "client", "num_workers", "memory_per_worker") if kw[k] is not None}
     from ..engine import _n_workers, resolve_scheduler
@@ -443,8 +457,21 @@ def _compute(func: str, x: Any, y: Any, kw: dict[str, Any]) -> tuple[DcovTerms, 
                 f"method='block' needs at least 2 random blocks for its standard error; n = {n} holds {n // b} block(s) of "
                 f"block_rows = {b}. Use a smaller block_rows (<= {n // 2}) or method='exact'."
             )
+        if level is not None and n // b < 2 * DEFAULT_CI_GROUPS:
+            raise InvalidInputError(
+                f"{func}: ci= on method='block' is the jackknife over {DEFAULT_CI_GROUPS} groups of the random blocks and "
+                f"needs at least {2 * DEFAULT_CI_GROUPS} blocks; n = {n} holds {n // b} of block_rows = {b}. Use "
+                f"block_rows <= {n // (2 * DEFAULT_CI_GROUPS)}, method='exact', or leave ci out."
+            )
         terms, params = _blocked(reps, b, seed, ekw, workers)
         name = "block"
+        if level is not None:
+            terms = dataclasses.replace(terms, loo=_block_leave_outs(terms))
+            params["ci_blocks"] = (
+                f"jackknife over {DEFAULT_CI_GROUPS} groups of the random blocks (i.i.d. under exchangeable rows): about "
+                "the population value; the random blocks ignore storage order, so rows that depend on their "
+                "neighbours are not protected against (the exact road's contiguous row groups are)"
+            )
         params["stderr"] = "jackknife over the random blocks"
         if estimator == "biased":
             params["estimand"] = (
@@ -635,7 +662,7 @@ def dcor_with_loo(kw: dict[str, Any], func: str = "dcor") -> tuple[Result, np.nd
         parameters=params,
         stderr=stderr,
         flags=flags,
-    ), interval), estimator), loo
+    ), interval), estimator if name == "exact-tiles" else "unbiased"), loo
 
 
 @_doc
@@ -709,4 +736,4 @@ def dcov(
         parameters=params,
         stderr=stderr,
         flags=flags,
-    ), interval), estimator)
+    ), interval), estimator if name == "exact-tiles" else "unbiased")
