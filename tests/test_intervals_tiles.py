@@ -160,7 +160,7 @@ def test_interval_does_not_change_the_estimate(pair):
 @pytest.mark.parametrize(
     "call",
     [
-        lambda x, y, z: bigalign.cka(x, y, kernel="rbf", method="block", block_rows=16, ci=0.95),
+        lambda x, y, z: bigalign.cka(x, y, kernel="rbf", method="block", block_rows=16, ci=0.95),  # 5 blocks < 40
         lambda x, y, z: bigalign.hsic(x, y, kernel="rbf", method="nystroem", n_features=16, ci=0.95),
         lambda x, y, z: bigalign.kernel_alignment(x, y, kernel="laplacian", method="block", block_rows=16, ci=0.95),
         lambda x, y, z: bigalign.dcor(x, y, method="block", block_rows=16, ci=0.95),  # 5 blocks < 40
@@ -245,3 +245,26 @@ def test_dcor_block_road_interval_is_the_jackknife_over_groups_of_blocks():
     assert "groups of the random blocks" in r.parameters["ci_blocks"] and "ci_bias" not in r.parameters
     with pytest.raises(InvalidInputError, match="at least 40 blocks"):
         bigalign.dcor(x, y, method="block", block_rows=16, ci=0.95)
+
+
+def test_kernel_block_road_interval_is_the_jackknife_over_groups_of_blocks():
+    """Unbiased HSIC on the block road is the mean of the blocks' unbiased HSIC, so its leave-out values are
+    means over the kept blocks of naive per-block HSICs (kernel_refs) on the same seeded blocks."""
+    from bigalign.metrics._blocks import partition
+
+    rng = np.random.default_rng(6)
+    n, B = 400, 8
+    x = rng.normal(size=(n, 3))
+    y = np.tanh(x @ rng.normal(size=(3, 2))) + 0.5 * rng.normal(size=(n, 2))
+    r = bigalign.hsic(x, y, kernel="rbf", bandwidth=1.5, method="block", block_rows=B, seed=2, ci=0.95)
+    perm, bounds = partition(n, B, 2)
+    per_block = np.array([
+        kr.hsic_u(kr.kernel_matrix(x[perm[a:b]], "rbf", 1.5), kr.kernel_matrix(y[perm[a:b]], "rbf", 1.5))
+        for a, b in zip(bounds[:-1], bounds[1:])
+    ])  # fmt: skip
+    gb = row_groups(per_block.size, DEFAULT_CI_GROUPS)
+    loo = [per_block[np.r_[0 : gb[g], gb[g + 1] : per_block.size]].mean() for g in range(DEFAULT_CI_GROUPS)]
+    _assert_interval(r, float(per_block.mean()), loo, "identity")
+    assert "groups of the random blocks" in r.parameters["ci_blocks"]
+    c = bigalign.cka(x, y, kernel="rbf", method="block", block_rows=B, ci=0.95)
+    assert c.ci[0] < c.value < c.ci[1] and c.parameters["ci_scale"] == "logit"

@@ -39,7 +39,9 @@ from ._kernel_approx import (
 )
 from ._blocks import partition, run_blocks
 from ._common import feature_engine_kwargs
-from ._kernel_block import BLOCK_STDERR, MIN_BLOCK, BlockEstimate, KernelBlockTerms, block_estimate, block_stderr
+from ._kernel_block import (
+    BLOCK_STDERR, MIN_BLOCK, N_MEANS, BlockEstimate, KernelBlockTerms, block_estimate, block_stderr, terms_from_means,
+)  # fmt: skip
 from ._kernel_exact import KernelSums, KernelTileStatistic, hsic_from_sums
 from ._tile_groups import GroupedTileStatistic
 from ..intervals import DEFAULT_CI_GROUPS, row_groups
@@ -268,9 +270,13 @@ def choose_road(
 
 def block_job(
     reps: list, kernel: str, sigmas: list[float], shifts: list[np.ndarray], estimator: str, ekw: dict[str, Any],
-    params: dict[str, Any], block: int, seed: int,
+    params: dict[str, Any], block: int, seed: int, with_loo: bool = False,
 ) -> NonlinearJob:  # fmt: skip
-    """The block road over the pair (reps[0], reps[1]): exact tiles inside seeded random blocks of ``block`` rows."""
+    """The block road over the pair (reps[0], reps[1]): exact tiles inside seeded random blocks of ``block`` rows.
+
+    ``with_loo``: also the terms without each of G contiguous groups of the blocks (in block order), for
+    the sampling interval (the blocks' U-statistic means are i.i.d. under exchangeable rows).
+    """
     n = reps[0].n
     stat = KernelTileStatistic(kernel, kernel_scale(kernel, sigmas[0]), kernel_scale(kernel, sigmas[1]), shifts[0], shifts[1])
     workers = _n_workers(*resolve_scheduler(ekw.get("scheduler"), ekw.get("client")), ekw.get("num_workers"))
@@ -284,7 +290,20 @@ def block_job(
         params["block_size"] = int(ekw["block_size"])
     # every block's kernel ≡ 1 (u₂ of K is its mean of k², 1 iff all k = 1)
     flags = tuple(f for f, k in (("x_constant_kernel", 3), ("y_constant_kernel", 6)) if np.all(out[:, k] == 1.0))
-    return NonlinearJob(terms=terms, method="block", parameters=params, flags=flags, stderr_kind=BLOCK_STDERR, block=est)
+    loo = None
+    if with_loo:
+        gb = row_groups(out.shape[0], DEFAULT_CI_GROUPS)
+        U = out[:, :N_MEANS]
+        loo = [
+            KernelTerms(n=n, **{k: float(v) for k, v in terms_from_means(n, U[np.r_[0 : gb[g], gb[g + 1] : U.shape[0]]].mean(axis=0), estimator).items()})
+            for g in range(DEFAULT_CI_GROUPS)
+        ]  # fmt: skip
+        params["ci_blocks"] = (
+            f"jackknife over {DEFAULT_CI_GROUPS} groups of the random blocks (i.i.d. under exchangeable rows): about the "
+            "population value; the random blocks ignore storage order, so rows that depend on their neighbours are "
+            "not protected against (the exact road's contiguous row groups are)"
+        )
+    return NonlinearJob(terms=terms, method="block", parameters=params, flags=flags, stderr_kind=BLOCK_STDERR, block=est, loo=loo)
 
 
 
@@ -369,18 +388,25 @@ def nonlinear_terms(
     else:
         chosen, reason = method, "requested"
     params["method_reason"] = reason
-    if ci is not None and chosen != "exact":
+    if ci is not None and chosen not in ("exact", "block"):
         raise InvalidInputError(
-            f"{metric}: ci= (a sampling interval over rows) is computed on the exact tiles of a non-linear kernel; "
-            f"the method here is {chosen!r} ({reason}), which has no interval yet. Use method='exact' (O(n^2 d) time), "
-            "or leave ci out."
+            f"{metric}: ci= (a sampling interval over rows) is computed on the exact tiles or the block road of a "
+            f"non-linear kernel; the method here is {chosen!r} ({reason}), which has no interval yet. Use "
+            "method='exact' (O(n^2 d) time) or method='block', or leave ci out."
         )
     if chosen == "exact":
         job = exact_job(reps, kernel, [sx, sy], [shift_x, shift_y], estimator, ekw, params, bounds=bounds)
         return job if ci is None else dataclasses.replace(job, ci_level=ci)
     if chosen == "block":
         b = block or min(DEFAULT_BLOCK_ROWS, n)
-        return block_job(reps, kernel, [sx, sy], [shift_x, shift_y], estimator, ekw, params, b, seed)
+        if ci is not None and n // b < 2 * DEFAULT_CI_GROUPS:
+            raise InvalidInputError(
+                f"{metric}: ci= on the block road is the jackknife over {DEFAULT_CI_GROUPS} groups of its random blocks and "
+                f"needs at least {2 * DEFAULT_CI_GROUPS} blocks; n = {n} holds {n // b} of block_rows = {b}. Use "
+                f"block_rows <= {n // (2 * DEFAULT_CI_GROUPS)}, method='exact', or leave ci out."
+            )
+        job = block_job(reps, kernel, [sx, sy], [shift_x, shift_y], estimator, ekw, params, b, seed, with_loo=ci is not None)
+        return job if ci is None else dataclasses.replace(job, ci_level=ci)
     if chosen not in ("rff", "orf", "nystroem"):
         raise InvalidInputError(f"the 'method' parameter must be one of {list(METHODS)}; got {method!r} instead.")
     ratio = bandwidth_ratio([sx, sy], [mx, my])
