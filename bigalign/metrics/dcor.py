@@ -524,8 +524,10 @@ _DOC = """
         A sampling interval at this level (e.g. 0.95) about the population
         value, in ``result.ci``: the block jackknife over 20 contiguous row
         groups, whose leave-one-group-out statistics are exact and come from the
-        same tile pass (``method="exact"`` only; dCor² on the logit scale,
-        dCov² as is).  Adds 2·n·20 floats of memory.
+        same tile pass (``method="exact"``; adds 2·n·20 floats of memory), or
+        over 20 groups of the random blocks (``method="block"``, at least 40
+        blocks; rows assumed exchangeable).  dCor² on the logit scale, dCov²
+        as is.  Not with ``method="projection"``.
     scheduler : {"sync", "threads", "distributed"}, distributed.Client or None
         As for :func:`bigalign.cka`.
     client : distributed.Client, optional

@@ -163,8 +163,9 @@ def partial_dcor(
         A sampling interval at this level (e.g. 0.95) about the population
         value, in ``result.ci``: the block jackknife over 20 contiguous row
         groups; pdCor is recomputed exactly on the rows minus each group from
-        the three exact dCor² passes' grouped states, and the interval is made
-        on Fisher's z scale.  ``method="exact"`` only.
+        the three dCor² passes' grouped states (exact tiles; or groups of the
+        random blocks, shared by the three pairs, on ``method="block"``), and
+        the interval is made on Fisher's z scale.
     scheduler, client, num_workers, memory_per_worker
         As for :func:`bigalign.dcor`.
 
