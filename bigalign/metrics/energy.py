@@ -47,7 +47,7 @@ from ..errors import DegenerateInputError, InvalidInputError
 from ..io import Representation, as_representation
 from ..result import Result
 from ._common import check_choice, check_int, paired_n
-from .dcor import DistanceTileStatistic, dcor, dcor_with_loo
+from .dcor import DistanceTileStatistic, dcor_with_loo
 from ..intervals import DEFAULT_CI_GROUPS, check_ci, jackknife_interval, row_groups, with_interval
 from ._tile_groups import GroupedTileStatistic, note_biased
 from .permutation import DEFAULT_PERMUTATIONS, DEFAULT_TILE, PermutationResult, dcor_statistic, null_summary, run_null
