@@ -5,8 +5,8 @@ n = 20,000 rows, d = 16 (x) and 16 (y), Gaussian pairs; RBF CKA (unbiased) and d
 load of the shared machine falls on both alike; wall seconds and process CPU seconds
 are reported per run, and the ratio of the medians.
 
-Usage:  python benchmarks/ci_cost_tiles.py [--n 20000] [--repeats 2]
-Writes benchmarks/results/ci_cost_tiles.{json,md}.
+Usage:  python benchmarks/ci_cost_tiles.py [--n 20000] [--repeats 2] [--scheduler sync]
+Writes benchmarks/results/ci_cost_tiles[_sync].{json,md}.
 """
 
 from __future__ import annotations
@@ -35,13 +35,16 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--d", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--scheduler", default=None, help="engine scheduler (default: threads); 'sync' for one thread")
     args = ap.parse_args()
+    sch = args.scheduler
+    tag = f"_{sch}" if sch else ""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.n, args.d))
     y = 0.6 * x + 0.8 * rng.normal(size=(args.n, args.d))
     calls = {
-        "cka rbf exact": lambda ci: bigalign.cka(x, y, kernel="rbf", method="exact", ci=ci),
-        "dcor exact": lambda ci: bigalign.dcor(x, y, method="exact", ci=ci),
+        "cka rbf exact": lambda ci: bigalign.cka(x, y, kernel="rbf", method="exact", ci=ci, scheduler=sch),
+        "dcor exact": lambda ci: bigalign.dcor(x, y, method="exact", ci=ci, scheduler=sch),
     }
     small = rng.normal(size=(200, args.d))
     for f in (lambda: bigalign.cka(small, small, kernel="rbf", method="exact", ci=0.95), lambda: bigalign.dcor(small, small, ci=0.95)):
@@ -62,9 +65,10 @@ def main() -> None:
     state = {"n": args.n, "d": args.d, "repeats": args.repeats, "cpu_count": os.cpu_count(), "rows": rows,
              "grouped_state_bytes": 8 * (3 * 20 * 20 + 2 * args.n * 20)}  # fmt: skip
     OUT.mkdir(exist_ok=True)
-    (OUT / "ci_cost_tiles.json").write_text(json.dumps(state, indent=1))
+    (OUT / f"ci_cost_tiles{tag}.json").write_text(json.dumps(state, indent=1))
     lines = [
-        f"# Cost of ci= on exact tiles (n = {args.n:,}, d = {args.d} + {args.d}, one process, {os.cpu_count()} cores, shared machine)",
+        f"# Cost of ci= on exact tiles (n = {args.n:,}, d = {args.d} + {args.d}, one process, scheduler {sch or 'threads'}, "
+        f"{os.cpu_count()} cores, shared machine)",
         "",
         "Runs alternate without/with ci; medians of the repeats.  Produced by `python benchmarks/ci_cost_tiles.py`.",
         "",
@@ -78,7 +82,7 @@ def main() -> None:
             f"{m['with']['cpu_s']:.2f} | {r['cpu_ratio']:.3f} | {r['wall_ratio']:.3f} |"
         )
     lines += ["", f"Extra memory of the grouped state: 3·G² + 2·n·G floats = {state['grouped_state_bytes'] / 1e6:.1f} MB (G = 20)."]
-    (OUT / "ci_cost_tiles.md").write_text("\n".join(lines) + "\n")
+    (OUT / f"ci_cost_tiles{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
