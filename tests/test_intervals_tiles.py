@@ -40,8 +40,8 @@ def _leave_outs(n: int) -> list[np.ndarray]:
     return [np.r_[0 : b[g], b[g + 1] : n] for g in range(DEFAULT_CI_GROUPS)]
 
 
-def _assert_interval(r, value: float, loo: list[float], scale: str, level: float = 0.95) -> None:
-    want = jackknife_interval(value, np.array(loo), level, scale=scale)  # type: ignore[arg-type]
+def _assert_interval(r, value: float, loo: list[float], scale: str, level: float = 0.95, bias_correct: bool = False) -> None:
+    want = jackknife_interval(value, np.array(loo), level, scale=scale, bias_correct=bias_correct)  # type: ignore[arg-type]
     assert r.value == pytest.approx(value, rel=TOL, abs=1e-13)
     assert r.parameters["ci_se"] == pytest.approx(want.se, rel=1e-9)
     assert r.ci == pytest.approx(want.bounds, rel=TOL, abs=1e-13)
@@ -70,7 +70,9 @@ def test_kernel_leave_outs_are_exact(pair, kernel, metric, estimator):
     sx, sy = r.parameters["bandwidth_x"], r.parameters["bandwidth_y"]  # fixed at the full-sample choice
     value = _naive_kernel(metric, x, y, kernel, sx, sy, estimator)
     loo = [_naive_kernel(metric, x[k], y[k], kernel, sx, sy, estimator) for k in _leave_outs(N)]
-    _assert_interval(r, value, loo, "identity" if metric == "hsic" or value <= 0 else "logit")
+    biased = estimator == "biased" or metric == "kernel_alignment"  # V-statistics: bias-corrected centre
+    _assert_interval(r, value, loo, "identity" if metric == "hsic" or value <= 0 else "logit", bias_correct=biased)
+    assert ("ci_center" in r.parameters) == biased
     assert r.parameters["ci_bandwidth"].startswith("fixed at the full-sample choice")
 
 
@@ -106,7 +108,7 @@ def test_dcor_leave_outs_are_exact(pair, what, estimator):
     r = getattr(bigalign, what)(x, y, method="exact", estimator=estimator, ci=0.9, block_size=17)
     value = _dcor_naive(x, y, estimator, what)
     loo = [_dcor_naive(x[k], y[k], estimator, what) for k in _leave_outs(N)]
-    _assert_interval(r, value, loo, "identity" if what == "dcov" or value <= 0 else "logit", level=0.9)
+    _assert_interval(r, value, loo, "identity" if what == "dcov" or value <= 0 else "logit", level=0.9, bias_correct=estimator == "biased")
 
 
 def test_rsa_leave_outs_are_exact(pair):
@@ -141,7 +143,7 @@ def test_energy_distance_leave_outs_are_exact(pair, estimator):
     r = bigalign.energy_distance(a, b, estimator=estimator, method="exact", ci=0.95, block_size=19)
     value = _energy_naive(a, b, estimator)
     loo = [_energy_naive(a[ka], b[kb], estimator) for ka, kb in zip(_leave_outs(len(a)), _leave_outs(len(b)))]
-    _assert_interval(r, value, loo, "identity")
+    _assert_interval(r, value, loo, "identity", bias_correct=estimator == "biased")
 
 
 def test_interval_does_not_change_the_estimate(pair):
@@ -214,12 +216,17 @@ def test_auto_road_carries_the_interval_when_exact(pair):
     assert math.isfinite(r.parameters["ci_se"])
 
 
-def test_biased_estimates_say_their_bias_is_not_in_the_interval(pair):
+def test_biased_estimates_are_bias_corrected_or_say_so(pair):
+    """Exact tiles centre a V-statistic's interval at the jackknife's bias-corrected estimate; the kernel block
+    road cannot (its leave-out values keep n) and says so in ci_bias."""
     x, y, _ = pair
-    assert "O(1/n)" in bigalign.dcor(x, y, method="exact", estimator="biased", ci=0.95).parameters["ci_bias"]
-    assert "O(1/n)" in bigalign.cka(x, y, kernel="rbf", method="exact", estimator="biased", ci=0.95).parameters["ci_bias"]
-    assert "ci_bias" not in bigalign.cka(x, y, kernel="rbf", method="exact", ci=0.95).parameters
-    assert "ci_bias" not in bigalign.dcor(x, y, method="exact", estimator="biased").parameters
+    for r in (bigalign.dcor(x, y, method="exact", estimator="biased", ci=0.95),
+              bigalign.cka(x, y, kernel="rbf", method="exact", estimator="biased", ci=0.95)):  # fmt: skip
+        assert r.parameters["ci_center"] == "jackknife bias-corrected" and "ci_bias" not in r.parameters
+    assert "ci_center" not in bigalign.cka(x, y, kernel="rbf", method="exact", ci=0.95).parameters
+    big = np.random.default_rng(1).normal(size=(400, 3))
+    r = bigalign.cka(big, big[:, :2] + 0.5 * big[:, 1:], kernel="rbf", method="block", block_rows=8, estimator="biased", ci=0.95)
+    assert "O(1/n)" in r.parameters["ci_bias"] and "ci_center" not in r.parameters
 
 
 def test_dcor_block_road_interval_is_the_jackknife_over_groups_of_blocks():

@@ -36,12 +36,14 @@ from ..intervals import group_of_rows
 from ._kernel_exact import KernelSums
 
 
-#: recorded in ``parameters["ci_bias"]`` of a biased (V-statistic) estimate with an interval: the
-#: interval is about the estimator's own expectation, and its O(1/n) bias is not in it (measured: RBF CKA
-#: +0.021 and dCor² +0.040 at n = 500, d = 8, against jackknife se of 0.012; benchmarks/results/ci_coverage_tiles.md)
+#: recorded in ``parameters["ci_bias"]`` of a biased estimate with an interval that is not bias-corrected (the
+#: kernel block road's, whose leave-out values keep n fixed and so cannot see the V-statistic's O(1/n) bias; the
+#: exact roads centre theirs at the jackknife's bias-corrected estimate instead).  Measured on exact tiles
+#: before that correction: RBF CKA +0.021 and dCor² +0.040 at n = 500, d = 8, against jackknife se of 0.012
+#: (coverage 0.59 and 0.11; benchmarks/results/ci_coverage_tiles.md)
 BIASED_CI_NOTE = (
-    "the biased (V-statistic) estimate exceeds the population value by O(1/n), which the interval does not "
-    "include: it covers poorly at small n; use estimator='unbiased' for inference"
+    "the biased (V-statistic) estimate exceeds the population value by O(1/n), which this interval does not "
+    "include: it covers poorly at small n; use estimator='unbiased' (or method='exact') for inference"
 )
 
 

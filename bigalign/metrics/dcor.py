@@ -75,7 +75,7 @@ from ..io import Representation
 from ..result import Result
 from ._common import ESTIMATORS, check_choice, check_unbiased_n, paired_n
 from ._kernel_exact import KernelSums, KernelTileStatistic, hsic_from_sums
-from ._tile_groups import GroupedTileStatistic, note_biased
+from ._tile_groups import GroupedTileStatistic
 from ..intervals import DEFAULT_CI_GROUPS, check_ci, jackknife_interval, row_groups, with_interval
 from ._blocks import BlockInputs, RandomBlockStatistic, blocks_per_task, partition, run_blocks  # noqa: F401
 
@@ -205,11 +205,11 @@ def _block_leave_outs(terms: DcovTerms) -> tuple[DcovTerms, ...]:
     return tuple(out)
 
 
-def _interval(func: str, terms: DcovTerms, level: float | None, value: float, f: Any, scale: str) -> Any:
+def _interval(func: str, terms: DcovTerms, level: float | None, value: float, f: Any, scale: str, bias_correct: bool = False) -> Any:
     """The block-jackknife interval from the leave-one-group-out terms (None without ci)."""
     if level is None or terms.loo is None:
         return None
-    return jackknife_interval(value, loo_values(func, terms, f), level, scale=scale)  # type: ignore[arg-type]
+    return jackknife_interval(value, loo_values(func, terms, f), level, scale=scale, bias_correct=bias_correct)  # type: ignore[arg-type]
 
 
 def loo_values(func: str, terms: DcovTerms, f: Any) -> np.ndarray:
@@ -649,12 +649,14 @@ def dcor_with_loo(kw: dict[str, Any], func: str = "dcor") -> tuple[Result, np.nd
     value = f(terms.cxy, terms.vx, terms.vy)
     stderr = None if terms.replicates is None else _jackknife(terms.replicates, lambda c, a, b: f(c, a, b) if a > 0 and b > 0 else float("nan"))
     loo = None if ci is None or terms.loo is None else loo_values(func, terms, _dcor_of)
-    interval = None if loo is None else jackknife_interval(value, loo, float(ci), scale="logit")
+    # exact tiles of the biased V-statistic: centred at the jackknife's bias-corrected estimate (the block road's
+    # estimand is already the population value)
+    interval = None if loo is None else jackknife_interval(value, loo, float(ci), scale="logit", bias_correct=estimator == "biased" and name == "exact-tiles")
     if stderr is not None and not math.isfinite(stderr):
         stderr = None
         params["stderr"] = "unavailable: a leave-one-out replicate is undefined (self-term <= 0)"
     flags = ("negative_unbiased_estimate",) if value < 0 else ()
-    return note_biased(with_interval(Result(
+    return with_interval(Result(
         metric="dcor",
         value=value,
         estimator=estimator,
@@ -664,7 +666,7 @@ def dcor_with_loo(kw: dict[str, Any], func: str = "dcor") -> tuple[Result, np.nd
         parameters=params,
         stderr=stderr,
         flags=flags,
-    ), interval), estimator if name == "exact-tiles" else "unbiased"), loo
+    ), interval), loo
 
 
 @_doc
@@ -727,8 +729,11 @@ def dcov(
         params["stderr"] = "unavailable: a leave-one-out replicate is undefined"
     if value < 0:
         flags += ("negative_unbiased_estimate",)
-    interval = _interval("dcov", terms, None if ci is None else float(ci), value, lambda t: float(t.cxy), "identity")
-    return note_biased(with_interval(Result(
+    interval = _interval(
+        "dcov", terms, None if ci is None else float(ci), value, lambda t: float(t.cxy), "identity",
+        bias_correct=estimator == "biased" and name == "exact-tiles",
+    )  # fmt: skip
+    return with_interval(Result(
         metric="dcov",
         value=value,
         estimator=estimator,
@@ -738,4 +743,4 @@ def dcov(
         parameters=params,
         stderr=stderr,
         flags=flags,
-    ), interval), estimator if name == "exact-tiles" else "unbiased")
+    ), interval)

@@ -49,7 +49,7 @@ from ..result import Result
 from ._common import check_choice, check_int, paired_n
 from .dcor import DistanceTileStatistic, dcor_with_loo
 from ..intervals import DEFAULT_CI_GROUPS, check_ci, jackknife_interval, row_groups, with_interval
-from ._tile_groups import GroupedTileStatistic, note_biased
+from ._tile_groups import GroupedTileStatistic
 from .permutation import DEFAULT_PERMUTATIONS, DEFAULT_TILE, PermutationResult, dcor_statistic, null_summary, run_null
 
 __all__ = ["dcov_test", "energy_distance", "partial_dcor"]
@@ -461,7 +461,8 @@ def energy_distance(
             float(A[:G, :G][np.ix_(kx, kx)].sum()), float(A[G:, G:][np.ix_(ky, ky)].sum()), float(A[:G, G:][np.ix_(kx, ky)].sum()),
             nx - int(sizes[k]), ny - int(sizes[G + k]), estimator,
         )[0])  # fmt: skip
-    return note_biased(with_interval(result, jackknife_interval(float(value), np.array(loo), level)), estimator)
+    # the biased (V-statistic) estimate: centred at the jackknife's bias-corrected estimate
+    return with_interval(result, jackknife_interval(float(value), np.array(loo), level, bias_correct=estimator == "biased"))
 
 
 def _energy(sxx: float, syy: float, cross: float, nx: int, ny: int, estimator: str) -> tuple[float, float, float, float]:

@@ -298,14 +298,19 @@ def nonlinear_result(metric: str, job: Any, estimator: str) -> Result:
         stderr=stderr,
         flags=flags,
     )
-    return note_biased(with_interval(result, tile_interval(metric, job, value)), estimator)
+    # exact tiles of a biased (V-statistic) estimate: the interval is centred at the jackknife's bias-corrected
+    # estimate (its O(1/n) bias would otherwise lie outside the interval at small n); the block road's leave-out
+    # values keep n fixed, so they cannot see that bias, and the result says so instead (ci_bias)
+    corrected = estimator == "biased" and job.method == "exact-tiles"
+    result = with_interval(result, tile_interval(metric, job, value, bias_correct=corrected))
+    return result if corrected else note_biased(result, estimator)
 
 
 #: the scale of each kernel metric's interval (intervals.jackknife_interval): CKA and KA lie in (0, 1)
 CI_SCALES = {"hsic": "identity", "cka": "logit", "kernel_alignment": "logit"}
 
 
-def tile_interval(metric: str, job: Any, value: float) -> Any:
+def tile_interval(metric: str, job: Any, value: float, bias_correct: bool = False) -> Any:
     """The block-jackknife interval of an exact-tile job that kept leave-one-group-out terms (else None)."""
     if job.loo is None or job.ci_level is None:
         return None
@@ -322,7 +327,7 @@ def tile_interval(metric: str, job: Any, value: float) -> Any:
                 reason="undefined_leave_out",
             )
         loo.append(v)
-    return jackknife_interval(value, np.array(loo), job.ci_level, scale=CI_SCALES[metric])  # type: ignore[arg-type]
+    return jackknife_interval(value, np.array(loo), job.ci_level, scale=CI_SCALES[metric], bias_correct=bias_correct)  # type: ignore[arg-type]
 
 
 @with_kernel_doc
