@@ -138,6 +138,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=200)
     ap.add_argument("--rep-start", type=int, default=0, help="first repetition (seed) of this shard")
     ap.add_argument("--tag", default="", help="shard suffix of the json (merged by --merge)")
+    ap.add_argument("--measures", nargs="*", default=None, help="only these measures (default: all)")
     ap.add_argument("--merge", nargs="*", help="merge these shard json files into ci_coverage_tiles.{json,md}")
     args = ap.parse_args()
     if args.merge is not None:
@@ -153,13 +154,14 @@ def main() -> None:
         cache.write_text(json.dumps(pop, indent=1))
     state: dict = {"population": pop, "d": D, "rho": RHO, "cells": {}, "status": "running", "cpu_count": os.cpu_count()}
     sig = tuple(pop["bandwidth"])
+    measures = {k: v for k, v in MEASURES.items() if not args.measures or k in args.measures}
     for n in args.n:
-        for name, (target, _) in MEASURES.items():
+        for name, (target, _) in measures.items():
             state["cells"][f"{name}@{n}"] = {"population": pop[target], "covered": [], "value": [], "width": [], "se": [], "cpu": []}
         for rep in range(args.rep_start, args.rep_start + args.reps):
             rng = np.random.default_rng([n, rep])
             x, y = draw(rng, n, q)
-            for name, (target, fn) in MEASURES.items():
+            for name, (target, fn) in measures.items():
                 c0 = resource.getrusage(resource.RUSAGE_SELF)
                 r = fn(x, y, sig)
                 c1 = resource.getrusage(resource.RUSAGE_SELF)
