@@ -120,6 +120,18 @@ REGISTRY: list[Case] = [
     Case("spectral_alignment", lambda d, **kw: bigalign.spectral_alignment(d["x"], d["y"], ridge=1e-3, **kw)),
     Case("task_alignment", lambda d, **kw: bigalign.task_alignment(d["x"], d["labels"], **kw)),
     Case("kare", lambda d, **kw: bigalign.kare(d["x"], d["labels"], ridge=1e-2, **kw)),
+    # sampling intervals (ci=) on the exact tile roads: the leave-one-group-out values come from groups of rows,
+    # cut into sub-tiles at the group boundaries, so neither the tile size nor the scheduler moves the interval
+    Case("cka-rbf-exact-ci", lambda d, **kw: bigalign.cka(d["x"], d["y"], kernel="rbf", method="exact", ci=0.95, **kw)),
+    Case("hsic-laplacian-exact-ci-biased",
+         lambda d, **kw: bigalign.hsic(d["x"], d["y"], kernel="laplacian", method="exact", estimator="biased", ci=0.9, **kw)),  # fmt: skip
+    Case("kernel_alignment-rbf-exact-ci", lambda d, **kw: bigalign.kernel_alignment(d["x"], d["y"], kernel="rbf", method="exact", ci=0.95, **kw)),
+    Case("dcor-exact-ci", lambda d, **kw: bigalign.dcor(d["x"], d["y"], method="exact", ci=0.95, **kw)),
+    Case("dcov-exact-ci-biased", lambda d, **kw: bigalign.dcov(d["x"], d["y"], method="exact", estimator="biased", ci=0.95, **kw)),
+    Case("rsa-euclidean-ci", lambda d, **kw: bigalign.rsa(d["x"], d["y"], distance="euclidean", method="exact", ci=0.95, **kw)),
+    Case("partial_dcor-exact-ci", lambda d, **kw: bigalign.partial_dcor(d["x"], d["y"], d["x"][:, :2] ** 2, method="exact", ci=0.95, **kw),
+         engine=("scheduler", "num_workers")),
+    Case("energy_distance-exact-ci", lambda d, **kw: bigalign.energy_distance(d["x"], d["x2"], method="exact", ci=0.95, **kw)),
     # stitching
     Case("stitch-linear", lambda d, **kw: bigalign.stitch(d["x"], d["y"], targets=d["labels"], **kw)),
     Case("stitch-kernel", lambda d, **kw: bigalign.stitch(d["x"], d["y"], kind="kernel", n_features=16, ridge=1e-3, **kw)),
@@ -152,6 +164,8 @@ def _signature(r: Any) -> dict[str, Any]:
         v = getattr(r, extra, None)
         if v is not None:
             out[extra] = float(v)
+    if getattr(r, "ci", None) is not None:  # a sampling interval must not move either
+        out["ci_low"], out["ci_high"] = (float(v) for v in r.ci)
     return out
 
 

@@ -64,7 +64,9 @@ def grouped_linear_moments(x: Any, y: Any, engine_kw: dict[str, Any], n: int, fu
     return run(stat, [x, y], names=["x", "y"], **engine_kw)  # type: ignore[return-value]
 
 
-def loo_interval(func: str, value: float, states: GroupedStates, f: Any, level: float, scale: str = "identity") -> Interval:
+def loo_interval(
+    func: str, value: float, states: GroupedStates, f: Any, level: float, scale: str = "identity", bias_correct: bool = False
+) -> Interval:
     """The block-jackknife interval of ``value`` from f of every leave-one-group-out state.
 
     A measure that is undefined with one group left out (e.g. a constant input on the
@@ -78,7 +80,7 @@ def loo_interval(func: str, value: float, states: GroupedStates, f: Any, level: 
             f"the {states.n_groups} contiguous row groups is dropped ({e}). Leave ci out, or shuffle or add rows.",
             reason=e.reason,
         ) from e
-    return jackknife_interval(value, loo, level, scale=scale)  # type: ignore[arg-type]
+    return jackknife_interval(value, loo, level, scale=scale, bias_correct=bias_correct)  # type: ignore[arg-type]
 
 
 def sqnorm(a: np.ndarray) -> float:

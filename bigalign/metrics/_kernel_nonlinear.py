@@ -43,8 +43,12 @@ from ._kernel_approx import (
 )
 from ._blocks import partition, run_blocks
 from ._common import feature_engine_kwargs
-from ._kernel_block import BLOCK_STDERR, MIN_BLOCK, BlockEstimate, KernelBlockTerms, block_estimate, block_stderr
-from ._kernel_exact import KernelTileStatistic, hsic_from_sums
+from ._kernel_block import (
+    BLOCK_STDERR, MIN_BLOCK, N_MEANS, BlockEstimate, KernelBlockTerms, block_estimate, block_stderr, terms_from_means,
+)  # fmt: skip
+from ._kernel_exact import KernelSums, KernelTileStatistic, hsic_from_sums
+from ._tile_groups import GroupedTileStatistic
+from ..intervals import DEFAULT_CI_GROUPS, row_groups
 from ..moments import Cross, Moments
 
 _bandwidths = resolve_bandwidths  # the name the kernel modules used
@@ -75,6 +79,8 @@ class NonlinearJob:
     extra: dict[str, Any] = field(default_factory=dict)
     block: BlockEstimate | None = None  # the block road: per-block degenerate differences
     ci_states: Any = None  # with ci=: (GroupedStates of the pass, moments -> KernelTerms)
+    loo: list[KernelTerms] | None = None  # ci: the terms of the rows minus each contiguous row group
+    ci_level: float | None = None
 
 
 #: the metric as a function of the terms (numpy arrays allowed)
@@ -209,9 +215,13 @@ def choose_road(
 
 def block_job(
     reps: list, kernel: str, sigmas: list[float], shifts: list[np.ndarray], estimator: str, ekw: dict[str, Any],
-    params: dict[str, Any], block: int, seed: int,
+    params: dict[str, Any], block: int, seed: int, with_loo: bool = False,
 ) -> NonlinearJob:  # fmt: skip
-    """The block road over the pair (reps[0], reps[1]): exact tiles inside seeded random blocks of ``block`` rows."""
+    """The block road over the pair (reps[0], reps[1]): exact tiles inside seeded random blocks of ``block`` rows.
+
+    ``with_loo``: also the terms without each of G contiguous groups of the blocks (in block order), for
+    the sampling interval (the blocks' U-statistic means are i.i.d. under exchangeable rows).
+    """
     n = reps[0].n
     stat = KernelTileStatistic(kernel, kernel_scale(kernel, sigmas[0]), kernel_scale(kernel, sigmas[1]), shifts[0], shifts[1])
     workers = _n_workers(*resolve_scheduler(ekw.get("scheduler"), ekw.get("client")), ekw.get("num_workers"))
@@ -225,7 +235,20 @@ def block_job(
         params["block_size"] = int(ekw["block_size"])
     # every block's kernel ≡ 1 (u₂ of K is its mean of k², 1 iff all k = 1)
     flags = tuple(f for f, k in (("x_constant_kernel", 3), ("y_constant_kernel", 6)) if np.all(out[:, k] == 1.0))
-    return NonlinearJob(terms=terms, method="block", parameters=params, flags=flags, stderr_kind=BLOCK_STDERR, block=est)
+    loo = None
+    if with_loo:
+        gb = row_groups(out.shape[0], DEFAULT_CI_GROUPS)
+        U = out[:, :N_MEANS]
+        loo = [
+            KernelTerms(n=n, **{k: float(v) for k, v in terms_from_means(n, U[np.r_[0 : gb[g], gb[g + 1] : U.shape[0]]].mean(axis=0), estimator).items()})
+            for g in range(DEFAULT_CI_GROUPS)
+        ]  # fmt: skip
+        params["ci_blocks"] = (
+            f"jackknife over {DEFAULT_CI_GROUPS} groups of the random blocks (i.i.d. under exchangeable rows): about the "
+            "population value; the random blocks ignore storage order, so rows that depend on their neighbours are "
+            "not protected against (the exact road's contiguous row groups are)"
+        )
+    return NonlinearJob(terms=terms, method="block", parameters=params, flags=flags, stderr_kind=BLOCK_STDERR, block=est, loo=loo)
 
 
 
@@ -277,6 +300,7 @@ def nonlinear_terms(
 ) -> NonlinearJob:
     reps = prepare([x, y], ["x", "y"])
     n = reps[0].n
+    bounds = None if ci_level is None else row_groups(n, DEFAULT_CI_GROUPS, func=metric)
     seed = check_seed(seed)
     check_n_features(n_features)
     if n_features is not None and method not in ("rff", "orf", "nystroem"):
@@ -309,17 +333,19 @@ def nonlinear_terms(
     else:
         chosen, reason = method, "requested"
     params["method_reason"] = reason
-    if ci_level is not None and chosen in ("exact", "block"):
-        raise InvalidInputError(
-            f"ci= is not available yet for {metric} with kernel={kernel!r} on the {chosen} road "
-            f"({'method=auto chose it: ' + reason if method == 'auto' else 'requested'}). Sampling intervals are "
-            "available for the linear kernel and for method='rff', 'orf' or 'nystroem'; use one of those, or leave ci out."
-        )
     if chosen == "exact":
-        return exact_job(reps, kernel, [sx, sy], [shift_x, shift_y], estimator, ekw, params)
+        job = exact_job(reps, kernel, [sx, sy], [shift_x, shift_y], estimator, ekw, params, bounds=bounds)
+        return job if ci_level is None else dataclasses.replace(job, ci_level=ci_level)
     if chosen == "block":
         b = block or min(DEFAULT_BLOCK_ROWS, n)
-        return block_job(reps, kernel, [sx, sy], [shift_x, shift_y], estimator, ekw, params, b, seed)
+        if ci_level is not None and n // b < 2 * DEFAULT_CI_GROUPS:
+            raise InvalidInputError(
+                f"{metric}: ci= on the block road is the jackknife over {DEFAULT_CI_GROUPS} groups of its random blocks and "
+                f"needs at least {2 * DEFAULT_CI_GROUPS} blocks; n = {n} holds {n // b} of block_rows = {b}. Use "
+                f"block_rows <= {n // (2 * DEFAULT_CI_GROUPS)}, method='exact', or leave ci out."
+            )
+        job = block_job(reps, kernel, [sx, sy], [shift_x, shift_y], estimator, ekw, params, b, seed, with_loo=ci_level is not None)
+        return job if ci_level is None else dataclasses.replace(job, ci_level=ci_level)
     if chosen not in ("rff", "orf", "nystroem"):
         raise InvalidInputError(f"the 'method' parameter must be one of {list(METHODS)}; got {method!r} instead.")
     ratio = bandwidth_ratio([sx, sy], [mx, my])
@@ -342,16 +368,37 @@ def nonlinear_terms(
 
 
 def exact_job(
-    reps: list, kernel: str, sigmas: list[float], shifts: list[np.ndarray], estimator: str, ekw: dict[str, Any], params: dict[str, Any]
-) -> NonlinearJob:
-    """Exact tiles over the pair (reps[0], reps[1])."""
+    reps: list, kernel: str, sigmas: list[float], shifts: list[np.ndarray], estimator: str, ekw: dict[str, Any], params: dict[str, Any],
+    bounds: np.ndarray | None = None,
+) -> NonlinearJob:  # fmt: skip
+    """Exact tiles over the pair (reps[0], reps[1]).
+
+    With ``bounds`` (contiguous row groups), the same pass keeps the grouped state of
+    :class:`~bigalign.metrics._tile_groups.GroupedTileStatistic`, and the job carries the exact
+    terms of the rows minus each group (``loo``), with the kernels' bandwidths fixed at the
+    full-sample choice.
+    """
     n = reps[0].n
     stat = KernelTileStatistic(kernel, kernel_scale(kernel, sigmas[0]), kernel_scale(kernel, sigmas[1]), shifts[0], shifts[1])
-    sums, plan = run_pairs(stat, reps, check_pairing=False, **ekw)
+    loo = None
+    if bounds is None:
+        sums, plan = run_pairs(stat, reps, check_pairing=False, **ekw)
+    else:
+        grouped, plan = run_pairs(GroupedTileStatistic(stat, bounds), reps, check_pairing=False, **ekw)
+        sums = grouped.full()
+        loo = [exact_terms(grouped.without(g), estimator) for g in range(grouped.groups)]
     params = dict(params, block_size=plan.block_rows, n_tiles=plan.n_blocks * (plan.n_blocks + 1) // 2, scheduler=plan.scheduler)
+    if loo is not None:
+        params["ci_bandwidth"] = "fixed at the full-sample choice for the leave-one-group-out values"
     # identical rows give d² = 0 exactly (refined), so k = 1 exactly: A_kk = n(n−1) iff K ≡ 1
     flags = tuple(f for f, a in (("x_constant_kernel", sums.kk), ("y_constant_kernel", sums.ll)) if a == n * (n - 1))
-    terms = KernelTerms(
+    return NonlinearJob(terms=exact_terms(sums, estimator), method="exact-tiles", parameters=params, flags=flags, loo=loo)
+
+
+def exact_terms(sums: KernelSums, estimator: str) -> KernelTerms:
+    """HSIC and KA terms from the off-diagonal sums of kernels with a unit diagonal."""
+    n = sums.n
+    return KernelTerms(
         n=n,
         hxy=hsic_from_sums(n, sums.kl, sums.r, sums.s, estimator),
         hxx=hsic_from_sums(n, sums.kk, sums.r, sums.r, estimator),
@@ -360,7 +407,6 @@ def exact_job(
         kk=sums.kk + n,
         ll=sums.ll + n,
     )
-    return NonlinearJob(terms=terms, method="exact-tiles", parameters=params, flags=flags)
 
 
 def feature_moments(

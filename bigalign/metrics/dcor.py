@@ -58,6 +58,7 @@ random projections and distance covariance", Front. Appl. Math. Stat. (2022), ar
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -75,11 +76,13 @@ from ..io import Representation
 from ..result import Result
 from ._common import ESTIMATORS, check_choice, check_unbiased_n, paired_n
 from ._kernel_exact import KernelSums, KernelTileStatistic, hsic_from_sums
+from ._tile_groups import GroupedTileStatistic
+from ..intervals import DEFAULT_CI_GROUPS, check_ci, jackknife_interval, row_groups, with_interval
 from ._blocks import BlockInputs, RandomBlockStatistic, blocks_per_task, partition, run_blocks  # noqa: F401
 from ..engine import _n_workers, resolve_scheduler
 from ..options import EngineKwargs, EngineOptions
 
-__all__ = ["dcor", "dcov", "dcov_terms_from_sums"]
+__all__ = ["dcor", "dcor_with_loo", "dcov", "dcov_terms_from_sums"]
 
 METHODS = ("auto", "exact", "block", "projection")
 #: ``method="auto"`` computes exact tiles up to this many samples (O(n²·d); measured
@@ -133,6 +136,7 @@ class DcovTerms:
     x_const: bool = False  # every distance of x is exactly 0
     y_const: bool = False
     replicates: np.ndarray | None = None  # (m, 3): per block / projection (cxy, vx, vy)
+    loo: tuple["DcovTerms", ...] | None = None  # ci: the exact terms of the rows minus each contiguous row group
 
 
 def _terms_from_sums(sums: KernelSums, estimator: str) -> DcovTerms:
@@ -173,12 +177,59 @@ def _shifts(reps: list[Representation]) -> list[np.ndarray]:
     return [finite_float64(r.read(0, m), r.name, 0).mean(axis=0) for r in reps]
 
 
-def _exact(reps: list[Representation], estimator: str, ekw: dict[str, Any]) -> tuple[DcovTerms, dict[str, Any]]:
+def _exact(
+    reps: list[Representation], estimator: str, ekw: dict[str, Any], bounds: np.ndarray | None = None
+) -> tuple[DcovTerms, dict[str, Any]]:  # fmt: skip
+    """Exact tiles; with ``bounds`` (contiguous row groups) the same pass also gives the exact terms of
+    the rows minus each group (:class:`~bigalign.metrics._tile_groups.GroupedTileStatistic`)."""
     x_shift, y_shift = _shifts(reps)
     stat = DistanceTileStatistic("euclidean-distance", 1.0, 1.0, x_shift, y_shift)
-    sums, plan = run_pairs(stat, reps, check_pairing=False, **ekw)
+    if bounds is None:
+        sums, plan = run_pairs(stat, reps, check_pairing=False, **ekw)
+        terms = _terms_from_sums(sums, estimator)
+    else:
+        grouped, plan = run_pairs(GroupedTileStatistic(stat, bounds), reps, check_pairing=False, **ekw)
+        loo = tuple(_terms_from_sums(grouped.without(g), estimator) for g in range(grouped.groups))
+        terms = dataclasses.replace(_terms_from_sums(grouped.full(), estimator), loo=loo)
     params = {"block_size": plan.block_rows, "n_tiles": plan.n_blocks * (plan.n_blocks + 1) // 2, "scheduler": plan.scheduler}
-    return _terms_from_sums(sums, estimator), params
+    return terms, params
+
+
+def _block_leave_outs(terms: DcovTerms) -> tuple[DcovTerms, ...]:
+    """The block estimate without each of G contiguous groups of its random blocks (in block order)."""
+    rep = terms.replicates
+    assert rep is not None
+    bounds = row_groups(rep.shape[0], DEFAULT_CI_GROUPS)
+    out = []
+    for g in range(DEFAULT_CI_GROUPS):
+        kept = np.r_[0 : bounds[g], bounds[g + 1] : rep.shape[0]]
+        cxy, vx, vy = (float(v) for v in rep[kept].mean(axis=0))
+        out.append(DcovTerms(n=terms.n, cxy=cxy, vx=vx, vy=vy))
+    return tuple(out)
+
+
+def _interval(func: str, terms: DcovTerms, level: float | None, value: float, f: Any, scale: str, bias_correct: bool = False) -> Any:
+    """The block-jackknife interval from the leave-one-group-out terms (None without ci)."""
+    if level is None or terms.loo is None:
+        return None
+    return jackknife_interval(value, loo_values(func, terms, f), level, scale=scale, bias_correct=bias_correct)  # type: ignore[arg-type]
+
+
+def loo_values(func: str, terms: DcovTerms, f: Any) -> np.ndarray:
+    """f of each leave-one-group-out terms; a clear error where one is undefined."""
+    assert terms.loo is not None
+    loo = []
+    for g, t in enumerate(terms.loo):
+        with np.errstate(all="ignore"):
+            v = f(t)
+        if not math.isfinite(v):
+            raise DegenerateInputError(
+                f"{func}: the sampling interval is undefined here: with row group {g} of {len(terms.loo)} left out the "
+                f"estimate is undefined (a self-term is <= 0; n = {t.n}). Use more samples, or leave ci out.",
+                reason="undefined_leave_out",
+            )
+        loo.append(v)
+    return np.array(loo)
 
 
 # ---------------------------------------------------------------------------
@@ -366,15 +417,23 @@ def _compute(func: str, x: Any, y: Any, kw: dict[str, Any]) -> tuple[DcovTerms, 
         )
     rows = _check_int(func, "block_rows", kw["block_rows"], 1)
     n_proj = _check_int(func, "n_projections", kw["n_projections"], 2)
+    level = check_ci(func, kw.get("ci"))
+    bounds = None if level is None else row_groups(n, DEFAULT_CI_GROUPS, func=func)
     reps = prepare([x, y], ["x", "y"])
     chosen, reason = resolve_method(method, n, reps[0].d, reps[1].d)
+    if level is not None and chosen not in ("exact", "block"):
+        raise InvalidInputError(
+            f"{func}: ci= (a sampling interval over rows) is computed on the exact tiles or the block road; the method "
+            f"here is {chosen!r} ({reason}), which has no interval yet. Use method='exact' (O(n^2 d) time) or "
+            "method='block', or leave ci out."
+        )
     eo = kw["engine_opts"]
     ekw = eo.given()
     workers = _n_workers(*resolve_scheduler(eo.scheduler, eo.client), eo.num_workers)
     if n_proj is not None and method != "projection":
         raise InvalidInputError(f"n_projections applies to method='projection' only; got it with method={method!r}.")
     if chosen == "exact":
-        terms, params = _exact(reps, estimator, ekw)
+        terms, params = _exact(reps, estimator, ekw, bounds)
         name = "exact-tiles"
     elif chosen == "univariate":
         terms, params = _projected(reps, estimator, 1, seed, ekw, workers)
@@ -398,8 +457,21 @@ def _compute(func: str, x: Any, y: Any, kw: dict[str, Any]) -> tuple[DcovTerms, 
                 f"method='block' needs at least 2 random blocks for its standard error; n = {n} holds {n // b} block(s) of "
                 f"block_rows = {b}. Use a smaller block_rows (<= {n // 2}) or method='exact'."
             )
+        if level is not None and n // b < 2 * DEFAULT_CI_GROUPS:
+            raise InvalidInputError(
+                f"{func}: ci= on method='block' is the jackknife over {DEFAULT_CI_GROUPS} groups of the random blocks and "
+                f"needs at least {2 * DEFAULT_CI_GROUPS} blocks; n = {n} holds {n // b} of block_rows = {b}. Use "
+                f"block_rows <= {n // (2 * DEFAULT_CI_GROUPS)}, method='exact', or leave ci out."
+            )
         terms, params = _blocked(reps, b, seed, ekw, workers)
         name = "block"
+        if level is not None:
+            terms = dataclasses.replace(terms, loo=_block_leave_outs(terms))
+            params["ci_blocks"] = (
+                f"jackknife over {DEFAULT_CI_GROUPS} groups of the random blocks (i.i.d. under exchangeable rows): about "
+                "the population value; the random blocks ignore storage order, so rows that depend on their "
+                "neighbours are not protected against (the exact road's contiguous row groups are)"
+            )
         params["stderr"] = "jackknife over the random blocks"
         if estimator == "biased":
             params["estimand"] = (
@@ -448,6 +520,14 @@ _DOC = """
         ``method="projection"``: directions per input (default 50).
     seed : int, default=0
         Seeds the random blocks or directions; the same seed gives identical results.
+    ci : float, optional
+        A sampling interval at this level (e.g. 0.95) about the population
+        value, in ``result.ci``: the block jackknife over 20 contiguous row
+        groups, whose leave-one-group-out statistics are exact and come from the
+        same tile pass (``method="exact"``; adds 2·n·20 floats of memory), or
+        over 20 groups of the random blocks (``method="block"``, at least 40
+        blocks; rows assumed exchangeable).  dCor² on the logit scale, dCov²
+        as is.  Not with ``method="projection"``.
     scheduler : {"sync", "threads", "distributed"}, distributed.Client or None
         As for :func:`bigalign.cka`.
     client : distributed.Client, optional
@@ -491,6 +571,7 @@ def dcor(
     block_rows: int | None = None,
     n_projections: int | None = None,
     seed: int = 0,
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Squared distance correlation dCor² of two representations (Székely et al. 2007).
@@ -538,7 +619,18 @@ def dcor(
     1.0
     """
     engine_opts = EngineOptions.build("dcor", engine)
-    terms, name, params = _compute("dcor", x, y, locals())
+    return dcor_with_loo(locals())[0]
+
+
+def _dcor_of(t: DcovTerms) -> float:
+    return float(t.cxy / math.sqrt(t.vx * t.vy)) if t.vx > 0 and t.vy > 0 else float("nan")
+
+
+def dcor_with_loo(kw: dict[str, Any], func: str = "dcor") -> tuple[Result, np.ndarray | None]:
+    """:func:`dcor` from its arguments ``kw``, and the exact leave-one-group-out dCor² its ``ci``
+    comes from (None without ci)."""
+    x, y, estimator, ci = kw["x"], kw["y"], kw["estimator"], kw["ci"]
+    terms, name, params = _compute(func, x, y, kw)
     _degenerate(terms)
     if terms.vx <= 0 or terms.vy <= 0:
         raise DegenerateInputError(
@@ -553,11 +645,15 @@ def dcor(
 
     value = f(terms.cxy, terms.vx, terms.vy)
     stderr = None if terms.replicates is None else _jackknife(terms.replicates, lambda c, a, b: f(c, a, b) if a > 0 and b > 0 else float("nan"))
+    loo = None if ci is None or terms.loo is None else loo_values(func, terms, _dcor_of)
+    # exact tiles of the biased V-statistic: centred at the jackknife's bias-corrected estimate (the block road's
+    # estimand is already the population value)
+    interval = None if loo is None else jackknife_interval(value, loo, float(ci), scale="logit", bias_correct=estimator == "biased" and name == "exact-tiles")
     if stderr is not None and not math.isfinite(stderr):
         stderr = None
         params["stderr"] = "unavailable: a leave-one-out replicate is undefined (self-term <= 0)"
     flags = ("negative_unbiased_estimate",) if value < 0 else ()
-    return Result(
+    return with_interval(Result(
         metric="dcor",
         value=value,
         estimator=estimator,
@@ -567,7 +663,7 @@ def dcor(
         parameters=params,
         stderr=stderr,
         flags=flags,
-    )
+    ), interval), loo
 
 
 @_doc
@@ -581,6 +677,7 @@ def dcov(
     block_rows: int | None = None,
     n_projections: int | None = None,
     seed: int = 0,
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Squared distance covariance dCov² of two representations.
@@ -626,7 +723,11 @@ def dcov(
         params["stderr"] = "unavailable: a leave-one-out replicate is undefined"
     if value < 0:
         flags += ("negative_unbiased_estimate",)
-    return Result(
+    interval = _interval(
+        "dcov", terms, None if ci is None else float(ci), value, lambda t: float(t.cxy), "identity",
+        bias_correct=estimator == "biased" and name == "exact-tiles",
+    )  # fmt: skip
+    return with_interval(Result(
         metric="dcov",
         value=value,
         estimator=estimator,
@@ -636,4 +737,4 @@ def dcov(
         parameters=params,
         stderr=stderr,
         flags=flags,
-    )
+    ), interval)

@@ -48,7 +48,9 @@ from ..io import Representation, as_representation
 from ..result import Result
 from ..options import EngineKwargs, EngineOptions
 from ._common import check_choice, check_int, paired_n
-from .dcor import DistanceTileStatistic, dcor
+from .dcor import DistanceTileStatistic, dcor_with_loo
+from ..intervals import DEFAULT_CI_GROUPS, check_ci, jackknife_interval, row_groups, with_interval
+from ._tile_groups import GroupedTileStatistic
 from .permutation import DEFAULT_PERMUTATIONS, DEFAULT_TILE, PermutationResult, dcor_statistic, null_summary, run_null
 
 __all__ = ["dcov_test", "energy_distance", "partial_dcor"]
@@ -138,6 +140,7 @@ def partial_dcor(
     method: Literal["auto", "exact", "block"] = "auto",
     block_rows: int | None = None,
     seed: int = 0,
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Partial distance correlation of x and y given z (Székely & Rizzo 2014).
@@ -154,6 +157,13 @@ def partial_dcor(
         seeded blocks serve all three pairs.
     seed : int, default=0
         Seeds the random blocks.
+    ci : float, optional
+        A sampling interval at this level (e.g. 0.95) about the population
+        value, in ``result.ci``: the block jackknife over 20 contiguous row
+        groups; pdCor is recomputed exactly on the rows minus each group from
+        the three dCor² passes' grouped states (exact tiles; or groups of the
+        random blocks, shared by the three pairs, on ``method="block"``), and
+        the interval is made on Fisher's z scale.
     block_size, scheduler, client, num_workers, memory_per_worker
         As for :func:`bigalign.dcor`.
 
@@ -195,11 +205,15 @@ def partial_dcor(
     kw = dict(method=method, seed=seed, **engine_opts.kwargs())
     if block_rows is not None:
         kw["block_rows"] = block_rows
+    level = check_ci(func, ci)
     rs = {}
+    loos = {}
     params: dict[str, Any] = {}
     for key, a, b in (("r_xy", x, y), ("r_xz", x, z), ("r_yz", y, z)):
         try:
-            res = dcor(a, b, estimator="unbiased", **kw)
+            res, loos[key] = dcor_with_loo(
+                dict(kw, x=a, y=b, estimator="unbiased", ci=level, block_size=None, n_projections=None, block_rows=block_rows), func
+            )  # fmt: skip
         except DegenerateInputError as exc:
             raise DegenerateInputError(f"partial_dcor is undefined: {exc}", reason=exc.reason) from exc
         rs[key] = res.value
@@ -217,10 +231,24 @@ def partial_dcor(
         )
     value = (rxy - rxz * ryz) / math.sqrt(den2)
     params["seed"] = seed
-    return Result(
+    for k in ("ci_about", "ci_groups", "ci_scale", "ci_se"):
+        params.pop(k, None)  # the last pair's interval: the partial correlation's own is set below
+    result = Result(
         metric="partial_dcor", value=float(value), estimator="unbiased", method=params.pop("method"), n_samples=n,
         terms=rs, parameters=params, flags=("negative_unbiased_estimate",) if value < 0 else (),
     )  # fmt: skip
+    if level is None:
+        return result
+    lxy, lxz, lyz = loos["r_xy"], loos["r_xz"], loos["r_yz"]
+    lden2 = (1.0 - lxz * lxz) * (1.0 - lyz * lyz)
+    if not np.all(lden2 > 1e-12):
+        raise DegenerateInputError(
+            f"{func}: the sampling interval is undefined here: with a row group left out, x or y is a similarity "
+            "transform of z (pdCor is 0/0). Leave ci out.",
+            reason="undefined_leave_out",
+        )
+    loo = (lxy - lxz * lyz) / np.sqrt(lden2)
+    return with_interval(result, jackknife_interval(float(value), loo, level, scale="fisher"))
 
 
 class _Rows:
@@ -275,6 +303,7 @@ def energy_distance(
     method: Literal["auto", "exact", "block"] = "auto",
     block_rows: int | None = None,
     seed: int = 0,
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Energy distance between the distributions of two samples (Székely & Rizzo 2013).
@@ -297,6 +326,12 @@ def energy_distance(
         ``method="block"``: m = ⌊min(n_x, n_y)/block_rows⌋ blocks (default 1024 rows).
     seed : int, default=0
         Seeds the random blocks.
+    ci : float, optional
+        A sampling interval at this level (e.g. 0.95) about the population
+        energy distance, in ``result.ci``: the block jackknife over 20
+        contiguous row groups of each sample (leaving out group g of x together
+        with group g of y), recomputed exactly from the same tile pass
+        (``method="exact"`` only; identity scale).
     block_size : int, optional
         Rows per tile side of the exact road (default 2048); does not change the answer.
     scheduler, client, num_workers, memory_per_worker
@@ -346,6 +381,15 @@ def energy_distance(
     n = nx + ny
     chosen = method if method != "auto" else ("exact" if n <= ENERGY_EXACT_MAX_N else "block")
     reason = "requested" if method != "auto" else f"n_x + n_y = {n} {'<=' if chosen == 'exact' else '>'} {ENERGY_EXACT_MAX_N}"
+    level = check_ci(func, ci)
+    if level is not None and chosen != "exact":
+        raise InvalidInputError(
+            f"{func}: ci= (a sampling interval over rows) is computed on the exact tiles; the method here is {chosen!r} "
+            f"({reason}), which has no interval yet. Use method='exact', or leave ci out."
+        )
+    bounds = None
+    if level is not None:
+        bounds = np.concatenate([row_groups(nx, DEFAULT_CI_GROUPS, func=func), nx + row_groups(ny, DEFAULT_CI_GROUPS, func=func)[1:]])
     if chosen == "block":
         if engine_opts.given():
             raise InvalidInputError(
@@ -376,17 +420,19 @@ def energy_distance(
     m = min(nx, 1024)
     shift = finite_float64(rx.read(0, m), "x", 0).mean(axis=0)
     stat = DistanceTileStatistic("euclidean-distance", 1.0, 1.0, shift, np.zeros(1), names=("x and y stacked", "group label"))
-    sums, plan = run_pairs(stat, [as_representation(w, "x and y stacked"), as_representation(g, "group label")], check_pairing=False,
-                           options=engine_opts)
-    cross = sums.kl / 2.0  # Σ_{i∈x, j∈y} ‖xᵢ − yⱼ‖
-    sxx = float(sums.r[:nx].sum()) - cross
-    syy = float(sums.r[nx:].sum()) - cross
-    mxy = cross / (nx * ny)
-    if estimator == "biased":
-        mxx, myy = sxx / (nx * nx), syy / (ny * ny)
+    reps = [as_representation(w, "x and y stacked"), as_representation(g, "group label")]
+    if bounds is None:
+        sums, plan = run_pairs(stat, reps, check_pairing=False, options=engine_opts)
+        cross = sums.kl / 2.0  # Σ_{i∈x, j∈y} ‖xᵢ − yⱼ‖
+        sxx = float(sums.r[:nx].sum()) - cross
+        syy = float(sums.r[nx:].sum()) - cross
     else:
-        mxx, myy = sxx / (nx * (nx - 1)), syy / (ny * (ny - 1))
-    value = 2.0 * mxy - mxx - myy
+        grouped, plan = run_pairs(GroupedTileStatistic(stat, bounds), reps, check_pairing=False, options=engine_opts)
+        # A[g, h] = Σ_{i∈g, j∈h} ‖wᵢ − wⱼ‖ over the stacked rows' groups (x: groups 0..G-1, y: G..2G-1)
+        A = np.stack([grouped.rows[0][bounds[k] : bounds[k + 1]].sum(axis=0) for k in range(bounds.size - 1)])
+        G = DEFAULT_CI_GROUPS
+        sxx, syy, cross = float(A[:G, :G].sum()), float(A[G:, G:].sum()), float(A[:G, G:].sum())
+    value, mxy, mxx, myy = _energy(sxx, syy, cross, nx, ny, estimator)
     flags: tuple[str, ...] = ()
     if value < 0:
         if estimator == "biased":  # a V-statistic energy distance is ≥ 0 exactly: only rounding
@@ -396,9 +442,33 @@ def energy_distance(
             value = 0.0
         else:
             flags = ("negative_unbiased_estimate",)
-    return Result(
+    result = Result(
         metric="energy_distance", value=float(value), estimator=estimator, method="exact-tiles", n_samples=n,
         terms={"mean_xy": mxy, "mean_xx": mxx, "mean_yy": myy, "n_x": nx, "n_y": ny},
         parameters={"method_reason": reason, "block_size": plan.block_rows, "n_tiles": plan.n_blocks * (plan.n_blocks + 1) // 2, "scheduler": plan.scheduler},
         flags=flags,
     )  # fmt: skip
+    if bounds is None:
+        return result
+    loo = []
+    sizes = np.diff(bounds)
+    for k in range(G):
+        keep = np.ones(2 * G, dtype=bool)
+        keep[[k, G + k]] = False
+        kx, ky = keep[:G], keep[G:]
+        loo.append(_energy(
+            float(A[:G, :G][np.ix_(kx, kx)].sum()), float(A[G:, G:][np.ix_(ky, ky)].sum()), float(A[:G, G:][np.ix_(kx, ky)].sum()),
+            nx - int(sizes[k]), ny - int(sizes[G + k]), estimator,
+        )[0])  # fmt: skip
+    # the biased (V-statistic) estimate: centred at the jackknife's bias-corrected estimate
+    return with_interval(result, jackknife_interval(float(value), np.array(loo), level, bias_correct=estimator == "biased"))
+
+
+def _energy(sxx: float, syy: float, cross: float, nx: int, ny: int, estimator: str) -> tuple[float, float, float, float]:
+    """(energy distance, mean_xy, mean_xx, mean_yy) from the within- and between-sample distance sums."""
+    mxy = cross / (nx * ny)
+    if estimator == "biased":
+        mxx, myy = sxx / (nx * nx), syy / (ny * ny)
+    else:
+        mxx, myy = sxx / (nx * (nx - 1)), syy / (ny * (ny - 1))
+    return 2.0 * mxy - mxx - myy, mxy, mxx, myy

@@ -26,9 +26,10 @@ from typing import Any, Literal, Unpack
 from .._checks import check_applies
 from ..errors import DegenerateInputError, InvalidInputError
 from ..features import KERNELS
-from ..intervals import check_ci, with_interval
 from ..moments import Moments, group_hsic, scale
+from ..intervals import check_ci, jackknife_interval, with_interval
 from ..result import Result
+from ._tile_groups import note_biased
 from ._kernel_nonlinear import METHODS, METRIC_FNS, check_degenerate, check_target, jackknife_or_half, nonlinear_terms
 from ._common import (
     ESTIMATORS,
@@ -337,11 +338,40 @@ def nonlinear_result(metric: str, job: Any, estimator: str, level: float | None 
     )
     if level is None:
         return res
-    if job.ci_states is None:  # pragma: no cover - nonlinear_terms refuses such roads first
-        raise AssertionError(f"internal error: no row-group states for the interval of {job.method}")
-    states, terms_of = job.ci_states
-    iv = loo_interval(metric, value, states, lambda m: _defined_value(metric, terms_of(m)), level, CI_SCALES[metric])
-    return with_interval(res, iv)
+    # a biased (V-statistic) estimate: the interval is centred at the jackknife's bias-corrected estimate (its
+    # O(1/n) bias would otherwise lie outside the interval at small n); the block road's leave-out values keep n
+    # fixed, so they cannot see that bias, and the result says so instead (ci_bias)
+    corrected = estimator == "biased" and job.method != "block"
+    if job.ci_states is not None:  # feature roads: one moment state per row group in the same pass
+        states, terms_of = job.ci_states
+        iv = loo_interval(metric, value, states, lambda m: _defined_value(metric, terms_of(m)), level, CI_SCALES[metric],
+                          bias_correct=corrected)  # fmt: skip
+        return with_interval(res, iv)
+    iv = tile_interval(metric, job, value, bias_correct=corrected)
+    if iv is None:  # pragma: no cover - nonlinear_terms keeps leave-out terms on every road when ci is given
+        raise AssertionError(f"internal error: no leave-one-group-out terms for the interval of {job.method}")
+    res = with_interval(res, iv)
+    return res if corrected else note_biased(res, estimator)
+
+
+def tile_interval(metric: str, job: Any, value: float, bias_correct: bool = False) -> Any:
+    """The block-jackknife interval of an exact-tile job that kept leave-one-group-out terms (else None)."""
+    if job.loo is None or job.ci_level is None:
+        return None
+    fn: Any = METRIC_FNS[metric]
+    loo = []
+    for g, t in enumerate(job.loo):
+        ok = metric == "hsic" or (t.hxx > 0 and t.hyy > 0 if metric == "cka" else t.kk > 0 and t.ll > 0)
+        v = float(fn(t)) if ok else float("nan")
+        if not math.isfinite(v):
+            raise DegenerateInputError(
+                f"{metric}: the sampling interval is undefined here: with row group {g} of {len(job.loo)} left out the "
+                f"estimate is undefined (a self-term is <= 0; n = {t.n}). Use more samples, estimator='biased', or leave "
+                "ci out.",
+                reason="undefined_leave_out",
+            )
+        loo.append(v)
+    return jackknife_interval(value, np.array(loo), job.ci_level, scale=CI_SCALES[metric], bias_correct=bias_correct)  # type: ignore[arg-type]
 
 
 @with_kernel_doc

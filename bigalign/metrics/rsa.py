@@ -67,6 +67,8 @@ from ..result import Result
 from ._common import check_choice, linear_moments, paired_n, sqnorm
 from ._common import with_engine_doc
 from .neighbors import IntervalResult, finite_rows, unit_rows
+from ._tile_groups import contiguous, merged, pieces
+from ..intervals import DEFAULT_CI_GROUPS, check_ci, jackknife_interval, row_groups, with_interval
 from ..options import EngineKwargs, EngineOptions
 
 __all__ = ["rsa", "row_patterns", "tau_a", "tile_distances"]
@@ -183,6 +185,49 @@ class RsaTileStatistic:
         return a.merge(b)
 
     def finalize(self, state: PairMoments) -> PairMoments:
+        return state
+
+
+@dataclass(frozen=True, eq=False)
+class GroupedRsaStatistic:
+    """RSA's Pearson tiles with the pair moments kept per group pair (g ≤ h) of contiguous row groups.
+
+    The moments of the rows minus group g merge those of the group pairs without g
+    (:func:`bigalign.metrics._tile_groups.merged`): exact, G(G+1)/2 moments of state.
+    """
+
+    base: RsaTileStatistic
+    bounds: np.ndarray
+
+    def partial(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> dict:
+        b = self.base
+        xi, nxi = _prep(blocks_i[0], b.code, b.shift_x, b.names[0], start_i)
+        yi, nyi = _prep(blocks_i[1], b.code, b.shift_y, b.names[1], start_i)
+        diagonal = start_i == start_j
+        if diagonal:
+            xj, nxj, yj, nyj = xi, nxi, yi, nyi
+        else:
+            xj, nxj = _prep(blocks_j[0], b.code, b.shift_x, b.names[0], start_j)
+            yj, nyj = _prep(blocks_j[1], b.code, b.shift_y, b.names[1], start_j)
+        dx = tile_distances(xi, xj, nxi, nxj, b.code)
+        dy = tile_distances(yi, yj, nyi, nyj, b.code)
+        out: dict = {}
+        for g, a0, a1 in pieces(self.bounds, start_i, xi.shape[0]):
+            for h, c0, c1 in pieces(self.bounds, start_j, xj.shape[0]):
+                if diagonal and c0 < a0:
+                    continue  # a diagonal tile's lower sub-tiles hold the same pairs as its upper ones
+                pm = PairMoments(*pair_moments(contiguous(dx[a0:a1, c0:c1]), contiguous(dy[a0:a1, c0:c1]), diagonal and c0 == a0))
+                key = (min(g, h), max(g, h))
+                out[key] = out[key].merge(pm) if key in out else pm
+        return out
+
+    def combine(self, a: dict, b: dict) -> dict:
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = out[k].merge(v) if k in out else v
+        return out
+
+    def finalize(self, state: dict) -> dict:
         return state
 
 
@@ -378,6 +423,7 @@ def rsa(
     method: Literal["auto", "exact", "sampled"] = "auto",
     n_pairs: int | None = None,
     seed: int = 0,
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Representational similarity: the correlation of the two distance matrices' upper triangles.
@@ -448,6 +494,15 @@ def rsa(
     if n < 3:
         raise InvalidInputError(f"rsa correlates the n(n-1)/2 pairwise distances and needs at least 3 samples; got {n}.")
     chosen, reason = resolve_method(method, compare, distance, n)
+    level = check_ci("rsa", ci)
+    if level is not None and (chosen != "exact" or compare != "pearson" or distance != "euclidean"):
+        raise InvalidInputError(
+            "rsa: ci= (a sampling interval over rows) is available for compare='pearson' with distance='euclidean' "
+            f"on exact tiles (method='exact' or 'auto' with n <= {EXACT_MAX_N}); got compare={compare!r}, "
+            f"distance={distance!r}, and the method here is {chosen!r} ({reason}). The sampled road's own ci is about "
+            "the sampling of pairs (always 95%), not of rows. Use those options, or leave ci out."
+        )
+    bounds = None if level is None else row_groups(n, DEFAULT_CI_GROUPS, func="rsa")
     if n_pairs is not None and chosen != "sampled":
         raise InvalidInputError(f"n_pairs applies to method='sampled' only; the method here is {chosen!r} ({reason}).")
     centre = distance == "correlation"
@@ -491,14 +546,31 @@ def rsa(
         reps = prepare([x, y], ["x", "y"])
         shifts = [finite_float64(r.read(0, min(n, 1024)), r.name, 0).mean(0) for r in reps]
         stat = RsaTileStatistic(code, shifts[0], shifts[1])
-        pm, plan = run_pairs(stat, reps, check_pairing=False, **ekw)
+        if bounds is None:
+            pm, plan = run_pairs(stat, reps, check_pairing=False, **ekw)
+        else:
+            by_group, plan = run_pairs(GroupedRsaStatistic(stat, bounds), reps, check_pairing=False, **ekw)
+            pm = merged(by_group)
         params.update(block_size=plan.block_rows, n_tiles=plan.n_blocks * (plan.n_blocks + 1) // 2, scheduler=plan.scheduler)
         for name, m2, mu in (("x", pm.m2x, pm.mx), ("y", pm.m2y, pm.my)):
             if m2 <= pm.count * (1e-10 * mu) ** 2:
                 raise _undefined(name, distance, n)
         value = pm.cxy / math.sqrt(pm.m2x * pm.m2y)
         terms = {"n_pairs": pm.count, "sd_x": math.sqrt(pm.m2x / pm.count), "sd_y": math.sqrt(pm.m2y / pm.count)}
-        return Result("rsa", value, compare, "exact-tiles", n, terms, params)
+        result = Result("rsa", value, compare, "exact-tiles", n, terms, params)
+        if bounds is None:
+            return result
+        loo = []
+        for g in range(bounds.size - 1):
+            q = merged(by_group, skip=g)
+            if not (q.m2x > 0 and q.m2y > 0):
+                raise DegenerateInputError(
+                    f"rsa: the sampling interval is undefined here: with row group {g} left out, all distances of x or y "
+                    "are equal. Leave ci out.",
+                    reason="undefined_leave_out",
+                )
+            loo.append(q.cxy / math.sqrt(q.m2x * q.m2y))
+        return with_interval(result, jackknife_interval(value, np.array(loo), level, scale="fisher"))
 
     sums, plan = _pearson_sums_streamed(x, y, ekw, unit=distance in ("cosine", "correlation"), centre=centre)
     Nf, sx, sy, sxx, syy, sxy = sums
