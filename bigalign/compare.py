@@ -25,7 +25,7 @@ from .features import (
 )
 from .io import ActivationStore, as_representation, check_pairing, open_activations
 from .grouped import grouped_statistic
-from .intervals import DEFAULT_CI_GROUPS, check_ci, jackknife_interval, with_interval
+from .intervals import DEFAULT_CI_GROUPS, check_ci, jackknife_interval, row_groups, with_interval
 from .metrics._common import ESTIMATORS, check_choice, check_unbiased_n, engine_parameters
 from .metrics._kernel_nonlinear import (
     DEFAULT_LANDMARKS,
@@ -654,14 +654,13 @@ def _nonlinear_cells(
         return {"kernel": kernel, "bandwidth_x": sigmas[i], "bandwidth_y": sigmas[j], "median_x": medians[i],
                 "median_y": medians[j], "bandwidth_sample": n_sample, "seed": int(seed), "method_reason": reason}  # fmt: skip
 
-    if chosen == "exact" and level is not None:
-        raise InvalidInputError(
-            f"ci= is not available yet for compare_layers on the exact kernel tiles ({reason}). Use method='rff', 'orf' "
-            "or 'nystroem' (feature moments per row group), or leave ci out."
-        )
     if chosen == "exact":
+        # with ci: each pair's tile pass keeps group-pair sums and partial row sums (the leave-one-group-out terms)
+        bounds = None if level is None else row_groups(n, DEFAULT_CI_GROUPS, func="compare_layers")
         for i, j in wanted:
-            record(i, j, exact_job([reps[i], reps[j]], kernel, [sigmas[i], sigmas[j]], [shifts[i], shifts[j]], estimator, ekw, params(i, j)))
+            job = exact_job([reps[i], reps[j]], kernel, [sigmas[i], sigmas[j]], [shifts[i], shifts[j]], estimator, ekw, params(i, j),
+                            bounds=bounds)  # fmt: skip
+            record(i, j, job if level is None else dataclasses.replace(job, ci_level=level))
         plan = {"road": "exact-tiles", "per_layer": f"bandwidth (median heuristic on one shared sample of {n_sample} rows) and centring "
                 f"shift, once per layer for its {len(wanted)} pair(s); the O(n²) tiles are per pair", "bandwidths": len(reps)}  # fmt: skip
         return values, len(wanted), plan

@@ -240,12 +240,21 @@ def test_compare_layers_cells_carry_the_functions_intervals():
     assert M["a", "b"].ci == pytest.approx(want.ci, rel=1e-5)  # layers 0 and 1: the maps of x and y
 
 
+def test_compare_layers_exact_kernel_tiles_carry_the_pair_intervals():
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(80, 3))
+    st = {"a": x, "b": np.tanh(x @ rng.normal(size=(3, 4))) + 0.3 * rng.normal(size=(80, 4))}
+    M = bigalign.compare_layers(st, metric="cka", kernel="rbf", method="exact", bandwidth=1.5, ci=0.9)
+    want = bigalign.cka(st["a"], st["b"], kernel="rbf", method="exact", bandwidth=1.5, ci=0.9)
+    assert M["a", "b"].ci == pytest.approx(want.ci, rel=1e-10)
+    assert M["b", "a"].ci == pytest.approx(want.ci, rel=1e-10)
+
+
 def test_compare_layers_refuses_roads_without_an_interval():
     rng = np.random.default_rng(9)
     st = {"a": rng.normal(size=(60, 3)), "b": rng.normal(size=(60, 4))}
-    for kw, msg in ((dict(metric="dcor"), "not available for metric 'dcor'"),
-                    (dict(metric="cka", method="sketch"), "projected road"),
-                    (dict(metric="cka", kernel="rbf", method="exact"), "exact kernel tiles")):  # fmt: skip
+    for kw, msg in ((dict(metric="mmd"), "not available for metric 'mmd'"),
+                    (dict(metric="cka", method="sketch"), "projected road")):  # fmt: skip
         with pytest.raises(InvalidInputError, match=msg):
             bigalign.compare_layers(st, ci=0.95, **kw)
     with pytest.raises(InvalidInputError, match="'ci' parameter of compare_layers"):
