@@ -202,9 +202,7 @@ def partial_dcor(
         raise InvalidInputError(f"block_rows applies to method='block' only; got it with method={method!r}.")
     n = paired_n(x, y)
     paired_n(x, z)
-    kw = dict(method=method, seed=seed, **engine_opts.kwargs())
-    if block_rows is not None:
-        kw["block_rows"] = block_rows
+    kw = dict(method=method, seed=seed, engine_opts=engine_opts)
     level = check_ci(func, ci)
     rs = {}
     loos = {}
@@ -212,7 +210,7 @@ def partial_dcor(
     for key, a, b in (("r_xy", x, y), ("r_xz", x, z), ("r_yz", y, z)):
         try:
             res, loos[key] = dcor_with_loo(
-                dict(kw, x=a, y=b, estimator="unbiased", ci=level, block_size=None, n_projections=None, block_rows=block_rows), func
+                dict(kw, x=a, y=b, estimator="unbiased", ci=level, n_projections=None, block_rows=block_rows), func
             )  # fmt: skip
         except DegenerateInputError as exc:
             raise DegenerateInputError(f"partial_dcor is undefined: {exc}", reason=exc.reason) from exc
