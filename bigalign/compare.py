@@ -552,6 +552,10 @@ def compare_layers(
 _LOGIT_METRICS = ("cka", "kernel_alignment", "svcca", "pwcca")
 
 
+#: moment metrics whose plug-in (biased) interval is centred at the jackknife's bias-corrected estimate
+_BIAS_CORRECTED = ("cka", "hsic", "kernel_alignment")
+
+
 def _moment_intervals(
     metric: str, states: Any, cells: list[tuple[int, int]], where: dict, fn: Callable[..., Result], estimator: str,
     level: float, values: dict,
@@ -578,7 +582,10 @@ def _moment_intervals(
                 reason=bad[c].reason,
             )
         else:
-            values[c] = with_interval(values[c], jackknife_interval(values[c].value, loo[c], level, scale=scale))  # type: ignore[arg-type]
+            # biased kernel estimates: the bias-corrected centre, as bigalign.cka/hsic/kernel_alignment give it
+            corrected = metric in _BIAS_CORRECTED and values[c].estimator == "biased"
+            iv = jackknife_interval(values[c].value, loo[c], level, scale=scale, bias_correct=corrected)  # type: ignore[arg-type]
+            values[c] = with_interval(values[c], iv)
 
 
 def _matrix(metric: str, la: list[str], lb: list[str], ia: list[int], ib: list[int], values: dict, n_passes: int, n: int, estimator: str,

@@ -103,8 +103,7 @@ REGISTRY: list[Case] = [
     # energy statistics
     Case("dcov_test", lambda d, **kw: bigalign.dcov_test(d["x"], d["y"], n_permutations=49, **kw),
          engine=("block_size",)),
-    Case("partial_dcor", lambda d, **kw: bigalign.partial_dcor(d["x"], d["y"], d["x"][:, :2] ** 2, **kw),
-         engine=("scheduler", "num_workers")),
+    Case("partial_dcor", lambda d, **kw: bigalign.partial_dcor(d["x"], d["y"], d["x"][:, :2] ** 2, **kw)),
     Case("energy_distance", lambda d, **kw: bigalign.energy_distance(d["x"], d["x2"], method="exact", **kw)),
     Case("permutation_test-cka", lambda d, **kw: bigalign.permutation_test(d["x"], d["y"], metric="cka", n_permutations=49, **kw),
          engine=("block_size",)),
@@ -129,8 +128,7 @@ REGISTRY: list[Case] = [
     Case("dcor-exact-ci", lambda d, **kw: bigalign.dcor(d["x"], d["y"], method="exact", ci=0.95, **kw)),
     Case("dcov-exact-ci-biased", lambda d, **kw: bigalign.dcov(d["x"], d["y"], method="exact", estimator="biased", ci=0.95, **kw)),
     Case("rsa-euclidean-ci", lambda d, **kw: bigalign.rsa(d["x"], d["y"], distance="euclidean", method="exact", ci=0.95, **kw)),
-    Case("partial_dcor-exact-ci", lambda d, **kw: bigalign.partial_dcor(d["x"], d["y"], d["x"][:, :2] ** 2, method="exact", ci=0.95, **kw),
-         engine=("scheduler", "num_workers")),
+    Case("partial_dcor-exact-ci", lambda d, **kw: bigalign.partial_dcor(d["x"], d["y"], d["x"][:, :2] ** 2, method="exact", ci=0.95, **kw)),
     Case("energy_distance-exact-ci", lambda d, **kw: bigalign.energy_distance(d["x"], d["x2"], method="exact", ci=0.95, **kw)),
     # stitching
     Case("stitch-linear", lambda d, **kw: bigalign.stitch(d["x"], d["y"], targets=d["labels"], **kw)),

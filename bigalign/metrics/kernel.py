@@ -280,7 +280,10 @@ def _kernel_result(func: str, x: Any, y: Any, kw: dict[str, Any], estimator: str
     if level is None:
         return fm(out, 0, 1, estimator, params)
     res = fm(out.total(), 0, 1, estimator, params)
-    iv = loo_interval(func, res.value, out, lambda m: fm(m, 0, 1, estimator, {}).value, level, CI_SCALES[func])
+    # a biased (V-statistic) estimate: centred at the jackknife's bias-corrected estimate (its O(1/n) bias would
+    # otherwise lie outside the interval at small n)
+    iv = loo_interval(func, res.value, out, lambda m: fm(m, 0, 1, estimator, {}).value, level, CI_SCALES[func],
+                      bias_correct=estimator == "biased")
     return with_interval(res, iv)
 
 
