@@ -59,6 +59,15 @@ def _check(value, want, tol):
     assert abs(value - want) <= tol, f"got {value!r}, reference {want!r}, tolerance {tol:.3g}"
 
 
+def _centring_condition(a) -> float:
+    """max over columns of max|value| / (max − min): how many digits float64 centring loses (log10)."""
+    a64 = ref.as64(a)
+    spread = np.ptp(a64, axis=0)
+    mag = np.abs(a64).max(axis=0)
+    live = spread > 0
+    return float((mag[live] / spread[live]).max()) if live.any() else 0.0
+
+
 @settings(max_examples=int(__import__("os").environ.get("BIGALIGN_FUZZ_EXAMPLES", 120)), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data(), n=st.sampled_from([2, 3, 4, 5, 11, 60]), metric=st.sampled_from(["cka", "hsic", "kernel_alignment", "distance_alignment"]),
        estimator=st.sampled_from(["unbiased", "biased"]))  # fmt: skip
@@ -74,6 +83,11 @@ def test_public_api_value_or_documented_error(data, n, metric, estimator):
     assert math.isfinite(value)
     xs, ys = ref.centre_exact(x), ref.centre_exact(y)  # translation invariant metrics: exact shift
     eps = 1e-9
+    if metric in ("hsic", "cka") and max(_centring_condition(x), _centring_condition(y)) > 1e6:
+        # rows that differ in their 10th significant digit (e.g. 1e-30 and 1e-30 − 1e-39): centring them in
+        # float64 keeps only ~16 − log10(condition) digits of the deviations, in bigalign as in any float64
+        # code, while the reference centres exactly; such inputs carry no 1e-9 answer to check
+        return
     if metric == "hsic":
         if "x_constant" in r.flags or "y_constant" in r.flags:
             assert value == 0.0
