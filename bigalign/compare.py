@@ -553,7 +553,7 @@ _LOGIT_METRICS = ("cka", "kernel_alignment", "svcca", "pwcca")
 
 
 #: moment metrics whose plug-in (biased) interval is centred at the jackknife's bias-corrected estimate
-_BIAS_CORRECTED = ("cka", "hsic", "kernel_alignment")
+_BIAS_CORRECTED = ("cka", "hsic", "kernel_alignment", "distance_alignment")
 
 
 def _moment_intervals(

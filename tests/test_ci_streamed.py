@@ -36,11 +36,12 @@ def pair():
     return x, y
 
 
-def _naive_interval(x, y, f, level=0.95, scale="identity"):
-    """The interval from f on all rows and on the rows minus each of the 20 contiguous groups."""
+def _naive_interval(x, y, f, level=0.95, scale="identity", bias_correct=False):
+    """The interval from f on all rows and on the rows minus each of the 20 contiguous groups
+    (biased kernel estimates: centred at the jackknife's bias-corrected estimate)."""
     b = row_groups(x.shape[0])
     loo = [f(np.delete(x, np.s_[b[g] : b[g + 1]], axis=0), np.delete(y, np.s_[b[g] : b[g + 1]], axis=0)) for g in range(20)]
-    return f(x, y), jackknife_interval(f(x, y), loo, level, scale=scale)
+    return f(x, y), jackknife_interval(f(x, y), loo, level, scale=scale, bias_correct=bias_correct)
 
 
 def _check(res, value, iv):
@@ -51,21 +52,23 @@ def _check(res, value, iv):
     assert res.parameters["ci_scale"] == iv.scale
     assert res.parameters["ci_groups"] == 20 and res.parameters["ci_about"] == CI_ABOUT
     lo, hi = res.ci
-    assert lo < res.value < hi
+    assert lo < (res.parameters["ci_center_value"] if "ci_center" in res.parameters else res.value) < hi
 
 
 @pytest.mark.parametrize("estimator", ["unbiased", "biased"])
 def test_cka_hsic_intervals_equal_naive_leave_one_group_out(pair, estimator):
     x, y = pair
     res = bigalign.cka(x, y, estimator=estimator, ci=0.9, block_size=13)
-    _check(res, *_naive_interval(x, y, lambda a, b: ref_cka(a, b, estimator), 0.9, "logit"))
+    biased = estimator == "biased"
+    _check(res, *_naive_interval(x, y, lambda a, b: ref_cka(a, b, estimator), 0.9, "logit", biased))
+    assert ("ci_center" in res.parameters) == biased
     res = bigalign.hsic(x, y, estimator=estimator, ci=0.95, block_size=13)
-    _check(res, *_naive_interval(x, y, lambda a, b: ref_hsic(a, b, estimator), 0.95, "identity"))
+    _check(res, *_naive_interval(x, y, lambda a, b: ref_hsic(a, b, estimator), 0.95, "identity", biased))
 
 
 def test_kernel_alignment_interval_equals_naive(pair):
     x, y = pair
-    _check(bigalign.kernel_alignment(x, y, ci=0.95, block_size=30), *_naive_interval(x, y, ref_ka, 0.95, "logit"))
+    _check(bigalign.kernel_alignment(x, y, ci=0.95, block_size=30), *_naive_interval(x, y, ref_ka, 0.95, "logit", True))
 
 
 @pytest.mark.parametrize("angular,normalize", [(False, False), (False, True), (True, False)])
@@ -279,3 +282,14 @@ def test_unmerge_inverts_merge(groups):
     for f in ("M", "T", "A", "B"):
         want = getattr(rest.crosses[(0, 1)], f)
         np.testing.assert_allclose(getattr(got.crosses[(0, 1)], f), want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
+
+
+def test_distance_alignment_interval_equals_naive(pair):
+    from references import distance_alignment as ref_da
+
+    x, y = pair
+    res = bigalign.distance_alignment(x, y, ci=0.95, block_size=17)
+    _check(res, *_naive_interval(x, y, ref_da, 0.95, "identity", True))
+    assert res.parameters["ci_center"] == "jackknife bias-corrected"
+    M = bigalign.compare_layers({"x": x, "y": y}, metric="distance_alignment", ci=0.95)
+    assert M["x", "y"].ci == pytest.approx(res.ci, rel=1e-9)

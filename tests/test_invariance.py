@@ -143,6 +143,7 @@ REGISTRY: list[Case] = [
     Case("procrustes-ci", lambda d, **kw: bigalign.procrustes(d["x"], d["y"], ci=0.95, **kw)),
     Case("svcca-ci", lambda d, **kw: bigalign.svcca(d["x"], d["y"], ci=0.95, **kw)),
     Case("pwcca-ci", lambda d, **kw: bigalign.pwcca(d["x"], d["y"], ci=0.95, **kw)),
+    Case("distance_alignment-ci", lambda d, **kw: bigalign.distance_alignment(d["x"], d["y"], ci=0.95, **kw)),
     Case("mutual_knn-ci", lambda d, **kw: bigalign.mutual_knn(d["x"], d["y"], k=5, ci=0.95, **kw)),
     Case("cknna-ci", lambda d, **kw: bigalign.cknna(d["x"], d["y"], k=5, ci=0.95, **kw)),
     Case("cycle_knn-ci", lambda d, **kw: bigalign.cycle_knn(d["x"], d["y"], k=5, ci=0.95, **kw)),

@@ -11,11 +11,20 @@ from __future__ import annotations
 
 from typing import Any, Literal, Unpack
 
-from ..moments import Moments
+from ..intervals import check_ci, with_interval
+from ..moments import Moments, scale
 from ..result import Result
-from ._common import check_choice, engine_parameters, linear_moments, sqnorm
-from ..moments import scale
-from ._common import with_engine_doc
+from ._common import (
+    check_choice,
+    engine_parameters,
+    grouped_linear_moments,
+    linear_moments,
+    loo_interval,
+    paired_n,
+    sqnorm,
+    with_ci_doc,
+    with_engine_doc,
+)
 from .kernel import _representable
 from ..options import EngineKwargs, EngineOptions
 
@@ -59,12 +68,14 @@ def distance_alignment_from_moments(m: Moments, i: int, j: int, estimator: str, 
 
 
 @with_engine_doc
+@with_ci_doc
 def distance_alignment(
     x: Any,
     y: Any,
     /,
     *,
     distance: Literal["euclidean"] = "euclidean",
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> Result:
     """The paper's distance alignment D = (1/n²) Σᵢⱼ (‖xᵢ − xⱼ‖² − ‖yᵢ − yⱼ‖²)².
@@ -77,6 +88,10 @@ def distance_alignment(
     ----------
     x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
     distance : {"euclidean"}
+    {ci}
+        D is a plug-in (V-statistic) mean over all n² pairs: its interval is centred
+        at the jackknife's bias-corrected estimate (``parameters["ci_center_value"]``),
+        on the identity scale (D is unbounded above).
     {engine}
 
     Returns
@@ -100,7 +115,15 @@ def distance_alignment(
     >>> bigalign.distance_alignment(x, x @ q + 5).value < 1e-10
     True
     """
-    engine_opts = EngineOptions.build("distance_alignment", engine)
-    check_choice("distance_alignment", "distance", distance, ("euclidean",))
-    m, plan = linear_moments(x, y, engine_opts.kwargs())
-    return distance_alignment_from_moments(m, 0, 1, "biased", {"distance": distance, **engine_parameters(plan)})
+    func = "distance_alignment"
+    engine_opts = EngineOptions.build(func, engine)
+    check_choice(func, "distance", distance, ("euclidean",))
+    level = check_ci(func, ci)
+    if level is None:
+        m, plan = linear_moments(x, y, engine_opts.kwargs())
+        return distance_alignment_from_moments(m, 0, 1, "biased", {"distance": distance, **engine_parameters(plan)})
+    states, plan = grouped_linear_moments(x, y, engine_opts.kwargs(), paired_n(x, y), func)
+    res = distance_alignment_from_moments(states.total(), 0, 1, "biased", {"distance": distance, **engine_parameters(plan)})
+    iv = loo_interval(func, res.value, states, lambda mm: distance_alignment_from_moments(mm, 0, 1, "biased", {}).value, level,
+                      bias_correct=True)  # fmt: skip
+    return with_interval(res, iv)
