@@ -14,6 +14,13 @@ Usage::
 
     python benchmarks/bench_layer_matrix_wide.py --part narrow --n 8192
     python benchmarks/bench_layer_matrix_wide.py --part wide --n 100000 --check-layers 9
+    # the target run as measured: road and exact cells in two runs, then merged (per-cell table)
+    python benchmarks/bench_layer_matrix_wide.py --part wide --n 100000 --road-only --tag _road_n100000_lazy
+    python benchmarks/bench_layer_matrix_wide.py --part wide --n 100000 --check-list 0,1,4,8,12,16,17,24,32 \
+        --reuse-road benchmarks/results/layer_matrix_wide_wide_road_n100000.json --tag _check_n100000
+    python benchmarks/bench_layer_matrix_wide.py --part wide --n 100000 \
+        --reuse-road benchmarks/results/layer_matrix_wide_wide_road_n100000_lazy.json \
+        --reuse-exact benchmarks/results/layer_matrix_wide_wide_check_n100000.json --tag _n100000
 
 Results go to benchmarks/results/layer_matrix_wide_<part>.json and .md.
 """
