@@ -376,8 +376,8 @@ def compare_layers(
         leave-one-group-out states; the feature road likewise; the
         neighbourhood measures search each layer's lists 2k deep; the
         per-pair roads pass ``ci`` to the metric's function.  An error for a
-        road that has no interval yet (the projected ``"sketch"`` road, exact
-        kernel tiles, metrics whose function takes no ``ci``); with
+        road that has no interval yet (the projected ``"sketch"`` road, metrics
+        whose function takes no ``ci``); with
         ``method="auto"`` linear CKA stays on the exact moments road.
     state_memory : int, optional
         Bytes of accumulated state allowed per pass.

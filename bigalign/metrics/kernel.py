@@ -411,8 +411,13 @@ def hsic(
         HSIC is unbounded: identity scale.  Linear kernel: one moment state per
         row group, each leave-one-group-out state the total minus one group;
         rff/orf/nystroem: the same on the feature moments (the interval is about
-        rows, ``stderr`` about the features).  Exact and block tiles of rbf/laplacian:
-        an error (not available yet).
+        rows, ``stderr`` about the features).  Exact tiles of rbf/laplacian: the G × G
+        group-pair sums and n × G partial row sums of the same tile pass give each
+        leave-one-group-out value exactly (bandwidths fixed at the full-sample
+        choice).  Block road: the jackknife over 20 groups of its random blocks
+        (needs ≥ 40 blocks).  Biased estimates: centred at the jackknife's
+        bias-corrected estimate (``parameters["ci_center_value"]``), except on
+        the block road, which says so in ``parameters["ci_bias"]``.
     {engine}
 
     Returns
