@@ -61,7 +61,9 @@ class KernelTileStatistic:
         x -= shift
         return x, np.einsum("ij,ij->i", x, x)
 
-    def partial(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> TileState:
+    def tile(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> tuple:
+        """The tile's shifted rows, their squared norms and squared distances:
+        (diagonal, xi, xj, yi, yj, nxi, nxj, nyi, nyj, dx, dy) — shared with the grouped tile state."""
         xi, nxi = self._prep(blocks_i[0], self.shift_x, self.names[0], start_i)
         yi, nyi = self._prep(blocks_i[1], self.shift_y, self.names[1], start_i)
         diagonal = start_i == start_j
@@ -70,8 +72,10 @@ class KernelTileStatistic:
         else:
             xj, nxj = self._prep(blocks_j[0], self.shift_x, self.names[0], start_j)
             yj, nyj = self._prep(blocks_j[1], self.shift_y, self.names[1], start_j)
-        dx = sqdist(xi, xj, nxi, nxj)
-        dy = sqdist(yi, yj, nyi, nyj)
+        return diagonal, xi, xj, yi, yj, nxi, nxj, nyi, nyj, sqdist(xi, xj, nxi, nxj), sqdist(yi, yj, nyi, nyj)
+
+    def partial(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> TileState:
+        diagonal, xi, xj, yi, yj, nxi, nxj, nyi, nyj, dx, dy = self.tile(blocks_i, blocks_j, start_i, start_j)
         bi, bj = xi.shape[0], xj.shape[0]
         rk, rl = np.zeros(bi), np.zeros(bi)
         ck, cl = np.zeros(bj), np.zeros(bj)

@@ -31,7 +31,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._numba.tiles import sqdist
 from ..intervals import group_of_rows
 from ._kernel_exact import KernelSums
 
@@ -113,16 +112,7 @@ class GroupedTileStatistic:
 
     def partial(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> GroupTileState:
         b = self.base
-        xi, nxi = b._prep(blocks_i[0], b.shift_x, b.names[0], start_i)
-        yi, nyi = b._prep(blocks_i[1], b.shift_y, b.names[1], start_i)
-        diagonal = start_i == start_j
-        if diagonal:
-            xj, nxj, yj, nyj = xi, nxi, yi, nyi
-        else:
-            xj, nxj = b._prep(blocks_j[0], b.shift_x, b.names[0], start_j)
-            yj, nyj = b._prep(blocks_j[1], b.shift_y, b.names[1], start_j)
-        dx = sqdist(xi, xj, nxi, nxj)
-        dy = sqdist(yi, yj, nyi, nyj)
+        diagonal, xi, xj, yi, yj, nxi, nxj, nyi, nyj, dx, dy = b.tile(blocks_i, blocks_j, start_i, start_j)
         G = self.bounds.size - 1
         bi, bj = xi.shape[0], xj.shape[0]
         pairs = np.zeros((3, G, G))
