@@ -549,11 +549,11 @@ def compare_layers(
 
 
 #: interval scales of the moment metrics in a layer matrix (as their functions: ratios in (0, 1) on the logit scale)
-_LOGIT_METRICS = ("cka", "kernel_alignment", "svcca", "pwcca")
+_LOGIT_METRICS = ("cka", "kernel_alignment", "svcca", "pwcca", "kcc")
 
 
 #: moment metrics whose plug-in (biased) interval is centred at the jackknife's bias-corrected estimate
-_BIAS_CORRECTED = ("cka", "hsic", "kernel_alignment", "distance_alignment")
+_BIAS_CORRECTED = ("cka", "hsic", "kernel_alignment", "distance_alignment", "coco", "kcc", "kmi")
 
 
 def _moment_intervals(

@@ -293,3 +293,22 @@ def test_distance_alignment_interval_equals_naive(pair):
     assert res.parameters["ci_center"] == "jackknife bias-corrected"
     M = bigalign.compare_layers({"x": x, "y": y}, metric="distance_alignment", ci=0.95)
     assert M["x", "y"].ci == pytest.approx(res.ci, rel=1e-9)
+
+
+@pytest.mark.parametrize("func", ["coco", "kcc", "kmi"])
+def test_independence_measures_intervals_equal_naive(pair, func):
+    # the naive Gram-matrix formulas of tests/test_independence.py (linear kernel, ridge 1e-2)
+    from test_independence import naive
+
+    x, y = pair
+    f = lambda a, b: naive(a @ a.T, b @ b.T, 0.0 if func == "coco" else 1e-2)[func]  # noqa: E731
+    res = getattr(bigalign, func)(x, y, ci=0.95, block_size=19)
+    value, iv = _naive_interval(x, y, f, 0.95, "logit" if func == "kcc" else "identity", True)
+    # the naive eigen-solvers (non-symmetric eigvals, slogdet) agree with the streamed d×d algebra to ~1e-11
+    assert res.value == pytest.approx(value, rel=1e-9)
+    assert res.ci == pytest.approx(iv.bounds, rel=1e-8)
+    assert res.parameters["ci_scale"] == iv.scale and res.parameters["ci_center"] == "jackknife bias-corrected"
+    M = bigalign.compare_layers({"x": x, "y": y}, metric=func, ci=0.95)
+    assert M["x", "y"].ci == pytest.approx(res.ci, rel=1e-9)
+    with pytest.raises(InvalidInputError, match="kernel='linear'"):
+        getattr(bigalign, func)(x, y, kernel="rbf", ci=0.95)

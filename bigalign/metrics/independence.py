@@ -117,11 +117,21 @@ import scipy.linalg as sla
 from .._checks import check_applies
 from ..engine import prepare
 from ..errors import DegenerateInputError, InvalidInputError
-from ..intervals import jackknife_se
+from ..intervals import check_ci, jackknife_se, with_interval
 from ..features import BANDWIDTH_SAMPLE, KERNELS, bandwidth_ratio, resolve_bandwidths, resolve_method, sample_rows
 from ..moments import Moments
 from ..result import Result
-from ._common import check_choice, engine_kwargs, engine_parameters, linear_moments, paired_n, with_engine_doc
+from ._common import (
+    check_choice,
+    engine_kwargs,
+    engine_parameters,
+    grouped_linear_moments,
+    linear_moments,
+    loo_interval,
+    paired_n,
+    with_ci_doc,
+    with_engine_doc,
+)
 from ._kernel_approx import NYSTROEM_MAX_RESIDUAL, NYSTROEM_STDERR, nystroem_stderr, residual_fraction
 from ._kernel_nonlinear import feature_moments, sub_moments
 from ..gram import blas_threads_for, centre_gram, gram, read_all
@@ -366,6 +376,7 @@ class _Job:
     residuals: tuple[float, float, float] | None = None  # Nyström: ρ = tr(K − K̃)/tr(K) at m, m/2, m/4
     trace_bounds: tuple[float, float] | None = None  # Nyström: 1 − ‖φ̄‖² ≥ tr Σ of the exact kernel, x and y
     grouped: bool = False  # rff/orf: jackknife over groups
+    ci_states: Any = None  # ci= on the linear road: the moment state of each contiguous row group
 
 
 def _pivoted_cholesky_factor(kc: np.ndarray) -> np.ndarray:
@@ -418,10 +429,20 @@ def _job(func: str, x: Any, y: Any, kw: dict[str, Any]) -> _Job:
                 "from streamed moments. Use method='auto' (or 'exact'), or a non-linear kernel."
             )
         check_applies(func, "the linear kernel", bandwidth=(kw["bandwidth"], "median"), n_features=(kw["n_features"], None))
-        m, plan = linear_moments(x, y, ekw)
+        states = None
+        if kw["level"] is None:
+            m, plan = linear_moments(x, y, ekw)
+        else:  # one moment state per contiguous row group, in the same pass
+            states, plan = grouped_linear_moments(x, y, ekw, n, func)
+            m = states.total()
         flags = tuple(f for f, s in (("x_constant", m.sides[0]), ("y_constant", m.sides[1])) if s.is_constant)
         params = {"kernel": "linear", **engine_parameters(plan)}
-        return _Job(covariances_from_moments(m, 0, 1), "exact-streaming", params, flags)
+        return _Job(covariances_from_moments(m, 0, 1), "exact-streaming", params, flags, ci_states=states)
+    if kw["level"] is not None:
+        raise InvalidInputError(
+            f"{func}: ci= (a sampling interval over rows) is available for the linear kernel (streamed moments, one "
+            f"state per row group); with kernel={kernel!r} it has no interval yet. Use kernel='linear', or leave ci out."
+        )
 
     reps = prepare([x, y], ["x", "y"])
     _, (xs, ys) = sample_rows(reps, BANDWIDTH_SAMPLE, int(seed))
@@ -520,8 +541,16 @@ def _small_blas(x: Any, y: Any, kw: dict[str, Any]) -> Any:
 
 
 def _canonical_result(func: str, x: Any, y: Any, kw: dict[str, Any], kappa: float) -> Result:
+    kw = dict(kw, level=check_ci(func, kw["ci"]))
     with _small_blas(x, y, kw):
-        return _canonical_result_body(func, _job(func, x, y, kw), kappa)
+        job = _job(func, x, y, kw)
+        res = _canonical_result_body(func, job, kappa)
+        if job.ci_states is None:
+            return res
+        # KCC lies in [0, 1): logit scale; KMI ≥ 0: identity; both plug-in: the bias-corrected centre
+        iv = loo_interval(func, res.value, job.ci_states, lambda mm: _canonical_from_moments(func, mm, 0, 1, {}, kappa).value,
+                          kw["level"], "logit" if func == "kcc" else "identity", bias_correct=True)  # fmt: skip
+        return with_interval(res, iv)
 
 
 def _canonical_level(func: str, c: Covariances, kappa: float) -> float | None:
@@ -661,6 +690,7 @@ def _with_reg_doc(func: Any) -> Any:
 
 
 @with_kernel_doc
+@with_ci_doc
 @with_engine_doc
 def coco(
     x: Any,
@@ -672,6 +702,7 @@ def coco(
     method: Literal["auto", "exact", "rff", "orf", "nystroem"] = "auto",
     n_features: int | None = None,
     seed: int = 0,
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Kernel constrained covariance: the largest singular value of the centred cross-covariance.
@@ -686,6 +717,10 @@ def coco(
     x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
         numpy, dask or zarr arrays or store layers; the same samples in the same order.
     {kernel}
+    {ci}
+        Linear kernel only (an error with rbf/laplacian for now): one moment state per row
+        group in the same pass; a plug-in estimate, so centred at the jackknife's
+        bias-corrected estimate.
     {engine}
 
     Returns
@@ -727,7 +762,7 @@ def coco(
     2.5
     """
     engine_opts = EngineOptions.build("coco", engine)
-    kw = locals()
+    kw = dict(locals(), level=check_ci("coco", ci))
     with _small_blas(x, y, kw):
         job = _job("coco", x, y, kw)
         v = _values(job.cov, None, False)
@@ -738,15 +773,22 @@ def coco(
             # COCO = ‖Σ_xy‖₂ is 0 with no landmarks (K̃ = 0, ρ = 1): the zero level anchors the slope
             levels = [v.coco, _top_singular(job.half.sxy)[0], _top_singular(job.quarter.sxy)[0]]
             stderr = nystroem_stderr(levels, list(job.residuals), zero=0.0)
-    return Result(
+    res = Result(
         metric="coco", value=v.coco, estimator="biased", method=job.method, n_samples=job.cov.n,
         terms={"coco": v.coco, "hsic_xy": v.hsic_b},
         parameters={**job.parameters, "covariance_normalisation": "1/n"}, stderr=stderr, flags=job.flags,
     )  # fmt: skip
+    if job.ci_states is None:
+        return res
+    # COCO ≥ 0, unbounded above: identity scale; a plug-in estimate: the bias-corrected centre
+    iv = loo_interval("coco", res.value, job.ci_states, lambda mm: coco_from_moments(mm, 0, 1, "biased", {}).value,
+                      kw["level"], bias_correct=True)  # fmt: skip
+    return with_interval(res, iv)
 
 
 @_with_reg_doc
 @with_kernel_doc
+@with_ci_doc
 @with_engine_doc
 def kcc(
     x: Any,
@@ -759,6 +801,7 @@ def kcc(
     method: Literal["auto", "exact", "rff", "orf", "nystroem"] = "auto",
     n_features: int | None = None,
     seed: int = 0,
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Regularised kernel canonical correlation (Bach & Jordan 2002).
@@ -773,6 +816,10 @@ def kcc(
         numpy, dask or zarr arrays or store layers; the same samples in the same order.
     {ridge}
     {kernel}
+    {ci}
+        Linear kernel only (an error with rbf/laplacian for now): one moment state per row
+        group in the same pass; a plug-in estimate, so centred at the jackknife's
+        bias-corrected estimate on the logit scale.
     {engine}
 
     Returns
@@ -821,6 +868,7 @@ def kcc(
 
 @_with_reg_doc
 @with_kernel_doc
+@with_ci_doc
 @with_engine_doc
 def kmi(
     x: Any,
@@ -833,6 +881,7 @@ def kmi(
     method: Literal["auto", "exact", "rff", "orf", "nystroem"] = "auto",
     n_features: int | None = None,
     seed: int = 0,
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> Result:
     """Kernel mutual information (Bach & Jordan's kernel generalised variance), in nats.
@@ -851,6 +900,10 @@ def kmi(
         numpy, dask or zarr arrays or store layers; the same samples in the same order.
     {ridge}
     {kernel}
+    {ci}
+        Linear kernel only (an error with rbf/laplacian for now): one moment state per row
+        group in the same pass; a plug-in estimate, so centred at the jackknife's
+        bias-corrected estimate.
     {engine}
 
     Returns
