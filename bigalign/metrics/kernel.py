@@ -228,8 +228,17 @@ def _linear_params(plan: Any, target_stderr: Any) -> dict[str, Any]:
     return {"kernel": "linear", **engine_parameters(plan), **extra}
 
 
+#: how ``ci`` treats the ratios CKA and KA (their docstrings' ``{ratio_ci}``)
+_RATIO_CI_DOC = """The ratio is recomputed from its own terms for every leave-one-group-out
+        state (numerator and self-terms from the same rows), and the interval
+        made on the logit scale when the estimate and every leave-one-group-out
+        value lie in (0, 1), mapped back (so it stays inside); otherwise (a
+        negative unbiased estimate, a value of exactly 1) on the identity scale,
+        as ``parameters["ci_scale"]`` says.  Roads as for :func:`hsic`."""
+
+
 def with_kernel_doc(func: Any) -> Any:
-    func.__doc__ = func.__doc__.replace("    {kernel}\n", "    " + _KERNEL_DOC + "\n")
+    func.__doc__ = func.__doc__.replace("    {kernel}\n", "    " + _KERNEL_DOC + "\n").replace("{ratio_ci}", _RATIO_CI_DOC)
     return func
 
 
@@ -490,12 +499,7 @@ def cka(
     estimator : {"unbiased", "biased"}, default="unbiased"
     {kernel}
     {ci}
-        The ratio is recomputed from its own terms for every leave-one-group-out
-        state (numerator and self-terms from the same rows), and the interval
-        made on the logit scale when the estimate and every leave-one-group-out
-        value lie in (0, 1), mapped back (so it stays inside); otherwise (a
-        negative unbiased estimate, a value of exactly 1) on the identity scale,
-        as ``parameters["ci_scale"]`` says.  Roads as for :func:`hsic`.
+        {ratio_ci}
     {engine}
 
     Returns
@@ -564,12 +568,7 @@ def kernel_alignment(
     x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
     {kernel}
     {ci}
-        The ratio is recomputed from its own terms for every leave-one-group-out
-        state (numerator and self-terms from the same rows), and the interval
-        made on the logit scale when the estimate and every leave-one-group-out
-        value lie in (0, 1), mapped back (so it stays inside); otherwise (a
-        negative unbiased estimate, a value of exactly 1) on the identity scale,
-        as ``parameters["ci_scale"]`` says.  Roads as for :func:`hsic`.
+        {ratio_ci}
     {engine}
 
     Returns

@@ -635,6 +635,15 @@ def knn_sweep(
     return KnnSweep(metric, tuple(ks), tuple(_pair(metric, x, y, ks, m, seed, locals())))
 
 
+#: how ``ci`` works for the four list measures (their docstrings' ``{knn_ci}``)
+_KNN_CI = """Each of the 20 contiguous row groups is left out both as queries and as candidate
+        neighbours, so every leave-one-group-out value is the measure of the remaining rows
+        (neighbours recomputed among them, from lists searched 2k deep — deeper, by another
+        search, where one group holds more than k of a list).  Logit scale (identity where a
+        value is 0 or 1).  With ``n_queries`` it replaces the default 95% ``ci`` (which is about
+        the value over all n queries of this sample) and leaves out the sampled queries of
+        each group."""
+
 _RETURNS_SAMPLED = """Sampled: an :class:`IntervalResult` with ``stderr`` = sd/√m·√(1 − m/n) of the
         per-query scores and ``ci`` (normal, 95%)."""
 
@@ -675,13 +684,7 @@ def mutual_knn(
         Rows per tile side (exact; default 2048) or per candidate block
         (sampled).  The value does not depend on it.
     {ci}
-        Each of the 20 contiguous row groups is left out both as queries and as candidate
-        neighbours, so every leave-one-group-out value is the measure of the remaining rows
-        (neighbours recomputed among them, from lists searched 2k deep — deeper, by another
-        search, where one group holds more than k of a list).  Logit scale (identity where a
-        value is 0 or 1).  With ``n_queries`` it replaces the default 95% ``ci`` (which is about
-        the value over all n queries of this sample) and leaves out the sampled queries of
-        each group.
+        {knn_ci}
     {engine}
 
     Returns
@@ -745,13 +748,7 @@ def cycle_knn(
     seed : int, default=0
     block_size : int, optional
     {ci}
-        Each of the 20 contiguous row groups is left out both as queries and as candidate
-        neighbours, so every leave-one-group-out value is the measure of the remaining rows
-        (neighbours recomputed among them, from lists searched 2k deep — deeper, by another
-        search, where one group holds more than k of a list).  Logit scale (identity where a
-        value is 0 or 1).  With ``n_queries`` it replaces the default 95% ``ci`` (which is about
-        the value over all n queries of this sample) and leaves out the sampled queries of
-        each group.
+        {knn_ci}
     {engine}
 
     Returns
@@ -799,13 +796,7 @@ def lcs_knn(
     seed : int, default=0
     block_size : int, optional
     {ci}
-        Each of the 20 contiguous row groups is left out both as queries and as candidate
-        neighbours, so every leave-one-group-out value is the measure of the remaining rows
-        (neighbours recomputed among them, from lists searched 2k deep — deeper, by another
-        search, where one group holds more than k of a list).  Logit scale (identity where a
-        value is 0 or 1).  With ``n_queries`` it replaces the default 95% ``ci`` (which is about
-        the value over all n queries of this sample) and leaves out the sampled queries of
-        each group.
+        {knn_ci}
     {engine}
 
     Returns
@@ -851,13 +842,7 @@ def edit_distance_knn(
     seed : int, default=0
     block_size : int, optional
     {ci}
-        Each of the 20 contiguous row groups is left out both as queries and as candidate
-        neighbours, so every leave-one-group-out value is the measure of the remaining rows
-        (neighbours recomputed among them, from lists searched 2k deep — deeper, by another
-        search, where one group holds more than k of a list).  Logit scale (identity where a
-        value is 0 or 1).  With ``n_queries`` it replaces the default 95% ``ci`` (which is about
-        the value over all n queries of this sample) and leaves out the sampled queries of
-        each group.
+        {knn_ci}
     {engine}
 
     Returns
@@ -937,5 +922,5 @@ def cknna(
     return _measure("cknna", x, y, k, None, 0, locals())
 
 
-for _f in (cycle_knn, lcs_knn, edit_distance_knn):
-    _f.__doc__ = _f.__doc__.replace("{sampled}", _RETURNS_SAMPLED)
+for _f in (mutual_knn, cycle_knn, lcs_knn, edit_distance_knn):
+    _f.__doc__ = _f.__doc__.replace("{sampled}", _RETURNS_SAMPLED).replace("{knn_ci}", _KNN_CI)
