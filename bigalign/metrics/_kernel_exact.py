@@ -39,6 +39,11 @@ class KernelSums:
     s: np.ndarray
 
 
+def add_block_rows(rows: dict, start: int, r: np.ndarray) -> None:
+    """Add the row sums ``r`` of the block starting at row ``start`` into ``rows`` (block start -> sums)."""
+    rows[start] = rows[start] + r if start in rows else r
+
+
 def _add_rows(rows: dict, start: int, rk: np.ndarray, rl: np.ndarray) -> None:
     if start in rows:
         a, b = rows[start]

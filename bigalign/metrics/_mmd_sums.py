@@ -16,6 +16,7 @@ from .._numba.tiles import KERNEL_CODES, _k, _refined, sqdist
 from ..engine import content_id, rep_token
 from ..errors import InvalidInputError
 from ..io import Representation, as_representation
+from ._kernel_exact import add_block_rows
 
 METHODS = ("auto", "exact", "rff", "orf", "nystroem")
 TESTS = ("auto", "permutation", "asymptotic")
@@ -164,10 +165,6 @@ class PairSums:
     rows: dict[int, np.ndarray] = field(default_factory=dict)
 
 
-def _add(rows: dict[int, np.ndarray], start: int, r: np.ndarray) -> None:
-    rows[start] = rows[start] + r if start in rows else r
-
-
 @dataclass(frozen=True, eq=False)
 class PooledTileStatistic:
     """Pair statistic over the pooled sample: off-diagonal kernel sums split by labels."""
@@ -193,15 +190,15 @@ class PooledTileStatistic:
         ej = ei if diagonal else _label_block(self.n_x, start_j, start_j + zj.shape[0], self.labels)
         a = np.einsum("il,il->l", ei, k @ ej)
         state = PairSums(a=a if diagonal else 2.0 * a)
-        _add(state.rows, start_i, k.sum(axis=1))
+        add_block_rows(state.rows, start_i, k.sum(axis=1))
         if not diagonal:
-            _add(state.rows, start_j, k.sum(axis=0))
+            add_block_rows(state.rows, start_j, k.sum(axis=0))
         return state
 
     def combine(self, a: PairSums, b: PairSums) -> PairSums:
         rows = dict(a.rows)
         for s, r in b.rows.items():
-            _add(rows, s, r)
+            add_block_rows(rows, s, r)
         return PairSums(a=a.a + b.a, rows=rows)
 
     def finalize(self, state: PairSums) -> tuple[np.ndarray, np.ndarray]:

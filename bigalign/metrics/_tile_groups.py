@@ -10,7 +10,7 @@ contiguous row group g from two grouped states kept during the one tile pass:
 
 With group g left out, the pair sum is Σ_{h, h' ≠ g} S[h, h'] and row i's sum is
 Σ_{h ≠ g} R[i, h] (sums of the kept entries, nothing subtracted, so nothing
-cancels).  Each tile is cut at the group boundaries into sub-tiles that go
+cancels).  Each tile is cut at the group boundaries into sub-tiles (strided views, no copy) that go
 through the road's own fused loop (:class:`~bigalign.metrics._kernel_exact.KernelTileStatistic`
 and its distance subclass), so the groups do not depend on the tile size and a
 grouped pass computes the same pairs as the plain one.
@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..intervals import group_of_rows
-from ._kernel_exact import KernelSums
+from ._kernel_exact import KernelSums, add_block_rows
 
 
 #: recorded in ``parameters["ci_bias"]`` of a biased estimate with an interval that is not bias-corrected (the
@@ -94,11 +94,6 @@ def pieces(bounds: np.ndarray, start: int, size: int) -> list[tuple[int, int, in
     return [(g, lo - start, hi - start) for g, lo, hi in group_of_rows(bounds, start, start + size)]
 
 
-def contiguous(a: np.ndarray) -> np.ndarray:
-    """A sub-tile as is: the fused loops take strided views (no copy; measured no slower than a copy)."""
-    return a
-
-
 @dataclass(frozen=True, eq=False)
 class GroupedTileStatistic:
     """A kernel or distance tile statistic whose state is resolved by contiguous row groups.
@@ -126,7 +121,7 @@ class GroupedTileStatistic:
                 rk, rl = np.zeros(a1 - a0), np.zeros(a1 - a0)
                 ck, cl = (rk, rl) if same else (np.zeros(c1 - c0), np.zeros(c1 - c0))
                 kl, kk, ll = b._accumulate(
-                    contiguous(dx[a0:a1, c0:c1]), contiguous(dy[a0:a1, c0:c1]), xi[a0:a1], xj[c0:c1], yi[a0:a1], yj[c0:c1],
+                    dx[a0:a1, c0:c1], dy[a0:a1, c0:c1], xi[a0:a1], xj[c0:c1], yi[a0:a1], yj[c0:c1],
                     nxi[a0:a1], nxj[c0:c1], nyi[a0:a1], nyj[c0:c1], same, rk, rl, ck, cl,
                 )  # fmt: skip
                 vals = np.array([kl, kk, ll])
@@ -141,25 +136,21 @@ class GroupedTileStatistic:
                     rows_j[0, c0:c1, g] += ck
                     rows_j[1, c0:c1, g] += cl
         state = GroupTileState(pairs=pairs)
-        _add(state.rows, start_i, rows_i)
+        add_block_rows(state.rows, start_i, rows_i)
         if not diagonal:
-            _add(state.rows, start_j, rows_j)
+            add_block_rows(state.rows, start_j, rows_j)
         return state
 
     def combine(self, a: GroupTileState, b: GroupTileState) -> GroupTileState:
         rows = dict(a.rows)
         for start, r in b.rows.items():
-            _add(rows, start, r)
+            add_block_rows(rows, start, r)
         return GroupTileState(pairs=a.pairs + b.pairs, rows=rows)
 
     def finalize(self, state: GroupTileState) -> GroupedSums:
         starts = sorted(state.rows)
         rows = np.concatenate([state.rows[s] for s in starts], axis=1)
         return GroupedSums(n=rows.shape[1], bounds=self.bounds, pairs=state.pairs, rows=rows)
-
-
-def _add(rows: dict, start: int, r: np.ndarray) -> None:
-    rows[start] = rows[start] + r if start in rows else r
 
 
 # ---------------------------------------------------------------------------

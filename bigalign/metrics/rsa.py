@@ -67,7 +67,7 @@ from ..result import Result
 from ._common import check_choice, linear_moments, paired_n, sqnorm
 from ._common import with_engine_doc
 from .neighbors import IntervalResult, finite_rows, unit_rows
-from ._tile_groups import contiguous, merged, pieces
+from ._tile_groups import merged, pieces
 from ..intervals import DEFAULT_CI_GROUPS, check_ci, jackknife_interval, row_groups, with_interval
 from ..options import EngineKwargs, EngineOptions
 
@@ -169,7 +169,8 @@ class RsaTileStatistic:
     shift_y: np.ndarray
     names: tuple[str, str] = ("x", "y")
 
-    def partial(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> PairMoments:
+    def distances(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> tuple:
+        """The tile's two distance matrices (dₓ, d_y), rows of block I by rows of block J."""
         xi, nxi = _prep(blocks_i[0], self.code, self.shift_x, self.names[0], start_i)
         yi, nyi = _prep(blocks_i[1], self.code, self.shift_y, self.names[1], start_i)
         if start_i == start_j:
@@ -177,8 +178,10 @@ class RsaTileStatistic:
         else:
             xj, nxj = _prep(blocks_j[0], self.code, self.shift_x, self.names[0], start_j)
             yj, nyj = _prep(blocks_j[1], self.code, self.shift_y, self.names[1], start_j)
-        dx = tile_distances(xi, xj, nxi, nxj, self.code)
-        dy = tile_distances(yi, yj, nyi, nyj, self.code)
+        return tile_distances(xi, xj, nxi, nxj, self.code), tile_distances(yi, yj, nyi, nyj, self.code)
+
+    def partial(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> PairMoments:
+        dx, dy = self.distances(blocks_i, blocks_j, start_i, start_j)
         return PairMoments(*pair_moments(dx, dy, start_i == start_j))
 
     def combine(self, a: PairMoments, b: PairMoments) -> PairMoments:
@@ -200,23 +203,14 @@ class GroupedRsaStatistic:
     bounds: np.ndarray
 
     def partial(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> dict:
-        b = self.base
-        xi, nxi = _prep(blocks_i[0], b.code, b.shift_x, b.names[0], start_i)
-        yi, nyi = _prep(blocks_i[1], b.code, b.shift_y, b.names[1], start_i)
+        dx, dy = self.base.distances(blocks_i, blocks_j, start_i, start_j)
         diagonal = start_i == start_j
-        if diagonal:
-            xj, nxj, yj, nyj = xi, nxi, yi, nyi
-        else:
-            xj, nxj = _prep(blocks_j[0], b.code, b.shift_x, b.names[0], start_j)
-            yj, nyj = _prep(blocks_j[1], b.code, b.shift_y, b.names[1], start_j)
-        dx = tile_distances(xi, xj, nxi, nxj, b.code)
-        dy = tile_distances(yi, yj, nyi, nyj, b.code)
         out: dict = {}
-        for g, a0, a1 in pieces(self.bounds, start_i, xi.shape[0]):
-            for h, c0, c1 in pieces(self.bounds, start_j, xj.shape[0]):
+        for g, a0, a1 in pieces(self.bounds, start_i, dx.shape[0]):
+            for h, c0, c1 in pieces(self.bounds, start_j, dx.shape[1]):
                 if diagonal and c0 < a0:
                     continue  # a diagonal tile's lower sub-tiles hold the same pairs as its upper ones
-                pm = PairMoments(*pair_moments(contiguous(dx[a0:a1, c0:c1]), contiguous(dy[a0:a1, c0:c1]), diagonal and c0 == a0))
+                pm = PairMoments(*pair_moments(dx[a0:a1, c0:c1], dy[a0:a1, c0:c1], diagonal and c0 == a0))
                 key = (min(g, h), max(g, h))
                 out[key] = out[key].merge(pm) if key in out else pm
         return out
