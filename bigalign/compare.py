@@ -667,7 +667,7 @@ def _nonlinear_cells(
         for i, j in wanted:
             job = exact_job([reps[i], reps[j]], kernel, [sigmas[i], sigmas[j]], [shifts[i], shifts[j]], estimator, ekw, params(i, j),
                             bounds=bounds)  # fmt: skip
-            record(i, j, job if level is None else dataclasses.replace(job, ci_level=level))
+            record(i, j, job)
         plan = {"road": "exact-tiles", "per_layer": f"bandwidth (median heuristic on one shared sample of {n_sample} rows) and centring "
                 f"shift, once per layer for its {len(wanted)} pair(s); the O(n²) tiles are per pair", "bandwidths": len(reps)}  # fmt: skip
         return values, len(wanted), plan

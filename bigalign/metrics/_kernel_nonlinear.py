@@ -80,7 +80,6 @@ class NonlinearJob:
     block: BlockEstimate | None = None  # the block road: per-block degenerate differences
     ci_states: Any = None  # with ci=: (GroupedStates of the pass, moments -> KernelTerms)
     loo: list[KernelTerms] | None = None  # ci: the terms of the rows minus each contiguous row group
-    ci_level: float | None = None
 
 
 #: the metric as a function of the terms (numpy arrays allowed)
@@ -335,7 +334,7 @@ def nonlinear_terms(
     params["method_reason"] = reason
     if chosen == "exact":
         job = exact_job(reps, kernel, [sx, sy], [shift_x, shift_y], estimator, ekw, params, bounds=bounds)
-        return job if ci_level is None else dataclasses.replace(job, ci_level=ci_level)
+        return job
     if chosen == "block":
         b = block or min(DEFAULT_BLOCK_ROWS, n)
         if ci_level is not None and n // b < 2 * DEFAULT_CI_GROUPS:
@@ -345,7 +344,7 @@ def nonlinear_terms(
                 f"block_rows <= {n // (2 * DEFAULT_CI_GROUPS)}, method='exact', or leave ci out."
             )
         job = block_job(reps, kernel, [sx, sy], [shift_x, shift_y], estimator, ekw, params, b, seed, with_loo=ci_level is not None)
-        return job if ci_level is None else dataclasses.replace(job, ci_level=ci_level)
+        return job
     if chosen not in ("rff", "orf", "nystroem"):
         raise InvalidInputError(f"the 'method' parameter must be one of {list(METHODS)}; got {method!r} instead.")
     ratio = bandwidth_ratio([sx, sy], [mx, my])

@@ -359,31 +359,26 @@ def nonlinear_result(metric: str, job: Any, estimator: str, level: float | None 
         iv = loo_interval(metric, value, states, lambda m: _defined_value(metric, terms_of(m)), level, CI_SCALES[metric],
                           bias_correct=corrected)  # fmt: skip
         return with_interval(res, iv)
-    iv = tile_interval(metric, job, value, bias_correct=corrected)
-    if iv is None:  # pragma: no cover - nonlinear_terms keeps leave-out terms on every road when ci is given
+    if job.loo is None:  # pragma: no cover - nonlinear_terms keeps leave-out terms on every road when ci is given
         raise AssertionError(f"internal error: no leave-one-group-out terms for the interval of {job.method}")
-    res = with_interval(res, iv)
+    res = with_interval(res, tile_interval(metric, job, value, level, bias_correct=corrected))
     return res if corrected else note_biased(res, estimator)
 
 
-def tile_interval(metric: str, job: Any, value: float, bias_correct: bool = False) -> Any:
-    """The block-jackknife interval of an exact-tile job that kept leave-one-group-out terms (else None)."""
-    if job.loo is None or job.ci_level is None:
-        return None
-    fn: Any = METRIC_FNS[metric]
+def tile_interval(metric: str, job: Any, value: float, level: float, bias_correct: bool = False) -> Any:
+    """The block-jackknife interval from the leave-one-group-out terms an exact-tile or block job kept."""
     loo = []
     for g, t in enumerate(job.loo):
-        ok = metric == "hsic" or (t.hxx > 0 and t.hyy > 0 if metric == "cka" else t.kk > 0 and t.ll > 0)
-        v = float(fn(t)) if ok else float("nan")
-        if not math.isfinite(v):
+        try:
+            v = _defined_value(metric, t)
+        except DegenerateInputError as exc:
             raise DegenerateInputError(
                 f"{metric}: the sampling interval is undefined here: with row group {g} of {len(job.loo)} left out the "
-                f"estimate is undefined (a self-term is <= 0; n = {t.n}). Use more samples, estimator='biased', or leave "
-                "ci out.",
+                f"estimate is undefined ({exc}; n = {t.n}). Use more samples, estimator='biased', or leave ci out.",
                 reason="undefined_leave_out",
-            )
+            ) from exc
         loo.append(v)
-    return jackknife_interval(value, np.array(loo), job.ci_level, scale=CI_SCALES[metric], bias_correct=bias_correct)  # type: ignore[arg-type]
+    return jackknife_interval(value, np.array(loo), level, scale=CI_SCALES[metric], bias_correct=bias_correct)  # type: ignore[arg-type]
 
 
 @with_kernel_doc
