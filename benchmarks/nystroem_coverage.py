@@ -45,11 +45,12 @@ import bigalign  # noqa: E402
 import kernel_refs as kr  # noqa: E402
 from bigalign.metrics._kernel_nonlinear import nonlinear_terms  # noqa: E402
 from bigalign.metrics.kernel import nonlinear_result  # noqa: E402
+from bigalign.options import EngineOptions  # noqa: E402
 
 LANDMARKS = (32, 64, 128, 256)
 RATIOS = (1.0, 0.3, 0.1)
 METRICS = ("cka", "hsic")
-ENGINE = dict(block_size=None, scheduler="sync", client=None, num_workers=None, memory_per_worker=None)
+ENGINE = EngineOptions(scheduler="sync")
 
 
 def data(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +70,7 @@ def cell(x, y, bw, exact: dict[str, float], m: int, seeds: int) -> dict[str, dic
     fns = {"cka": lambda t: t.hxy / np.sqrt(t.hxx * t.hyy), "hsic": lambda t: t.hxy}
     for s in range(seeds):
         job = nonlinear_terms(x, y, kernel="rbf", bandwidth=bw, method="nystroem", n_features=m, seed=s,
-                              estimator="unbiased", engine_kw=ENGINE)  # fmt: skip
+                              estimator="unbiased", options=ENGINE)  # fmt: skip
         for metric in METRICS:
             r = nonlinear_result(metric, job, "unbiased")
             with np.errstate(all="ignore"):

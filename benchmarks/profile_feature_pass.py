@@ -6,7 +6,7 @@ Usage::
                                               [--what data,phases,e2e] [--repeats 3]
 
 ``bigalign.cka(x, y, kernel="rbf", method="rff", n_features=D)`` runs one engine pass over
-the random-feature maps.  Its block rows come from ``feature_engine_kwargs`` (the features,
+the random-feature maps.  Its block rows come from ``feature_options`` (the features,
 not the inputs, bound the memory), so they need not be a multiple of the stored chunk rows
 (16,384 here): a stored chunk overlapped by k blocks is read — and, if compressed, decoded —
 k times.

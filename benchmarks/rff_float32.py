@@ -31,6 +31,7 @@ from bigalign.engine import prepare  # noqa: E402
 from bigalign.features import median_bandwidth, sample_rows  # noqa: E402
 from bigalign.metrics._kernel_approx import jackknife_stderr  # noqa: E402
 from bigalign.metrics._kernel_nonlinear import METRIC_FNS, feature_job, feature_moments  # noqa: E402
+from bigalign.options import EngineOptions  # noqa: E402
 
 
 def measure() -> list[dict]:
@@ -53,7 +54,7 @@ def measure() -> list[dict]:
                 c, t = time.process_time(), time.time()
                 m, views, plan, fp = feature_moments(
                     reps, kernel="rbf", method="rff", sigmas=sig, shifts=sh, n_features=2048, seed=seed, pairs=[(0, 1)],
-                    engine_kw={}, precision=prec,
+                    options=EngineOptions(), precision=prec,
                 )  # fmt: skip
                 out[(prec, "time")] = (time.time() - t, time.process_time() - c)
                 job = feature_job(m, views, 0, 1, "rff", "unbiased", {})

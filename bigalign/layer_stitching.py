@@ -293,7 +293,7 @@ def stitching_matrix(
             kind, options, la, lb, reps, ia, ib, targets, n,
             dict(ridge=ridge, intercept=intercept, holdout=holdout, seed=seed, folds=folds, ridge_grid=ridge_grid,
                  split_rows=split_rows, reverse=reverse),
-            cka_estimator, engine_opts.kwargs(),
+            cka_estimator, engine_opts,
         )  # fmt: skip
 
     n_folds = folds if ridge == "cv" else 1
@@ -302,7 +302,6 @@ def stitching_matrix(
     widths = [r.d for r in reps]
     wanted = sorted({(min(i, j), max(i, j)) for i in ia for j in ib})
     passes = _plan_passes(wanted, widths, budget)
-    ekw = engine_opts.kwargs()
     base = {"ridge": ridge, "intercept": intercept, "holdout": holdout, "seed": seed, "folds": n_folds,
             "split_rows": split_rows, "ridge_grid": ridge_grid, "rank_tolerance": "32*d*eps*max_eigenvalue"}  # fmt: skip
     cells: dict[tuple[int, int], StitchResult] = {}
@@ -317,7 +316,7 @@ def stitching_matrix(
         transforms = tuple([None] * len(used) + [tf]) if tf is not None else ()
         inner = MomentStatistic(names=tuple(labels[k] for k in used) + ("targets",), pairs=tuple(pairs), transforms=transforms)
         stat = SplitMomentStatistic(inner=inner, splits=splits_def)
-        splits, plan = run(stat, [reps[k] for k in used] + [rt], check_pairing=False, **ekw)
+        splits, plan = run(stat, [reps[k] for k in used] + [rt], check_pairing=False, options=engine_opts)
         P = _Problem(splits, n_folds, holdout > 0, intercept)
         params = {**base, **engine_parameters(plan), "n_passes": len(passes)}
         whole = P.all_rows
@@ -352,9 +351,10 @@ def stitching_matrix(
 
 def _nonlinear_matrix(
     kind: str, options: Mapping[str, Any], la: list[str], lb: list[str], reps: list, ia: list[int], ib: list[int],
-    targets: Any, n: int, stitch_kw: dict[str, Any], cka_estimator: str, ekw: dict[str, Any],
+    targets: Any, n: int, stitch_kw: dict[str, Any], cka_estimator: str, engine: EngineOptions,
 ) -> StitchingMatrix:  # fmt: skip
     """A StitchingMatrix of non-linear stitches: one :func:`stitch` call per cell, CKA and KA from one linear pass."""
+    ekw = engine.given()  # the public calls below take the engine keywords as such
     results = [[stitch(reps[i], reps[j], kind=kind, targets=targets, **stitch_kw, **ekw, **options) for j in ib] for i in ia]
     layers = {f"a{k}": reps[k] for k in sorted(set(ia) | set(ib))}  # the paired inputs, by index
     names_a, names_b = [f"a{i}" for i in ia], [f"a{j}" for j in ib]

@@ -59,6 +59,7 @@ import numpy as np
 from ._checks import finite_float64
 from .engine import run
 from .moments import MomentStatistic
+from .options import EngineOptions
 
 __all__ = [
     "Eigen",
@@ -190,12 +191,12 @@ def exact_side(side: Any, center: bool) -> Eigen:
     )
 
 
-def exact_moments(inputs: Sequence[Any], names: Sequence[str], pairs: Sequence[tuple[int, int]], transforms: Sequence[Any], engine_kw: dict[str, Any]) -> tuple[Any, Any]:
+def exact_moments(inputs: Sequence[Any], names: Sequence[str], pairs: Sequence[tuple[int, int]], transforms: Sequence[Any], options: EngineOptions) -> tuple[Any, Any]:
     """One pass of merged centred moments (:class:`~bigalign.moments.MomentStatistic`)."""
     stat = MomentStatistic(
         names=tuple(names), pairs=tuple(pairs), transforms=tuple(transforms) if any(t is not None for t in transforms) else ()
     )
-    return run(stat, list(inputs), names=list(names), check_pairing=False, **engine_kw)
+    return run(stat, list(inputs), names=list(names), check_pairing=False, options=options)
 
 
 # --------------------------------------------------------------------------- #
@@ -341,7 +342,7 @@ def randomized_sides(
     center: bool,
     transforms: Sequence[Any] = (),
     crosses: Sequence[tuple[int, int]] = (),
-    engine_kw: dict[str, Any] | None = None,
+    options: EngineOptions | None = None,
     on_pass: Callable[[int], None] | None = None,
 ) -> RandomizedRun:
     """Randomized eigendecompositions of every input's A in n_power_iter + 2 passes (module docstring).
@@ -349,7 +350,7 @@ def randomized_sides(
     ``dims[k]`` is input k's (feature) dimension, ``widths[k]`` = ℓ_k ≤ dims[k].
     ``crosses`` are accumulated in the last pass, applied to the final bases.
     """
-    engine_kw = dict(engine_kw or {})
+    options = options or EngineOptions()
     tf = tuple(transforms) if transforms and any(t is not None for t in transforms) else ()
     tests = [_test_matrix(seed, k, d, w) for k, (d, w) in enumerate(zip(dims, widths))]
     passes = 0
@@ -357,14 +358,14 @@ def randomized_sides(
     plan = None
     for _ in range(n_power_iter + 1):
         stat = SketchStatistic(names=tuple(names), tests=tuple(tests), transforms=tf)
-        state, plan = run(stat, list(inputs), names=list(names), check_pairing=False, **engine_kw)
+        state, plan = run(stat, list(inputs), names=list(names), check_pairing=False, options=options)
         passes += 1
         if on_pass is not None:
             on_pass(passes)
         tests = [_orthonormal(applied(s, t, center)[0]) for s, t in zip(state.sides, tests)]
     Qs = tests
     stat = SketchStatistic(names=tuple(names), tests=tuple(Qs), crosses=tuple(crosses), transforms=tf)
-    state, plan = run(stat, list(inputs), names=list(names), check_pairing=False, **engine_kw)
+    state, plan = run(stat, list(inputs), names=list(names), check_pairing=False, options=options)
     passes += 1
     eigens = []
     for s, Q, d in zip(state.sides, Qs, dims):

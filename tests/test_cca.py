@@ -7,6 +7,7 @@ import pytest
 
 import bigalign
 from bigalign.errors import DegenerateInputError, InvalidInputError
+from bigalign.options import EngineOptions
 
 
 def _cca(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -125,7 +126,7 @@ def test_from_moments_hooks(rng):
     from bigalign.metrics.procrustes import procrustes_angular_from_moments, procrustes_distance_from_moments
 
     x, y = _data(rng)
-    m, _ = linear_moments(x, y, {})
+    m, _ = linear_moments(x, y, EngineOptions())
     assert svcca_from_moments(m, 0, 1, "biased", {}).value == pytest.approx(bigalign.svcca(x, y).value, rel=1e-12)
     assert pwcca_from_moments(m, 0, 1, "biased", {}).value == pytest.approx(bigalign.pwcca(x, y).value, rel=1e-12)
     assert pwcca_from_moments(m, 1, 0, "biased", {}).value == pytest.approx(bigalign.pwcca(y, x).value, rel=1e-12)

@@ -27,6 +27,7 @@ import kernel_refs as kr
 import bigalign.metrics.independence as ind
 from bigalign import DegenerateInputError, InvalidInputError
 from bigalign.metrics.independence import coco, kcc, kmi
+from bigalign.options import EngineOptions
 
 SYNC = {"scheduler": "sync"}
 RTOL = 1e-10
@@ -173,7 +174,7 @@ def test_from_moments_match_facades(pair):
     from bigalign.metrics._common import linear_moments
 
     x, y = pair
-    m, _ = linear_moments(x, y, {"scheduler": "sync"})
+    m, _ = linear_moments(x, y, EngineOptions(scheduler="sync"))
     assert ind.coco_from_moments(m, 0, 1, "biased", {}).value == coco(x, y, **SYNC).value
     assert ind.kcc_from_moments(m, 1, 0, "biased", {}).value == pytest.approx(kcc(y, x, **SYNC).value, rel=1e-12)
     assert ind.kmi_from_moments(m, 0, 1, "biased", {}, ridge=0.1).value == pytest.approx(

@@ -19,6 +19,7 @@ import bigalign
 from bigalign.errors import DegenerateInputError, InvalidInputError
 from bigalign.intervals import DEFAULT_CI_GROUPS, jackknife_interval, row_groups
 from bigalign.metrics._kernel_nonlinear import METRIC_FNS, nonlinear_terms
+from bigalign.options import EngineOptions
 
 import kernel_refs as kr
 
@@ -81,7 +82,7 @@ def test_kernel_streamed_leave_out_terms_equal_naive_terms(pair):
     x, y, _ = pair
     job = nonlinear_terms(
         x, y, kernel="rbf", bandwidth=1.3, method="exact", n_features=None, seed=0, estimator="unbiased",
-        engine_kw={"block_size": 23}, ci_level=0.9,
+        options=EngineOptions(block_size=23), ci_level=0.9,
     )  # fmt: skip
     assert job.loo is not None and len(job.loo) == DEFAULT_CI_GROUPS
     for k, t in zip(_leave_outs(N), job.loo):

@@ -30,6 +30,7 @@ import bigalign
 import kernel_refs as kr
 import bigalign.metrics._mmd_sums as _mmd_sums
 import bigalign.metrics.mmd as mmd_mod
+from bigalign.options import EngineOptions
 from bigalign import DegenerateInputError, InvalidInputError, NonFiniteError
 from bigalign.metrics.mmd import MMDTestResult, mmd, mmd_test, weighted_chi2_sf
 
@@ -321,7 +322,7 @@ def test_permuted_statistics_are_relabelled_mmds(two, features):
     method = "exact" if features == "linear" else features
     nf = {"rff": 48, "nystroem": 20}.get(features)
     est = mmd_mod._estimate("mmd_test", x, y, kernel=kernel, bandwidth="median", estimator="unbiased", method=method,
-                            n_features=nf, seed=3, engine_kw={"scheduler": "sync", "block_size": 16}, n_perm=4)  # fmt: skip
+                            n_features=nf, seed=3, options=EngineOptions(scheduler="sync", block_size=16), n_perm=4)  # fmt: skip
     labels = mmd_mod.draw_labels(105, 61, 4, 3)
     assert labels.sum(axis=0).tolist() == [61] * 4
     z = np.vstack([x, y])

@@ -35,6 +35,7 @@ from bigalign.linalg import hmt_expected_error, randomized_sides
 from bigalign.metrics import _spectral_common
 from bigalign.metrics import spectral as sp
 from bigalign.metrics.spectral import kare, spectral_alignment, spectrum, task_alignment
+from bigalign.options import EngineOptions
 
 import references as ref
 
@@ -186,7 +187,7 @@ def test_randomized_range_error_within_hmt_bound():
     for q in (0, 2):
         for seed in (0, 1):
             run = randomized_sides(
-                [x], ["x"], [d], [k + p], n_power_iter=q, seed=seed, center=True, engine_kw={"scheduler": "sync"}
+                [x], ["x"], [d], [k + p], n_power_iter=q, seed=seed, center=True, options=EngineOptions(scheduler="sync")
             )
             Q = run.Qs[0]
             err = np.linalg.norm(A - Q @ (Q.T @ A), 2)

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..engine import content_id, run, task_budget
 from ..io import Representation
+from ..options import EngineOptions
 from .neighbors import finite_rows
 
 __all__ = ["BlockInputs", "RandomBlockStatistic", "blocks_per_task", "partition", "run_blocks"]
@@ -124,23 +125,24 @@ def blocks_per_task(reps: list[Representation], block: int, m: int, workers: int
 
 def run_blocks(
     reps: list[Representation], block: int, seed: int, per_block: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    ekw: dict[str, Any], workers: int,
+    options: EngineOptions, workers: int,
 ) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
     """(per-block vectors stacked in block order, parameters) of one pass over the random blocks.
 
-    ``ekw["block_size"]``, when given, is the engine's chunking in rows per task (rounded down to
+    ``options.block_size``, when given, is the engine's chunking in rows per task (rounded down to
     whole random blocks, at least one); by default tasks are as large as the memory budget allows.
     It changes how blocks are grouped into tasks, never the answer.
     """
     n = reps[0].n
     m = n // block
-    budget = task_budget(workers, ekw.get("memory_per_worker"))  # honours bigalign.memory_limit
+    options = EngineOptions.build("run_blocks", options)  # transitional: a dict from a caller not yet converted
+    budget = task_budget(workers, options.memory_per_worker)  # honours bigalign.memory_limit
     per_task = blocks_per_task(reps, block, m, workers, budget)[0]
-    if ekw.get("block_size"):  # the engine's chunking, in rows per task: whole random blocks per task
-        per_task = max(1, int(ekw["block_size"]) // block)
-    kw = {k: v for k, v in ekw.items() if k not in ("memory_per_worker", "block_size")}
+    if options.block_size:  # the engine's chunking, in rows per task: whole random blocks per task
+        per_task = max(1, int(options.block_size) // block)
     stat = RandomBlockStatistic(BlockInputs(reps[0], reps[1]), block, seed, per_block)
-    out, plan = run(stat, [np.arange(m, dtype=np.int64).reshape(m, 1)], names=["block index"], block_size=per_task, check_pairing=False, **kw)
+    task_options = options.replace(block_size=per_task, memory_per_worker=None)  # the budget is spent: tasks are sized
+    out, plan = run(stat, [np.arange(m, dtype=np.int64).reshape(m, 1)], names=["block index"], check_pairing=False, options=task_options)
     sizes = np.diff(partition(n, block, seed)[1])
     params = {
         "n_blocks": m,

@@ -14,6 +14,7 @@ from ..grouped import GroupedStates, grouped_statistic
 from ..intervals import Interval, jackknife_interval
 from ..io import as_representation
 from ..moments import Moments, MomentStatistic
+from ..options import EngineOptions
 from ..io import check_pairing
 
 ESTIMATORS = ("unbiased", "biased")
@@ -52,16 +53,18 @@ def engine_parameters(plan: Plan) -> dict[str, Any]:
     return {"block_size": plan.block_rows, "n_blocks": plan.n_blocks, "scheduler": plan.scheduler}
 
 
-def linear_moments(x: Any, y: Any, engine_kw: dict[str, Any]) -> tuple[Moments, Plan]:
+def linear_moments(x: Any, y: Any, options: EngineOptions) -> tuple[Moments, Plan]:
     """One streaming pass accumulating the moments of x, y and their cross term."""
     stat = MomentStatistic(names=("x", "y"), pairs=((0, 1),))
-    return run(stat, [x, y], names=["x", "y"], **engine_kw)  # type: ignore[return-value]
+    options = EngineOptions.build("linear_moments", options)  # transitional: a dict from a caller not yet converted
+    return run(stat, [x, y], names=["x", "y"], options=options)  # type: ignore[return-value]
 
 
-def grouped_linear_moments(x: Any, y: Any, engine_kw: dict[str, Any], n: int, func: str) -> tuple[GroupedStates, Plan]:
+def grouped_linear_moments(x: Any, y: Any, options: EngineOptions, n: int, func: str) -> tuple[GroupedStates, Plan]:
     """The pass of :func:`linear_moments` with one moment state per contiguous row group (for ``ci=``)."""
     stat = grouped_statistic(MomentStatistic(names=("x", "y"), pairs=((0, 1),)), n, func=func)
-    return run(stat, [x, y], names=["x", "y"], **engine_kw)  # type: ignore[return-value]
+    options = EngineOptions.build(func, options)  # transitional: a dict from a caller not yet converted
+    return run(stat, [x, y], names=["x", "y"], options=options)  # type: ignore[return-value]
 
 
 def loo_interval(
@@ -132,16 +135,15 @@ def with_engine_doc(func: Any) -> Any:
 
 
 def engine_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
-    """The engine options a façade built (``engine_opts``, an EngineOptions) as keyword arguments."""
+    """Transitional: the engine options a façade built (``engine_opts``) as keyword arguments."""
     return kw["engine_opts"].kwargs()
 
 
-def feature_engine_kwargs(ekw: dict[str, Any], reps: list, dfx: int, dfy: int) -> dict[str, Any]:
-    """Block rows for feature maps: the features, not the inputs, dominate memory."""
-    out = dict(ekw)
-    if "block_size" not in out:
-        budget = task_budget(os.cpu_count() or 1, out.get("memory_per_worker"))
-        row_bytes = 8 * 3 * (dfx + dfy) + sum(r.d * 16 for r in reps)
-        out["block_size"] = max(64, min(reps[0].n, budget // row_bytes))
-    out.pop("memory_per_worker", None)
-    return out
+def feature_options(options: EngineOptions, reps: list, dfx: int, dfy: int) -> EngineOptions:
+    """The engine options of a pass over feature maps: the features, not the inputs, dominate memory, so
+    ``memory_per_worker`` (or an active memory_limit) sizes the blocks from the feature widths here."""
+    if options.block_size is not None:
+        return options.replace(memory_per_worker=None)
+    budget = task_budget(os.cpu_count() or 1, options.memory_per_worker)
+    row_bytes = 8 * 3 * (dfx + dfy) + sum(r.d * 16 for r in reps)
+    return options.replace(block_size=max(64, min(reps[0].n, budget // row_bytes)), memory_per_worker=None)

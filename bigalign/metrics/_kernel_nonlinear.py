@@ -42,7 +42,7 @@ from ._kernel_approx import (
     zero_terms,
 )
 from ._blocks import partition, run_blocks
-from ._common import feature_engine_kwargs
+from ._common import feature_options
 from ._kernel_block import (
     BLOCK_STDERR, MIN_BLOCK, N_MEANS, BlockEstimate, KernelBlockTerms, block_estimate, block_stderr, terms_from_means,
 )  # fmt: skip
@@ -50,6 +50,7 @@ from ._kernel_exact import KernelSums, KernelTileStatistic, hsic_from_sums
 from ._tile_groups import GroupedTileStatistic
 from ..intervals import DEFAULT_CI_GROUPS, row_groups
 from ..moments import Cross, Moments
+from ..options import EngineOptions
 
 _bandwidths = resolve_bandwidths  # the name the kernel modules used
 
@@ -213,7 +214,7 @@ def choose_road(
 
 
 def block_job(
-    reps: list, kernel: str, sigmas: list[float], shifts: list[np.ndarray], estimator: str, ekw: dict[str, Any],
+    reps: list, kernel: str, sigmas: list[float], shifts: list[np.ndarray], estimator: str, options: EngineOptions,
     params: dict[str, Any], block: int, seed: int, with_loo: bool = False,
 ) -> NonlinearJob:  # fmt: skip
     """The block road over the pair (reps[0], reps[1]): exact tiles inside seeded random blocks of ``block`` rows.
@@ -221,17 +222,18 @@ def block_job(
     ``with_loo``: also the terms without each of G contiguous groups of the blocks (in block order), for
     the sampling interval (the blocks' U-statistic means are i.i.d. under exchangeable rows).
     """
+    options = EngineOptions.build("block_job", options)  # transitional: a dict from a caller not yet converted
     n = reps[0].n
     stat = KernelTileStatistic(kernel, kernel_scale(kernel, sigmas[0]), kernel_scale(kernel, sigmas[1]), shifts[0], shifts[1])
-    workers = _n_workers(*resolve_scheduler(ekw.get("scheduler"), ekw.get("client")), ekw.get("num_workers"))
-    out, bparams = run_blocks(reps, block, seed, KernelBlockTerms(stat), ekw, workers)
+    workers = _n_workers(*resolve_scheduler(options.scheduler, options.client), options.num_workers)
+    out, bparams = run_blocks(reps, block, seed, KernelBlockTerms(stat), options, workers)
     est = block_estimate(n, out, estimator)
     t = est.terms
     terms = KernelTerms(n=n, hxy=t["hxy"], hxx=t["hxx"], hyy=t["hyy"], kl=t["kl"], kk=t["kk"], ll=t["ll"])
     sizes = bparams.pop("block_rows")
     params = dict(params, block_rows=block, block_sizes=sizes, **bparams)
-    if ekw.get("block_size"):
-        params["block_size"] = int(ekw["block_size"])
+    if options.block_size:
+        params["block_size"] = int(options.block_size)
     # every block's kernel ≡ 1 (u₂ of K is its mean of k², 1 iff all k = 1)
     flags = tuple(f for f, k in (("x_constant_kernel", 3), ("y_constant_kernel", 6)) if np.all(out[:, k] == 1.0))
     loo = None
@@ -291,13 +293,15 @@ def nonlinear_terms(
     n_features: int | None,
     seed: int,
     estimator: str,
-    engine_kw: dict[str, Any],
+    options: EngineOptions | None = None,
     block_rows: int | None = None,
     target_stderr: float | None = None,
     metric: str = "cka",
     ci_level: float | None = None,
+    engine_kw: Any = None,  # transitional: a dict from a caller not yet converted
 ) -> NonlinearJob:
     reps = prepare([x, y], ["x", "y"])
+    options = EngineOptions.build("nonlinear_terms", options if engine_kw is None else engine_kw)  # transitional: a dict from a caller not yet converted
     n = reps[0].n
     bounds = None if ci_level is None else row_groups(n, DEFAULT_CI_GROUPS, func=metric)
     seed = check_seed(seed)
@@ -321,9 +325,8 @@ def nonlinear_terms(
         "bandwidth_sample": int(xs.shape[0]),
         "seed": int(seed),
     }
-    ekw = {k: v for k, v in engine_kw.items() if v is not None}
     if method == "auto":
-        workers = _n_workers(*resolve_scheduler(ekw.get("scheduler"), ekw.get("client")), ekw.get("num_workers"))
+        workers = _n_workers(*resolve_scheduler(options.scheduler, options.client), options.num_workers)
         stat = KernelTileStatistic(kernel, kernel_scale(kernel, sx), kernel_scale(kernel, sy), shift_x, shift_y)
         chosen, block, reason, info = choose_road(
             n, reps[0].d, reps[1].d, workers, target, lambda: pilot_constant(xs, ys, stat, metric, estimator, seed)
@@ -333,7 +336,7 @@ def nonlinear_terms(
         chosen, reason = method, "requested"
     params["method_reason"] = reason
     if chosen == "exact":
-        job = exact_job(reps, kernel, [sx, sy], [shift_x, shift_y], estimator, ekw, params, bounds=bounds)
+        job = exact_job(reps, kernel, [sx, sy], [shift_x, shift_y], estimator, options, params, bounds=bounds)
         return job
     if chosen == "block":
         b = block or min(DEFAULT_BLOCK_ROWS, n)
@@ -343,14 +346,14 @@ def nonlinear_terms(
                 f"needs at least {2 * DEFAULT_CI_GROUPS} blocks; n = {n} holds {n // b} of block_rows = {b}. Use "
                 f"block_rows <= {n // (2 * DEFAULT_CI_GROUPS)}, method='exact', or leave ci out."
             )
-        job = block_job(reps, kernel, [sx, sy], [shift_x, shift_y], estimator, ekw, params, b, seed, with_loo=ci_level is not None)
+        job = block_job(reps, kernel, [sx, sy], [shift_x, shift_y], estimator, options, params, b, seed, with_loo=ci_level is not None)
         return job
     if chosen not in ("rff", "orf", "nystroem"):
         raise InvalidInputError(f"the 'method' parameter must be one of {list(METHODS)}; got {method!r} instead.")
     ratio = bandwidth_ratio([sx, sy], [mx, my])
     m, views, plan, fparams = feature_moments(
         reps, kernel=kernel, method=chosen, sigmas=[sx, sy], shifts=[shift_x, shift_y],
-        n_features=n_features, seed=int(seed), pairs=[(0, 1)], engine_kw=ekw, precision=KERNEL_FEATURE_PRECISION,
+        n_features=n_features, seed=int(seed), pairs=[(0, 1)], options=options, precision=KERNEL_FEATURE_PRECISION,
         ci_rows=None if ci_level is None else n, ci_func=metric,
     )  # fmt: skip
     params.update(fparams, block_size=plan.block_rows, n_blocks=plan.n_blocks, scheduler=plan.scheduler)
@@ -367,7 +370,7 @@ def nonlinear_terms(
 
 
 def exact_job(
-    reps: list, kernel: str, sigmas: list[float], shifts: list[np.ndarray], estimator: str, ekw: dict[str, Any], params: dict[str, Any],
+    reps: list, kernel: str, sigmas: list[float], shifts: list[np.ndarray], estimator: str, options: EngineOptions, params: dict[str, Any],
     bounds: np.ndarray | None = None,
 ) -> NonlinearJob:  # fmt: skip
     """Exact tiles over the pair (reps[0], reps[1]).
@@ -377,13 +380,14 @@ def exact_job(
     terms of the rows minus each group (``loo``), with the kernels' bandwidths fixed at the
     full-sample choice.
     """
+    options = EngineOptions.build("exact_job", options)  # transitional: a dict from a caller not yet converted
     n = reps[0].n
     stat = KernelTileStatistic(kernel, kernel_scale(kernel, sigmas[0]), kernel_scale(kernel, sigmas[1]), shifts[0], shifts[1])
     loo = None
     if bounds is None:
-        sums, plan = run_pairs(stat, reps, check_pairing=False, **ekw)
+        sums, plan = run_pairs(stat, reps, check_pairing=False, options=options)
     else:
-        grouped, plan = run_pairs(GroupedTileStatistic(stat, bounds), reps, check_pairing=False, **ekw)
+        grouped, plan = run_pairs(GroupedTileStatistic(stat, bounds), reps, check_pairing=False, options=options)
         sums = grouped.full()
         loo = [exact_terms(grouped.without(g), estimator) for g in range(grouped.groups)]
     params = dict(params, block_size=plan.block_rows, n_tiles=plan.n_blocks * (plan.n_blocks + 1) // 2, scheduler=plan.scheduler)
@@ -418,11 +422,12 @@ def feature_moments(
     n_features: int | None,
     seed: int,
     pairs: list[tuple[int, int]],
-    engine_kw: dict[str, Any],
+    options: EngineOptions | None = None,
     keys: list[int] | None = None,
     precision: str | None = None,
     ci_rows: int | None = None,
     ci_func: str = "ci",
+    engine_kw: Any = None,  # transitional: a dict from a caller not yet converted
 ) -> tuple[Any, list[list[int]], Any, dict[str, Any]]:
     """One streaming pass over the feature maps of several inputs.
 
@@ -494,7 +499,8 @@ def feature_moments(
     stat = cls(names=tuple(names), pairs=tuple(mpairs), groups=groups, transforms=tuple(maps))
     if ci_rows is not None:
         stat = grouped_statistic(stat, ci_rows, func=ci_func)
-    m, plan = run(stat, inputs, check_pairing=False, **feature_engine_kwargs(engine_kw, reps, width, width))
+    m, plan = run(stat, inputs, check_pairing=False,
+                  options=feature_options(EngineOptions.build("feature_moments", options if engine_kw is None else engine_kw), reps, width, width))  # transitional: a dict from a caller not yet converted
     return m, views, plan, params
 
 

@@ -27,7 +27,8 @@ from ..features import (
     sample_rows,
 )
 from ..io import as_representation
-from ._common import ESTIMATORS, check_choice, check_int, feature_engine_kwargs
+from ..options import EngineOptions
+from ._common import ESTIMATORS, check_choice, check_int, feature_options
 from ._kernel_approx import NYSTROEM_MAX_RESIDUAL, NYSTROEM_STDERR, nystroem_stderr
 from ._kernel_nonlinear import DEFAULT_LANDMARKS, DEFAULT_RANDOM_FEATURES
 from ..gram import blas_threads_for, gram
@@ -117,7 +118,7 @@ def _sample_named(z: "PooledRepresentation", m: int, seed: int) -> np.ndarray:
 
 def _estimate_body(
     func: str, x: Any, y: Any, *, kernel: str, bandwidth: Any, estimator: str, method: str, n_features: int | None,
-    seed: int, engine_kw: dict[str, Any], n_perm: int = 0, null: bool = False,
+    seed: int, options: EngineOptions, n_perm: int = 0, null: bool = False,
 ) -> _Estimate:  # fmt: skip
     check_choice(func, "kernel", kernel, KERNELS)
     check_choice(func, "estimator", estimator, ESTIMATORS)
@@ -134,7 +135,6 @@ def _estimate_body(
             f"{func} with estimator={estimator!r} needs at least {low} samples in each of x and y; got n_x = {n_x}, "
             f"n_y = {n_y}. Pass more samples" + (" or estimator='biased'." if low == 2 else ".")
         )
-    ekw = {k: v for k, v in engine_kw.items() if v is not None}
     zs = _sample_named(z, BANDWIDTH_SAMPLE, seed)
     shift = zs.mean(axis=0)
     params: dict[str, Any] = {"kernel": kernel, "n_x": n_x, "n_y": n_y, "seed": seed}
@@ -148,7 +148,7 @@ def _estimate_body(
         check_applies(func, "the linear kernel", bandwidth=(bandwidth, "median"), n_features=(n_features, None))
         feats = _Features(None, shift)
         bounds = np.array([0, z.d], dtype=np.int64)
-        return _feature_estimate(z, feats, bounds, "exact-streaming", params, estimator, labels, null, z.d, ekw, "exact")
+        return _feature_estimate(z, feats, bounds, "exact-streaming", params, estimator, labels, null, z.d, options, "exact")
     sigma, med = _bandwidth(bandwidth, zs, func)
     params.update(bandwidth=sigma, median=med, bandwidth_sample=int(zs.shape[0]))
     ratio = 0.0 if med is None else sigma / med  # no median (all rows equal): never Nystroem
@@ -157,7 +157,7 @@ def _estimate_body(
     if method == "exact":  # requested (under "auto" it applies whenever the road is approximate)
         check_applies(func, "method='exact'", n_features=(n_features, None))
     if chosen == "exact":
-        return _tile_estimate(z, kernel, sigma, shift, params, estimator, labels, null, zs, seed, ekw)
+        return _tile_estimate(z, kernel, sigma, shift, params, estimator, labels, null, zs, seed, options)
     if chosen in ("rff", "orf"):
         D = int(n_features or DEFAULT_RANDOM_FEATURES)
         if D < 6 or D % 2:
@@ -174,7 +174,7 @@ def _estimate_body(
             )
         feats = _Features(fmap, shift, fmap(zs).mean(axis=0))
         params.update(n_features=D, n_groups=fmap.n_groups, stderr="jackknife over feature groups")
-        return _feature_estimate(z, feats, fmap.bounds, chosen, params, estimator, labels, null, D, ekw, "groups")
+        return _feature_estimate(z, feats, fmap.bounds, chosen, params, estimator, labels, null, D, options, "groups")
     m = min(int(n_features or DEFAULT_LANDMARKS), n)
     if m < 4:
         raise InvalidInputError(f"n_features (landmarks) for nystroem must be >= 4; got {n_features!r}.")
@@ -187,17 +187,17 @@ def _estimate_body(
     bounds = np.concatenate([[0], np.cumsum([f.n_features for f in maps])]).astype(np.int64)
     params.update(n_features=m, rank=maps[0].n_features, landmarks="uniform without replacement (pooled sample)",
                   landmark_levels=list(levels), stderr=NYSTROEM_STDERR)  # fmt: skip
-    return _feature_estimate(z, feats, bounds, "nystroem", params, estimator, labels, null, maps[0].n_features, ekw, "levels")
+    return _feature_estimate(z, feats, bounds, "nystroem", params, estimator, labels, null, maps[0].n_features, options, "levels")
 
 
 def _feature_estimate(
     z: PooledRepresentation, feats: _Features, bounds: np.ndarray, method: str, params: dict[str, Any], estimator: str,
-    labels: np.ndarray | None, null: bool, width: int, ekw: dict[str, Any], error: str,
+    labels: np.ndarray | None, null: bool, width: int, options: EngineOptions, error: str,
 ) -> _Estimate:  # fmt: skip
     n_x, n_y = z.n_x, z.n - z.n_x
     stat = PooledFeatureStatistic(feats, bounds, n_x, labels, width if null else 0)
-    kw = feature_engine_kwargs(ekw, [z], int(bounds[-1]) + (labels.shape[1] if labels is not None else 0), 0)
-    fs, plan = run(stat, [z], names=["x and y (pooled)"], check_pairing=False, **kw)
+    fopts = feature_options(options, [z], int(bounds[-1]) + (labels.shape[1] if labels is not None else 0), 0)
+    fs, plan = run(stat, [z], names=["x and y (pooled)"], check_pairing=False, options=fopts)
     params.update(block_size=plan.block_rows, n_blocks=plan.n_blocks, scheduler=plan.scheduler)
     g = feature_group_terms(fs, bounds, n_x, n_y)  # (3, G)
     qx, qy = fs.q[:, 0], fs.q_all - fs.q[:, 0]
@@ -244,13 +244,12 @@ def _feature_estimate(
 
 def _tile_estimate(
     z: PooledRepresentation, kernel: str, sigma: float, shift: np.ndarray, params: dict[str, Any], estimator: str,
-    labels: np.ndarray | None, null: bool, zs: np.ndarray, seed: int, ekw: dict[str, Any],
+    labels: np.ndarray | None, null: bool, zs: np.ndarray, seed: int, options: EngineOptions,
 ) -> _Estimate:  # fmt: skip
     n_x, n = z.n_x, z.n
     n_y = n - n_x
     stat = PooledTileStatistic(kernel, kernel_scale(kernel, sigma), shift, n_x, labels)
-    (a, r), plan = run_pairs(stat, [z], names=["x and y (pooled)"], check_pairing=False,
-                             **ekw)  # fmt: skip
+    (a, r), plan = run_pairs(stat, [z], names=["x and y (pooled)"], check_pairing=False, options=options)
     params.update(block_size=plan.block_rows, n_tiles=plan.n_blocks * (plan.n_blocks + 1) // 2, scheduler=plan.scheduler)
     t = float(r.sum())
     rx = float(r[:n_x].sum())

@@ -27,7 +27,6 @@ from ._spectral_common import (
     _check_seed,
     _cross_cov,
     _degenerate,
-    _feature_kw,
     _list,
     _overlap,
     _plt,
@@ -323,11 +322,10 @@ def spectral_alignment(
     dx, dy = rx.d, ry.d
     chosen, reason = _resolve_method(func, method, [dx, dy], rank)
     params: dict[str, Any] = {"method_reason": reason, "seed": seed}
-    ekw = _feature_kw(engine_opts.kwargs(), [rx, ry], [dx, dy], False)
     n = rx.n
     flags: list[str] = []
     if chosen == "exact":
-        m, plan = exact_moments([rx, ry], ["x", "y"], [(0, 1)], [None, None], ekw)
+        m, plan = exact_moments([rx, ry], ["x", "y"], [(0, 1)], [None, None], engine_opts)
         ex, ey = exact_side(m.sides[0], center), exact_side(m.sides[1], center)
         _degenerate(func, ex, "x", center)
         _degenerate(func, ey, "y", center)
@@ -369,7 +367,7 @@ def spectral_alignment(
         ell_x, ell_y = min(rank + p, dx), min(rank + p, dy)  # type: ignore[operator]
         run_ = randomized_sides(
             [rx, ry], ["x", "y"], [dx, dy], [ell_x, ell_y], n_power_iter=q, seed=seed, center=center,
-            crosses=((0, 1), (1, 0)), engine_kw=ekw,
+            crosses=((0, 1), (1, 0)), options=engine_opts,
         )  # fmt: skip
         ex, ey = run_.eigens
         _degenerate(func, ex, "x", center)

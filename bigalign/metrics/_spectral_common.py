@@ -17,8 +17,9 @@ from ..errors import DegenerateInputError, InvalidInputError
 from ..features import BANDWIDTH_SAMPLE, check_bandwidth, draw_nystroem, median_bandwidth, sample_rows
 from ..io import Representation, as_representation
 from ..linalg import Eigen, Subspace, exact_side, numerical_rank
+from ..options import EngineOptions
 from ..result import Result, _jsonable
-from ._common import check_choice, feature_engine_kwargs
+from ._common import check_choice, feature_options
 
 METHODS = ("auto", "exact", "randomized")
 SPECTRAL_KERNELS = ("linear", "rbf")
@@ -127,12 +128,9 @@ def _nystroem(rep: Representation, bandwidth: Any, n_features: int | None, seed:
     return fmap, params
 
 
-def _feature_kw(ekw: dict[str, Any], reps: list[Representation], widths: list[int], mapped: bool) -> dict[str, Any]:
+def _feature_options(options: EngineOptions, reps: list[Representation], widths: list[int], mapped: bool) -> EngineOptions:
     """Engine options; with a feature map the features, not the inputs, size the blocks."""
-    out = {k: v for k, v in ekw.items() if v is not None}
-    if not mapped:
-        return out
-    return feature_engine_kwargs(out, reps, sum(widths), 0)
+    return feature_options(options, reps, sum(widths), 0) if mapped else options
 
 
 @dataclass(frozen=True, eq=False)

@@ -24,7 +24,7 @@ from ._spectral_common import (
     _check_int,
     _check_seed,
     _degenerate,
-    _feature_kw,
+    _feature_options,
     _list,
     _nystroem,
     _plt,
@@ -285,14 +285,14 @@ def spectrum(
         )
     chosen, reason = _resolve_method(func, method, [D], rank)
     params["method_reason"] = reason
-    ekw = _feature_kw(engine_opts.kwargs(), [rep], [D], fmap is not None)
+    options = _feature_options(engine_opts, [rep], [D], fmap is not None)
     if chosen == "exact":
-        m, plan = exact_moments([rep], ["x"], (), [fmap], ekw)
+        m, plan = exact_moments([rep], ["x"], (), [fmap], options)
         eig = exact_side(m.sides[0], center)
         n_passes = 1
     else:
         ell = min(rank + p, D)  # type: ignore[operator]
-        run_ = randomized_sides([rep], ["x"], [D], [ell], n_power_iter=q, seed=seed, center=center, transforms=[fmap], engine_kw=ekw)
+        run_ = randomized_sides([rep], ["x"], [D], [ell], n_power_iter=q, seed=seed, center=center, transforms=[fmap], options=options)
         eig, plan, n_passes = run_.eigens[0], run_.plan, run_.n_passes
         params.update(n_oversamples=p, n_power_iter=q, sketch_width=ell)
     params.update(engine_parameters(plan))

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..engine import run
 from ..moments import MomentStatistic
-from ._common import engine_parameters, feature_engine_kwargs
+from ._common import engine_parameters, feature_options
 from ._stitch_data import HOLDOUT, SplitMomentStatistic, Splits
 from ._stitch_linear import _Problem, _direction
 from ._stitch_nonlinear_base import (
@@ -32,7 +32,7 @@ from ._stitch_nonlinear_base import (
 # ============================================================================
 
 
-def _kernel(rx, ry, rt, tf, opts, ridge, intercept, holdout, seed, folds, ridge_grid, split_rows, reverse, engine_kw, common):
+def _kernel(rx, ry, rt, tf, opts, ridge, intercept, holdout, seed, folds, ridge_grid, split_rows, reverse, options, common):
     n = rx.n
     n_folds = folds if ridge == "cv" else 1
     splits = Splits(holdout=holdout, folds=n_folds, seed=seed, split_rows=split_rows)
@@ -58,8 +58,8 @@ def _kernel(rx, ry, rt, tf, opts, ridge, intercept, holdout, seed, folds, ridge_
     stat = SplitMomentStatistic(inner=_Expanded(names=raw_names, order=tuple(s[1] for s in specs), inner=inner), splits=splits)  # type: ignore[arg-type]
     # block rows planned for the expanded width: the features, not the inputs, dominate memory
     width = sum(raw[r].d + (tr.n_features if isinstance(tr, KernelFeatures) else 0) for _, r, tr in specs)
-    ekw = feature_engine_kwargs({k: v for k, v in engine_kw.items() if v is not None}, raw, width, 0)
-    moments, plan = run(stat, raw, names=list(raw_names), check_pairing=False, **ekw)
+    fopts = feature_options(options, raw, width, 0)
+    moments, plan = run(stat, raw, names=list(raw_names), check_pairing=False, options=fopts)
     P = _Problem(moments, n_folds, holdout > 0, intercept)
     # the expanded input's relative ridge is scaled by x's Gram: the kernel stitch gets the linear stitch's λ
     P.ridge_anchor.update({E["zx"]: E["x"]} | ({E["zy"]: E["y"]} if "zy" in E else {}))
@@ -98,7 +98,7 @@ def _kernel(rx, ry, rt, tf, opts, ridge, intercept, holdout, seed, folds, ridge_
                 ib["regression_stitch_risk"] = add(E[src], b.map @ W2, b.offset @ W2 + b2, t)
             index.append((ik, ib))
         es = ErrorSums(names=raw_names, splits=splits, features=tuple((s[1], s[2]) for s in specs), quantities=tuple(quants), keys=(HOLDOUT,))
-        hold_sums, _ = run(es, raw, names=list(raw_names), check_pairing=False, **ekw)
+        hold_sums, _ = run(es, raw, names=list(raw_names), check_pairing=False, options=fopts)
         params["n_passes"] = 2
     else:
         params["n_passes"] = 1

@@ -99,7 +99,7 @@ def _train(raw: list[Representation], raw_names: tuple[str, ...], tf: Any, split
                         tr.step(blocks, rows)
 
 
-def _mlp(rx, ry, rt, tf, opts, ridge, intercept, holdout, seed, folds, ridge_grid, split_rows, reverse, engine_kw, common):
+def _mlp(rx, ry, rt, tf, opts, ridge, intercept, holdout, seed, folds, ridge_grid, split_rows, reverse, options, common):
     n = rx.n
     n_folds = folds if ridge == "cv" else 1
     splits = Splits(holdout=holdout, folds=n_folds, seed=seed, split_rows=split_rows)
@@ -109,8 +109,7 @@ def _mlp(rx, ry, rt, tf, opts, ridge, intercept, holdout, seed, folds, ridge_gri
     pairs = [(0, 1)] + ([(0, 2), (1, 2)] if t is not None else [])
     transforms = (None, None, tf) if tf is not None else ()
     stat = SplitMomentStatistic(inner=MomentStatistic(names=raw_names, pairs=tuple(pairs), transforms=transforms), splits=splits)
-    ekw = {k: v for k, v in engine_kw.items() if v is not None}
-    moments, plan = run(stat, raw, names=list(raw_names), check_pairing=False, **ekw)
+    moments, plan = run(stat, raw, names=list(raw_names), check_pairing=False, options=options)
     P = _Problem(moments, n_folds, holdout > 0, intercept)
     params = {**common, "kind": "mlp", "hidden": list(opts["hidden"]), "epochs": opts["epochs"], "batch_size": opts["batch_size"],
               "learning_rate": opts["learning_rate"], "weight_decay": opts["weight_decay"], "activation": opts["activation"],
@@ -175,7 +174,7 @@ def _mlp(rx, ry, rt, tf, opts, ridge, intercept, holdout, seed, folds, ridge_gri
         index.append((iq, m_map, m_task))
     es = ErrorSums(names=raw_names, splits=splits, features=tuple((k, tf if k == 2 else None) for k in range(len(raw))),
                    quantities=tuple(quants), models=tuple(models), keys=(0, HOLDOUT) if holdout > 0 else (0,))  # fmt: skip
-    sums, _ = run(es, raw, names=list(raw_names), check_pairing=False, **ekw)
+    sums, _ = run(es, raw, names=list(raw_names), check_pairing=False, options=options)
     for key, (_, s) in sums.items():
         if not np.all(np.isfinite(s)):
             raise InvalidInputError(

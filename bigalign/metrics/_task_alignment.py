@@ -26,7 +26,7 @@ from ._spectral_common import (
     _check_seed,
     _cross_cov,
     _degenerate,
-    _feature_kw,
+    _feature_options,
     _list,
     _nystroem,
     _plt,
@@ -42,7 +42,7 @@ from ..options import EngineKwargs, EngineOptions
 
 def _task_pass(
     func: str, x: Any, targets: Any, *, target_type: str, center: bool, kernel: str, bandwidth: Any, n_features: int | None,
-    seed: int, ekw_in: dict[str, Any],
+    seed: int, options: EngineOptions,
 ) -> tuple[Any, Any, _Targets, dict[str, Any], int]:
     """One pass of merged moments of (features of) x and the (one-hot) targets."""
     check_choice(func, "kernel", kernel, SPECTRAL_KERNELS)
@@ -65,8 +65,8 @@ def _task_pass(
             f"{8 * D * D / 2**30:.1f} GiB per state. Use kernel='rbf' with n_features <= {EXACT_MAX_D} landmarks, or "
             "project x first (e.g. onto bigalign.spectrum(x, rank=...).components)."
         )
-    ekw = _feature_kw(ekw_in, [rx, tg.rep], [D, tg.dim], fmap is not None or tg.transform is not None)
-    m, plan = exact_moments([rx, tg.rep], ["x", "targets"], [(0, 1)], [fmap, tg.transform], ekw)
+    options = _feature_options(options, [rx, tg.rep], [D, tg.dim], fmap is not None or tg.transform is not None)
+    m, plan = exact_moments([rx, tg.rep], ["x", "targets"], [(0, 1)], [fmap, tg.transform], options)
     params.update(engine_parameters(plan))
     return m, plan, tg, params, D
 
@@ -254,7 +254,7 @@ def task_alignment(
     seed = _check_seed(func, seed)
     m, plan, tg, params, D = _task_pass(
         func, x, targets, target_type=target_type, center=center, kernel=kernel, bandwidth=bandwidth,
-        n_features=n_features, seed=seed, ekw_in=engine_opts.kwargs(),
+        n_features=n_features, seed=seed, options=engine_opts,
     )  # fmt: skip
     ex = exact_side(m.sides[0], center)
     _degenerate(func, ex, "x", center)
@@ -474,7 +474,7 @@ def kare(
         )
     m, plan, tg, params, D = _task_pass(
         func, x, targets, target_type=target_type, center=center, kernel=kernel, bandwidth=bandwidth,
-        n_features=n_features, seed=seed, ekw_in=engine_opts.kwargs(),
+        n_features=n_features, seed=seed, options=engine_opts,
     )  # fmt: skip
     ex = exact_side(m.sides[0], center)
     et = exact_side(m.sides[1], center)

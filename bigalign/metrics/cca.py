@@ -58,7 +58,7 @@ from ..io import as_representation, check_pairing
 from ..linalg import Eigen, exact_moments, exact_side, numerical_rank
 from ..moments import MomentStatistic
 from ..result import Result
-from ._common import check_choice, check_int, engine_kwargs, engine_parameters, loo_interval, with_ci_doc, with_engine_doc
+from ._common import check_choice, check_int, engine_parameters, loo_interval, with_ci_doc, with_engine_doc
 from .spectral import EXACT_MAX_D, spectral_alignment
 from ..options import EngineKwargs, EngineOptions
 
@@ -204,7 +204,6 @@ def svcca(
         reason = f"d = {dmax} {'<=' if chosen == 'exact' else '>'} {EXACT_MAX_D}"
     else:
         chosen, reason = method, "requested"
-    ekw = engine_opts.kwargs()
     if chosen == "randomized":
         if level is not None:
             raise InvalidInputError(
@@ -219,7 +218,7 @@ def svcca(
         p = check_int(func, "n_oversamples", 10 if n_oversamples is None else n_oversamples, 0)
         q = check_int(func, "n_power_iter", 2 if n_power_iter is None else n_power_iter, 0)
         seed = check_int(func, "seed", 0 if seed is None else seed, 0)
-        sa = spectral_alignment(rx, ry, rank=k, method="randomized", n_oversamples=p, n_power_iter=q, seed=seed, **ekw)
+        sa = spectral_alignment(rx, ry, rank=k, method="randomized", n_oversamples=p, n_power_iter=q, seed=seed, **engine_opts.given())
         if sa.canonical_correlations is None:  # pragma: no cover - center=True always yields them
             raise AssertionError("internal error: no canonical correlations")
         rho = np.asarray(sa.canonical_correlations)
@@ -233,9 +232,9 @@ def svcca(
                 f"n_oversamples, n_power_iter and seed apply to {func}'s randomized road only; got them with method={chosen!r}."
             )
         if level is None:
-            m, plan = exact_moments([rx, ry], ["x", "y"], [(0, 1)], [None, None], ekw)
+            m, plan = exact_moments([rx, ry], ["x", "y"], [(0, 1)], [None, None], engine_opts)
             return _svcca_exact(m, 0, 1, k, frac, {"method_reason": reason, **engine_parameters(plan)})
-        states, plan = _grouped_moments(rx, ry, ekw, func)
+        states, plan = _grouped_moments(rx, ry, engine_opts, func)
         res = _svcca_exact(states.total(), 0, 1, k, frac, {"method_reason": reason, **engine_parameters(plan)})
         iv = loo_interval(func, res.value, states, lambda mm: _svcca_exact(mm, 0, 1, k, frac, {}).value, level, "logit")
         return with_interval(res, iv)
@@ -361,18 +360,18 @@ def pwcca(
         )
     i, j = (0, 1) if weights == "x" else (1, 0)
     if level is None:
-        m, plan = exact_moments([rx, ry], ["x", "y"], [(0, 1)], [None, None], engine_kwargs(locals()))
+        m, plan = exact_moments([rx, ry], ["x", "y"], [(0, 1)], [None, None], engine_opts)
         return _pwcca(m, i, j, weights, engine_parameters(plan))
-    states, plan = _grouped_moments(rx, ry, engine_kwargs(locals()), func)
+    states, plan = _grouped_moments(rx, ry, engine_opts, func)
     res = _pwcca(states.total(), i, j, weights, engine_parameters(plan))
     iv = loo_interval(func, res.value, states, lambda mm: _pwcca(mm, i, j, weights, {}).value, level, "logit")
     return with_interval(res, iv)
 
 
-def _grouped_moments(rx: Any, ry: Any, ekw: dict[str, Any], func: str) -> tuple[Any, Any]:
+def _grouped_moments(rx: Any, ry: Any, options: EngineOptions, func: str) -> tuple[Any, Any]:
     """The exact road's pass with one moment state per contiguous row group (for ``ci=``)."""
     stat = grouped_statistic(MomentStatistic(names=("x", "y"), pairs=((0, 1),)), rx.n, func=func)
-    return run(stat, [rx, ry], names=["x", "y"], check_pairing=False, **ekw)
+    return run(stat, [rx, ry], names=["x", "y"], check_pairing=False, options=options)
 
 
 def _pwcca(m: Any, i: int, j: int, weights: str, parameters: dict[str, Any]) -> Result:

@@ -120,9 +120,9 @@ def distance_alignment(
     check_choice(func, "distance", distance, ("euclidean",))
     level = check_ci(func, ci)
     if level is None:
-        m, plan = linear_moments(x, y, engine_opts.kwargs())
+        m, plan = linear_moments(x, y, engine_opts)
         return distance_alignment_from_moments(m, 0, 1, "biased", {"distance": distance, **engine_parameters(plan)})
-    states, plan = grouped_linear_moments(x, y, engine_opts.kwargs(), paired_n(x, y), func)
+    states, plan = grouped_linear_moments(x, y, engine_opts, paired_n(x, y), func)
     res = distance_alignment_from_moments(states.total(), 0, 1, "biased", {"distance": distance, **engine_parameters(plan)})
     iv = loo_interval(func, res.value, states, lambda mm: distance_alignment_from_moments(mm, 0, 1, "biased", {}).value, level,
                       bias_correct=True)  # fmt: skip

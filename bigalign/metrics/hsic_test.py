@@ -111,7 +111,7 @@ from ..stats import (
     _SideStats,
     _tie_tolerance,
 )
-from ._common import feature_engine_kwargs
+from ._common import feature_options
 from ._kernel_exact import KernelTileStatistic
 from ..options import EngineKwargs, EngineOptions
 
@@ -382,7 +382,6 @@ def hsic_test(
     if chosen == "permutation":
         params["n_permutations"] = n_perm
     workers = int(engine_opts.num_workers or os.cpu_count() or 1)
-    ekw = engine_opts.kwargs()
 
     if kernel == "linear":
         if method not in ("auto", "exact"):
@@ -394,7 +393,7 @@ def hsic_test(
         xs, ys = _sample(reps, BANDWIDTH_SAMPLE, seed)
         shifts = (xs.mean(axis=0), ys.mean(axis=0))
         params.update(method="exact", method_reason="linear kernel: always exact")
-        return _feature_test(reps, (None, None), (reps[0].d, reps[1].d), shifts, chosen, n_perm, seed, alpha, workers, params, ekw)
+        return _feature_test(reps, (None, None), (reps[0].d, reps[1].d), shifts, chosen, n_perm, seed, alpha, workers, params, engine_opts)
 
     xs, ys = _sample(reps, BANDWIDTH_SAMPLE, seed)
     sx, sy, mx, my = resolve_bandwidths(bandwidth, xs, ys, "hsic_test")
@@ -420,7 +419,7 @@ def hsic_test(
                 f"({grams / 2**20:.0f} MiB). Use method='rff' or 'nystroem' (the permutation test on "
                 "explicit features), or null='gamma' (exact kernels streamed over tiles)."
             )
-        return _tiles_test(reps, kernel, (sx, sy), shifts, n, alpha, params, ekw)
+        return _tiles_test(reps, kernel, (sx, sy), shifts, n, alpha, params, engine_opts)
 
     if method == "rff":
         D = int(n_features or DEFAULT_N_FEATURES)
@@ -440,7 +439,7 @@ def hsic_test(
         maps = (draw_nystroem(kernel, lx, sx, shifts[0]), draw_nystroem(kernel, ly, sy, shifts[1]))
         params.update(n_features=m, rank_x=maps[0].n_features, rank_y=maps[1].n_features, landmarks="uniform without replacement")
     widths = (maps[0].n_features, maps[1].n_features)
-    return _feature_test(reps, maps, widths, shifts, chosen, n_perm, seed, alpha, workers, params, ekw)
+    return _feature_test(reps, maps, widths, shifts, chosen, n_perm, seed, alpha, workers, params, engine_opts)
 
 
 def _finish(n: int, t_obs: float, a: _SideStats, b: _SideStats, test_null: str, n_perm: int, seed: int, alpha: float,
@@ -491,10 +490,10 @@ def _gram_test_body(reps, kernel, sigmas, shifts, test_null, n_perm, seed, alpha
     return _finish(n, t_obs, sides[0], sides[1], test_null, n_perm, seed, alpha, params, batch, batch_rows)
 
 
-def _feature_test(reps, maps, widths, shifts, test_null, n_perm, seed, alpha, workers, params, ekw) -> TestResult:  # type: ignore[no-untyped-def]
+def _feature_test(reps, maps, widths, shifts, test_null, n_perm, seed, alpha, workers, params, options) -> TestResult:  # type: ignore[no-untyped-def]
     n = reps[0].n
     dx, dy = widths
-    budget = requested_budget(ekw.get("memory_per_worker"))
+    budget = requested_budget(options.memory_per_worker)
     held = n * (dx + dy) * 8 + (2 * n * n * 8 if _use_gram(n, dx, dy, test_null) else 0)  # features (+ their Grams)
     if test_null == "permutation" and budget is not None and held > budget:
         raise InvalidInputError(
@@ -508,8 +507,7 @@ def _feature_test(reps, maps, widths, shifts, test_null, n_perm, seed, alpha, wo
 
     transforms = tuple(maps) if any(m is not None for m in maps) else ()
     stat = MomentStatistic(names=("x", "y"), pairs=((0, 1),), transforms=transforms)
-    kw = feature_engine_kwargs({k: v for k, v in ekw.items() if v is not None}, reps, widths[0], widths[1])
-    m, plan = run(stat, reps, check_pairing=False, **kw)
+    m, plan = run(stat, reps, check_pairing=False, options=feature_options(options, reps, widths[0], widths[1]))
     sides = []
     for s in m.sides:
         sides.append(_SideStats(t=s.trace, f=float(np.vdot(s.M, s.M)), s=s.t4, constant=s.is_constant))
@@ -550,7 +548,7 @@ def _in_memory_feature_test(reps, maps, widths, shifts, test_null, n_perm, seed,
     return _finish(n, t_obs, sides[0], sides[1], test_null, n_perm, seed, alpha, params, batch, batch_rows)
 
 
-def _tiles_test(reps, kernel, sigmas, shifts, n, alpha, params, ekw) -> TestResult:  # type: ignore[no-untyped-def]
+def _tiles_test(reps, kernel, sigmas, shifts, n, alpha, params, options) -> TestResult:  # type: ignore[no-untyped-def]
     """Gamma test on exact rbf/laplacian kernels streamed over tiles (k(x, x) = 1).
 
     From the off-diagonal sums A_kl, A_kk, A_ll and row sums r̃, s̃:
@@ -558,8 +556,7 @@ def _tiles_test(reps, kernel, sigmas, shifts, n, alpha, params, ekw) -> TestResu
     t = n − R/n; f = A_kk + n − (2/n)‖r‖² + R²/n²; (K_c)ᵢᵢ = 1 − 2rᵢ/n + R/n².
     """
     stat = KernelTileStatistic(kernel, kernel_scale(kernel, sigmas[0]), kernel_scale(kernel, sigmas[1]), shifts[0], shifts[1])
-    kw = {k: v for k, v in ekw.items() if v is not None}
-    sums, plan = run_pairs(stat, reps, check_pairing=False, **kw)
+    sums, plan = run_pairs(stat, reps, check_pairing=False, options=options)
     r, s_ = sums.r + 1.0, sums.s + 1.0
     R, S = float(r.sum()), float(s_.sum())
 

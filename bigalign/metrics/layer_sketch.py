@@ -494,8 +494,9 @@ def sketched_cka_cells(
     n_probes: int = DEFAULT_PROBES,
     n_power_iter: int = 1,
     seed: int = 0,
-    engine_kw: Mapping[str, Any] | None = None,
+    options: EngineOptions | None = None,
     method_reason: str | None = None,
+    engine_kw: Any = None,  # transitional: a dict from a caller not yet converted
 ) -> tuple[dict[tuple[int, int], SketchedResult | DegenerateInputError], int, dict[str, Any]]:
     """CKA of the pairs ``wanted`` of paired representations ``reps`` by the projected road.
 
@@ -513,16 +514,16 @@ def sketched_cka_cells(
     seed = check_int("cka_matrix_sketched", "seed", seed, 0)
     n = reps[0].n
     check_unbiased_n("cka_matrix_sketched", n, estimator)
-    ekw = {k: v for k, v in dict(engine_kw or {}).items() if v is not None}
+    options = EngineOptions.build("sketched_cka_cells", options if engine_kw is None else engine_kw)  # transitional: a dict from a caller not yet converted
     dtype = compute_dtype(reps)
     names = tuple(r.name for r in reps)
     L = len(reps)
     full = [r.d <= rank for r in reps]
     widths = [0 if f else rank for f in full]
-    if ekw.get("block_size") is None:
+    if options.block_size is None:  # the sketches, not the inputs, size the blocks
         width = sum(r.d if f else rank + n_probes for r, f in zip(reps, full))
-        ekw["block_size"] = _block_rows(reps, width, ekw.pop("memory_per_worker", None))
-    ekw.pop("memory_per_worker", None)
+        options = options.replace(block_size=_block_rows(reps, width, options.memory_per_worker))
+    options = options.replace(memory_per_worker=None)
 
     # subspace passes (a layer that keeps all coordinates only needs its mean)
     shifts = tuple(_shift(r, dtype) for r in reps)
@@ -536,7 +537,7 @@ def sketched_cka_cells(
     traces: list[float] = []
     for it in range(n_power_iter + 1 if any(widths) else 1):
         stat = _SketchStatistic(names=names, shifts=shifts, tests=tuple(tests), dtype=dtype)
-        state, plan = run(stat, list(reps), check_pairing=False, **ekw)
+        state, plan = run(stat, list(reps), check_pairing=False, options=options)
         n_passes += 1
         means, traces = [], []
         for k in range(L):
@@ -568,7 +569,7 @@ def sketched_cka_cells(
         layers.append(_Layer(name=r.name, d=r.d, head=head, probes=probes, trace=0.0, head_norm2=0.0,
                              head_frob2=0.0, tail=0.0, full=full[k]))  # fmt: skip
     gstat = _GramStatistic(names=names, means=tuple(means), bases=tuple(bases), dtype=dtype)
-    gs, plan = run(gstat, list(reps), check_pairing=False, **ekw)
+    gs, plan = run(gstat, list(reps), check_pairing=False, options=options)
     n_passes += 1
     g = gs.gram
     for k, lay in enumerate(layers):
@@ -743,10 +744,9 @@ def cka_matrix_sketched(
     check_pairing(reps)
     L = len(reps)
     wanted = [(i, j) for i in range(L) for j in range(i, L)]
-    ekw = engine_opts.kwargs()
     values, n_passes, info = sketched_cka_cells(
         reps, wanted, estimator=estimator, rank=rank, n_probes=n_probes, n_power_iter=n_power_iter, seed=seed,
-        engine_kw=ekw,
+        options=engine_opts,
     )  # fmt: skip
     results: list[list[SketchedResult | None]] = []
     undefined: dict[tuple[int, int], str] = {}

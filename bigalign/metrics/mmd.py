@@ -246,7 +246,7 @@ def mmd(
     engine_opts = EngineOptions.build("mmd", engine)
     est = _estimate(
         "mmd", x, y, kernel=kernel, bandwidth=bandwidth, estimator=estimator, method=method, n_features=n_features,
-        seed=seed, engine_kw=engine_opts.kwargs(),
+        seed=seed, options=engine_opts,
     )  # fmt: skip
     return _result(est, estimator)
 
@@ -384,7 +384,7 @@ def mmd_test(
     )  # fmt: skip
     est = _estimate(
         func, x, y, kernel=kernel, bandwidth=bandwidth, estimator=estimator, method=method, n_features=n_features,
-        seed=seed, engine_kw=engine_opts.kwargs(), n_perm=n_perm if chosen == "permutation" else 0,
+        seed=seed, options=engine_opts, n_perm=n_perm if chosen == "permutation" else 0,
         null=chosen == "asymptotic",
     )  # fmt: skip
     params = {**est.parameters, "null": chosen, "null_reason": reason}

@@ -45,7 +45,6 @@ from ..intervals import check_ci, with_interval
 from ..moments import Moments
 from ..result import Result
 from ._common import (
-    engine_kwargs,
     engine_parameters,
     grouped_linear_moments,
     linear_moments,
@@ -218,9 +217,9 @@ def procrustes(
         raise InvalidInputError(f"procrustes needs at least 2 samples; got {n}.")
     level = check_ci("procrustes", ci)
     if level is None:
-        m, plan = linear_moments(x, y, engine_kwargs(locals()))
+        m, plan = linear_moments(x, y, engine_opts)
         return procrustes_from_moments(m, 0, 1, angular=angular, normalize=normalize, parameters=engine_parameters(plan))
-    states, plan = grouped_linear_moments(x, y, engine_kwargs(locals()), n, "procrustes")
+    states, plan = grouped_linear_moments(x, y, engine_opts, n, "procrustes")
     res = procrustes_from_moments(states.total(), 0, 1, angular=angular, normalize=normalize, parameters=engine_parameters(plan))
     iv = loo_interval(
         "procrustes", res.value, states,

@@ -246,7 +246,7 @@ class CentredUnitMomentStatistic(MomentStatistic):
         return super().partial([centred_unit_rows(b, nm, start) for b, nm in zip(blocks, self.names)], start)
 
 
-def _pearson_sums_streamed(x: Any, y: Any, ekw: dict[str, Any], unit: bool, centre: bool = False) -> tuple[tuple[float, ...], Any]:
+def _pearson_sums_streamed(x: Any, y: Any, options: EngineOptions, unit: bool, centre: bool = False) -> tuple[tuple[float, ...], Any]:
     """(N, Sx, Sy, Sxx, Syy, Sxy) over i < j of the squared Euclidean distances of the rows (unit rows
     for cosine, whose distances are half these), each side in units of its scale.
 
@@ -256,11 +256,11 @@ def _pearson_sums_streamed(x: Any, y: Any, ekw: dict[str, Any], unit: bool, cent
     the spread of the distances themselves limits the precision.
     """
     if centre:
-        m, plan = run(CentredUnitMomentStatistic(names=("x", "y"), pairs=((0, 1),)), [x, y], names=["x", "y"], **ekw)
+        m, plan = run(CentredUnitMomentStatistic(names=("x", "y"), pairs=((0, 1),)), [x, y], names=["x", "y"], options=options)
     elif unit:
-        m, plan = run(UnitMomentStatistic(names=("x", "y"), pairs=((0, 1),)), [x, y], names=["x", "y"], **ekw)
+        m, plan = run(UnitMomentStatistic(names=("x", "y"), pairs=((0, 1),)), [x, y], names=["x", "y"], options=options)
     else:
-        m, plan = linear_moments(x, y, ekw)
+        m, plan = linear_moments(x, y, options)
     n = m.n
     cx, cy = scale(m, 0), scale(m, 1)  # Pearson is scale invariant per side: keep every square in range
     sx, sy = m.sides[0], m.sides[1]
@@ -503,7 +503,6 @@ def rsa(
     code = DISTANCE_CODES["cosine" if centre else distance]
     N = n * (n - 1) // 2
     params: dict[str, Any] = {"distance": distance, "compare": compare, "method_reason": reason}
-    ekw = engine_opts.given()
 
     if chosen == "sampled":
         reps = prepare([x, y], ["x", "y"])
@@ -541,9 +540,9 @@ def rsa(
         shifts = [finite_float64(r.read(0, min(n, 1024)), r.name, 0).mean(0) for r in reps]
         stat = RsaTileStatistic(code, shifts[0], shifts[1])
         if bounds is None:
-            pm, plan = run_pairs(stat, reps, check_pairing=False, **ekw)
+            pm, plan = run_pairs(stat, reps, check_pairing=False, options=engine_opts)
         else:
-            by_group, plan = run_pairs(GroupedRsaStatistic(stat, bounds), reps, check_pairing=False, **ekw)
+            by_group, plan = run_pairs(GroupedRsaStatistic(stat, bounds), reps, check_pairing=False, options=engine_opts)
             pm = merged(by_group)
         params.update(block_size=plan.block_rows, n_tiles=plan.n_blocks * (plan.n_blocks + 1) // 2, scheduler=plan.scheduler)
         for name, m2, mu in (("x", pm.m2x, pm.mx), ("y", pm.m2y, pm.my)):
@@ -566,7 +565,7 @@ def rsa(
             loo.append(q.cxy / math.sqrt(q.m2x * q.m2y))
         return with_interval(result, jackknife_interval(value, np.array(loo), level, scale="fisher"))
 
-    sums, plan = _pearson_sums_streamed(x, y, ekw, unit=distance in ("cosine", "correlation"), centre=centre)
+    sums, plan = _pearson_sums_streamed(x, y, engine_opts, unit=distance in ("cosine", "correlation"), centre=centre)
     Nf, sx, sy, sxx, syy, sxy = sums
     value, vx, vy = _pearson_from_sums(*sums)
     for name, v, s, ss in (("x", vx, sx, sxx), ("y", vy, sy, syy)):

@@ -256,7 +256,7 @@ def stitch(
         return stitch_nonlinear(
             x, y, kind=kind, options=options, ridge=ridge, intercept=intercept, targets=targets, holdout=holdout,
             seed=seed, folds=folds, ridge_grid=ridge_grid, split_rows=split_rows, reverse=bool(reverse),
-            engine_kw=engine_opts.kwargs(),
+            engine=engine_opts,
         )  # fmt: skip
     _no_options_for_linear("stitch", options)
     rx, ry = as_representation(x, "x"), as_representation(y, "y")
@@ -277,8 +277,7 @@ def stitch(
     n_folds = folds if ridge == "cv" else 1
     inner = MomentStatistic(names=tuple(names), pairs=tuple(pairs), transforms=tuple(transforms) if any(transforms) else ())
     stat = SplitMomentStatistic(inner=inner, splits=Splits(holdout=holdout, folds=n_folds, seed=seed, split_rows=split_rows))
-    ekw = engine_opts.kwargs()
-    splits, plan = run(stat, inputs, names=names, check_pairing=False, **ekw)
+    splits, plan = run(stat, inputs, names=names, check_pairing=False, options=engine_opts)
     P = _Problem(splits, n_folds, holdout > 0, intercept)
     params = {
         "ridge": ridge, "intercept": intercept, "holdout": holdout, "seed": seed, "folds": n_folds,

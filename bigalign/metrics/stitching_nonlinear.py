@@ -100,6 +100,7 @@ from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 from ..io import as_representation, check_pairing
+from ..options import EngineOptions
 from ._stitch_data import _targets_input, _targets_rep
 from ._stitch_kernel import _kernel
 from ._stitch_mlp import _mlp
@@ -144,7 +145,7 @@ def stitch_nonlinear(
     ridge_grid: Sequence[float] | None,
     split_rows: int,
     reverse: bool,
-    engine_kw: Mapping[str, Any],
+    engine: EngineOptions,
 ) -> NonlinearStitchResult:
     """Kernel or MLP stitching of x into y (and y's linear head); called by :func:`bigalign.stitch`.
 
@@ -198,7 +199,7 @@ def stitch_nonlinear(
               "split_rows": split_rows, "ridge_grid": ridge_grid, "rank_tolerance": "32*d*eps*max_eigenvalue",
               "n_classes": len(tf.classes) if tf is not None else None}  # fmt: skip
     fn = _kernel if kind == "kernel" else _mlp
-    res = fn(rx, ry, rt, tf, opts, ridge, intercept, holdout, seed, folds, ridge_grid, split_rows, reverse, dict(engine_kw), common)
+    res = fn(rx, ry, rt, tf, opts, ridge, intercept, holdout, seed, folds, ridge_grid, split_rows, reverse, engine, common)
     fwd = res[0]
     if reverse:
         fwd = replace(fwd, reverse=res[1])
