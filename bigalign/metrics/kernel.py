@@ -19,6 +19,7 @@ measures in biological and artificial neural networks", arXiv:2405.01012.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from typing import Any, Literal, Unpack
@@ -35,7 +36,6 @@ from ._common import (
     ESTIMATORS,
     check_choice,
     check_unbiased_n,
-    engine_kwargs,
     engine_parameters,
     grouped_linear_moments,
     linear_moments,
@@ -242,10 +242,25 @@ def with_kernel_doc(func: Any) -> Any:
     return func
 
 
-def _run_kernel(func: str, x: Any, y: Any, kw: dict[str, Any], estimator: str, level: float | None = None) -> tuple[Any, Any]:
+@dataclass(frozen=True)
+class KernelOptions:
+    """The options of one hsic / cka / kernel_alignment call, checked by ``_run_kernel``."""
+
+    kernel: str
+    bandwidth: Any
+    method: str
+    n_features: int | None
+    block_rows: int | None
+    target_stderr: float | None
+    seed: Any
+    ci: float | None
+    engine: EngineOptions
+
+
+def _run_kernel(func: str, x: Any, y: Any, opts: KernelOptions, estimator: str, level: float | None = None) -> tuple[Any, Any]:
     """(moments, plan) for linear kernels — (grouped states, plan) with an interval level — or a NonlinearJob
     for rbf/laplacian."""
-    kernel, method = kw["kernel"], kw["method"]
+    kernel, method = opts.kernel, opts.method
     check_choice(func, "kernel", kernel, KERNELS)
     check_choice(func, "method", method, METHODS)
     if kernel == "linear":
@@ -254,21 +269,21 @@ def _run_kernel(func: str, x: Any, y: Any, kw: dict[str, Any], estimator: str, l
                 f"method={method!r} approximates non-linear kernels; with kernel='linear' {func} is exact at "
                 "any n in one streaming pass. Use method='auto' (or 'exact'), or a non-linear kernel."
             )
-        check_applies(func, "the linear kernel", bandwidth=(kw["bandwidth"], "median"), n_features=(kw["n_features"], None))
-        if kw["target_stderr"] is not None:
-            check_target(kw["target_stderr"], method)
-        if kw["block_rows"] is not None:
+        check_applies(func, "the linear kernel", bandwidth=(opts.bandwidth, "median"), n_features=(opts.n_features, None))
+        if opts.target_stderr is not None:
+            check_target(opts.target_stderr, method)
+        if opts.block_rows is not None:
             raise InvalidInputError(
                 f"block_rows sizes the random blocks of method='block' for non-linear kernels; with kernel='linear' {func} "
                 "is exact at any n in one streaming pass. Drop block_rows, or use a non-linear kernel."
             )
         if level is not None:
-            return grouped_linear_moments(x, y, engine_kwargs(kw), paired_n(x, y), func)
-        return linear_moments(x, y, engine_kwargs(kw))
+            return grouped_linear_moments(x, y, opts.engine, paired_n(x, y), func)
+        return linear_moments(x, y, opts.engine)
     return nonlinear_terms(
-        x, y, kernel=kernel, bandwidth=kw["bandwidth"], method=method, n_features=kw["n_features"],
-        seed=kw["seed"], estimator=estimator, engine_kw=engine_kwargs(kw), block_rows=kw["block_rows"],
-        target_stderr=kw["target_stderr"], metric=func, ci_level=level,
+        x, y, kernel=kernel, bandwidth=opts.bandwidth, method=method, n_features=opts.n_features,
+        seed=opts.seed, estimator=estimator, options=opts.engine, block_rows=opts.block_rows,
+        target_stderr=opts.target_stderr, metric=func, ci_level=level,
     ), None  # fmt: skip
 
 
@@ -278,14 +293,14 @@ CI_SCALES = {"hsic": "identity", "cka": "logit", "kernel_alignment": "logit"}
 _FROM_MOMENTS = {"hsic": hsic_from_moments, "cka": cka_from_moments, "kernel_alignment": ka_from_moments}
 
 
-def _kernel_result(func: str, x: Any, y: Any, kw: dict[str, Any], estimator: str) -> Result:
+def _kernel_result(func: str, x: Any, y: Any, opts: KernelOptions, estimator: str) -> Result:
     """The façades' common body: the linear road (with its interval) or the non-linear one."""
-    level = check_ci(func, kw["ci"])
-    out, plan = _run_kernel(func, x, y, kw, estimator, level)
+    level = check_ci(func, opts.ci)
+    out, plan = _run_kernel(func, x, y, opts, estimator, level)
     if plan is None:
         return nonlinear_result(func, out, estimator, level)
     fm = _FROM_MOMENTS[func]
-    params = _linear_params(plan, kw["target_stderr"])
+    params = _linear_params(plan, opts.target_stderr)
     if level is None:
         return fm(out, 0, 1, estimator, params)
     res = fm(out.total(), 0, 1, estimator, params)
@@ -452,10 +467,11 @@ def hsic(
     >>> round(bigalign.hsic(x, x, estimator="biased").value, 6)   # (Σ u²)² / (n-1)² = 25/9
     2.777778
     """
-    engine_opts = EngineOptions.build("hsic", engine)
+    opts = KernelOptions(kernel, bandwidth, method, n_features, block_rows, target_stderr, seed, ci,
+                         EngineOptions.build("hsic", engine))  # fmt: skip
     check_choice("hsic", "estimator", estimator, ESTIMATORS)
     check_unbiased_n("hsic", paired_n(x, y), estimator)
-    return _kernel_result("hsic", x, y, locals(), estimator)
+    return _kernel_result("hsic", x, y, opts, estimator)
 
 
 @with_kernel_doc
@@ -529,10 +545,11 @@ def cka(
     >>> round(bigalign.cka(x, 3 * x @ q).value, 12)
     1.0
     """
-    engine_opts = EngineOptions.build("cka", engine)
+    opts = KernelOptions(kernel, bandwidth, method, n_features, block_rows, target_stderr, seed, ci,
+                         EngineOptions.build("cka", engine))  # fmt: skip
     check_choice("cka", "estimator", estimator, ESTIMATORS)
     check_unbiased_n("cka", paired_n(x, y), estimator)
-    return _kernel_result("cka", x, y, locals(), estimator)
+    return _kernel_result("cka", x, y, opts, estimator)
 
 
 @with_kernel_doc
@@ -590,5 +607,6 @@ def kernel_alignment(
     >>> bigalign.kernel_alignment(x, 2 * x).value
     1.0
     """
-    engine_opts = EngineOptions.build("kernel_alignment", engine)
-    return _kernel_result("kernel_alignment", x, y, locals(), "biased")
+    opts = KernelOptions(kernel, bandwidth, method, n_features, block_rows, target_stderr, seed, ci,
+                         EngineOptions.build("kernel_alignment", engine))  # fmt: skip
+    return _kernel_result("kernel_alignment", x, y, opts, "biased")
