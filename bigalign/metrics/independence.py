@@ -123,7 +123,6 @@ from ..moments import Moments
 from ..result import Result
 from ._common import (
     check_choice,
-    engine_kwargs,
     engine_parameters,
     grouped_linear_moments,
     linear_moments,
@@ -412,8 +411,21 @@ def _gram_factor_body(rep: Any, name: str, kernel: str, sigma: float, shift: np.
     return _pivoted_cholesky_factor(kc), False
 
 
-def _job(func: str, x: Any, y: Any, kw: dict[str, Any]) -> _Job:
-    kernel, method, seed = kw["kernel"], kw["method"], kw["seed"]
+@dataclass(frozen=True)
+class _Options:
+    """The options of one coco / kcc / kmi call (``level``: the checked ``ci``)."""
+
+    kernel: str
+    bandwidth: Any
+    method: str
+    n_features: int | None
+    seed: Any
+    level: float | None
+    engine: EngineOptions
+
+
+def _job(func: str, x: Any, y: Any, opts: _Options) -> _Job:
+    kernel, method, seed = opts.kernel, opts.method, opts.seed
     check_choice(func, "kernel", kernel, KERNELS)
     check_choice(func, "method", method, METHODS)
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
@@ -421,24 +433,23 @@ def _job(func: str, x: Any, y: Any, kw: dict[str, Any]) -> _Job:
     n = paired_n(x, y)
     if n < 2:
         raise InvalidInputError(f"{func} needs at least 2 paired samples (a covariance); got n = {n}. Pass more samples.")
-    ekw = {k: v for k, v in engine_kwargs(kw).items() if v is not None}
     if kernel == "linear":
         if method not in ("auto", "exact"):
             raise InvalidInputError(
                 f"method={method!r} approximates non-linear kernels; with kernel='linear' {func} is exact at any n "
                 "from streamed moments. Use method='auto' (or 'exact'), or a non-linear kernel."
             )
-        check_applies(func, "the linear kernel", bandwidth=(kw["bandwidth"], "median"), n_features=(kw["n_features"], None))
+        check_applies(func, "the linear kernel", bandwidth=(opts.bandwidth, "median"), n_features=(opts.n_features, None))
         states = None
-        if kw["level"] is None:
-            m, plan = linear_moments(x, y, ekw)
+        if opts.level is None:
+            m, plan = linear_moments(x, y, opts.engine)
         else:  # one moment state per contiguous row group, in the same pass
-            states, plan = grouped_linear_moments(x, y, ekw, n, func)
+            states, plan = grouped_linear_moments(x, y, opts.engine, n, func)
             m = states.total()
         flags = tuple(f for f, s in (("x_constant", m.sides[0]), ("y_constant", m.sides[1])) if s.is_constant)
         params = {"kernel": "linear", **engine_parameters(plan)}
         return _Job(covariances_from_moments(m, 0, 1), "exact-streaming", params, flags, ci_states=states)
-    if kw["level"] is not None:
+    if opts.level is not None:
         raise InvalidInputError(
             f"{func}: ci= (a sampling interval over rows) is available for the linear kernel (streamed moments, one "
             f"state per row group); with kernel={kernel!r} it has no interval yet. Use kernel='linear', or leave ci out."
@@ -446,7 +457,7 @@ def _job(func: str, x: Any, y: Any, kw: dict[str, Any]) -> _Job:
 
     reps = prepare([x, y], ["x", "y"])
     _, (xs, ys) = sample_rows(reps, BANDWIDTH_SAMPLE, int(seed))
-    sx, sy, mx, my = resolve_bandwidths(kw["bandwidth"], xs, ys)
+    sx, sy, mx, my = resolve_bandwidths(opts.bandwidth, xs, ys)
     chosen, reason = resolve_method(
         method, n, bandwidth_ratio([sx, sy], [mx, my]), exact_max_n=GRAM_AUTO_N, exact="exact kernel matrices"
     )
@@ -469,8 +480,8 @@ def _job(func: str, x: Any, y: Any, kw: dict[str, Any]) -> _Job:
         flags = tuple(fl for fl, c in (("x_constant", cx), ("y_constant", cy)) if c)
         return _Job(cov, "exact-gram", params, flags)
     m, views, plan, fparams = feature_moments(
-        reps, kernel=kernel, method=chosen, sigmas=[sx, sy], shifts=shifts, n_features=kw["n_features"] or DEFAULT_N_FEATURES,
-        seed=int(seed), pairs=[(0, 1)], engine_kw=ekw,
+        reps, kernel=kernel, method=chosen, sigmas=[sx, sy], shifts=shifts, n_features=opts.n_features or DEFAULT_N_FEATURES,
+        seed=int(seed), pairs=[(0, 1)], options=opts.engine,
     )  # fmt: skip
     params.update(fparams, block_size=plan.block_rows, n_blocks=plan.n_blocks, scheduler=plan.scheduler)
     full = sub_moments(m, views[0][0], views[1][0])
@@ -522,7 +533,7 @@ def _degenerate_constant(func: str, flags: tuple[str, ...]) -> None:
         )
 
 
-def _small_blas(x: Any, y: Any, kw: dict[str, Any]) -> Any:
+def _small_blas(x: Any, y: Any, opts: _Options) -> Any:
     """One BLAS thread for small problems (thread wake-ups cost more than the work; see bigalign.stats).
 
     The size is the number of float64 values the pass and the algebra touch:
@@ -530,26 +541,25 @@ def _small_blas(x: Any, y: Any, kw: dict[str, Any]) -> Any:
     """
     rx, ry = as_representation(x, "x"), as_representation(y, "y")
     n = max(rx.n, ry.n)
-    if kw["kernel"] == "linear":
+    if opts.kernel == "linear":
         width = max(rx.d, ry.d)
-    elif kw["method"] == "exact" or (kw["method"] == "auto" and n <= GRAM_AUTO_N):
+    elif opts.method == "exact" or (opts.method == "auto" and n <= GRAM_AUTO_N):
         width = n
     else:
-        nf = kw["n_features"]
+        nf = opts.n_features
         width = int(nf) if isinstance(nf, (int, np.integer)) and not isinstance(nf, bool) and nf > 0 else DEFAULT_N_FEATURES
     return blas_threads_for(n * (rx.d + ry.d + 2 * width) + 4 * width * width)
 
 
-def _canonical_result(func: str, x: Any, y: Any, kw: dict[str, Any], kappa: float) -> Result:
-    kw = dict(kw, level=check_ci(func, kw["ci"]))
-    with _small_blas(x, y, kw):
-        job = _job(func, x, y, kw)
+def _canonical_result(func: str, x: Any, y: Any, opts: _Options, kappa: float) -> Result:
+    with _small_blas(x, y, opts):
+        job = _job(func, x, y, opts)
         res = _canonical_result_body(func, job, kappa)
         if job.ci_states is None:
             return res
         # KCC lies in [0, 1): logit scale; KMI ≥ 0: identity; both plug-in: the bias-corrected centre
         iv = loo_interval(func, res.value, job.ci_states, lambda mm: _canonical_from_moments(func, mm, 0, 1, {}, kappa).value,
-                          kw["level"], "logit" if func == "kcc" else "identity", bias_correct=True)  # fmt: skip
+                          opts.level, "logit" if func == "kcc" else "identity", bias_correct=True)  # fmt: skip
         return with_interval(res, iv)
 
 
@@ -762,9 +772,9 @@ def coco(
     2.5
     """
     engine_opts = EngineOptions.build("coco", engine)
-    kw = dict(locals(), level=check_ci("coco", ci))
-    with _small_blas(x, y, kw):
-        job = _job("coco", x, y, kw)
+    opts = _Options(kernel, bandwidth, method, n_features, seed, check_ci("coco", ci), engine_opts)
+    with _small_blas(x, y, opts):
+        job = _job("coco", x, y, opts)
         v = _values(job.cov, None, False)
         stderr = None
         if job.grouped:
@@ -782,7 +792,7 @@ def coco(
         return res
     # COCO ≥ 0, unbounded above: identity scale; a plug-in estimate: the bias-corrected centre
     iv = loo_interval("coco", res.value, job.ci_states, lambda mm: coco_from_moments(mm, 0, 1, "biased", {}).value,
-                      kw["level"], bias_correct=True)  # fmt: skip
+                      opts.level, bias_correct=True)  # fmt: skip
     return with_interval(res, iv)
 
 
@@ -863,7 +873,8 @@ def kcc(
     """
     engine_opts = EngineOptions.build("kcc", engine)
     kappa = _ridge("kcc", ridge, kernel)
-    return _canonical_result("kcc", x, y, locals(), kappa)
+    opts = _Options(kernel, bandwidth, method, n_features, seed, check_ci("kcc", ci), engine_opts)
+    return _canonical_result("kcc", x, y, opts, kappa)
 
 
 @_with_reg_doc
@@ -946,4 +957,5 @@ def kmi(
     """
     engine_opts = EngineOptions.build("kmi", engine)
     kappa = _ridge("kmi", ridge, kernel)
-    return _canonical_result("kmi", x, y, locals(), kappa)
+    opts = _Options(kernel, bandwidth, method, n_features, seed, check_ci("kmi", ci), engine_opts)
+    return _canonical_result("kmi", x, y, opts, kappa)
