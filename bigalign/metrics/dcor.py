@@ -178,17 +178,17 @@ def _shifts(reps: list[Representation]) -> list[np.ndarray]:
 
 
 def _exact(
-    reps: list[Representation], estimator: str, ekw: dict[str, Any], bounds: np.ndarray | None = None
+    reps: list[Representation], estimator: str, options: EngineOptions, bounds: np.ndarray | None = None
 ) -> tuple[DcovTerms, dict[str, Any]]:  # fmt: skip
     """Exact tiles; with ``bounds`` (contiguous row groups) the same pass also gives the exact terms of
     the rows minus each group (:class:`~bigalign.metrics._tile_groups.GroupedTileStatistic`)."""
     x_shift, y_shift = _shifts(reps)
     stat = DistanceTileStatistic("euclidean-distance", 1.0, 1.0, x_shift, y_shift)
     if bounds is None:
-        sums, plan = run_pairs(stat, reps, check_pairing=False, **ekw)
+        sums, plan = run_pairs(stat, reps, check_pairing=False, options=options)
         terms = _terms_from_sums(sums, estimator)
     else:
-        grouped, plan = run_pairs(GroupedTileStatistic(stat, bounds), reps, check_pairing=False, **ekw)
+        grouped, plan = run_pairs(GroupedTileStatistic(stat, bounds), reps, check_pairing=False, options=options)
         loo = tuple(_terms_from_sums(grouped.without(g), estimator) for g in range(grouped.groups))
         terms = dataclasses.replace(_terms_from_sums(grouped.full(), estimator), loo=loo)
     params = {"block_size": plan.block_rows, "n_tiles": plan.n_blocks * (plan.n_blocks + 1) // 2, "scheduler": plan.scheduler}
@@ -277,7 +277,7 @@ def _univariate(u: np.ndarray, v: np.ndarray, estimator: str) -> tuple[float, fl
 
 
 def _projected(
-    reps: list[Representation], estimator: str, n_proj: int, seed: int, ekw: dict[str, Any], workers: int
+    reps: list[Representation], estimator: str, n_proj: int, seed: int, options: EngineOptions, workers: int
 ) -> tuple[DcovTerms, dict[str, Any]]:
     dx, dy = reps[0].d, reps[1].d
     exact = dx == 1 and dy == 1
@@ -286,7 +286,7 @@ def _projected(
     # x on U (for dCov(x, y)) and U' (for dVar(x) = E C²·dCov²(uᵀx, u'ᵀx), u ⟂⟂ u'); y on V, V'
     wx = np.concatenate([_directions(rng, dx, k), _directions(rng, dx, k)], axis=1)
     wy = np.concatenate([_directions(rng, dy, k), _directions(rng, dy, k)], axis=1)
-    (px, py), plan = run(ProjectionStatistic(wx, wy), reps, check_pairing=False, **ekw)
+    (px, py), plan = run(ProjectionStatistic(wx, wy), reps, check_pairing=False, options=options)
     cx, cy = _c(dx), _c(dy)
 
     def one(t: int) -> tuple[float, float, float, float, float]:
@@ -348,10 +348,10 @@ def BlockDcovStatistic(inputs: BlockInputs, block: int, seed: int) -> RandomBloc
 
 
 def _blocked(
-    reps: list[Representation], block: int, seed: int, ekw: dict[str, Any], workers: int
+    reps: list[Representation], block: int, seed: int, options: EngineOptions, workers: int
 ) -> tuple[DcovTerms, dict[str, Any]]:
     n = reps[0].n
-    out, bparams = run_blocks(reps, block, seed, _ustats_of_block, ekw, workers)
+    out, bparams = run_blocks(reps, block, seed, _ustats_of_block, options, workers)
     cxy, vx, vy = (float(v) for v in out[:, :3].mean(axis=0))
     terms = DcovTerms(
         n=n, cxy=cxy, vx=vx, vy=vy,
@@ -401,23 +401,36 @@ def resolve_method(method: str, n: int, dx: int, dy: int) -> tuple[str, str]:
     return "block", f"n = {n} > {EXACT_MAX_N}: block U-statistics (random projections are for testing, not estimation)"
 
 
-def _compute(func: str, x: Any, y: Any, kw: dict[str, Any]) -> tuple[DcovTerms, str, dict[str, Any]]:
-    estimator, method = kw["estimator"], kw["method"]
+@dataclass(frozen=True)
+class DcorOptions:
+    """The options of one dcor / dcov call (or one of partial_dcor's three), checked by ``_compute``."""
+
+    estimator: str = "unbiased"
+    method: str = "auto"
+    block_rows: int | None = None
+    n_projections: int | None = None
+    seed: Any = 0
+    ci: float | None = None
+    engine: EngineOptions = EngineOptions()
+
+
+def _compute(func: str, x: Any, y: Any, opts: DcorOptions) -> tuple[DcovTerms, str, dict[str, Any]]:
+    estimator, method = opts.estimator, opts.method
     check_choice(func, "estimator", estimator, ESTIMATORS)
     check_choice(func, "method", method, METHODS)
     n = paired_n(x, y)
     check_unbiased_n(func, n, estimator)
     if n < 2:
         raise InvalidInputError(f"{func} needs at least 2 samples; got {n}.")
-    seed = _check_int(func, "seed", kw["seed"], 0, allow_none=False)
-    if kw["block_rows"] is not None and method != "block":
+    seed = _check_int(func, "seed", opts.seed, 0, allow_none=False)
+    if opts.block_rows is not None and method != "block":
         raise InvalidInputError(
             f"block_rows is the random block size of method='block'; with method={method!r} it does not apply "
             f"({func}'s block_size is only the engine's chunking). Drop block_rows, or use method='block'."
         )
-    rows = _check_int(func, "block_rows", kw["block_rows"], 1)
-    n_proj = _check_int(func, "n_projections", kw["n_projections"], 2)
-    level = check_ci(func, kw.get("ci"))
+    rows = _check_int(func, "block_rows", opts.block_rows, 1)
+    n_proj = _check_int(func, "n_projections", opts.n_projections, 2)
+    level = check_ci(func, opts.ci)
     bounds = None if level is None else row_groups(n, DEFAULT_CI_GROUPS, func=func)
     reps = prepare([x, y], ["x", "y"])
     chosen, reason = resolve_method(method, n, reps[0].d, reps[1].d)
@@ -427,19 +440,18 @@ def _compute(func: str, x: Any, y: Any, kw: dict[str, Any]) -> tuple[DcovTerms, 
             f"here is {chosen!r} ({reason}), which has no interval yet. Use method='exact' (O(n^2 d) time) or "
             "method='block', or leave ci out."
         )
-    eo = kw["engine_opts"]
-    ekw = eo.given()
+    eo = opts.engine
     workers = _n_workers(*resolve_scheduler(eo.scheduler, eo.client), eo.num_workers)
     if n_proj is not None and method != "projection":
         raise InvalidInputError(f"n_projections applies to method='projection' only; got it with method={method!r}.")
     if chosen == "exact":
-        terms, params = _exact(reps, estimator, ekw, bounds)
+        terms, params = _exact(reps, estimator, eo, bounds)
         name = "exact-tiles"
     elif chosen == "univariate":
-        terms, params = _projected(reps, estimator, 1, seed, ekw, workers)
+        terms, params = _projected(reps, estimator, 1, seed, eo, workers)
         name = "univariate-exact"
     elif chosen == "projection":
-        terms, params = _projected(reps, estimator, n_proj or DEFAULT_PROJECTIONS, seed, ekw, workers)
+        terms, params = _projected(reps, estimator, n_proj or DEFAULT_PROJECTIONS, seed, eo, workers)
         name = "projection"
         params["stderr"] = (
             "jackknife over projections: the Monte Carlo error of the projection average around the exact "
@@ -463,7 +475,7 @@ def _compute(func: str, x: Any, y: Any, kw: dict[str, Any]) -> tuple[DcovTerms, 
                 f"needs at least {2 * DEFAULT_CI_GROUPS} blocks; n = {n} holds {n // b} of block_rows = {b}. Use "
                 f"block_rows <= {n // (2 * DEFAULT_CI_GROUPS)}, method='exact', or leave ci out."
             )
-        terms, params = _blocked(reps, b, seed, ekw, workers)
+        terms, params = _blocked(reps, b, seed, eo, workers)
         name = "block"
         if level is not None:
             terms = dataclasses.replace(terms, loo=_block_leave_outs(terms))
@@ -618,19 +630,19 @@ def dcor(
     >>> round(bigalign.dcor(x, 2 * x + 1, estimator="biased").value, 12)
     1.0
     """
-    engine_opts = EngineOptions.build("dcor", engine)
-    return dcor_with_loo(locals())[0]
+    opts = DcorOptions(estimator, method, block_rows, n_projections, seed, ci, EngineOptions.build("dcor", engine))
+    return dcor_with_loo(x, y, opts)[0]
 
 
 def _dcor_of(t: DcovTerms) -> float:
     return float(t.cxy / math.sqrt(t.vx * t.vy)) if t.vx > 0 and t.vy > 0 else float("nan")
 
 
-def dcor_with_loo(kw: dict[str, Any], func: str = "dcor") -> tuple[Result, np.ndarray | None]:
-    """:func:`dcor` from its arguments ``kw``, and the exact leave-one-group-out dCor² its ``ci``
+def dcor_with_loo(x: Any, y: Any, opts: DcorOptions, func: str = "dcor") -> tuple[Result, np.ndarray | None]:
+    """:func:`dcor` of x and y with the options ``opts``, and the exact leave-one-group-out dCor² its ``ci``
     comes from (None without ci)."""
-    x, y, estimator, ci = kw["x"], kw["y"], kw["estimator"], kw["ci"]
-    terms, name, params = _compute(func, x, y, kw)
+    estimator, ci = opts.estimator, opts.ci
+    terms, name, params = _compute(func, x, y, opts)
     _degenerate(terms)
     if terms.vx <= 0 or terms.vy <= 0:
         raise DegenerateInputError(
@@ -710,8 +722,8 @@ def dcov(
     >>> round(bigalign.dcov(x, x, estimator="biased").value, 12)   # dVar²ₙ = Σ Aᵢⱼ² / n² = 13/16
     0.8125
     """
-    engine_opts = EngineOptions.build("dcov", engine)
-    terms, name, params = _compute("dcov", x, y, locals())
+    opts = DcorOptions(estimator, method, block_rows, n_projections, seed, ci, EngineOptions.build("dcov", engine))
+    terms, name, params = _compute("dcov", x, y, opts)
     flags = _flags(terms)
     if estimator == "biased" and terms.cxy < 0 and terms.replicates is None:
         raise AssertionError(f"internal error: biased dCov² = {terms.cxy!r} < 0")  # a V-statistic is ≥ 0

@@ -48,7 +48,7 @@ from ..io import Representation, as_representation
 from ..result import Result
 from ..options import EngineKwargs, EngineOptions
 from ._common import check_choice, check_int, paired_n
-from .dcor import DistanceTileStatistic, dcor_with_loo
+from .dcor import DcorOptions, DistanceTileStatistic, dcor_with_loo
 from ..intervals import DEFAULT_CI_GROUPS, check_ci, jackknife_interval, row_groups, with_interval
 from ._tile_groups import GroupedTileStatistic
 from .permutation import DEFAULT_PERMUTATIONS, DEFAULT_TILE, PermutationResult, dcor_statistic, null_summary, run_null
@@ -202,16 +202,14 @@ def partial_dcor(
         raise InvalidInputError(f"block_rows applies to method='block' only; got it with method={method!r}.")
     n = paired_n(x, y)
     paired_n(x, z)
-    kw = dict(method=method, seed=seed, engine_opts=engine_opts)
     level = check_ci(func, ci)
     rs = {}
     loos = {}
     params: dict[str, Any] = {}
     for key, a, b in (("r_xy", x, y), ("r_xz", x, z), ("r_yz", y, z)):
         try:
-            res, loos[key] = dcor_with_loo(
-                dict(kw, x=a, y=b, estimator="unbiased", ci=level, n_projections=None, block_rows=block_rows), func
-            )  # fmt: skip
+            opts = DcorOptions("unbiased", method, block_rows, None, seed, level, engine_opts)
+            res, loos[key] = dcor_with_loo(a, b, opts, func)
         except DegenerateInputError as exc:
             raise DegenerateInputError(f"partial_dcor is undefined: {exc}", reason=exc.reason) from exc
         rs[key] = res.value
