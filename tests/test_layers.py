@@ -163,9 +163,9 @@ def test_knn_layers_searched_once_each(monkeypatch):
     calls = []
     real = nb.search
 
-    def counting(reps, k, engine_kw, queries=None):
+    def counting(reps, k, options, queries=None):
         calls.append([r.name for r in reps])
-        return real(reps, k, engine_kw, queries)
+        return real(reps, k, options, queries)
 
     monkeypatch.setattr(nb, "search", counting)
     a, _ = _two_stores()

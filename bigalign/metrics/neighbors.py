@@ -72,7 +72,7 @@ from ..errors import DegenerateInputError, InvalidInputError, NonFiniteError
 from ..intervals import DEFAULT_CI_GROUPS, check_ci, jackknife_interval, row_groups, with_interval
 from ..result import Result
 from ._common import check_choice, paired_n, with_ci_doc, with_engine_doc
-from ..options import ENGINE_KEYWORDS, EngineKwargs, EngineOptions
+from ..options import EngineKwargs, EngineOptions
 
 __all__ = [
     "KNN_METRICS", "IntervalResult", "KnnSweep", "NeighbourLists", "NeighbourTileStatistic", "QueryStatistic", "cknna",
@@ -280,22 +280,18 @@ class NeighbourLists:
         return int(self.vals.nbytes + self.idx.nbytes)
 
 
-def _engine(kw: dict[str, Any], pairs: bool) -> dict[str, Any]:
-    """The engine options of a façade's call (its EngineOptions) or of compare_layers' per-pair keywords."""
-    return EngineOptions.build("search", kw["engine_opts"] if "engine_opts" in kw else {k: kw[k] for k in ENGINE_KEYWORDS if k in kw}).given()
-
-
-def search(reps: Sequence[Representation], k: int, engine_kw: dict[str, Any], queries: Sequence[np.ndarray] | None = None) -> tuple[list[NeighbourLists], dict[str, Any]]:
+def search(reps: Sequence[Representation], k: int, options: EngineOptions, queries: Sequence[np.ndarray] | None = None) -> tuple[list[NeighbourLists], dict[str, Any]]:
     """Exact top-k lists of every input: of every sample (``queries=None``: one run of tiles I ≤ J
     over all inputs, each block read once per tile) or of the rows ``queries[t]`` of input t (one
     pass over the candidate blocks).  Each input's lists are those a search of it alone gives."""
+    options = EngineOptions.build("search", options)  # transitional: a dict from a caller not yet converted
     names = tuple(r.name for r in reps)
     if queries is None:
-        out, plan = run_pairs(NeighbourTileStatistic(k, names), reps, check_pairing=False, **_engine(engine_kw, pairs=True))
+        out, plan = run_pairs(NeighbourTileStatistic(k, names), reps, check_pairing=False, options=options)
         params = {"block_size": plan.block_rows, "n_tiles": plan.n_blocks * (plan.n_blocks + 1) // 2, "scheduler": plan.scheduler}
         return [NeighbourLists(out[2 * t], out[2 * t + 1]) for t in range(len(reps))], params
     qs = tuple(unit_rows(r.take(q), r.name, 0, rows=q) if q.size else np.zeros((0, r.d)) for r, q in zip(reps, queries))
-    out, plan = run(QueryStatistic(qs, tuple(queries), k, names), reps, check_pairing=False, **_engine(engine_kw, pairs=False))
+    out, plan = run(QueryStatistic(qs, tuple(queries), k, names), reps, check_pairing=False, options=options)
     params = {"block_size": plan.block_rows, "n_blocks": plan.n_blocks, "scheduler": plan.scheduler}
     return [NeighbourLists(out[2 * t], out[2 * t + 1], np.asarray(q)) for t, q in enumerate(queries)], params
 
@@ -516,7 +512,7 @@ def _n(x: Any, y: Any) -> int:
 
 
 def _pair(
-    metric: str, x: Any, y: Any, ks: list[int], n_queries: int | None, seed: int, kw: dict[str, Any], level: float | None = None
+    metric: str, x: Any, y: Any, ks: list[int], n_queries: int | None, seed: int, options: EngineOptions, level: float | None = None
 ) -> list[Result]:  # fmt: skip
     """The measure for every k of ``ks`` from one search of x and y."""
     reps = prepare([x, y], ["x", "y"])
@@ -525,10 +521,10 @@ def _pair(
     attempt = 0
     while True:
         depth = search_depth(kmax, n, level, attempt)
-        (lx, ly), params = search(reps, depth, kw, None if q is None else [q, q])
+        (lx, ly), params = search(reps, depth, options, None if q is None else [q, q])
         extra = None
         if metric == "cycle_knn" and q is not None:
-            (extra,), _ = search(reps[:1], depth, kw, [cycle_rows(ly, depth)])
+            (extra,), _ = search(reps[:1], depth, options, [cycle_rows(ly, depth)])
         try:
             return [knn_result(metric, lx, ly, kk, n, params, extra, seed, level) for kk in ks]
         except ListsTooShort:  # neighbours concentrated in one row group: search deeper (n − 1 always suffices)
@@ -537,8 +533,8 @@ def _pair(
             attempt += 1
 
 
-def _measure(metric: str, x: Any, y: Any, k: Any, n_queries: Any, seed: Any, kw: dict[str, Any]) -> Result:
-    level = check_ci(metric, kw.get("ci"))
+def _measure(metric: str, x: Any, y: Any, k: Any, n_queries: Any, seed: Any, ci: Any, options: EngineOptions) -> Result:
+    level = check_ci(metric, ci)
     n = _n(x, y)
     if metric == "cknna" and n < 4:
         raise InvalidInputError(f"cknna needs at least 4 samples (its unbiased HSIC divides by n(n-3)); got {n}.")
@@ -547,7 +543,7 @@ def _measure(metric: str, x: Any, y: Any, k: Any, n_queries: Any, seed: Any, kw:
     m = check_n_queries(metric, n_queries, n, metric)
     if level is not None:
         row_groups(n, DEFAULT_CI_GROUPS, func=metric)  # enough rows, before the search
-    return _pair(metric, x, y, [kk], m, seed, kw, level)[0]
+    return _pair(metric, x, y, [kk], m, seed, options, level)[0]
 
 
 @dataclass(frozen=True)
@@ -632,7 +628,7 @@ def knn_sweep(
     ks, _ = _check_k("knn_sweep", list(k), n, minimum=2 if metric == "cknna" else 1)
     seed = _check_seed("knn_sweep", seed)
     m = check_n_queries("knn_sweep", n_queries, n, metric)
-    return KnnSweep(metric, tuple(ks), tuple(_pair(metric, x, y, ks, m, seed, locals())))
+    return KnnSweep(metric, tuple(ks), tuple(_pair(metric, x, y, ks, m, seed, engine_opts)))
 
 
 #: how ``ci`` works for the four list measures (their docstrings' ``{knn_ci}``)
@@ -714,8 +710,7 @@ def mutual_knn(
     >>> bigalign.mutual_knn(x, 3 * x, k=5).value     # same neighbours
     1.0
     """
-    engine_opts = EngineOptions.build("mutual_knn", engine)
-    return _measure("mutual_knn", x, y, k, n_queries, seed, locals())
+    return _measure("mutual_knn", x, y, k, n_queries, seed, ci, EngineOptions.build("mutual_knn", engine))
 
 
 @with_ci_doc
@@ -764,8 +759,7 @@ def cycle_knn(
     >>> bigalign.cycle_knn(x, 2 * x, k=3).value   # < 1 even here: j near i does not make i near j
     0.93
     """
-    engine_opts = EngineOptions.build("cycle_knn", engine)
-    return _measure("cycle_knn", x, y, k, n_queries, seed, locals())
+    return _measure("cycle_knn", x, y, k, n_queries, seed, ci, EngineOptions.build("cycle_knn", engine))
 
 
 @with_ci_doc
@@ -811,8 +805,7 @@ def lcs_knn(
     >>> bigalign.lcs_knn(x, 2 * x, k=5).terms["mean_lcs"]
     5.0
     """
-    engine_opts = EngineOptions.build("lcs_knn", engine)
-    return _measure("lcs_knn", x, y, k, n_queries, seed, locals())
+    return _measure("lcs_knn", x, y, k, n_queries, seed, ci, EngineOptions.build("lcs_knn", engine))
 
 
 @with_ci_doc
@@ -857,8 +850,7 @@ def edit_distance_knn(
     >>> bigalign.edit_distance_knn(x, 2 * x, k=5).value
     1.0
     """
-    engine_opts = EngineOptions.build("edit_distance_knn", engine)
-    return _measure("edit_distance_knn", x, y, k, n_queries, seed, locals())
+    return _measure("edit_distance_knn", x, y, k, n_queries, seed, ci, EngineOptions.build("edit_distance_knn", engine))
 
 
 @with_ci_doc
@@ -918,8 +910,7 @@ def cknna(
     >>> round(bigalign.cknna(x, 2 * x, k=10).value, 12)
     1.0
     """
-    engine_opts = EngineOptions.build("cknna", engine)
-    return _measure("cknna", x, y, k, None, 0, locals())
+    return _measure("cknna", x, y, k, None, 0, ci, EngineOptions.build("cknna", engine))
 
 
 for _f in (mutual_knn, cycle_knn, lcs_knn, edit_distance_knn):
