@@ -397,11 +397,12 @@ def compare_layers(
     """
     engine_opts = EngineOptions.build("compare_layers", engine)
     if checkpoint is not None:
-        kw = dict(locals())
-        del kw["engine_opts"], kw["engine"]
-        kw["checkpoint"], kw["resume"] = None, False
         with checkpointing(checkpoint, resume=resume):
-            return compare_layers(**kw, **engine_opts.given())
+            return compare_layers(
+                a, b, metric, layers_a, layers_b, estimator=estimator, kernel=kernel, bandwidth=bandwidth, method=method,
+                n_features=n_features, seed=seed, metric_options=metric_options, ci=ci, state_memory=state_memory,
+                **engine_opts.given(),
+            )  # fmt: skip
     check_choice("compare_layers", "metric", metric, METRICS)
     check_choice("compare_layers", "estimator", estimator, ESTIMATORS)
     level = check_ci("compare_layers", ci)
@@ -465,7 +466,7 @@ def compare_layers(
         kw = {**pair_kw, **engine_opts.given()}
         if metric in _nb.KNN_METRICS:
             cells = [(i, j) for i in ia for j in ib]
-            out = _knn_cells(metric, reps, cells, kw, budget, level)
+            out = _knn_cells(metric, reps, cells, kw, engine_opts, budget, level)
             if out is not None:
                 values, n_passes, plan = out
                 return _matrix(metric, la, lb, ia, ib, values, n_passes, n, estimator, plan)
@@ -485,7 +486,7 @@ def compare_layers(
         if road == "sketch":
             values, n_passes, info = sketched_cka_cells(
                 reps, wanted, estimator=estimator, seed=seed, method_reason=reason,
-                engine_kw={**engine_opts.given(), "memory_per_worker": engine_opts.memory_per_worker}, **sketch,
+                options=engine_opts, **sketch,
             )  # fmt: skip
             plan = {"road": "sketch", "reason": reason, "per_layer": "a principal subspace and probes of the rest per layer "
                     "(one sketch pass, power passes), then one projection pass shared by all pairs", "reads_per_layer": n_passes}  # fmt: skip
@@ -508,7 +509,7 @@ def compare_layers(
     if kernel != "linear":
         values, n_passes, plan = _nonlinear_cells(
             reps, wanted, metric, estimator, kernel, bandwidth, method, n_features, seed, budget,
-            engine_opts.kwargs(), level,
+            engine_opts, level,
         )  # fmt: skip
         return _matrix(metric, la, lb, ia, ib, values, n_passes, n, estimator, plan)
     # with ci=, one moment state per row group: passes sized for state_memory / G
@@ -619,7 +620,7 @@ def _matrix(metric: str, la: list[str], lb: list[str], ia: list[int], ib: list[i
 
 def _nonlinear_cells(
     reps: list, wanted: list[tuple[int, int]], metric: str, estimator: str, kernel: str, bandwidth: Any,
-    method: str, n_features: int | None, seed: int, budget: int, ekw: dict[str, Any], level: float | None = None,
+    method: str, n_features: int | None, seed: int, budget: int, options: EngineOptions, level: float | None = None,
 ) -> tuple[dict[tuple[int, int], Any], int, dict[str, Any]]:  # fmt: skip
     """Cells of a non-linear-kernel layer matrix: one feature pass per group of pairs, or exact tiles per pair.
     With ``level``, the feature moments are kept per row group (passes planned for budget / G)."""
@@ -646,7 +647,6 @@ def _nonlinear_cells(
     wanted = [(i, j) for i, j in wanted if (i, j) not in values]
     shifts = [s.mean(axis=0) for s in samples]
     chosen, reason = resolve_method(method, n, bandwidth_ratio([sigmas[k] for k in ok], [medians[k] for k in ok]))
-    ekw = {k: v for k, v in ekw.items() if v is not None}
 
     def record(i: int, j: int, job: Any) -> None:
         try:
@@ -665,7 +665,7 @@ def _nonlinear_cells(
         # with ci: each pair's tile pass keeps group-pair sums and partial row sums (the leave-one-group-out terms)
         bounds = None if level is None else row_groups(n, DEFAULT_CI_GROUPS, func="compare_layers")
         for i, j in wanted:
-            job = exact_job([reps[i], reps[j]], kernel, [sigmas[i], sigmas[j]], [shifts[i], shifts[j]], estimator, ekw, params(i, j),
+            job = exact_job([reps[i], reps[j]], kernel, [sigmas[i], sigmas[j]], [shifts[i], shifts[j]], estimator, options, params(i, j),
                             bounds=bounds)  # fmt: skip
             record(i, j, job)
         plan = {"road": "exact-tiles", "per_layer": f"bandwidth (median heuristic on one shared sample of {n_sample} rows) and centring "
@@ -682,7 +682,7 @@ def _nonlinear_cells(
         m, views, plan, fparams = feature_moments(
             [reps[k] for k in used], kernel=kernel, method=chosen, sigmas=[sigmas[k] for k in used],
             shifts=[shifts[k] for k in used], n_features=n_features, seed=int(seed),
-            pairs=[(local[i], local[j]) for i, j in group if i != j], engine_kw=ekw, keys=used,
+            pairs=[(local[i], local[j]) for i, j in group if i != j], options=options, keys=used,
             ci_rows=None if level is None else n, ci_func="compare_layers",
         )  # fmt: skip
         states, m = (None, m) if level is None else (m, m.total())
@@ -841,7 +841,8 @@ _LIST_COPIES = 3
 
 
 def _knn_cells(
-    metric: str, reps: list, cells: list[tuple[int, int]], kw: dict[str, Any], budget: int, level: float | None = None
+    metric: str, reps: list, cells: list[tuple[int, int]], kw: dict[str, Any], options: EngineOptions, budget: int,
+    level: float | None = None,
 ) -> tuple[dict, int, dict] | None:  # fmt: skip
     """Cells of a neighbourhood measure from each layer's neighbour lists, searched once per layer.
 
@@ -860,7 +861,6 @@ def _knn_cells(
         raise InvalidInputError(f"cknna needs at least 4 samples (its unbiased HSIC divides by n(n-3)); got {n}.")
     seed = int(kw.get("seed", 0))
     m = _nb.check_n_queries("compare_layers", kw.get("n_queries"), n, metric)
-    ekw = {key: kw[key] for key in ("block_size", "scheduler", "client", "num_workers", "memory_per_worker") if kw.get(key) is not None}
     used = sorted({t for c in cells for t in c})
     rows = n if m is None else m
     if level is not None:
@@ -869,8 +869,8 @@ def _knn_cells(
     per = rows * depth * 16  # one layer's lists: float64 similarities and int64 indices
     if len(used) * per > budget:
         return None
-    tile_rows = min(n, int(ekw.get("block_size") or 2048))
-    tile_budget = task_budget(1, ekw.get("memory_per_worker"))
+    tile_rows = min(n, int(options.block_size or 2048))
+    tile_budget = task_budget(1, options.memory_per_worker)
     groups: list[list[int]] = [[]]
     free = budget - len(used) * per
     for t in used:  # each group: its lists in flight and two blocks of every layer per tile (input + unit float64 rows)
@@ -883,14 +883,14 @@ def _knn_cells(
     lists: dict[int, Any] = {}
     params: dict[str, Any] = {}
     for g in groups:
-        got, params = _nb.search([reps[t] for t in g], depth, ekw, None if q is None else [q] * len(g))
+        got, params = _nb.search([reps[t] for t in g], depth, options, None if q is None else [q] * len(g))
         lists.update(zip(g, got))
     n_passes = len(groups)
     extra: dict[int, Any] = {}
     if metric == "cycle_knn" and q is not None:  # x's lists of the queries' y-neighbours: a second, sampled pass
         need = {i: np.unique(np.concatenate([_nb.cycle_rows(lists[j], depth) for (a, j) in cells if a == i])) for i in {c[0] for c in cells}}
         rows_x = sorted(need)
-        got, _ = _nb.search([reps[t] for t in rows_x], depth, ekw, [need[t] for t in rows_x])
+        got, _ = _nb.search([reps[t] for t in rows_x], depth, options, [need[t] for t in rows_x])
         extra = dict(zip(rows_x, got))
         n_passes += 1
     values: dict[tuple[int, int], Any] = {}
