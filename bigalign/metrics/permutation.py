@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Unpack
 
 import numpy as np
 
@@ -48,19 +48,27 @@ from .._checks import finite_float64
 from .._numba.dcov import DISTANCE_CODES
 from .._numba.permute import permuted_traces
 from .._numba.topk import overlap_counts
-from ..engine import prepare
+from ..engine import prepare, requested_budget
 from ..errors import DegenerateInputError, InvalidInputError
+from ..options import EngineKwargs, EngineOptions
 from ..result import Result
 from ._common import check_choice, check_int
 from .dcor import dcov_terms_from_sums
 from .neighbors import _check_k, search
 from .rsa import tile_distances, row_patterns
 
-__all__ = ["PermutationResult", "dcor_statistic", "draw_permutations", "null_summary", "permutation_test", "permuted_pair_sums", "run_null"]
+__all__ = [
+    "PermutationResult", "dcor_statistic", "draw_permutations", "null_summary", "permutation_test", "permuted_pair_sums",
+    "permutation_tile", "run_null",
+]  # fmt: skip
 
 METRICS = ("cka", "ka", "dcor", "rsa", "mutual_knn")
 DEFAULT_PERMUTATIONS = 999
 DEFAULT_TILE = 1024
+#: tile-sized float64 arrays one permuted pair sum holds at a time (the tile of a, that of b, their temporaries)
+_TILE_ARRAYS = 6
+#: the engine options of the in-process roads (the permuted sums run here, not on the engine's scheduler)
+IN_PROCESS_OPTIONS = ("block_size", "memory_per_worker")
 _TAG = 0x9E47
 
 
@@ -339,10 +347,44 @@ def _rsa_stat(x: np.ndarray, y: np.ndarray, distance: str, tile: int) -> Callabl
     return lambda perms: permuted_pair_sums(fa, fb, n, perms, tile) / math.sqrt(vaa * vbb)
 
 
-def _knn_stat(x: Any, y: Any, k: int) -> Callable[[np.ndarray], np.ndarray]:
+def permutation_tile(func: str, options: EngineOptions, reps: list, road: str) -> int:
+    """Tile side of the in-process permuted pair sums, from the call's engine options.
+
+    ``block_size`` is the tile side; without it the default (1024) shrinks so that the
+    tile-sized arrays in flight fit ``memory_per_worker`` (or an active memory_limit), which
+    must also hold x and y themselves (they are read into memory).  ``scheduler``, ``client``
+    and ``num_workers`` do not apply (nothing runs on the engine): an InvalidInputError says so.
+    """
+    other = [k for k in ("scheduler", "client", "num_workers") if getattr(options, k) is not None]
+    if other:
+        raise InvalidInputError(
+            f"{func} got {', '.join(other)}, which do not apply to {road}: the permuted sums run in this process on "
+            f"x and y read into memory, not on the engine's scheduler. The engine options that apply here are "
+            f"{list(IN_PROCESS_OPTIONS)} (the tile side, and the memory that sizes it). Drop {', '.join(other)}."
+        )
+    budget = requested_budget(options.memory_per_worker)  # None unless memory_per_worker / memory_limit constrain it
+    if budget is not None:
+        held = reps[0].n * sum(r.d for r in reps) * 8
+        if held > budget:
+            raise InvalidInputError(
+                f"{func} reads x and y into memory as float64 ({held / 2**20:.1f} MiB at n = {reps[0].n}), over the memory "
+                f"budget of {budget / 2**20:.1f} MiB (memory_per_worker / memory_limit). Raise memory_per_worker, or "
+                "test on a subsample of the rows."
+            )
+    if options.block_size is not None:
+        return int(options.block_size)
+    if budget is None:
+        return DEFAULT_TILE
+    return max(1, min(DEFAULT_TILE, math.isqrt((budget - held) // (8 * _TILE_ARRAYS))))
+
+
+def _knn_stat(x: Any, y: Any, k: int, options: EngineOptions) -> tuple[Callable[[np.ndarray], np.ndarray], int]:
+    """The permuted mean overlap, and the rows per tile side of the one neighbour search."""
     n = x.n
     _check_k("permutation_test", k, n)
-    (lx, ly), _ = search([x, y], k, {"scheduler": "sync"})
+    if options.scheduler is None and options.client is None:
+        options = options.replace(scheduler="sync")  # one search of in-memory-sized data: no dask by default
+    (lx, ly), found = search([x, y], k, options)
     nx, ny = np.ascontiguousarray(lx.idx[:, :k]), ly.idx[:, :k]
     ks = np.array([k], dtype=np.int64)
 
@@ -354,7 +396,7 @@ def _knn_stat(x: Any, y: Any, k: int) -> Callable[[np.ndarray], np.ndarray]:
             out[t] = overlap_counts(nx, np.ascontiguousarray(inv[ny[p]]), ks)[:, 0].mean() / k
         return out
 
-    return stat
+    return stat, int(found["block_size"])
 
 
 # ---------------------------------------------------------------------------
@@ -411,7 +453,7 @@ def permutation_test(
     estimator: Literal["unbiased", "biased"] | None = None,
     distance: str | None = None,
     k: int | None = None,
-    block_size: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> PermutationResult:
     """Permutation test of alignment, with the p-value's Monte-Carlo error and a null-calibrated score.
 
@@ -442,8 +484,16 @@ def permutation_test(
     k : int, optional
         mutual_knn only: neighbours per sample (default 10).
     block_size : int, optional
-        Rows per tile side of the permuted pair sums (default 1024).  Does
-        not change the answer beyond rounding.
+        Rows per tile side of the permuted pair sums (default 1024, fewer when
+        ``memory_per_worker`` needs it).  Does not change the answer beyond rounding.
+    memory_per_worker : int, optional
+        Bytes the test may hold: x and y are read into memory (an error if
+        they do not fit) and the tiles are sized to fit beside them.
+    scheduler, client, num_workers
+        ``metric="mutual_knn"`` only (its neighbour search runs on the engine,
+        with ``scheduler="sync"`` by default; ``block_size`` and
+        ``memory_per_worker`` then size its tiles); the other measures run in
+        this process and raise an InvalidInputError naming the options that apply.
 
     Returns
     -------
@@ -469,11 +519,11 @@ def permutation_test(
     >>> r.calibrated > 3
     True
     """
+    engine_opts = EngineOptions.build("permutation_test", engine)
     check_choice("permutation_test", "metric", metric, METRICS)
     check_choice("permutation_test", "ties", ties, ("count", "randomize"))
     B = check_int("permutation_test", "n_permutations", n_permutations, 1)
     seed = check_int("permutation_test", "seed", seed, 0)
-    tile = DEFAULT_TILE if block_size is None else check_int("permutation_test", "block_size", block_size, 1)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise InvalidInputError(f"the 'alpha' parameter of permutation_test must be in (0, 1); got {alpha!r}.")
     for name, val, allowed in (("estimator", estimator, ("cka", "dcor")), ("distance", distance, ("rsa",)), ("k", k, ("mutual_knn",))):
@@ -484,10 +534,11 @@ def permutation_test(
             )
     reps = prepare([x, y], ["x", "y"])
     n = reps[0].n
+    tile = 0 if metric == "mutual_knn" else permutation_tile("permutation_test", engine_opts, reps, f"metric={metric!r}")
     params: dict[str, Any] = {"metric": metric, "n_permutations": B, "seed": seed, "alpha": float(alpha), "block_size": tile, "ties": ties}
     if metric == "mutual_knn":
         kk = 10 if k is None else check_int("permutation_test", "k", k, 1)
-        stat = _knn_stat(reps[0], reps[1], kk)
+        stat, params["block_size"] = _knn_stat(reps[0], reps[1], kk, engine_opts)  # the search's tile side
         params["k"] = kk
         est = "mean_overlap"
     else:
