@@ -51,7 +51,7 @@ from ._common import check_choice, check_int, paired_n
 from .dcor import DcorOptions, DistanceTileStatistic, dcor_with_loo
 from ..intervals import DEFAULT_CI_GROUPS, check_ci, jackknife_interval, row_groups, with_interval
 from ._tile_groups import GroupedTileStatistic
-from .permutation import DEFAULT_PERMUTATIONS, DEFAULT_TILE, PermutationResult, dcor_statistic, null_summary, run_null
+from .permutation import DEFAULT_PERMUTATIONS, PermutationResult, dcor_statistic, null_summary, permutation_tile, run_null
 
 __all__ = ["dcov_test", "energy_distance", "partial_dcor"]
 
@@ -65,7 +65,7 @@ def dcov_test(
     n_permutations: int = DEFAULT_PERMUTATIONS,
     seed: int = 0,
     alpha: float = 0.05,
-    block_size: int | None = None,
+    **engine: Unpack[EngineKwargs],
 ) -> PermutationResult:
     """Distance-covariance test of independence (permutation null).
 
@@ -82,7 +82,13 @@ def dcov_test(
     alpha : float, default=0.05
         The level ``reject`` refers to.
     block_size : int, optional
-        Rows per tile side (default 1024); does not change the answer.
+        Rows per tile side (default 1024, fewer when ``memory_per_worker``
+        needs it); does not change the answer beyond rounding.
+    memory_per_worker : int, optional
+        Bytes the test may hold: x and y are read into memory (an error if
+        they do not fit) and the tiles are sized to fit beside them.
+        ``scheduler``, ``client`` and ``num_workers`` do not apply (the
+        permuted sums run in this process): an InvalidInputError says so.
 
     Returns
     -------
@@ -107,16 +113,17 @@ def dcov_test(
     0.01
     """
     func = "dcov_test"
+    engine_opts = EngineOptions.build(func, engine)
     check_choice(func, "null", null, ("permutation",))
     B = check_int(func, "n_permutations", n_permutations, 1)
     seed = check_int(func, "seed", seed, 0)
-    tile = DEFAULT_TILE if block_size is None else check_int(func, "block_size", block_size, 1)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise InvalidInputError(f"the 'alpha' parameter of {func} must be in (0, 1); got {alpha!r}.")
     n = paired_n(x, y)
     if n < 2:
         raise InvalidInputError(f"{func} needs at least 2 samples; got {n}.")
     rx, ry = as_representation(x, "x"), as_representation(y, "y")
+    tile = permutation_tile(func, engine_opts, [rx, ry], "the permutation test")
     xs, ys = finite_float64(rx.read(0, n), "x", 0), finite_float64(ry.read(0, n), "y", 0)
     stat = dcor_statistic(xs, ys, "biased", tile, test=True)
     obs, values, tol = run_null(stat, n, B, seed)
