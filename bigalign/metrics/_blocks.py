@@ -135,7 +135,6 @@ def run_blocks(
     """
     n = reps[0].n
     m = n // block
-    options = EngineOptions.build("run_blocks", options)  # transitional: a dict from a caller not yet converted
     budget = task_budget(workers, options.memory_per_worker)  # honours bigalign.memory_limit
     per_task = blocks_per_task(reps, block, m, workers, budget)[0]
     if options.block_size:  # the engine's chunking, in rows per task: whole random blocks per task

@@ -56,14 +56,12 @@ def engine_parameters(plan: Plan) -> dict[str, Any]:
 def linear_moments(x: Any, y: Any, options: EngineOptions) -> tuple[Moments, Plan]:
     """One streaming pass accumulating the moments of x, y and their cross term."""
     stat = MomentStatistic(names=("x", "y"), pairs=((0, 1),))
-    options = EngineOptions.build("linear_moments", options)  # transitional: a dict from a caller not yet converted
     return run(stat, [x, y], names=["x", "y"], options=options)  # type: ignore[return-value]
 
 
 def grouped_linear_moments(x: Any, y: Any, options: EngineOptions, n: int, func: str) -> tuple[GroupedStates, Plan]:
     """The pass of :func:`linear_moments` with one moment state per contiguous row group (for ``ci=``)."""
     stat = grouped_statistic(MomentStatistic(names=("x", "y"), pairs=((0, 1),)), n, func=func)
-    options = EngineOptions.build(func, options)  # transitional: a dict from a caller not yet converted
     return run(stat, [x, y], names=["x", "y"], options=options)  # type: ignore[return-value]
 
 
@@ -132,11 +130,6 @@ def with_engine_doc(func: Any) -> Any:
     """Insert the shared engine parameters into a façade's docstring."""
     func.__doc__ = func.__doc__.replace("    {engine}\n", _ENGINE_DOC.lstrip("\n") + "\n")
     return func
-
-
-def engine_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
-    """Transitional: the engine options a façade built (``engine_opts``) as keyword arguments."""
-    return kw["engine_opts"].kwargs()
 
 
 def feature_options(options: EngineOptions, reps: list, dfx: int, dfy: int) -> EngineOptions:

@@ -222,7 +222,6 @@ def block_job(
     ``with_loo``: also the terms without each of G contiguous groups of the blocks (in block order), for
     the sampling interval (the blocks' U-statistic means are i.i.d. under exchangeable rows).
     """
-    options = EngineOptions.build("block_job", options)  # transitional: a dict from a caller not yet converted
     n = reps[0].n
     stat = KernelTileStatistic(kernel, kernel_scale(kernel, sigmas[0]), kernel_scale(kernel, sigmas[1]), shifts[0], shifts[1])
     workers = _n_workers(*resolve_scheduler(options.scheduler, options.client), options.num_workers)
@@ -293,15 +292,13 @@ def nonlinear_terms(
     n_features: int | None,
     seed: int,
     estimator: str,
-    options: EngineOptions | None = None,
+    options: EngineOptions,
     block_rows: int | None = None,
     target_stderr: float | None = None,
     metric: str = "cka",
     ci_level: float | None = None,
-    engine_kw: Any = None,  # transitional: a dict from a caller not yet converted
 ) -> NonlinearJob:
     reps = prepare([x, y], ["x", "y"])
-    options = EngineOptions.build("nonlinear_terms", options if engine_kw is None else engine_kw)  # transitional: a dict from a caller not yet converted
     n = reps[0].n
     bounds = None if ci_level is None else row_groups(n, DEFAULT_CI_GROUPS, func=metric)
     seed = check_seed(seed)
@@ -380,7 +377,6 @@ def exact_job(
     terms of the rows minus each group (``loo``), with the kernels' bandwidths fixed at the
     full-sample choice.
     """
-    options = EngineOptions.build("exact_job", options)  # transitional: a dict from a caller not yet converted
     n = reps[0].n
     stat = KernelTileStatistic(kernel, kernel_scale(kernel, sigmas[0]), kernel_scale(kernel, sigmas[1]), shifts[0], shifts[1])
     loo = None
@@ -422,12 +418,11 @@ def feature_moments(
     n_features: int | None,
     seed: int,
     pairs: list[tuple[int, int]],
-    options: EngineOptions | None = None,
+    options: EngineOptions,
     keys: list[int] | None = None,
     precision: str | None = None,
     ci_rows: int | None = None,
     ci_func: str = "ci",
-    engine_kw: Any = None,  # transitional: a dict from a caller not yet converted
 ) -> tuple[Any, list[list[int]], Any, dict[str, Any]]:
     """One streaming pass over the feature maps of several inputs.
 
@@ -499,8 +494,7 @@ def feature_moments(
     stat = cls(names=tuple(names), pairs=tuple(mpairs), groups=groups, transforms=tuple(maps))
     if ci_rows is not None:
         stat = grouped_statistic(stat, ci_rows, func=ci_func)
-    m, plan = run(stat, inputs, check_pairing=False,
-                  options=feature_options(EngineOptions.build("feature_moments", options if engine_kw is None else engine_kw), reps, width, width))  # transitional: a dict from a caller not yet converted
+    m, plan = run(stat, inputs, check_pairing=False, options=feature_options(options, reps, width, width))
     return m, views, plan, params
 
 

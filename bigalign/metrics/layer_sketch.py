@@ -496,7 +496,6 @@ def sketched_cka_cells(
     seed: int = 0,
     options: EngineOptions | None = None,
     method_reason: str | None = None,
-    engine_kw: Any = None,  # transitional: a dict from a caller not yet converted
 ) -> tuple[dict[tuple[int, int], SketchedResult | DegenerateInputError], int, dict[str, Any]]:
     """CKA of the pairs ``wanted`` of paired representations ``reps`` by the projected road.
 
@@ -514,7 +513,7 @@ def sketched_cka_cells(
     seed = check_int("cka_matrix_sketched", "seed", seed, 0)
     n = reps[0].n
     check_unbiased_n("cka_matrix_sketched", n, estimator)
-    options = EngineOptions.build("sketched_cka_cells", options if engine_kw is None else engine_kw)  # transitional: a dict from a caller not yet converted
+    options = options or EngineOptions()
     dtype = compute_dtype(reps)
     names = tuple(r.name for r in reps)
     L = len(reps)

@@ -284,7 +284,6 @@ def search(reps: Sequence[Representation], k: int, options: EngineOptions, queri
     """Exact top-k lists of every input: of every sample (``queries=None``: one run of tiles I ≤ J
     over all inputs, each block read once per tile) or of the rows ``queries[t]`` of input t (one
     pass over the candidate blocks).  Each input's lists are those a search of it alone gives."""
-    options = EngineOptions.build("search", options)  # transitional: a dict from a caller not yet converted
     names = tuple(r.name for r in reps)
     if queries is None:
         out, plan = run_pairs(NeighbourTileStatistic(k, names), reps, check_pairing=False, options=options)
