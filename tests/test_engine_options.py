@@ -77,7 +77,7 @@ FACADES = [
     "cka", "hsic", "kernel_alignment", "dcor", "dcov", "rsa", "procrustes", "distance_alignment", "svcca", "pwcca",
     "coco", "kcc", "kmi", "mmd", "mmd_test", "hsic_test", "mutual_knn", "cknna", "cycle_knn", "lcs_knn",
     "edit_distance_knn", "knn_sweep", "spectrum", "spectral_alignment", "task_alignment", "kare", "compare_layers",
-    "cka_matrix_sketched", "partial_dcor", "energy_distance",
+    "cka_matrix_sketched", "partial_dcor", "energy_distance", "dcov_test", "permutation_test",
 ]  # fmt: skip
 
 
