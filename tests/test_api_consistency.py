@@ -165,3 +165,23 @@ def test_permutation_knn_search_runs_on_the_engine(xy):
         got = bigalign.permutation_test(x, y, metric="mutual_knn", k=5, n_permutations=40, seed=1, **kw)
         assert got.value == ref.value and got.pvalue == ref.pvalue, kw
     assert bigalign.permutation_test(x, y, metric="mutual_knn", k=5, n_permutations=40, block_size=16).parameters["block_size"] == 16
+
+
+# --------------------------------------------------------------------------- #
+# roads that hold whole matrices honour memory_per_worker by refusing to run over it
+# --------------------------------------------------------------------------- #
+
+IN_MEMORY = {
+    # exact Spearman RSA ranks all n(n-1)/2 distances (≈ 112 bytes per pair at peak)
+    "rsa spearman": lambda x, y, **k: bigalign.rsa(x, y, compare="spearman", method="exact", **k),
+}
+
+
+@pytest.mark.parametrize("name", list(IN_MEMORY))
+def test_in_memory_roads_refuse_a_budget_they_exceed(name, xy):
+    f = IN_MEMORY[name]
+    ref = f(*xy, scheduler="sync")
+    with pytest.raises(InvalidInputError, match="memory_per_worker") as ei:
+        f(*xy, memory_per_worker=64 * 1024, scheduler="sync")  # n = 120: 0.8 MiB (rsa), 0.3 MiB (kernels)
+    assert "MiB" in str(ei.value)
+    assert f(*xy, memory_per_worker=2**30, scheduler="sync").value == ref.value  # fits: the same road, the same value

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._checks import invalid_parameter
-from ..engine import Plan, run, task_budget
+from ..engine import Plan, requested_budget, run, task_budget
 from ..errors import DegenerateInputError, InvalidInputError
 from ..grouped import GroupedStates, grouped_statistic
 from ..intervals import Interval, jackknife_interval
@@ -130,6 +130,17 @@ def with_engine_doc(func: Any) -> Any:
     """Insert the shared engine parameters into a façade's docstring."""
     func.__doc__ = func.__doc__.replace("    {engine}\n", _ENGINE_DOC.lstrip("\n") + "\n")
     return func
+
+
+def check_in_memory(func: str, options: EngineOptions, held: float, what: str, fix: str) -> None:
+    """A road that holds ``held`` bytes in memory at once honours ``memory_per_worker`` (or an active
+    memory_limit) by refusing to run over it: an InvalidInputError naming ``what`` it holds and the ``fix``."""
+    budget = requested_budget(options.memory_per_worker)  # None unless memory_per_worker / memory_limit constrain it
+    if budget is not None and held > budget:
+        raise InvalidInputError(
+            f"{func}: {what} (≈ {held / 2**20:.1f} MiB), over the memory budget of {budget / 2**20:.1f} MiB "
+            f"(memory_per_worker / memory_limit). {fix}"
+        )
 
 
 def feature_options(options: EngineOptions, reps: list, dfx: int, dfy: int) -> EngineOptions:

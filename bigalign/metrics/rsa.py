@@ -64,7 +64,7 @@ from ..intervals import jackknife_se
 from ..io import Representation
 from ..moments import MomentStatistic, Moments, scale
 from ..result import Result
-from ._common import check_choice, linear_moments, paired_n, sqnorm
+from ._common import check_choice, check_in_memory, linear_moments, paired_n, sqnorm
 from ._common import with_engine_doc
 from .neighbors import IntervalResult, finite_rows, unit_rows
 from ._tile_groups import merged, pieces
@@ -77,6 +77,8 @@ DISTANCES = ("euclidean", "sqeuclidean", "cosine", "correlation")
 COMPARES = ("pearson", "spearman", "kendall")
 #: comparisons computed from ranks of all the distances (in memory when exact)
 RANKED = ("spearman", "kendall")
+#: peak bytes per pair of the exact ranked road (measured: 0.9 GB at n = 4,096, 8.4·10⁶ pairs)
+RANKED_PAIR_BYTES = 112
 METHODS = ("auto", "exact", "sampled")
 #: exact Spearman ranks all n(n−1)/2 distances in memory up to this n (≈ 8.4·10⁶ pairs)
 SPEARMAN_EXACT_MAX_N = 4096
@@ -527,6 +529,8 @@ def rsa(
         return IntervalResult("rsa", value, compare, "sampled-pairs", n, {"n_pairs": float(m)}, params, stderr=se, ci=ci, ci_level=0.95)
 
     if compare in RANKED:
+        check_in_memory("rsa", engine_opts, RANKED_PAIR_BYTES * N, f"exact {compare} RSA ranks all {N} distances in memory",
+                        "Use method='sampled' (n_pairs=...), compare='pearson' (streamed tiles), or a larger memory_per_worker.")  # fmt: skip
         reps = prepare([x, y], ["x", "y"])
         dx, dy = _all_distances(reps[0], code, centre), _all_distances(reps[1], code, centre)
         for name, d in (("x", dx), ("y", dy)):
