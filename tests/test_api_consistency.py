@@ -174,6 +174,9 @@ def test_permutation_knn_search_runs_on_the_engine(xy):
 IN_MEMORY = {
     # exact Spearman RSA ranks all n(n-1)/2 distances (≈ 112 bytes per pair at peak)
     "rsa spearman": lambda x, y, **k: bigalign.rsa(x, y, compare="spearman", method="exact", **k),
+    # exact-kernel COCO holds the n×n kernel matrices (≈ 3·n²·8 bytes at peak)
+    "coco rbf exact": lambda x, y, **k: bigalign.coco(x, y, kernel="rbf", method="exact", **k),
+    "kcc rbf exact": lambda x, y, **k: bigalign.kcc(x, y, kernel="rbf", method="exact", **k),
 }
 
 

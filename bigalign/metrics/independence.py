@@ -123,6 +123,7 @@ from ..moments import Moments
 from ..result import Result
 from ._common import (
     check_choice,
+    check_in_memory,
     engine_parameters,
     grouped_linear_moments,
     linear_moments,
@@ -473,6 +474,8 @@ def _job(func: str, x: Any, y: Any, opts: _Options) -> _Job:
                 f"(≈ {3 * GRAM_MAX_N**2 * 8 / 2**30:.1f} GiB at peak); got n = {n}. Use method='nystroem' (or 'orf'), "
                 f"or method='auto', which streams features beyond n = {GRAM_AUTO_N}."
             )
+        check_in_memory(func, opts.engine, 3 * n * n * 8, f"method='exact' with kernel={kernel!r} holds the {n}×{n} kernel "
+                        "matrices", "Use method='nystroem' (or 'orf'), which streams features, or a larger memory_per_worker.")  # fmt: skip
         f, cx = _gram_factor(reps[0], "x", kernel, sx, shifts[0])
         g, cy = _gram_factor(reps[1], "y", kernel, sy, shifts[1])
         cov = Covariances(n, f.T @ f / n, g.T @ g / n, f.T @ g / n)
