@@ -78,13 +78,14 @@ def job_knn(n: int, d: int, L: int, k: int, repeats: int) -> dict[str, Any]:
     import bigalign
     from bigalign.engine import prepare
     from bigalign.metrics.neighbors import search
+    from bigalign.options import EngineOptions
 
     data = layers(n, d, L)
     small = {name: x[:60] for name, x in data.items()}
     bigalign.compare_layers(small, metric="mutual_knn", metric_options={"k": 3})  # compile the kernels (untimed)
 
     def lists() -> list:
-        return [search(prepare([x], [name]), k, {})[0][0] for name, x in data.items()]
+        return [search(prepare([x], [name]), k, EngineOptions())[0][0] for name, x in data.items()]
 
     runs: dict[str, list] = {"lists": [], "matrix": []}
     matrix = None
