@@ -26,6 +26,17 @@ that lives in (0, 1) on the logit scale, one in (−1, 1) on Fisher's z
 Where the estimate or a leave-one-group-out value falls on or outside the
 bound (an unbiased estimate can), the identity scale is used and
 ``parameters["ci_scale"]`` says so.
+
+Biased (plug-in, V-statistic) estimators follow one rule, :func:`estimator_interval`:
+their interval is the interval of the *unbiased form of the same measure on the
+same rows and sums* (the same population value), wherever the family's state
+gives that form (exact tiles, block roads, linear moments and feature moments of
+HSIC, CKA and dCov/dCor, energy distance, kernel alignment on the tile and block
+roads).  The point value stays the biased estimate; its O(1/n) bias can put it
+outside its own interval at small n, and the result is then flagged
+``"value_outside_ci"``.  Only where no unbiased form exists (COCO, KCC, KMI,
+the distance alignment, kernel alignment on its linear and feature roads) is the
+interval centred at the jackknife's bias-corrected estimate instead.
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ __all__ = [
     "DEFAULT_CI_GROUPS",
     "Interval",
     "check_ci",
+    "estimator_interval",
     "jackknife_interval",
     "jackknife_se",
     "row_groups",
@@ -55,6 +67,13 @@ DEFAULT_CI_GROUPS = 20
 
 #: what every ``ci`` is about, recorded in ``parameters["ci_about"]``
 CI_ABOUT = "sampling of rows (population value), block jackknife"
+
+#: ``parameters["ci_center"]`` of an interval not centred at the estimate itself (see :func:`estimator_interval`)
+CENTER_UNBIASED = "unbiased estimator on the same rows"
+CENTER_JACKKNIFE = "jackknife bias-corrected"
+
+#: the flag of a result whose value lies outside its own interval (a biased estimate's O(1/n) bias at small n)
+OUTSIDE_FLAG = "value_outside_ci"
 
 Scale = Literal["identity", "logit", "fisher"]
 
@@ -144,6 +163,8 @@ class Interval:
     scale: str
     center: float = float("nan")
     bias_corrected: bool = False
+    #: what the interval is centred at when it is not the estimate: CENTER_UNBIASED or CENTER_JACKKNIFE
+    center_kind: str | None = None
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -156,7 +177,7 @@ class Interval:
             "ci_groups": self.groups,
             "ci_scale": self.scale,
             "ci_se": self.se,
-            **({"ci_center": "jackknife bias-corrected", "ci_center_value": self.center} if self.bias_corrected else {}),
+            **({"ci_center": self.center_kind, "ci_center_value": self.center} if self.center_kind else {}),
         }
 
 
@@ -183,6 +204,7 @@ def jackknife_interval(
     from scipy.stats import t as student_t  # scipy is a core dependency; imported here to keep import light
 
     t = np.asarray(loo, dtype=np.float64)
+    kind = CENTER_JACKKNIFE if bias_correct else None
     if not np.all(np.isfinite(t)) or not math.isfinite(value):
         raise ValueError("internal error: non-finite leave-one-group-out value")
     G = t.size
@@ -199,18 +221,59 @@ def jackknife_interval(
     se_value = jackknife_se(t)
     if used == "identity":
         c = centre(value, t)
-        return Interval(c - q * se_value, c + q * se_value, level, se_value, G, "identity", c, bias_correct)
+        return Interval(c - q * se_value, c + q * se_value, level, se_value, G, "identity", c, bias_correct, kind)
     tz = _forward(used, t)
     z0 = centre(float(_forward(used, np.array([value]))[0]), tz)
     se_z = jackknife_se(tz)
     return Interval(_backward(used, z0 - q * se_z), _backward(used, z0 + q * se_z), level, se_value, G, used,
-                    _backward(used, z0), bias_correct)
+                    _backward(used, z0), bias_correct, kind)
+
+
+def estimator_interval(
+    value: float,
+    loo: Sequence[float] | np.ndarray | None,
+    level: float,
+    *,
+    scale: Scale = "identity",
+    estimator: str = "unbiased",
+    unbiased: tuple[float, Sequence[float] | np.ndarray] | None = None,
+) -> Interval:
+    """The interval of an estimate, by the one rule for every family and road.
+
+    * ``estimator != "biased"``: the jackknife interval around ``value`` from its
+      leave-one-group-out values ``loo``.
+    * a biased (plug-in, V-statistic) estimate with ``unbiased = (value_u, loo_u)``,
+      the unbiased form of the same measure on the same rows and sums: the
+      interval of that form (the same population value, whose interval covers
+      it; benchmarks/results/ci_coverage_biased.md).  The point value stays the
+      biased estimate and may lie outside the interval at small n
+      (:func:`with_interval` flags it).  ``loo`` is not used.
+    * a biased estimate with no unbiased form (``unbiased=None``): centred at the
+      jackknife's bias-corrected estimate G·θ − (G − 1)·mean θ₍₋g₎, which removes
+      the O(1/n) bias that the leave-one-group-out values (on fewer rows) see.
+    """
+    if estimator != "biased":
+        if loo is None:
+            raise ValueError("internal error: no leave-one-group-out values")
+        return jackknife_interval(value, loo, level, scale=scale)
+    if unbiased is not None:
+        value_u, loo_u = unbiased
+        iv = jackknife_interval(float(value_u), loo_u, level, scale=scale)
+        return replace(iv, center=float(value_u), center_kind=CENTER_UNBIASED)
+    if loo is None:
+        raise ValueError("internal error: no leave-one-group-out values")
+    return jackknife_interval(value, loo, level, scale=scale, bias_correct=True)
 
 
 def with_interval(result: Any, interval: Interval | None) -> Any:
-    """``result`` (a frozen Result dataclass) with ``ci``, ``ci_level`` and the interval's parameters."""
+    """``result`` (a frozen Result dataclass) with ``ci``, ``ci_level`` and the interval's parameters;
+    flagged ``"value_outside_ci"`` where its value lies outside the interval (possible only for an interval
+    not centred at the estimate: a biased estimate's, :func:`estimator_interval`)."""
     if interval is None:
         return result
     params = dict(result.parameters)
     params.update(interval.parameters())
-    return replace(result, ci=interval.bounds, ci_level=interval.level, parameters=params)
+    flags = tuple(result.flags)
+    if interval.center_kind and not interval.low <= result.value <= interval.high and OUTSIDE_FLAG not in flags:
+        flags += (OUTSIDE_FLAG,)
+    return replace(result, ci=interval.bounds, ci_level=interval.level, parameters=params, flags=flags)

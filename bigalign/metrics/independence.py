@@ -549,7 +549,7 @@ def _canonical_result(func: str, x: Any, y: Any, kw: dict[str, Any], kappa: floa
             return res
         # KCC lies in [0, 1): logit scale; KMI ≥ 0: identity; both plug-in: the bias-corrected centre
         iv = loo_interval(func, res.value, job.ci_states, lambda mm: _canonical_from_moments(func, mm, 0, 1, {}, kappa).value,
-                          kw["level"], "logit" if func == "kcc" else "identity", bias_correct=True)  # fmt: skip
+                          kw["level"], "logit" if func == "kcc" else "identity", estimator="biased")  # fmt: skip
         return with_interval(res, iv)
 
 
@@ -782,7 +782,7 @@ def coco(
         return res
     # COCO ≥ 0, unbounded above: identity scale; a plug-in estimate: the bias-corrected centre
     iv = loo_interval("coco", res.value, job.ci_states, lambda mm: coco_from_moments(mm, 0, 1, "biased", {}).value,
-                      kw["level"], bias_correct=True)  # fmt: skip
+                      kw["level"], estimator="biased")  # fmt: skip
     return with_interval(res, iv)
 
 
