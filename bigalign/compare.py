@@ -553,8 +553,9 @@ _LOGIT_METRICS = ("cka", "kernel_alignment", "svcca", "pwcca", "kcc")
 
 
 #: the unbiased form, from the same moments, of a biased moment metric: its interval is the biased cell's
-#: (intervals.estimator_interval); a biased cell of a metric without one (KA, COCO, KCC, KMI, SVCCA, PWCCA, Procrustes)
-#: is centred at the jackknife's bias-corrected estimate
+#: (intervals.estimator_interval); a biased cell of a metric without one is centred at the jackknife's
+#: bias-corrected estimate (KA, COCO, KCC, KMI) or at the estimate (intervals.CENTRED_AT_ESTIMATE: SVCCA, PWCCA,
+#: Procrustes)
 _UNBIASED_FORMS: dict[str, Callable[[Any, int, int], float]] = {
     "cka": lambda st, i, j: cka_from_moments(st, i, j, "unbiased", {}).value,
     "hsic": lambda st, i, j: hsic_from_moments(st, i, j, "unbiased", {}).value,
@@ -606,7 +607,7 @@ def _moment_intervals(
             if c in full:
                 iv = estimator_interval(values[c].value, None, level, scale=scale, estimator=est, unbiased=(full[c], loo[c]))  # type: ignore[arg-type]
             else:
-                iv = estimator_interval(values[c].value, loo[c], level, scale=scale, estimator=est)  # type: ignore[arg-type]
+                iv = estimator_interval(values[c].value, loo[c], level, scale=scale, estimator=est, metric=metric)  # type: ignore[arg-type]
             values[c] = with_interval(values[c], iv)
 
 

@@ -228,6 +228,21 @@ def test_compare_layers_linear_cells_carry_the_functions_intervals():
     assert "row group" in M.plan["ci"]
 
 
+def test_compare_layers_biased_cells_follow_the_functions_rule():
+    """A biased cell's interval is what the metric's own function gives under the one rule: the unbiased
+    estimator's interval (CKA, HSIC, distance alignment) or the estimate-centred one (PWCCA)."""
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(70, 4))
+    st = {"a": x, "b": x @ rng.normal(size=(4, 3)) + rng.normal(size=(70, 3))}
+    for metric, f, kw in ((("cka", bigalign.cka, dict(estimator="biased")), ("hsic", bigalign.hsic, dict(estimator="biased")),
+                           ("distance_alignment", bigalign.distance_alignment, {}), ("pwcca", bigalign.pwcca, {}))):  # fmt: skip
+        M = bigalign.compare_layers(st, metric=metric, ci=0.9, **kw)
+        want = f(st["a"], st["b"], ci=0.9, **kw)
+        assert M["a", "b"].ci == pytest.approx(want.ci, rel=1e-9), metric
+        assert M["a", "b"].parameters.get("ci_center") == want.parameters.get("ci_center"), metric
+        assert want.parameters.get("ci_center") == (None if metric == "pwcca" else CENTER_UNBIASED)
+
+
 @pytest.mark.slow
 def test_compare_layers_cells_carry_the_functions_intervals():
     rng = np.random.default_rng(8)

@@ -237,7 +237,8 @@ def svcca(
             return _svcca_exact(m, 0, 1, k, frac, {"method_reason": reason, **engine_parameters(plan)})
         states, plan = _grouped_moments(rx, ry, ekw, func)
         res = _svcca_exact(states.total(), 0, 1, k, frac, {"method_reason": reason, **engine_parameters(plan)})
-        iv = loo_interval(func, res.value, states, lambda mm: _svcca_exact(mm, 0, 1, k, frac, {}).value, level, "logit")
+        iv = loo_interval(func, res.value, states, lambda mm: _svcca_exact(mm, 0, 1, k, frac, {}).value, level, "logit",
+                          estimator=res.estimator)  # plug-in: centred at the estimate (intervals.CENTRED_AT_ESTIMATE)
         return with_interval(res, iv)
     params["method_reason"] = reason
     return _svcca_result(rho, kx, ky, n, name, params)
@@ -365,7 +366,8 @@ def pwcca(
         return _pwcca(m, i, j, weights, engine_parameters(plan))
     states, plan = _grouped_moments(rx, ry, engine_kwargs(locals()), func)
     res = _pwcca(states.total(), i, j, weights, engine_parameters(plan))
-    iv = loo_interval(func, res.value, states, lambda mm: _pwcca(mm, i, j, weights, {}).value, level, "logit")
+    iv = loo_interval(func, res.value, states, lambda mm: _pwcca(mm, i, j, weights, {}).value, level, "logit",
+                      estimator=res.estimator)  # plug-in: centred at the estimate (intervals.CENTRED_AT_ESTIMATE)
     return with_interval(res, iv)
 
 
