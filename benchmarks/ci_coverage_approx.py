@@ -11,7 +11,7 @@ roads (``method="rff"``/``"orf"``) and PWCCA.
 * PWCCA (weights from x): the population of benchmarks/ci_coverage_moments.py (d = 8,
   y = xB + ε), population value from one held-out sample of 200,000 rows.
 
-Usage:  python benchmarks/ci_coverage_approx.py [--reps 200] [--ns 500 5000] [--n-features 512] [--tag _n5000]
+Usage:  python benchmarks/ci_coverage_approx.py [--reps 200] [--ns 500 5000] [--n-features 512] [--tag _n5000] [--rep-start 100]
 Writes benchmarks/results/ci_coverage_approx.{json,md} after every 10 repetitions.
 """
 
@@ -85,6 +85,7 @@ def main() -> None:
     ap.add_argument("--n-features", type=int, default=512)
     ap.add_argument("--measures", nargs="*", default=None)
     ap.add_argument("--tag", default="", help="suffix of the output files (a shard, e.g. one n)")
+    ap.add_argument("--rep-start", type=int, default=0, help="first repetition (seed) of this shard")
     args = ap.parse_args()
     t0, c0 = time.time(), time.process_time()
     tiles_pop = json.loads((OUT / "ci_coverage_tiles_population.json").read_text())
@@ -95,12 +96,13 @@ def main() -> None:
     del xp, yp
     todo = {k: v for k, v in cells(args, tiles_pop).items() if not args.measures or k in args.measures}
     state: dict = {"n_features": args.n_features, "pwcca_population": {"value": pw.value, "ci_se": pw.parameters["ci_se"],
-                   "how": f"held-out sample of {moments_pop.N_POP:,} rows"}, "cells": {}, "status": "running", "tag": args.tag}  # fmt: skip
+                   "how": f"held-out sample of {moments_pop.N_POP:,} rows"}, "cells": {}, "status": "running", "tag": args.tag,
+                   "rep_start": args.rep_start}  # fmt: skip
     for n in args.ns:
         for name, (which, target, _) in todo.items():
             state["cells"][f"{name}@{n}"] = {"population": pw.value if target is None else target, "covered": [], "covered_wide": [],
                                              "value": [], "width": [], "se": [], "stderr": [], "cpu": []}  # fmt: skip
-        for rep in range(args.reps):
+        for rep in range(args.rep_start, args.rep_start + args.reps):
             for name, (which, _, fn) in todo.items():
                 if which == "tiles":
                     x, y = draw(np.random.default_rng([n, rep, 11]), n, q)

@@ -554,8 +554,8 @@ _LOGIT_METRICS = ("cka", "kernel_alignment", "svcca", "pwcca", "kcc")
 
 #: the unbiased form, from the same moments, of a biased moment metric: its interval is the biased cell's
 #: (intervals.estimator_interval); a biased cell of a metric without one is centred at the jackknife's
-#: bias-corrected estimate (KA, COCO, KCC, KMI) or at the estimate (intervals.CENTRED_AT_ESTIMATE: SVCCA, PWCCA,
-#: Procrustes)
+#: bias-corrected estimate (KA, COCO, KCC, KMI, Procrustes) or at the estimate (intervals.CENTRED_AT_ESTIMATE:
+#: SVCCA, PWCCA)
 _UNBIASED_FORMS: dict[str, Callable[[Any, int, int], float]] = {
     "cka": lambda st, i, j: cka_from_moments(st, i, j, "unbiased", {}).value,
     "hsic": lambda st, i, j: hsic_from_moments(st, i, j, "unbiased", {}).value,

@@ -158,6 +158,9 @@ def svcca(
         leave-one-group-out value repeats the whole recipe — the two d×d
         eigendecompositions, the number of components kept and the canonical
         SVD — from that group's merged moments: 20 more times the O(d³) step.
+        A plug-in estimate without an unbiased form, centred at the estimate
+        itself: its bias is small next to the interval, and the jackknife's
+        bias correction measured no better (docs/intervals.md).
     {engine}
 
     Returns
@@ -316,7 +319,10 @@ def pwcca(
         Made on the logit scale (identity where a value is on a bound).  Each
         leave-one-group-out value repeats the two d×d eigendecompositions and
         the canonical SVD from that group's merged moments: 20 more times the
-        O(d³) step.
+        O(d³) step.  A plug-in estimate without an unbiased form, centred at
+        the estimate itself: its bias is small next to the interval, and the
+        jackknife's bias correction measured worse (0.910 against 0.975 at
+        n = 500; docs/intervals.md).
     {engine}
 
     Returns
