@@ -177,6 +177,8 @@ class Interval:
     bias_corrected: bool = False
     #: what the interval is centred at when it is not the estimate: CENTER_UNBIASED or CENTER_JACKKNIFE
     center_kind: str | None = None
+    #: the standard error of an error independent of the row sampling (a random-feature road's), added in quadrature
+    extra_se: float = 0.0
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -190,6 +192,7 @@ class Interval:
             "ci_scale": self.scale,
             "ci_se": self.se,
             **({"ci_center": self.center_kind, "ci_center_value": self.center} if self.center_kind else {}),
+            **({"ci_approximation_se": self.extra_se} if self.extra_se > 0 else {}),
         }
 
 
@@ -200,8 +203,13 @@ def jackknife_interval(
     *,
     scale: Scale = "identity",
     bias_correct: bool = False,
+    extra_se: float = 0.0,
 ) -> Interval:
     """The block-jackknife interval around ``value`` from leave-one-group-out values ``loo``.
+
+    ``extra_se``: the standard error of an error that the row jackknife cannot see because it
+    does not change with the rows (a random feature map held fixed): added in quadrature to
+    the jackknife's se (on a transformed scale through the derivative at the centre).
 
     ``scale`` ("logit" for measures in (0, 1), "fisher" for (−1, 1)) is used
     only where ``value`` and every ``loo`` lie strictly inside the range;
@@ -231,14 +239,19 @@ def jackknife_interval(
         if not (lo < value < hi and np.all(t > lo) and np.all(t < hi)):
             used = "identity"
     se_value = jackknife_se(t)
+    if not extra_se >= 0 or not math.isfinite(extra_se):
+        raise ValueError(f"internal error: extra standard error {extra_se!r}")
     if used == "identity":
         c = centre(value, t)
-        return Interval(c - q * se_value, c + q * se_value, level, se_value, G, "identity", c, bias_correct, kind)
+        half = q * math.hypot(se_value, extra_se)
+        return Interval(c - half, c + half, level, se_value, G, "identity", c, bias_correct, kind, extra_se)
     tz = _forward(used, t)
     z0 = centre(float(_forward(used, np.array([value]))[0]), tz)
-    se_z = jackknife_se(tz)
-    return Interval(_backward(used, z0 - q * se_z), _backward(used, z0 + q * se_z), level, se_value, G, used,
-                    _backward(used, z0), bias_correct, kind)
+    c = _backward(used, z0)
+    slope = 1.0 / (c * (1.0 - c)) if used == "logit" else 1.0 / (1.0 - c * c)  # dz/dθ at the centre
+    half = q * math.hypot(jackknife_se(tz), extra_se * slope)
+    return Interval(_backward(used, z0 - half), _backward(used, z0 + half), level, se_value, G, used, c, bias_correct, kind,
+                    extra_se)  # fmt: skip
 
 
 def estimator_interval(
@@ -250,6 +263,7 @@ def estimator_interval(
     estimator: str = "unbiased",
     unbiased: tuple[float, Sequence[float] | np.ndarray] | None = None,
     metric: str | None = None,
+    extra_se: float = 0.0,
 ) -> Interval:
     """The interval of an estimate, by the one rule for every family and road.
 
@@ -267,18 +281,20 @@ def estimator_interval(
       except the ``metric`` names in :data:`CENTRED_AT_ESTIMATE`, whose bias is
       small next to the interval and whose interval measured better around the
       estimate.
+
+    ``extra_se`` (a random-feature road's ``stderr``): see :func:`jackknife_interval`.
     """
     if estimator != "biased" or (unbiased is None and metric in CENTRED_AT_ESTIMATE):
         if loo is None:
             raise ValueError("internal error: no leave-one-group-out values")
-        return jackknife_interval(value, loo, level, scale=scale)
+        return jackknife_interval(value, loo, level, scale=scale, extra_se=extra_se)
     if unbiased is not None:
         value_u, loo_u = unbiased
-        iv = jackknife_interval(float(value_u), loo_u, level, scale=scale)
+        iv = jackknife_interval(float(value_u), loo_u, level, scale=scale, extra_se=extra_se)
         return replace(iv, center=float(value_u), center_kind=CENTER_UNBIASED)
     if loo is None:
         raise ValueError("internal error: no leave-one-group-out values")
-    return jackknife_interval(value, loo, level, scale=scale, bias_correct=True)
+    return jackknife_interval(value, loo, level, scale=scale, bias_correct=True, extra_se=extra_se)
 
 
 def with_interval(result: Any, interval: Interval | None) -> Any:

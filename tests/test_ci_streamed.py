@@ -163,8 +163,12 @@ def test_rff_interval_is_about_rows_and_leaves_the_stderr(pair):
     assert res.stderr == pytest.approx(plain.stderr, rel=1e-5)
     assert res.ci[0] < res.value < res.ci[1] and res.parameters["ci_scale"] == "logit"
     assert res.parameters["ci_se"] > 0
+    # the feature draw's error (sd = stderr), which the row jackknife with the map held fixed cannot see, is added
+    # in quadrature: the interval is about the exact measure's population value
+    assert res.parameters["ci_approximation_se"] == res.stderr
     ny = bigalign.hsic(x, y, kernel="rbf", method="nystroem", n_features=16, bandwidth=3.0, ci=0.95)
     assert ny.ci[0] < ny.value < ny.ci[1] and ny.parameters["ci_scale"] == "identity"
+    assert "ci_approximation_se" not in ny.parameters  # Nyström's error bar is a bound, not a noise sd
 
 
 def test_no_ci_changes_nothing(pair):

@@ -66,19 +66,20 @@ def grouped_linear_moments(x: Any, y: Any, engine_kw: dict[str, Any], n: int, fu
 
 def loo_interval(
     func: str, value: float, states: GroupedStates, f: Any, level: float, scale: str = "identity", estimator: str = "unbiased",
-    f_unbiased: Any = None,
+    f_unbiased: Any = None, extra_se: float = 0.0,
 ) -> Interval:  # fmt: skip
     """The block-jackknife interval of ``value`` from f of every leave-one-group-out state, by
     :func:`~bigalign.intervals.estimator_interval`'s rule: a biased ``estimator`` with ``f_unbiased`` (the
     measure's unbiased form of a state) gets the interval of that form on the same states; a biased one
     without, the jackknife bias-corrected centre (``func`` in intervals.CENTRED_AT_ESTIMATE: the estimate).
+    ``extra_se``: a random-feature road's stderr, added in quadrature (intervals.jackknife_interval).
 
     A measure that is undefined with one group left out (e.g. a constant input on the
     other rows) has no interval: a DegenerateInputError says so.
     """
     try:
         if estimator == "biased" and f_unbiased is not None:
-            return estimator_interval(value, None, level, scale=scale, estimator=estimator, metric=func,  # type: ignore[arg-type]
+            return estimator_interval(value, None, level, scale=scale, estimator=estimator, metric=func, extra_se=extra_se,  # type: ignore[arg-type]
                                       unbiased=(f_unbiased(states.total()), states.values(f_unbiased)))  # fmt: skip
         loo = states.values(f)
     except DegenerateInputError as e:
@@ -87,7 +88,7 @@ def loo_interval(
             f"the {states.n_groups} contiguous row groups is dropped ({e}). Leave ci out, or shuffle or add rows.",
             reason=e.reason,
         ) from e
-    return estimator_interval(value, loo, level, scale=scale, estimator=estimator, metric=func)  # type: ignore[arg-type]
+    return estimator_interval(value, loo, level, scale=scale, estimator=estimator, metric=func, extra_se=extra_se)  # type: ignore[arg-type]
 
 
 def sqnorm(a: np.ndarray) -> float:

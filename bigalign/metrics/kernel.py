@@ -30,7 +30,7 @@ from ..features import KERNELS
 from ..moments import Moments, group_hsic, scale
 from ..intervals import check_ci, estimator_interval, with_interval
 from ..result import Result
-from ._kernel_approx import KernelTerms
+from ._kernel_approx import KernelTerms, jackknife_stderr
 from ._kernel_nonlinear import METHODS, METRIC_FNS, check_degenerate, check_target, jackknife_or_half, nonlinear_terms
 from ._common import (
     ESTIMATORS,
@@ -365,8 +365,14 @@ def nonlinear_result(metric: str, job: Any, estimator: str, level: float | None 
         f_unbiased = None  # KA's feature terms have no unbiased form: the jackknife's bias-corrected centre
         if estimator == "biased" and metric != "kernel_alignment":
             f_unbiased = lambda m: _defined_value(metric, terms_of(m, estimator="unbiased"))  # noqa: E731
+        # rff/orf: the row jackknife holds the feature map fixed, so it cannot see the feature draw's error, whose sd
+        # is the stderr: added in quadrature, the interval is about the exact measure's population value (Nyström's
+        # stderr is a conservative bound on a one-sided error, not a noise sd: not added)
+        extra = stderr if job.method in ("rff", "orf") and stderr is not None else 0.0
+        if extra and f_unbiased is not None:  # a biased estimate's interval is its unbiased form's, feature error included
+            extra = jackknife_stderr(terms_of(states.total(), estimator="unbiased"), fn)
         iv = loo_interval(metric, value, states, lambda m: _defined_value(metric, terms_of(m)), level, CI_SCALES[metric],
-                          estimator=estimator, f_unbiased=f_unbiased)  # fmt: skip
+                          estimator=estimator, f_unbiased=f_unbiased, extra_se=extra)  # fmt: skip
         return with_interval(res, iv)
     if job.loo is None:  # pragma: no cover - nonlinear_terms keeps leave-out terms on every road when ci is given
         raise AssertionError(f"internal error: no leave-one-group-out terms for the interval of {job.method}")
@@ -441,8 +447,12 @@ def hsic(
     {ci}
         HSIC is unbounded: identity scale.  Linear kernel: one moment state per
         row group, each leave-one-group-out state the total minus one group;
-        rff/orf/nystroem: the same on the feature moments (the interval is about
-        rows, ``stderr`` about the features).  Exact tiles of rbf/laplacian: the G × G
+        rff/orf/nystroem: the same on the feature moments, with the feature map
+        held fixed; rff/orf add their ``stderr`` (the feature draw's error,
+        which that jackknife cannot see) in quadrature, so the interval is
+        about the exact measure's population value
+        (``parameters["ci_approximation_se"]``), while ``stderr`` stays the
+        approximation error on these rows.  Exact tiles of rbf/laplacian: the G × G
         group-pair sums and n × G partial row sums of the same tile pass give each
         leave-one-group-out value exactly (bandwidths fixed at the full-sample
         choice).  Block road: the jackknife over 20 groups of its random blocks
