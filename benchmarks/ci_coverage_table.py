@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 RES = Path(__file__).resolve().parent / "results"
+Q19 = 2.093024054408263  # Student t, 19 degrees of freedom, 0.975
 Cells = dict[int, tuple[float, float, int]]
 
 
@@ -94,7 +95,9 @@ def approx(cell: str, key: str = "covered", pattern: str = "ci_coverage_approx_*
                 name, n = name_n.rsplit("@", 1)
                 if name != cell:
                     continue
-                for i, (hit, w) in enumerate(zip(c[key], c["width"])):
+                # the row-only reference (covered_wide) is value ± t₁₉·ci_se: its width from the jackknife se
+                widths = c["width"] if key == "covered" else [2 * Q19 * se for se in c["se"]]
+                for i, (hit, w) in enumerate(zip(c[key], widths)):
                     seen.setdefault(int(n), {}).setdefault(d.get("rep_start", 0) + i, (bool(hit), float(w)))
         return {n: (float(np.mean([h for h, _ in v.values()])), float(np.mean([w for _, w in v.values()])), len(v)) for n, v in seen.items()}
 
