@@ -111,7 +111,7 @@ ROWS: list[tuple[str, str, str, Callable[[], Cells]]] = [
     ("linear CKA, biased (d = 8)", "moments", "ci_coverage_biased.py", biased_linear(8, RULE)),
     ("linear CKA, unbiased (d = 64)", "moments", "ci_coverage_biased.py", biased_linear(64, "unbiased")),
     ("linear CKA, biased (d = 64)", "moments", "ci_coverage_biased.py", biased_linear(64, RULE)),
-    ("Procrustes distance", "moments", "ci_coverage_plugin.py", rows_of("ci_coverage_plugin.json", "procrustes", "coverage_plain", "width_plain")),
+    ("Procrustes distance (bias-corrected centre)", "moments", "ci_coverage_plugin.py", rows_of("ci_coverage_plugin.json", "procrustes", "coverage_corrected", "width_corrected")),
     ("SVCCA (99% variance)", "moments", "ci_coverage_plugin.py", rows_of("ci_coverage_plugin.json", "svcca", "coverage_plain", "width_plain")),
     ("PWCCA", "moments", "ci_coverage_plugin.py", rows_of("ci_coverage_plugin.json", "pwcca", "coverage_plain", "width_plain")),
     ("RBF CKA, unbiased", "exact tiles", "ci_coverage_tiles.py", tiles("ci_coverage_tiles.json", "cka_rbf_unbiased")),
