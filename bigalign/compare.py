@@ -25,7 +25,7 @@ from .features import (
 )
 from .io import ActivationStore, as_representation, check_pairing, open_activations
 from .grouped import grouped_statistic
-from .intervals import DEFAULT_CI_GROUPS, check_ci, jackknife_interval, row_groups, with_interval
+from .intervals import DEFAULT_CI_GROUPS, check_ci, estimator_interval, row_groups, with_interval
 from .metrics._common import ESTIMATORS, check_choice, check_unbiased_n, engine_parameters
 from .metrics._kernel_nonlinear import (
     DEFAULT_LANDMARKS,
@@ -39,7 +39,7 @@ from .metrics._kernel_nonlinear import (
     feature_moments,
     self_job,
 )
-from .metrics.distance import distance_alignment_from_moments
+from .metrics.distance import distance_alignment_from_moments, unbiased_distance_alignment
 from .metrics import coco, cknna, cycle_knn, dcor, dcov, edit_distance_knn, kcc, kmi, lcs_knn, mutual_knn, rsa
 from .metrics import neighbors as _nb
 from .metrics.independence import _ridge, coco_from_moments, kcc_from_moments, kmi_from_moments
@@ -553,8 +553,15 @@ def compare_layers(
 _LOGIT_METRICS = ("cka", "kernel_alignment", "svcca", "pwcca", "kcc")
 
 
-#: moment metrics whose plug-in (biased) interval is centred at the jackknife's bias-corrected estimate
-_BIAS_CORRECTED = ("cka", "hsic", "kernel_alignment", "distance_alignment", "coco", "kcc", "kmi")
+#: the unbiased form, from the same moments, of a biased moment metric: its interval is the biased cell's
+#: (intervals.estimator_interval); a biased cell of a metric without one is centred at the jackknife's
+#: bias-corrected estimate (KA, COCO, KCC, KMI, Procrustes) or at the estimate (intervals.CENTRED_AT_ESTIMATE:
+#: SVCCA, PWCCA)
+_UNBIASED_FORMS: dict[str, Callable[[Any, int, int], float]] = {
+    "cka": lambda st, i, j: cka_from_moments(st, i, j, "unbiased", {}).value,
+    "hsic": lambda st, i, j: hsic_from_moments(st, i, j, "unbiased", {}).value,
+    "distance_alignment": unbiased_distance_alignment,
+}
 
 
 def _moment_intervals(
@@ -566,12 +573,25 @@ def _moment_intervals(
     out has no interval and becomes undefined, saying why."""
     loo: dict[tuple[int, int], list[float]] = {c: [] for c in cells}
     bad: dict[tuple[int, int], DegenerateInputError] = {}
+    # a biased cell's interval is its unbiased form's, where the moments give one (intervals.estimator_interval)
+    unbiased = _UNBIASED_FORMS.get(metric)
+    biased = {c for c in cells if not isinstance(values[c], DegenerateInputError) and values[c].estimator == "biased"}
+    full: dict[tuple[int, int], float] = {}
+    if unbiased is not None:
+        for c in biased:
+            try:
+                full[c] = unbiased(states.total(), *where[c])
+            except DegenerateInputError as exc:
+                bad[c] = exc
     for _, st in states.leave_one_out():
         for c in cells:
             if c in bad:
                 continue
             try:
-                loo[c].append(fn(st, where[c][0], where[c][1], estimator, {}).value)
+                if unbiased is not None and c in biased:
+                    loo[c].append(unbiased(st, *where[c]))
+                else:
+                    loo[c].append(fn(st, where[c][0], where[c][1], estimator, {}).value)
             except DegenerateInputError as exc:
                 bad[c] = exc
     scale = "logit" if metric in _LOGIT_METRICS else "identity"
@@ -583,9 +603,12 @@ def _moment_intervals(
                 reason=bad[c].reason,
             )
         else:
-            # biased kernel estimates: the bias-corrected centre, as bigalign.cka/hsic/kernel_alignment give it
-            corrected = metric in _BIAS_CORRECTED and values[c].estimator == "biased"
-            iv = jackknife_interval(values[c].value, loo[c], level, scale=scale, bias_correct=corrected)  # type: ignore[arg-type]
+            # the interval each metric's own function gives
+            est = values[c].estimator
+            if c in full:
+                iv = estimator_interval(values[c].value, None, level, scale=scale, estimator=est, unbiased=(full[c], loo[c]))  # type: ignore[arg-type]
+            else:
+                iv = estimator_interval(values[c].value, loo[c], level, scale=scale, estimator=est, metric=metric)  # type: ignore[arg-type]
             values[c] = with_interval(values[c], iv)
 
 

@@ -15,7 +15,7 @@ import pytest
 
 import bigalign
 from bigalign.errors import InvalidInputError
-from bigalign.intervals import CI_ABOUT, jackknife_interval, row_groups
+from bigalign.intervals import CENTER_JACKKNIFE, CENTER_UNBIASED, CI_ABOUT, jackknife_interval, row_groups
 
 from references import cka as ref_cka
 from references import hsic as ref_hsic
@@ -36,12 +36,15 @@ def pair():
     return x, y
 
 
-def _naive_interval(x, y, f, level=0.95, scale="identity", bias_correct=False):
-    """The interval from f on all rows and on the rows minus each of the 20 contiguous groups
-    (biased kernel estimates: centred at the jackknife's bias-corrected estimate)."""
+def _naive_interval(x, y, f, level=0.95, scale="identity", bias_correct=False, unbiased=None):
+    """The interval from f on all rows and on the rows minus each of the 20 contiguous groups; for a biased
+    estimate with an unbiased form ``unbiased`` (a function like f), the interval of that form on the same rows
+    (intervals.estimator_interval), and without one (``bias_correct``) centred at the jackknife's
+    bias-corrected estimate."""
     b = row_groups(x.shape[0])
-    loo = [f(np.delete(x, np.s_[b[g] : b[g + 1]], axis=0), np.delete(y, np.s_[b[g] : b[g + 1]], axis=0)) for g in range(20)]
-    return f(x, y), jackknife_interval(f(x, y), loo, level, scale=scale, bias_correct=bias_correct)
+    g_of = unbiased or f
+    loo = [g_of(np.delete(x, np.s_[b[g] : b[g + 1]], axis=0), np.delete(y, np.s_[b[g] : b[g + 1]], axis=0)) for g in range(20)]
+    return f(x, y), jackknife_interval(g_of(x, y), loo, level, scale=scale, bias_correct=bias_correct and unbiased is None)
 
 
 def _check(res, value, iv):
@@ -59,11 +62,13 @@ def _check(res, value, iv):
 def test_cka_hsic_intervals_equal_naive_leave_one_group_out(pair, estimator):
     x, y = pair
     res = bigalign.cka(x, y, estimator=estimator, ci=0.9, block_size=13)
-    biased = estimator == "biased"
-    _check(res, *_naive_interval(x, y, lambda a, b: ref_cka(a, b, estimator), 0.9, "logit", biased))
-    assert ("ci_center" in res.parameters) == biased
+    # a biased estimate's interval: the unbiased estimator's on the same rows
+    u_cka = (lambda a, b: ref_cka(a, b, "unbiased")) if estimator == "biased" else None
+    _check(res, *_naive_interval(x, y, lambda a, b: ref_cka(a, b, estimator), 0.9, "logit", unbiased=u_cka))
+    assert res.parameters.get("ci_center") == (CENTER_UNBIASED if estimator == "biased" else None)
     res = bigalign.hsic(x, y, estimator=estimator, ci=0.95, block_size=13)
-    _check(res, *_naive_interval(x, y, lambda a, b: ref_hsic(a, b, estimator), 0.95, "identity", biased))
+    u_hsic = (lambda a, b: ref_hsic(a, b, "unbiased")) if estimator == "biased" else None
+    _check(res, *_naive_interval(x, y, lambda a, b: ref_hsic(a, b, estimator), 0.95, "identity", unbiased=u_hsic))
 
 
 def test_kernel_alignment_interval_equals_naive(pair):
@@ -75,7 +80,9 @@ def test_kernel_alignment_interval_equals_naive(pair):
 def test_procrustes_interval_equals_naive(pair, angular, normalize):
     x, y = pair
     res = bigalign.procrustes(x, y, angular=angular, normalize=normalize, ci=0.95, block_size=11)
-    _check(res, *_naive_interval(x, y, lambda a, b: ref_procrustes(a, b, angular, normalize)))
+    # a plug-in estimate without an unbiased form: centred at the jackknife's bias-corrected estimate
+    _check(res, *_naive_interval(x, y, lambda a, b: ref_procrustes(a, b, angular, normalize), bias_correct=True))
+    assert res.parameters["ci_center"] == CENTER_JACKKNIFE
 
 
 def test_svcca_pwcca_intervals_equal_naive(pair):
@@ -156,8 +163,12 @@ def test_rff_interval_is_about_rows_and_leaves_the_stderr(pair):
     assert res.stderr == pytest.approx(plain.stderr, rel=1e-5)
     assert res.ci[0] < res.value < res.ci[1] and res.parameters["ci_scale"] == "logit"
     assert res.parameters["ci_se"] > 0
+    # the feature draw's error (sd = stderr), which the row jackknife with the map held fixed cannot see, is added
+    # in quadrature: the interval is about the exact measure's population value
+    assert res.parameters["ci_approximation_se"] == res.stderr
     ny = bigalign.hsic(x, y, kernel="rbf", method="nystroem", n_features=16, bandwidth=3.0, ci=0.95)
     assert ny.ci[0] < ny.value < ny.ci[1] and ny.parameters["ci_scale"] == "identity"
+    assert "ci_approximation_se" not in ny.parameters  # Nyström's error bar is a bound, not a noise sd
 
 
 def test_no_ci_changes_nothing(pair):
@@ -221,6 +232,21 @@ def test_compare_layers_linear_cells_carry_the_functions_intervals():
         for lb in st:
             assert M[la, lb].ci == pytest.approx(bigalign.cka(st[la], st[lb], ci=0.9).ci, rel=1e-9)
     assert "row group" in M.plan["ci"]
+
+
+def test_compare_layers_biased_cells_follow_the_functions_rule():
+    """A biased cell's interval is what the metric's own function gives under the one rule: the unbiased
+    estimator's interval (CKA, HSIC, distance alignment) or the estimate-centred one (PWCCA)."""
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(70, 4))
+    st = {"a": x, "b": x @ rng.normal(size=(4, 3)) + rng.normal(size=(70, 3))}
+    for metric, f, kw in ((("cka", bigalign.cka, dict(estimator="biased")), ("hsic", bigalign.hsic, dict(estimator="biased")),
+                           ("distance_alignment", bigalign.distance_alignment, {}), ("pwcca", bigalign.pwcca, {}))):  # fmt: skip
+        M = bigalign.compare_layers(st, metric=metric, ci=0.9, **kw)
+        want = f(st["a"], st["b"], ci=0.9, **kw)
+        assert M["a", "b"].ci == pytest.approx(want.ci, rel=1e-9), metric
+        assert M["a", "b"].parameters.get("ci_center") == want.parameters.get("ci_center"), metric
+        assert want.parameters.get("ci_center") == (None if metric == "pwcca" else CENTER_UNBIASED)
 
 
 @pytest.mark.slow
@@ -289,8 +315,9 @@ def test_distance_alignment_interval_equals_naive(pair):
 
     x, y = pair
     res = bigalign.distance_alignment(x, y, ci=0.95, block_size=17)
-    _check(res, *_naive_interval(x, y, ref_da, 0.95, "identity", True))
-    assert res.parameters["ci_center"] == "jackknife bias-corrected"
+    # its unbiased form: the mean over the pairs i ≠ j (the diagonal terms are 0), n/(n − 1)·D
+    _check(res, *_naive_interval(x, y, ref_da, 0.95, "identity", unbiased=lambda a, b: ref_da(a, b) * len(a) / (len(a) - 1)))
+    assert res.parameters["ci_center"] == CENTER_UNBIASED
     M = bigalign.compare_layers({"x": x, "y": y}, metric="distance_alignment", ci=0.95)
     assert M["x", "y"].ci == pytest.approx(res.ci, rel=1e-9)
 
@@ -307,7 +334,7 @@ def test_independence_measures_intervals_equal_naive(pair, func):
     # the naive eigen-solvers (non-symmetric eigvals, slogdet) agree with the streamed d×d algebra to ~1e-11
     assert res.value == pytest.approx(value, rel=1e-9)
     assert res.ci == pytest.approx(iv.bounds, rel=1e-8)
-    assert res.parameters["ci_scale"] == iv.scale and res.parameters["ci_center"] == "jackknife bias-corrected"
+    assert res.parameters["ci_scale"] == iv.scale and res.parameters["ci_center"] == CENTER_JACKKNIFE
     M = bigalign.compare_layers({"x": x, "y": y}, metric=func, ci=0.95)
     assert M["x", "y"].ci == pytest.approx(res.ci, rel=1e-9)
     with pytest.raises(InvalidInputError, match="kernel='linear'"):

@@ -84,3 +84,46 @@ def test_bias_corrected_centre_removes_a_plug_in_bias():
     mc_sd = corrected.std() / np.sqrt(corrected.size)
     assert abs(corrected.mean() - mu**2) < 4 * mc_sd
     assert np.mean(plain) - mu**2 > 10 * mc_sd
+
+
+def test_estimator_interval_rule():
+    """One rule: an unbiased estimate's interval is around it; a biased one with an unbiased form gets that form's
+    interval (the point value kept, flagged where outside); a biased one without, the bias-corrected centre."""
+    from bigalign.intervals import CENTER_JACKKNIFE, CENTER_UNBIASED, estimator_interval, with_interval
+    from bigalign.result import Result
+
+    loo = np.linspace(0.40, 0.44, 20)
+    plain = estimator_interval(0.42, loo, 0.95, scale="logit")
+    assert plain == jackknife_interval(0.42, loo, 0.95, scale="logit") and plain.center_kind is None
+    loo_u = loo - 0.05
+    iv = estimator_interval(0.42, None, 0.95, scale="logit", estimator="biased", unbiased=(0.37, loo_u))
+    want = jackknife_interval(0.37, loo_u, 0.95, scale="logit")
+    assert iv.bounds == want.bounds and iv.center == 0.37 and iv.center_kind == CENTER_UNBIASED
+    fallback = estimator_interval(0.42, loo, 0.95, estimator="biased")
+    assert fallback.bounds == jackknife_interval(0.42, loo, 0.95, bias_correct=True).bounds
+    assert fallback.center_kind == CENTER_JACKKNIFE
+    r = Result(metric="m", value=0.42, estimator="biased", method="exact", n_samples=100)
+    out = with_interval(r, iv)
+    assert out.ci == iv.bounds and out.parameters["ci_center"] == CENTER_UNBIASED and out.parameters["ci_center_value"] == 0.37
+    assert ("value_outside_ci" in out.flags) == (not iv.low <= 0.42 <= iv.high)
+    assert "value_outside_ci" not in with_interval(r, plain).flags
+
+
+def test_extra_se_is_added_in_quadrature():
+    """A random-feature road's stderr (an error the row jackknife cannot see) widens the interval in quadrature,
+    on a transformed scale through the derivative at the centre."""
+    from scipy.stats import t as student_t
+
+    from bigalign.intervals import jackknife_se
+
+    loo = np.linspace(0.40, 0.44, 20)
+    q = student_t.ppf(0.975, 19)
+    iv = jackknife_interval(0.42, loo, 0.95, extra_se=0.01)
+    assert iv.high - iv.low == pytest.approx(2 * q * np.hypot(jackknife_se(loo), 0.01), rel=1e-12)
+    assert iv.se == jackknife_se(loo) and iv.parameters()["ci_approximation_se"] == 0.01
+    iv = jackknife_interval(0.42, loo, 0.95, scale="logit", extra_se=0.01)
+    z = np.log(loo / (1 - loo))
+    c = iv.center
+    want = 2 * q * np.hypot(jackknife_se(z), 0.01 / (c * (1 - c)))
+    assert np.log(iv.high / (1 - iv.high)) - np.log(iv.low / (1 - iv.low)) == pytest.approx(want, rel=1e-10)
+    assert "ci_approximation_se" not in jackknife_interval(0.42, loo, 0.95).parameters()

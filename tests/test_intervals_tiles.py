@@ -17,7 +17,7 @@ from scipy.spatial.distance import pdist
 
 import bigalign
 from bigalign.errors import DegenerateInputError, InvalidInputError
-from bigalign.intervals import DEFAULT_CI_GROUPS, jackknife_interval, row_groups
+from bigalign.intervals import CENTER_UNBIASED, DEFAULT_CI_GROUPS, jackknife_interval, row_groups
 from bigalign.metrics._kernel_nonlinear import METRIC_FNS, nonlinear_terms
 from bigalign.options import EngineOptions
 
@@ -41,14 +41,23 @@ def _leave_outs(n: int) -> list[np.ndarray]:
     return [np.r_[0 : b[g], b[g + 1] : n] for g in range(DEFAULT_CI_GROUPS)]
 
 
-def _assert_interval(r, value: float, loo: list[float], scale: str, level: float = 0.95, bias_correct: bool = False) -> None:
-    want = jackknife_interval(value, np.array(loo), level, scale=scale, bias_correct=bias_correct)  # type: ignore[arg-type]
+def _assert_interval(r, value: float, loo: list[float], scale: str, level: float = 0.95, unbiased: tuple | None = None) -> None:
+    """r is ``value`` with the jackknife interval of ``loo``; a biased estimate (``unbiased`` = the naive unbiased
+    estimate and its leave-out values) with the interval of its unbiased form (intervals.estimator_interval)."""
+    centre, centre_loo = (value, loo) if unbiased is None else unbiased
+    want = jackknife_interval(centre, np.array(centre_loo), level, scale=scale)  # type: ignore[arg-type]
     assert r.value == pytest.approx(value, rel=TOL, abs=1e-13)
     assert r.parameters["ci_se"] == pytest.approx(want.se, rel=1e-9)
     assert r.ci == pytest.approx(want.bounds, rel=TOL, abs=1e-13)
     assert r.ci_level == level
     assert r.parameters["ci_scale"] == want.scale and r.parameters["ci_groups"] == DEFAULT_CI_GROUPS
     assert "sampling of rows" in r.parameters["ci_about"]
+    if unbiased is None:
+        assert "ci_center" not in r.parameters and "value_outside_ci" not in r.flags
+    else:
+        assert r.parameters["ci_center"] == CENTER_UNBIASED
+        assert r.parameters["ci_center_value"] == pytest.approx(centre, rel=TOL, abs=1e-13)
+        assert ("value_outside_ci" in r.flags) == (not r.ci[0] <= r.value <= r.ci[1])
 
 
 def _naive_kernel(metric: str, x, y, kernel: str, sx: float, sy: float, est: str) -> float:
@@ -57,6 +66,9 @@ def _naive_kernel(metric: str, x, y, kernel: str, sx: float, sy: float, est: str
         return kr.hsic(K, L, est)
     if metric == "cka":
         return kr.cka(K, L, est)
+    if est == "unbiased":  # KA's unbiased form: the ratio of the pair means over i ≠ j
+        off = ~np.eye(len(K), dtype=bool)
+        return float(np.sum((K * L)[off]) / math.sqrt(np.sum((K * K)[off]) * np.sum((L * L)[off])))
     return kr.kernel_alignment(K, L)
 
 
@@ -71,9 +83,12 @@ def test_kernel_leave_outs_are_exact(pair, kernel, metric, estimator):
     sx, sy = r.parameters["bandwidth_x"], r.parameters["bandwidth_y"]  # fixed at the full-sample choice
     value = _naive_kernel(metric, x, y, kernel, sx, sy, estimator)
     loo = [_naive_kernel(metric, x[k], y[k], kernel, sx, sy, estimator) for k in _leave_outs(N)]
-    biased = estimator == "biased" or metric == "kernel_alignment"  # V-statistics: bias-corrected centre
-    _assert_interval(r, value, loo, "identity" if metric == "hsic" or value <= 0 else "logit", bias_correct=biased)
-    assert ("ci_center" in r.parameters) == biased
+    unbiased = None
+    if estimator == "biased":  # V-statistics (KA is one): the interval of the unbiased form on the same rows
+        unbiased = (_naive_kernel(metric, x, y, kernel, sx, sy, "unbiased"),
+                    [_naive_kernel(metric, x[k], y[k], kernel, sx, sy, "unbiased") for k in _leave_outs(N)])  # fmt: skip
+    centre = value if unbiased is None else unbiased[0]
+    _assert_interval(r, value, loo, "identity" if metric == "hsic" or centre <= 0 else "logit", unbiased=unbiased)
     assert r.parameters["ci_bandwidth"].startswith("fixed at the full-sample choice")
 
 
@@ -109,7 +124,10 @@ def test_dcor_leave_outs_are_exact(pair, what, estimator):
     r = getattr(bigalign, what)(x, y, method="exact", estimator=estimator, ci=0.9, block_size=17)
     value = _dcor_naive(x, y, estimator, what)
     loo = [_dcor_naive(x[k], y[k], estimator, what) for k in _leave_outs(N)]
-    _assert_interval(r, value, loo, "identity" if what == "dcov" or value <= 0 else "logit", level=0.9, bias_correct=estimator == "biased")
+    unbiased = None
+    if estimator == "biased":  # the V-statistic's interval is the U-statistic's on the same rows
+        unbiased = (_dcor_naive(x, y, "unbiased", what), [_dcor_naive(x[k], y[k], "unbiased", what) for k in _leave_outs(N)])
+    _assert_interval(r, value, loo, "identity" if what == "dcov" or value <= 0 else "logit", level=0.9, unbiased=unbiased)
 
 
 def test_rsa_leave_outs_are_exact(pair):
@@ -143,8 +161,12 @@ def test_energy_distance_leave_outs_are_exact(pair, estimator):
     a, b = x[:70], x[20:] * 1.1 + 0.2  # samples of different sizes
     r = bigalign.energy_distance(a, b, estimator=estimator, method="exact", ci=0.95, block_size=19)
     value = _energy_naive(a, b, estimator)
-    loo = [_energy_naive(a[ka], b[kb], estimator) for ka, kb in zip(_leave_outs(len(a)), _leave_outs(len(b)))]
-    _assert_interval(r, value, loo, "identity", bias_correct=estimator == "biased")
+    pairs = list(zip(_leave_outs(len(a)), _leave_outs(len(b))))
+    loo = [_energy_naive(a[ka], b[kb], estimator) for ka, kb in pairs]
+    unbiased = None
+    if estimator == "biased":  # the V-statistic's interval is the U-statistic's on the same rows
+        unbiased = (_energy_naive(a, b, "unbiased"), [_energy_naive(a[ka], b[kb], "unbiased") for ka, kb in pairs])
+    _assert_interval(r, value, loo, "identity", unbiased=unbiased)
 
 
 def test_interval_does_not_change_the_estimate(pair):
@@ -216,17 +238,43 @@ def test_auto_road_carries_the_interval_when_exact(pair):
     assert math.isfinite(r.parameters["ci_se"])
 
 
-def test_biased_estimates_are_bias_corrected_or_say_so(pair):
-    """Exact tiles centre a V-statistic's interval at the jackknife's bias-corrected estimate; the kernel block
-    road cannot (its leave-out values keep n) and says so in ci_bias."""
+def test_biased_estimates_have_the_unbiased_estimators_interval(pair):
+    """One rule on every road: a V-statistic's interval is the interval of the unbiased estimator on the same rows
+    (the same population value) — identical to what estimator='unbiased' returns — while its value stays its own."""
     x, y, _ = pair
-    for r in (bigalign.dcor(x, y, method="exact", estimator="biased", ci=0.95),
-              bigalign.cka(x, y, kernel="rbf", method="exact", estimator="biased", ci=0.95)):  # fmt: skip
-        assert r.parameters["ci_center"] == "jackknife bias-corrected" and "ci_bias" not in r.parameters
-    assert "ci_center" not in bigalign.cka(x, y, kernel="rbf", method="exact", ci=0.95).parameters
     big = np.random.default_rng(1).normal(size=(400, 3))
-    r = bigalign.cka(big, big[:, :2] + 0.5 * big[:, 1:], kernel="rbf", method="block", block_rows=8, estimator="biased", ci=0.95)
-    assert "O(1/n)" in r.parameters["ci_bias"] and "ci_center" not in r.parameters
+    by = big[:, :2] + 0.5 * big[:, 1:]
+    calls = [
+        (bigalign.dcor, (x, y), dict(method="exact")),
+        (bigalign.dcov, (x, y), dict(method="exact")),
+        (bigalign.cka, (x, y), dict(kernel="rbf", method="exact")),
+        (bigalign.hsic, (x, y), dict(kernel="laplacian", method="exact")),
+        (bigalign.cka, (big, by), dict(kernel="rbf", method="block", block_rows=8, seed=3)),
+        (bigalign.cka, (big, by), dict(kernel="rbf", method="rff", n_features=96)),
+        (bigalign.cka, (x, y), dict()),
+        (bigalign.hsic, (x, y), dict()),
+        (bigalign.energy_distance, (x[:60], y[:60, :1] @ np.ones((1, 4))), dict(method="exact")),
+    ]
+    for f, args, kw in calls:
+        b = f(*args, estimator="biased", ci=0.95, **kw)
+        u = f(*args, estimator="unbiased", ci=0.95, **kw)
+        assert b.ci == pytest.approx(u.ci, rel=1e-12, abs=1e-15), (f.__name__, kw)
+        assert b.parameters["ci_center"] == CENTER_UNBIASED and b.parameters["ci_center_value"] == pytest.approx(u.value, rel=1e-12)
+        # the value is the biased estimate (rff: its grouped feature moments merge in another order, ~1e-9 apart)
+        assert b.value == pytest.approx(f(*args, estimator="biased", **kw).value, rel=1e-8)
+        assert "ci_center" not in u.parameters and "ci_bias" not in b.parameters
+    # the dCor block road averages U-statistics with either estimator: its own interval, no centre to change
+    assert "ci_center" not in bigalign.dcor(big, by, method="block", block_rows=8, estimator="biased", ci=0.95).parameters
+
+
+def test_biased_value_outside_its_interval_is_flagged():
+    """At small n a V-statistic's O(1/n) bias can exceed the half-width of its (unbiased form's) interval."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(60, 6))
+    y = 0.3 * x + rng.normal(size=(60, 6))
+    r = bigalign.dcor(x, y, method="exact", estimator="biased", ci=0.5)
+    assert r.value > r.ci[1] and "value_outside_ci" in r.flags
+    assert "value_outside_ci" not in bigalign.dcor(x, y, method="exact", ci=0.5).flags
 
 
 def test_dcor_block_road_interval_is_the_jackknife_over_groups_of_blocks():

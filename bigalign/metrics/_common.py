@@ -11,7 +11,7 @@ from .._checks import invalid_parameter
 from ..engine import Plan, requested_budget, run, task_budget
 from ..errors import DegenerateInputError, InvalidInputError
 from ..grouped import GroupedStates, grouped_statistic
-from ..intervals import Interval, jackknife_interval
+from ..intervals import Interval, estimator_interval
 from ..io import as_representation
 from ..moments import Moments, MomentStatistic
 from ..options import EngineOptions
@@ -66,14 +66,22 @@ def grouped_linear_moments(x: Any, y: Any, options: EngineOptions, n: int, func:
 
 
 def loo_interval(
-    func: str, value: float, states: GroupedStates, f: Any, level: float, scale: str = "identity", bias_correct: bool = False
-) -> Interval:
-    """The block-jackknife interval of ``value`` from f of every leave-one-group-out state.
+    func: str, value: float, states: GroupedStates, f: Any, level: float, scale: str = "identity", estimator: str = "unbiased",
+    f_unbiased: Any = None, extra_se: float = 0.0,
+) -> Interval:  # fmt: skip
+    """The block-jackknife interval of ``value`` from f of every leave-one-group-out state, by
+    :func:`~bigalign.intervals.estimator_interval`'s rule: a biased ``estimator`` with ``f_unbiased`` (the
+    measure's unbiased form of a state) gets the interval of that form on the same states; a biased one
+    without, the jackknife bias-corrected centre (``func`` in intervals.CENTRED_AT_ESTIMATE: the estimate).
+    ``extra_se``: a random-feature road's stderr, added in quadrature (intervals.jackknife_interval).
 
     A measure that is undefined with one group left out (e.g. a constant input on the
     other rows) has no interval: a DegenerateInputError says so.
     """
     try:
+        if estimator == "biased" and f_unbiased is not None:
+            return estimator_interval(value, None, level, scale=scale, estimator=estimator, metric=func, extra_se=extra_se,  # type: ignore[arg-type]
+                                      unbiased=(f_unbiased(states.total()), states.values(f_unbiased)))  # fmt: skip
         loo = states.values(f)
     except DegenerateInputError as e:
         raise DegenerateInputError(
@@ -81,7 +89,7 @@ def loo_interval(
             f"the {states.n_groups} contiguous row groups is dropped ({e}). Leave ci out, or shuffle or add rows.",
             reason=e.reason,
         ) from e
-    return jackknife_interval(value, loo, level, scale=scale, bias_correct=bias_correct)  # type: ignore[arg-type]
+    return estimator_interval(value, loo, level, scale=scale, estimator=estimator, metric=func, extra_se=extra_se)  # type: ignore[arg-type]
 
 
 def sqnorm(a: np.ndarray) -> float:
@@ -117,7 +125,13 @@ _CI_DOC = """ci : float in (0, 1), optional
         ``ci_groups``, ``ci_scale``, ``ci_se``.  The interval is about the
         sampling of rows (the population value), not an approximation's
         ``stderr``: a delete-a-group jackknife over 20 contiguous row groups,
-        streamed in the same pass (docs/intervals.md).  Needs n ≥ 40."""
+        streamed in the same pass (docs/intervals.md).  Needs n ≥ 40.
+        A biased (plug-in) estimate's interval is that of the unbiased form of
+        the measure on the same rows and sums (the same population value;
+        ``parameters["ci_center"]``, ``"ci_center_value"``), so at small n
+        ``value`` can lie outside it (flag ``"value_outside_ci"``); where no
+        unbiased form exists it is centred at the jackknife's bias-corrected
+        estimate."""
 
 
 def with_ci_doc(func: Any) -> Any:

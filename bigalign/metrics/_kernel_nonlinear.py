@@ -79,8 +79,11 @@ class NonlinearJob:
     stderr_kind: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     block: BlockEstimate | None = None  # the block road: per-block degenerate differences
-    ci_states: Any = None  # with ci=: (GroupedStates of the pass, moments -> KernelTerms)
+    ci_states: Any = None  # with ci=: (GroupedStates of the pass, (moments, estimator=) -> KernelTerms)
     loo: list[KernelTerms] | None = None  # ci: the terms of the rows minus each contiguous row group
+    #: ci of a biased estimate (tiles, block road): the unbiased terms of all rows and of each leave-out, from the
+    #: same sums (intervals.estimator_interval: a biased estimate's interval is its unbiased form's)
+    unbiased: tuple[KernelTerms, list[KernelTerms]] | None = None
 
 
 #: the metric as a function of the terms (numpy arrays allowed)
@@ -235,20 +238,25 @@ def block_job(
         params["block_size"] = int(options.block_size)
     # every block's kernel ≡ 1 (u₂ of K is its mean of k², 1 iff all k = 1)
     flags = tuple(f for f, k in (("x_constant_kernel", 3), ("y_constant_kernel", 6)) if np.all(out[:, k] == 1.0))
-    loo = None
+    loo = unbiased = None
     if with_loo:
         gb = row_groups(out.shape[0], DEFAULT_CI_GROUPS)
         U = out[:, :N_MEANS]
-        loo = [
-            KernelTerms(n=n, **{k: float(v) for k, v in terms_from_means(n, U[np.r_[0 : gb[g], gb[g + 1] : U.shape[0]]].mean(axis=0), estimator).items()})
-            for g in range(DEFAULT_CI_GROUPS)
-        ]  # fmt: skip
+
+        def block_terms(rows: Any, est: str) -> KernelTerms:
+            return KernelTerms(n=n, **{k: float(v) for k, v in terms_from_means(n, U[rows].mean(axis=0), est).items()})
+
+        kept = [np.r_[0 : gb[g], gb[g + 1] : U.shape[0]] for g in range(DEFAULT_CI_GROUPS)]
+        loo = [block_terms(k, estimator) for k in kept]
+        if estimator == "biased":
+            unbiased = (block_terms(slice(None), "unbiased"), [block_terms(k, "unbiased") for k in kept])
         params["ci_blocks"] = (
             f"jackknife over {DEFAULT_CI_GROUPS} groups of the random blocks (i.i.d. under exchangeable rows): about the "
             "population value; the random blocks ignore storage order, so rows that depend on their neighbours are "
             "not protected against (the exact road's contiguous row groups are)"
         )
-    return NonlinearJob(terms=terms, method="block", parameters=params, flags=flags, stderr_kind=BLOCK_STDERR, block=est, loo=loo)
+    return NonlinearJob(terms=terms, method="block", parameters=params, flags=flags, stderr_kind=BLOCK_STDERR, block=est, loo=loo,
+                        unbiased=unbiased)  # fmt: skip
 
 
 
@@ -359,7 +367,7 @@ def nonlinear_terms(
     else:
         states = m
         job = feature_job(states.total(), views, 0, 1, chosen, estimator, params)
-        job = dataclasses.replace(job, ci_states=(states, lambda mm: feature_job(mm, views, 0, 1, chosen, estimator, params).terms))
+        job = dataclasses.replace(job, ci_states=(states, lambda mm, estimator=estimator: feature_job(mm, views, 0, 1, chosen, estimator, params).terms))
     if chosen == "nystroem" and ratio < NYSTROEM_MIN_RATIO:
         # few landmarks capture little of a narrow kernel (see nystroem_not_converged)
         job = dataclasses.replace(job, flags=job.flags + ("nystroem_small_bandwidth",))
@@ -379,19 +387,23 @@ def exact_job(
     """
     n = reps[0].n
     stat = KernelTileStatistic(kernel, kernel_scale(kernel, sigmas[0]), kernel_scale(kernel, sigmas[1]), shifts[0], shifts[1])
-    loo = None
+    loo = unbiased = None
     if bounds is None:
         sums, plan = run_pairs(stat, reps, check_pairing=False, options=options)
     else:
         grouped, plan = run_pairs(GroupedTileStatistic(stat, bounds), reps, check_pairing=False, options=options)
         sums = grouped.full()
-        loo = [exact_terms(grouped.without(g), estimator) for g in range(grouped.groups)]
+        without = [grouped.without(g) for g in range(grouped.groups)]
+        loo = [exact_terms(w, estimator) for w in without]
+        if estimator == "biased":  # the interval's unbiased form, from the same sums
+            unbiased = (exact_terms(sums, "unbiased"), [exact_terms(w, "unbiased") for w in without])
     params = dict(params, block_size=plan.block_rows, n_tiles=plan.n_blocks * (plan.n_blocks + 1) // 2, scheduler=plan.scheduler)
     if loo is not None:
         params["ci_bandwidth"] = "fixed at the full-sample choice for the leave-one-group-out values"
     # identical rows give d² = 0 exactly (refined), so k = 1 exactly: A_kk = n(n−1) iff K ≡ 1
     flags = tuple(f for f, a in (("x_constant_kernel", sums.kk), ("y_constant_kernel", sums.ll)) if a == n * (n - 1))
-    return NonlinearJob(terms=exact_terms(sums, estimator), method="exact-tiles", parameters=params, flags=flags, loo=loo)
+    return NonlinearJob(terms=exact_terms(sums, estimator), method="exact-tiles", parameters=params, flags=flags, loo=loo,
+                        unbiased=unbiased)  # fmt: skip
 
 
 def exact_terms(sums: KernelSums, estimator: str) -> KernelTerms:

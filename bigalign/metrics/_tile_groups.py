@@ -26,31 +26,13 @@ group pairs without g (Chan et al.'s exact update): O(G³) merges, no n × G sta
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
 from ..intervals import group_of_rows
 from ._kernel_exact import KernelSums, add_block_rows
-
-
-#: recorded in ``parameters["ci_bias"]`` of a biased estimate with an interval that is not bias-corrected (the
-#: kernel block road's, whose leave-out values keep n fixed and so cannot see the V-statistic's O(1/n) bias; the
-#: exact roads centre theirs at the jackknife's bias-corrected estimate instead).  Measured on exact tiles
-#: before that correction: RBF CKA +0.021 and dCor² +0.040 at n = 500, d = 8, against jackknife se of 0.012
-#: (coverage 0.59 and 0.11; benchmarks/results/ci_coverage_tiles.md)
-BIASED_CI_NOTE = (
-    "the biased (V-statistic) estimate exceeds the population value by O(1/n), which this interval does not "
-    "include: it covers poorly at small n; use estimator='unbiased' (or method='exact') for inference"
-)
-
-
-def note_biased(result: Any, estimator: str) -> Any:
-    """``result`` with ``parameters["ci_bias"]`` when it is a biased estimate carrying an interval."""
-    if estimator != "biased" or result.ci is None:
-        return result
-    return replace(result, parameters={**result.parameters, "ci_bias": BIASED_CI_NOTE})
 
 
 @dataclass
@@ -168,4 +150,4 @@ def merged(moments: dict, skip: int | None = None) -> Any:
     return total
 
 
-__all__ = ["BIASED_CI_NOTE", "GroupedSums", "GroupedTileStatistic", "merged", "note_biased", "pieces"]
+__all__ = ["GroupedSums", "GroupedTileStatistic", "merged", "pieces"]

@@ -158,6 +158,9 @@ def svcca(
         leave-one-group-out value repeats the whole recipe — the two d×d
         eigendecompositions, the number of components kept and the canonical
         SVD — from that group's merged moments: 20 more times the O(d³) step.
+        A plug-in estimate without an unbiased form, centred at the estimate
+        itself: its bias is small next to the interval, and the jackknife's
+        bias correction measured no better (docs/intervals.md).
     {engine}
 
     Returns
@@ -236,7 +239,8 @@ def svcca(
             return _svcca_exact(m, 0, 1, k, frac, {"method_reason": reason, **engine_parameters(plan)})
         states, plan = _grouped_moments(rx, ry, engine_opts, func)
         res = _svcca_exact(states.total(), 0, 1, k, frac, {"method_reason": reason, **engine_parameters(plan)})
-        iv = loo_interval(func, res.value, states, lambda mm: _svcca_exact(mm, 0, 1, k, frac, {}).value, level, "logit")
+        iv = loo_interval(func, res.value, states, lambda mm: _svcca_exact(mm, 0, 1, k, frac, {}).value, level, "logit",
+                          estimator=res.estimator)  # plug-in: centred at the estimate (intervals.CENTRED_AT_ESTIMATE)
         return with_interval(res, iv)
     params["method_reason"] = reason
     return _svcca_result(rho, kx, ky, n, name, params)
@@ -314,7 +318,10 @@ def pwcca(
         Made on the logit scale (identity where a value is on a bound).  Each
         leave-one-group-out value repeats the two d×d eigendecompositions and
         the canonical SVD from that group's merged moments: 20 more times the
-        O(d³) step.
+        O(d³) step.  A plug-in estimate without an unbiased form, centred at
+        the estimate itself: its bias is small next to the interval, and the
+        jackknife's bias correction measured worse (0.910 against 0.975 at
+        n = 500; docs/intervals.md).
     {engine}
 
     Returns
@@ -364,7 +371,8 @@ def pwcca(
         return _pwcca(m, i, j, weights, engine_parameters(plan))
     states, plan = _grouped_moments(rx, ry, engine_opts, func)
     res = _pwcca(states.total(), i, j, weights, engine_parameters(plan))
-    iv = loo_interval(func, res.value, states, lambda mm: _pwcca(mm, i, j, weights, {}).value, level, "logit")
+    iv = loo_interval(func, res.value, states, lambda mm: _pwcca(mm, i, j, weights, {}).value, level, "logit",
+                      estimator=res.estimator)  # plug-in: centred at the estimate (intervals.CENTRED_AT_ESTIMATE)
     return with_interval(res, iv)
 
 

@@ -77,7 +77,7 @@ from ..result import Result
 from ._common import ESTIMATORS, check_choice, check_unbiased_n, paired_n
 from ._kernel_exact import KernelSums, KernelTileStatistic, hsic_from_sums
 from ._tile_groups import GroupedTileStatistic
-from ..intervals import DEFAULT_CI_GROUPS, check_ci, jackknife_interval, row_groups, with_interval
+from ..intervals import DEFAULT_CI_GROUPS, check_ci, estimator_interval, row_groups, with_interval
 from ._blocks import BlockInputs, RandomBlockStatistic, blocks_per_task, partition, run_blocks  # noqa: F401
 from ..engine import _n_workers, resolve_scheduler
 from ..options import EngineKwargs, EngineOptions
@@ -137,6 +137,9 @@ class DcovTerms:
     y_const: bool = False
     replicates: np.ndarray | None = None  # (m, 3): per block / projection (cxy, vx, vy)
     loo: tuple["DcovTerms", ...] | None = None  # ci: the exact terms of the rows minus each contiguous row group
+    #: ci of the biased V-statistic on exact tiles: the U-statistic terms of all rows and of each leave-out, from the
+    #: same sums (intervals.estimator_interval: a biased estimate's interval is its unbiased form's)
+    unbiased: tuple["DcovTerms", tuple["DcovTerms", ...]] | None = None
 
 
 def _terms_from_sums(sums: KernelSums, estimator: str) -> DcovTerms:
@@ -189,8 +192,12 @@ def _exact(
         terms = _terms_from_sums(sums, estimator)
     else:
         grouped, plan = run_pairs(GroupedTileStatistic(stat, bounds), reps, check_pairing=False, options=options)
-        loo = tuple(_terms_from_sums(grouped.without(g), estimator) for g in range(grouped.groups))
-        terms = dataclasses.replace(_terms_from_sums(grouped.full(), estimator), loo=loo)
+        without = [grouped.without(g) for g in range(grouped.groups)]
+        loo = tuple(_terms_from_sums(w, estimator) for w in without)
+        unbiased = None
+        if estimator == "biased":
+            unbiased = (_terms_from_sums(grouped.full(), "unbiased"), tuple(_terms_from_sums(w, "unbiased") for w in without))
+        terms = dataclasses.replace(_terms_from_sums(grouped.full(), estimator), loo=loo, unbiased=unbiased)
     params = {"block_size": plan.block_rows, "n_tiles": plan.n_blocks * (plan.n_blocks + 1) // 2, "scheduler": plan.scheduler}
     return terms, params
 
@@ -208,11 +215,17 @@ def _block_leave_outs(terms: DcovTerms) -> tuple[DcovTerms, ...]:
     return tuple(out)
 
 
-def _interval(func: str, terms: DcovTerms, level: float | None, value: float, f: Any, scale: str, bias_correct: bool = False) -> Any:
-    """The block-jackknife interval from the leave-one-group-out terms (None without ci)."""
+def _interval(func: str, terms: DcovTerms, level: float | None, value: float, f: Any, scale: str) -> Any:
+    """The block-jackknife interval from the leave-one-group-out terms (None without ci); a biased estimate's
+    (exact tiles) is the interval of the U-statistic from the same sums (intervals.estimator_interval).  The
+    block road's estimate averages U-statistics with either estimator: its own interval."""
     if level is None or terms.loo is None:
         return None
-    return jackknife_interval(value, loo_values(func, terms, f), level, scale=scale, bias_correct=bias_correct)  # type: ignore[arg-type]
+    if terms.unbiased is None:
+        return estimator_interval(value, loo_values(func, terms, f), level, scale=scale)  # type: ignore[arg-type]
+    full, loo = terms.unbiased
+    return estimator_interval(value, None, level, scale=scale, estimator="biased",  # type: ignore[arg-type]
+                              unbiased=(f(full), loo_values(func, dataclasses.replace(terms, loo=loo), f)))  # fmt: skip
 
 
 def loo_values(func: str, terms: DcovTerms, f: Any) -> np.ndarray:
@@ -540,6 +553,9 @@ _DOC = """
         over 20 groups of the random blocks (``method="block"``, at least 40
         blocks; rows assumed exchangeable).  dCor² on the logit scale, dCov²
         as is.  Not with ``method="projection"``.
+        The biased (V-statistic) estimate's interval is the U-statistic's from
+        the same sums (the same population value, ``parameters["ci_center"]``):
+        at small n its ``value`` can lie above it (flag ``"value_outside_ci"``).
     scheduler : {"sync", "threads", "distributed"}, distributed.Client or None
         As for :func:`bigalign.cka`.
     client : distributed.Client, optional
@@ -658,9 +674,9 @@ def dcor_with_loo(x: Any, y: Any, opts: DcorOptions, func: str = "dcor") -> tupl
     value = f(terms.cxy, terms.vx, terms.vy)
     stderr = None if terms.replicates is None else _jackknife(terms.replicates, lambda c, a, b: f(c, a, b) if a > 0 and b > 0 else float("nan"))
     loo = None if ci is None or terms.loo is None else loo_values(func, terms, _dcor_of)
-    # exact tiles of the biased V-statistic: centred at the jackknife's bias-corrected estimate (the block road's
-    # estimand is already the population value)
-    interval = None if loo is None else jackknife_interval(value, loo, float(ci), scale="logit", bias_correct=estimator == "biased" and name == "exact-tiles")
+    # exact tiles of the biased V-statistic: the interval of the U-statistic dCor² from the same sums (the block
+    # road's estimate is already the population value's)
+    interval = None if loo is None else _interval(func, terms, float(ci), value, _dcor_of, "logit")
     if stderr is not None and not math.isfinite(stderr):
         stderr = None
         params["stderr"] = "unavailable: a leave-one-out replicate is undefined (self-term <= 0)"
@@ -735,10 +751,7 @@ def dcov(
         params["stderr"] = "unavailable: a leave-one-out replicate is undefined"
     if value < 0:
         flags += ("negative_unbiased_estimate",)
-    interval = _interval(
-        "dcov", terms, None if ci is None else float(ci), value, lambda t: float(t.cxy), "identity",
-        bias_correct=estimator == "biased" and name == "exact-tiles",
-    )  # fmt: skip
+    interval = _interval("dcov", terms, None if ci is None else float(ci), value, lambda t: float(t.cxy), "identity")
     return with_interval(Result(
         metric="dcov",
         value=value,

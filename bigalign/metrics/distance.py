@@ -33,6 +33,12 @@ __all__ = ["distance_alignment"]
 METHOD = "exact-streaming"
 
 
+def unbiased_distance_alignment(m: Moments, i: int = 0, j: int = 1) -> float:
+    """n/(n − 1)·D: the mean of (‖xᵢ−xⱼ‖² − ‖yᵢ−yⱼ‖²)² over the pairs i ≠ j, the unbiased form of D
+    (its diagonal terms are 0), whose interval is D's (intervals.estimator_interval)."""
+    return distance_alignment_from_moments(m, i, j, "biased", {}).value * m.n / (m.n - 1)
+
+
 def distance_alignment_from_moments(m: Moments, i: int, j: int, estimator: str, parameters: dict) -> Result:
     """D = (1/n²) Σᵢⱼ (‖xᵢ−xⱼ‖² − ‖yᵢ−yⱼ‖²)² from centred moments.
 
@@ -89,9 +95,12 @@ def distance_alignment(
     x, y : array-like of shape (n_samples, n_features_x), (n_samples, n_features_y)
     distance : {"euclidean"}
     {ci}
-        D is a plug-in (V-statistic) mean over all n² pairs: its interval is centred
-        at the jackknife's bias-corrected estimate (``parameters["ci_center_value"]``),
-        on the identity scale (D is unbounded above).
+        D is a plug-in (V-statistic) mean over all n² pairs; its diagonal terms are
+        0, so n/(n − 1)·D is the unbiased mean over the pairs i ≠ j, and the
+        interval is that unbiased form's on the same moments (the same
+        population value; ``parameters["ci_center_value"]``), on the identity
+        scale (D is unbounded above).  At small n ``value`` can lie below the
+        interval (flag ``"value_outside_ci"``).
     {engine}
 
     Returns
@@ -124,6 +133,7 @@ def distance_alignment(
         return distance_alignment_from_moments(m, 0, 1, "biased", {"distance": distance, **engine_parameters(plan)})
     states, plan = grouped_linear_moments(x, y, engine_opts, paired_n(x, y), func)
     res = distance_alignment_from_moments(states.total(), 0, 1, "biased", {"distance": distance, **engine_parameters(plan)})
+    # the unbiased form: the mean over the pairs i ≠ j (the diagonal terms are 0), n/(n − 1)·D
     iv = loo_interval(func, res.value, states, lambda mm: distance_alignment_from_moments(mm, 0, 1, "biased", {}).value, level,
-                      bias_correct=True)  # fmt: skip
+                      estimator="biased", f_unbiased=unbiased_distance_alignment)  # fmt: skip
     return with_interval(res, iv)

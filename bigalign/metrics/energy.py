@@ -49,7 +49,7 @@ from ..result import Result
 from ..options import EngineKwargs, EngineOptions
 from ._common import check_choice, check_int, paired_n
 from .dcor import DcorOptions, DistanceTileStatistic, dcor_with_loo
-from ..intervals import DEFAULT_CI_GROUPS, check_ci, jackknife_interval, row_groups, with_interval
+from ..intervals import DEFAULT_CI_GROUPS, check_ci, estimator_interval, jackknife_interval, row_groups, with_interval
 from ._tile_groups import GroupedTileStatistic
 from .permutation import DEFAULT_PERMUTATIONS, PermutationResult, dcor_statistic, null_summary, permutation_tile, run_null
 
@@ -334,7 +334,10 @@ def energy_distance(
         energy distance, in ``result.ci``: the block jackknife over 20
         contiguous row groups of each sample (leaving out group g of x together
         with group g of y), recomputed exactly from the same tile pass
-        (``method="exact"`` only; identity scale).
+        (``method="exact"`` only; identity scale).  The biased (V-statistic)
+        estimate's interval is the U-statistic's from the same sums (the same
+        population value, ``parameters["ci_center"]``): at small n its
+        ``value`` can lie above it (flag ``"value_outside_ci"``).
     block_size : int, optional
         Rows per tile side of the exact road (default 2048); does not change the answer.
     scheduler, client, num_workers, memory_per_worker
@@ -453,18 +456,26 @@ def energy_distance(
     )  # fmt: skip
     if bounds is None:
         return result
-    loo = []
     sizes = np.diff(bounds)
-    for k in range(G):
-        keep = np.ones(2 * G, dtype=bool)
-        keep[[k, G + k]] = False
-        kx, ky = keep[:G], keep[G:]
-        loo.append(_energy(
-            float(A[:G, :G][np.ix_(kx, kx)].sum()), float(A[G:, G:][np.ix_(ky, ky)].sum()), float(A[:G, G:][np.ix_(kx, ky)].sum()),
-            nx - int(sizes[k]), ny - int(sizes[G + k]), estimator,
-        )[0])  # fmt: skip
-    # the biased (V-statistic) estimate: centred at the jackknife's bias-corrected estimate
-    return with_interval(result, jackknife_interval(float(value), np.array(loo), level, bias_correct=estimator == "biased"))
+
+    def leave_outs(est: str) -> np.ndarray:
+        loo = []
+        for k in range(G):
+            keep = np.ones(2 * G, dtype=bool)
+            keep[[k, G + k]] = False
+            kx, ky = keep[:G], keep[G:]
+            loo.append(_energy(
+                float(A[:G, :G][np.ix_(kx, kx)].sum()), float(A[G:, G:][np.ix_(ky, ky)].sum()), float(A[:G, G:][np.ix_(kx, ky)].sum()),
+                nx - int(sizes[k]), ny - int(sizes[G + k]), est,
+            )[0])  # fmt: skip
+        return np.array(loo)
+
+    # the biased (V-statistic) estimate: the interval of the U-statistic from the same sums (intervals.estimator_interval)
+    unbiased = None
+    if estimator == "biased":
+        unbiased = (_energy(sxx, syy, cross, nx, ny, "unbiased")[0], leave_outs("unbiased"))
+    interval = estimator_interval(float(value), None if unbiased else leave_outs(estimator), level, estimator=estimator, unbiased=unbiased)
+    return with_interval(result, interval)
 
 
 def _energy(sxx: float, syy: float, cross: float, nx: int, ny: int, estimator: str) -> tuple[float, float, float, float]:

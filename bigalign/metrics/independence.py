@@ -562,7 +562,7 @@ def _canonical_result(func: str, x: Any, y: Any, opts: _Options, kappa: float) -
             return res
         # KCC lies in [0, 1): logit scale; KMI ≥ 0: identity; both plug-in: the bias-corrected centre
         iv = loo_interval(func, res.value, job.ci_states, lambda mm: _canonical_from_moments(func, mm, 0, 1, {}, kappa).value,
-                          opts.level, "logit" if func == "kcc" else "identity", bias_correct=True)  # fmt: skip
+                          opts.level, "logit" if func == "kcc" else "identity", estimator="biased")  # fmt: skip
         return with_interval(res, iv)
 
 
@@ -795,7 +795,7 @@ def coco(
         return res
     # COCO ≥ 0, unbounded above: identity scale; a plug-in estimate: the bias-corrected centre
     iv = loo_interval("coco", res.value, job.ci_states, lambda mm: coco_from_moments(mm, 0, 1, "biased", {}).value,
-                      opts.level, bias_correct=True)  # fmt: skip
+                      opts.level, estimator="biased")  # fmt: skip
     return with_interval(res, iv)
 
 

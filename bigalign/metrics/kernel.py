@@ -18,6 +18,7 @@ measures in biological and artificial neural networks", arXiv:2405.01012.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -28,9 +29,9 @@ from .._checks import check_applies
 from ..errors import DegenerateInputError, InvalidInputError
 from ..features import KERNELS
 from ..moments import Moments, group_hsic, scale
-from ..intervals import check_ci, jackknife_interval, with_interval
+from ..intervals import check_ci, estimator_interval, with_interval
 from ..result import Result
-from ._tile_groups import note_biased
+from ._kernel_approx import KernelTerms, jackknife_stderr
 from ._kernel_nonlinear import METHODS, METRIC_FNS, check_degenerate, check_target, jackknife_or_half, nonlinear_terms
 from ._common import (
     ESTIMATORS,
@@ -234,7 +235,12 @@ _RATIO_CI_DOC = """The ratio is recomputed from its own terms for every leave-on
         made on the logit scale when the estimate and every leave-one-group-out
         value lie in (0, 1), mapped back (so it stays inside); otherwise (a
         negative unbiased estimate, a value of exactly 1) on the identity scale,
-        as ``parameters["ci_scale"]`` says.  Roads as for :func:`hsic`."""
+        as ``parameters["ci_scale"]`` says.  Roads as for :func:`hsic`.
+        Biased CKA: the interval of the unbiased CKA on the same rows.  KA (a
+        V-statistic): on the tile and block roads the interval of the ratio of
+        its off-diagonal pair means (its unbiased form, kernels with a unit
+        diagonal); on the linear and feature roads, which have no such form,
+        centred at the jackknife's bias-corrected estimate."""
 
 
 def with_kernel_doc(func: Any) -> Any:
@@ -304,10 +310,12 @@ def _kernel_result(func: str, x: Any, y: Any, opts: KernelOptions, estimator: st
     if level is None:
         return fm(out, 0, 1, estimator, params)
     res = fm(out.total(), 0, 1, estimator, params)
-    # a biased (V-statistic) estimate: centred at the jackknife's bias-corrected estimate (its O(1/n) bias would
-    # otherwise lie outside the interval at small n)
+    # a biased (V-statistic) CKA or HSIC: the interval of the unbiased estimator on the same moments
+    # (intervals.estimator_interval); KA (uncentred) has no unbiased form in the moment state: the jackknife's
+    # bias-corrected centre
+    unbiased = None if func == "kernel_alignment" else (lambda m: fm(m, 0, 1, "unbiased", {}).value)
     iv = loo_interval(func, res.value, out, lambda m: fm(m, 0, 1, estimator, {}).value, level, CI_SCALES[func],
-                      bias_correct=estimator == "biased")
+                      estimator=res.estimator, f_unbiased=unbiased)  # fmt: skip
     return with_interval(res, iv)
 
 
@@ -365,35 +373,60 @@ def nonlinear_result(metric: str, job: Any, estimator: str, level: float | None 
     )
     if level is None:
         return res
-    # a biased (V-statistic) estimate: the interval is centred at the jackknife's bias-corrected estimate (its
-    # O(1/n) bias would otherwise lie outside the interval at small n); the block road's leave-out values keep n
-    # fixed, so they cannot see that bias, and the result says so instead (ci_bias)
-    corrected = estimator == "biased" and job.method != "block"
+    # a biased (V-statistic) estimate: the interval of its unbiased form on the same rows and sums
+    # (intervals.estimator_interval), the point value staying the biased one
     if job.ci_states is not None:  # feature roads: one moment state per row group in the same pass
         states, terms_of = job.ci_states
+        f_unbiased = None  # KA's feature terms have no unbiased form: the jackknife's bias-corrected centre
+        if estimator == "biased" and metric != "kernel_alignment":
+            f_unbiased = lambda m: _defined_value(metric, terms_of(m, estimator="unbiased"))  # noqa: E731
+        # rff/orf: the row jackknife holds the feature map fixed, so it cannot see the feature draw's error, whose sd
+        # is the stderr: added in quadrature, the interval is about the exact measure's population value (Nyström's
+        # stderr is a conservative bound on a one-sided error, not a noise sd: not added)
+        extra = stderr if job.method in ("rff", "orf") and stderr is not None else 0.0
+        if extra and f_unbiased is not None:  # a biased estimate's interval is its unbiased form's, feature error included
+            extra = jackknife_stderr(terms_of(states.total(), estimator="unbiased"), fn)
         iv = loo_interval(metric, value, states, lambda m: _defined_value(metric, terms_of(m)), level, CI_SCALES[metric],
-                          bias_correct=corrected)  # fmt: skip
+                          estimator=estimator, f_unbiased=f_unbiased, extra_se=extra)  # fmt: skip
         return with_interval(res, iv)
     if job.loo is None:  # pragma: no cover - nonlinear_terms keeps leave-out terms on every road when ci is given
         raise AssertionError(f"internal error: no leave-one-group-out terms for the interval of {job.method}")
-    res = with_interval(res, tile_interval(metric, job, value, level, bias_correct=corrected))
-    return res if corrected else note_biased(res, estimator)
+    return with_interval(res, tile_interval(metric, job, value, level, estimator))
 
 
-def tile_interval(metric: str, job: Any, value: float, level: float, bias_correct: bool = False) -> Any:
-    """The block-jackknife interval from the leave-one-group-out terms an exact-tile or block job kept."""
-    loo = []
-    for g, t in enumerate(job.loo):
-        try:
-            v = _defined_value(metric, t)
-        except DegenerateInputError as exc:
-            raise DegenerateInputError(
-                f"{metric}: the sampling interval is undefined here: with row group {g} of {len(job.loo)} left out the "
-                f"estimate is undefined ({exc}; n = {t.n}). Use more samples, estimator='biased', or leave ci out.",
-                reason="undefined_leave_out",
-            ) from exc
-        loo.append(v)
-    return jackknife_interval(value, np.array(loo), level, scale=CI_SCALES[metric], bias_correct=bias_correct)  # type: ignore[arg-type]
+def _off_diagonal(t: KernelTerms) -> KernelTerms:
+    """KA's terms without the diagonal pairs (kernels with a unit diagonal: tiles, block road): the ratio of the
+    pair means over i ≠ j, the unbiased form of the V-statistic KA."""
+    return dataclasses.replace(t, kl=t.kl - t.n, kk=t.kk - t.n, ll=t.ll - t.n)
+
+
+def tile_interval(metric: str, job: Any, value: float, level: float, estimator: str = "unbiased") -> Any:
+    """The block-jackknife interval from the leave-one-group-out terms an exact-tile or block job kept; for a biased
+    estimate, the interval of the unbiased form from the same sums (KA: its off-diagonal pair means)."""
+
+    def values(terms: list[KernelTerms]) -> np.ndarray:
+        loo = []
+        for g, t in enumerate(terms):
+            try:
+                v = _defined_value(metric, t)
+            except DegenerateInputError as exc:
+                raise DegenerateInputError(
+                    f"{metric}: the sampling interval is undefined here: with row group {g} of {len(terms)} left out the "
+                    f"estimate is undefined ({exc}; n = {t.n}). Use more samples, estimator='biased', or leave ci out.",
+                    reason="undefined_leave_out",
+                ) from exc
+            loo.append(v)
+        return np.array(loo)
+
+    unbiased = None
+    if estimator == "biased":
+        if metric == "kernel_alignment":
+            full, loo = _off_diagonal(job.terms), [_off_diagonal(t) for t in job.loo]
+        else:
+            full, loo = job.unbiased
+        unbiased = (_defined_value(metric, full), values(loo))
+    return estimator_interval(value, None if unbiased else values(job.loo), level, scale=CI_SCALES[metric],  # type: ignore[arg-type]
+                              estimator=estimator, unbiased=unbiased)  # fmt: skip
 
 
 @with_kernel_doc
@@ -429,14 +462,17 @@ def hsic(
     {ci}
         HSIC is unbounded: identity scale.  Linear kernel: one moment state per
         row group, each leave-one-group-out state the total minus one group;
-        rff/orf/nystroem: the same on the feature moments (the interval is about
-        rows, ``stderr`` about the features).  Exact tiles of rbf/laplacian: the G × G
+        rff/orf/nystroem: the same on the feature moments, with the feature map
+        held fixed; rff/orf add their ``stderr`` (the feature draw's error,
+        which that jackknife cannot see) in quadrature, so the interval is
+        about the exact measure's population value
+        (``parameters["ci_approximation_se"]``), while ``stderr`` stays the
+        approximation error on these rows.  Exact tiles of rbf/laplacian: the G × G
         group-pair sums and n × G partial row sums of the same tile pass give each
         leave-one-group-out value exactly (bandwidths fixed at the full-sample
         choice).  Block road: the jackknife over 20 groups of its random blocks
-        (needs ≥ 40 blocks).  Biased estimates: centred at the jackknife's
-        bias-corrected estimate (``parameters["ci_center_value"]``), except on
-        the block road, which says so in ``parameters["ci_bias"]``.
+        (needs ≥ 40 blocks).  Biased estimates, every road: the interval of
+        the unbiased estimator from the same moments, sums or blocks.
     {engine}
 
     Returns

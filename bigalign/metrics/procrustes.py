@@ -224,5 +224,6 @@ def procrustes(
     iv = loo_interval(
         "procrustes", res.value, states,
         lambda mm: procrustes_from_moments(mm, 0, 1, angular=angular, normalize=normalize, parameters={}).value, level,
+        estimator=res.estimator,  # plug-in without an unbiased form: the jackknife's bias-corrected centre
     )  # fmt: skip
     return with_interval(res, iv)
