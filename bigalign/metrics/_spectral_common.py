@@ -16,7 +16,8 @@ import numpy as np
 from ..errors import DegenerateInputError, InvalidInputError
 from ..features import BANDWIDTH_SAMPLE, check_bandwidth, draw_nystroem, median_bandwidth, sample_rows
 from ..io import Representation, as_representation
-from ..linalg import Eigen, Subspace, exact_side, numerical_rank
+from ..grouped import GroupedStates
+from ..linalg import Eigen, Subspace, exact_moments, exact_side, numerical_rank
 from ..result import Result, _jsonable
 from ._common import check_choice, feature_engine_kwargs
 
@@ -90,6 +91,29 @@ def _resolve_method(func: str, method: str, dims: Sequence[int], rank: int | Non
     if dmax <= EXACT_MAX_D:
         return "exact", f"d = {dmax} <= {EXACT_MAX_D}: exact d×d covariance (one pass)"
     return "randomized", f"d = {dmax} > {EXACT_MAX_D}: randomized (HMT) with rank {rank}"
+
+
+def _check_ci_road(func: str, level: float | None, chosen: str) -> None:
+    """``ci=`` needs the exact (one-pass moment) road: the randomized road's sketch basis comes from earlier passes."""
+    if level is not None and chosen != "exact":
+        raise InvalidInputError(
+            f"{func}: ci= (a sampling interval over rows) is available on method='exact' (one pass of d×d moments, one "
+            f"state per row group, every leave-one-group-out value recomputed from them); the {chosen!r} road builds "
+            "its basis from earlier passes over all rows, so it has no one-pass interval. Use method='exact' (d <= "
+            f"{EXACT_MAX_D}, or project x first), or leave ci out."
+        )
+
+
+def _moments_pass(
+    func: str, inputs: list[Any], names: list[str], pairs: list[tuple[int, int]], transforms: list[Any],
+    ekw: dict[str, Any], level: float | None,
+) -> tuple[Any, Any, GroupedStates | None]:  # fmt: skip
+    """(merged moments, plan, grouped states or None): the exact road's one pass, kept per row group for ``ci=``."""
+    if level is None:
+        m, plan = exact_moments(inputs, names, pairs, transforms, ekw)
+        return m, plan, None
+    states, plan = exact_moments(inputs, names, pairs, transforms, ekw, ci_rows=inputs[0].n, ci_func=func)
+    return states.total(), plan, states
 
 
 def _check_seed(func: str, seed: Any) -> int:

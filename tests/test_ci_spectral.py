@@ -1,0 +1,163 @@
+"""ci= of the spectral views: the streamed interval equals the naive leave-one-group-out jackknife.
+
+spectrum, spectral_alignment, task_alignment and kare keep one moment state per contiguous
+row group in their one pass and recompute the finalize step (eigendecompositions, D×D
+solves) for every leave-one-group-out state.  The references here are written from the
+formulas on the rows minus each group (dense numpy, n×n where the formula is n×n), nothing
+streamed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bigalign
+from bigalign.errors import InvalidInputError
+from bigalign.intervals import CI_ABOUT, jackknife_interval, row_groups
+from bigalign.io import as_representation
+from bigalign.metrics._spectral_common import _nystroem
+
+RTOL = 1e-10
+N = 83  # not a multiple of 20: groups of 4 and 5 rows
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(23)
+    x = rng.normal(size=(N, 5)) * np.array([3.0, 2.0, 1.0, 0.7, 0.4]) + 1.0
+    y = x[:, :3] @ rng.normal(size=(3, 4)) + 0.9 * rng.normal(size=(N, 4))
+    t = x @ rng.normal(size=5) + rng.normal(size=N)
+    labels = np.digitize(t, np.quantile(t, [0.3, 0.7]))
+    return x, y, t, labels
+
+
+def _loo(arrays, f):
+    b = row_groups(arrays[0].shape[0])
+    return [f(*(np.delete(a, np.s_[b[g] : b[g + 1]], axis=0) for a in arrays)) for g in range(20)]
+
+
+def _check(res, f, arrays, level, scale, bias_correct):
+    value = f(*arrays)
+    iv = jackknife_interval(value, _loo(arrays, f), level, scale=scale, bias_correct=bias_correct)
+    assert res.value == pytest.approx(value, rel=RTOL)
+    assert res.ci == pytest.approx(iv.bounds, rel=RTOL)
+    assert res.ci_level == level
+    assert res.parameters["ci_scale"] == iv.scale == scale
+    assert res.parameters["ci_se"] == pytest.approx(iv.se, rel=1e-8)
+    assert res.parameters["ci_about"] == CI_ABOUT and res.parameters["ci_groups"] == 20
+    assert res.to_dict()["ci"] == [pytest.approx(v, rel=RTOL) for v in iv.bounds]
+    assert res.stderr is None
+
+
+def _cov(a, center=True):
+    a = a - a.mean(axis=0) if center else a
+    return a.T @ a / a.shape[0]
+
+
+def ref_effective_dimension(x, center=True):
+    lam = np.linalg.eigvalsh(_cov(x, center))
+    return lam.sum() ** 2 / (lam**2).sum()
+
+
+def ref_alignment(x, y, center=True):
+    """⟨K, L⟩/(‖K‖‖L‖) of the (centred) linear Gram matrices, n×n."""
+    if center:
+        x, y = x - x.mean(axis=0), y - y.mean(axis=0)
+    k, l = x @ x.T, y @ y.T
+    return float(np.sum(k * l) / np.sqrt(np.sum(k * k) * np.sum(l * l)))
+
+
+def ref_truncated_alignment(x, y, r):
+    """Σᵢⱼ η̂ᵢμ̂ⱼCᵢⱼ² over the leading r eigenvectors of each centred Gram (n×n eigenproblems)."""
+    xc, yc = x - x.mean(axis=0), y - y.mean(axis=0)
+    n = x.shape[0]
+    ek, uk = np.linalg.eigh(xc @ xc.T / n)
+    el, ul = np.linalg.eigh(yc @ yc.T / n)
+    ik, il = np.argsort(ek)[::-1][:r], np.argsort(el)[::-1][:r]
+    C = uk[:, ik].T @ ul[:, il]
+    return float(np.sum(np.outer(ek[ik], el[il]) * C**2) / np.sqrt(np.sum(ek**2) * np.sum(el**2)))
+
+
+def ref_kare(x, y, ridge, center=False):
+    """[(1/n)yᵀ(K/n + λI)⁻²y] / [(1/n)tr (K/n + λI)⁻¹]², λ = ridge·tr(K/n), n×n."""
+    if center:
+        x, y = x - x.mean(axis=0), y - y.mean(axis=0)
+    n = x.shape[0]
+    k = x @ x.T / n
+    lam = ridge * np.trace(k)
+    inv = np.linalg.inv(k + lam * np.eye(n))
+    y = y.reshape(n, -1)
+    num = np.trace(y.T @ inv @ inv @ y) / n
+    return float(num / (np.trace(inv) / n) ** 2)
+
+
+def one_hot(labels):
+    return (labels[:, None] == np.unique(labels)[None, :]).astype(float)
+
+
+@pytest.mark.parametrize("center", [True, False])
+def test_spectrum_interval_is_about_the_effective_dimension(data, center):
+    x = data[0]
+    res = bigalign.spectrum(x, center=center, ci=0.9, block_size=17)
+    _check(res, lambda a: ref_effective_dimension(a, center), [x], 0.9, "identity", True)
+
+
+def test_spectrum_rbf_interval_uses_the_fixed_nystroem_map(data):
+    x = data[0]
+    res = bigalign.spectrum(x, kernel="rbf", n_features=30, ci=0.95, block_size=29)
+    fmap, _ = _nystroem(as_representation(x, "x"), "median", 30, 0, "spectrum")  # the same seeded map
+    phi = fmap(x)
+    _check(res, ref_effective_dimension, [phi], 0.95, "identity", True)
+
+
+@pytest.mark.parametrize("rank", [None, 2])
+def test_spectral_alignment_interval_equals_naive(data, rank):
+    x, y = data[:2]
+    res = bigalign.spectral_alignment(x, y, rank=rank, ci=0.95, block_size=19)
+    f = ref_alignment if rank is None else (lambda a, b: ref_truncated_alignment(a, b, rank))
+    _check(res, f, [x, y], 0.95, "logit", True)
+
+
+def test_spectral_alignment_uncentred_interval(data):
+    x, y = data[:2]
+    res = bigalign.spectral_alignment(x, y, center=False, ci=0.95, block_size=40)
+    _check(res, lambda a, b: ref_alignment(a, b, False), [x, y], 0.95, "logit", True)
+
+
+@pytest.mark.parametrize("which", ["regression", "labels"])
+def test_task_alignment_interval_equals_naive(data, which):
+    x, _, t, labels = data
+    targets = t if which == "regression" else labels
+    res = bigalign.task_alignment(x, targets, ci=0.95, block_size=21)
+    tt = t.reshape(-1, 1) if which == "regression" else one_hot(labels)
+    _check(res, ref_alignment, [x, tt], 0.95, "logit", True)
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_kare_interval_equals_naive(data, center):
+    x, _, t, labels = data
+    res = bigalign.kare(x, t, ridge=[0.05, 1.0], center=center, ci=0.95, block_size=23)
+    _check(res, lambda a, b: ref_kare(a, b, 0.05, center), [x, t], 0.95, "identity", False)
+    res = bigalign.kare(x, labels, ridge=0.2, ci=0.9, scheduler="sync")
+    _check(res, lambda a, b: ref_kare(a, b, 0.2), [x, one_hot(labels)], 0.9, "identity", False)
+
+
+def test_spectral_interval_without_ci_changes_nothing(data):
+    x, y = data[:2]
+    a, b = bigalign.spectral_alignment(x, y), bigalign.spectral_alignment(x, y, ci=0.95)
+    assert a.ci is None and a.ci_level is None and "ci_about" not in a.parameters
+    assert a.value == pytest.approx(b.value, rel=1e-13)
+    assert bigalign.spectrum(x).ci is None
+
+
+def test_randomized_road_has_no_interval(data):
+    x, y = data[:2]
+    with pytest.raises(InvalidInputError, match="method='exact'"):
+        bigalign.spectrum(x, rank=2, method="randomized", ci=0.95)
+    with pytest.raises(InvalidInputError, match="method='exact'"):
+        bigalign.spectral_alignment(x, y, rank=2, method="randomized", ci=0.95)
+    with pytest.raises(InvalidInputError, match="ci"):
+        bigalign.spectrum(x, ci=1.5)
+    with pytest.raises(InvalidInputError, match="40"):
+        bigalign.spectrum(x[:30], ci=0.95)
