@@ -161,3 +161,82 @@ def test_randomized_road_has_no_interval(data):
         bigalign.spectrum(x, ci=1.5)
     with pytest.raises(InvalidInputError, match="40"):
         bigalign.spectrum(x[:30], ci=0.95)
+
+
+# --------------------------------------------------------------------------- #
+# coco, kcc, kmi with the rbf and laplacian kernels
+# --------------------------------------------------------------------------- #
+
+
+@pytest.fixture(scope="module")
+def dep():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(N, 3)) + 4.0
+    y = np.tanh(x[:, :2] - 4.0) + 0.5 * rng.normal(size=(N, 2))
+    return x, y
+
+
+def _kernel(a, kernel, sigma):
+    d2 = np.sum((a[:, None, :] - a[None, :, :]) ** 2, axis=-1)
+    return np.exp(-d2 / (2 * sigma**2)) if kernel == "rbf" else np.exp(-np.sqrt(d2) / sigma)
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "laplacian"])
+@pytest.mark.parametrize("func", ["coco", "kcc", "kmi"])
+def test_exact_kernel_intervals_equal_naive_gram_formulas(dep, func, kernel):
+    # the naive n×n formulas of tests/test_independence.py, the bandwidths fixed at the full sample's
+    from test_independence import naive
+
+    x, y = dep
+    res = getattr(bigalign, func)(x, y, kernel=kernel, method="exact", ci=0.95)
+    sx, sy = res.parameters["bandwidth_x"], res.parameters["bandwidth_y"]
+    kappa = 0.0 if func == "coco" else 1e-2
+    f = lambda a, b: naive(_kernel(a, kernel, sx), _kernel(b, kernel, sy), kappa)[func]  # noqa: E731
+    value = f(x, y)
+    iv = jackknife_interval(value, _loo([x, y], f), 0.95, scale="logit" if func == "kcc" else "identity", bias_correct=True)
+    # the naive eigen-solvers (non-symmetric eigvals, slogdet) agree with the factored algebra to ~1e-10
+    assert res.value == pytest.approx(value, rel=1e-8)
+    assert res.ci == pytest.approx(iv.bounds, rel=1e-8)
+    assert res.parameters["ci_scale"] == iv.scale and res.parameters["ci_center"] == "jackknife bias-corrected"
+    assert res.stderr is None
+
+
+@pytest.mark.parametrize("method", ["nystroem", "rff"])
+@pytest.mark.parametrize("func", ["coco", "kcc", "kmi"])
+def test_feature_road_intervals_equal_naive_feature_covariances(dep, monkeypatch, func, method):
+    # the feature maps are fixed by the seed: record them, apply them to every row, and build each
+    # leave-one-group-out value from the covariances of the features on the other rows (dense numpy)
+    import bigalign.metrics._kernel_nonlinear as kn
+    import bigalign.metrics.independence as ind
+
+    maps = []
+    for name in ("draw_nystroem", "draw_random_fourier"):
+        real = getattr(kn, name)
+        monkeypatch.setattr(kn, name, lambda *a, _real=real, **k: maps.append(_real(*a, **k)) or maps[-1])
+    res = getattr(bigalign, func)(x := dep[0], y := dep[1], kernel="rbf", method=method, n_features=24, ci=0.9, block_size=17)
+    fx, fy = maps[0], maps[1]  # x's and y's map (Nyström: the full landmark level comes first)
+    phi, psi = fx(x), fy(y)
+    kappa = 1e-2
+
+    def value(a, b):
+        ac, bc = a - a.mean(axis=0), b - b.mean(axis=0)
+        n = a.shape[0]
+        cov = ind.Covariances(n, ac.T @ ac / n, bc.T @ bc / n, ac.T @ bc / n,
+                              getattr(fx, "bounds", None), getattr(fy, "bounds", None))  # fmt: skip
+        if func == "coco":
+            return ind._values(cov, None, False).coco
+        job = ind._Job(cov, method, {}, (), grouped=method == "rff")
+        return ind._canonical_result_body(func, job, kappa).value
+
+    v = value(phi, psi)
+    iv = jackknife_interval(v, _loo([phi, psi], value), 0.9, scale="logit" if func == "kcc" else "identity", bias_correct=True)
+    assert res.value == pytest.approx(v, rel=1e-9)
+    assert res.ci == pytest.approx(iv.bounds, rel=1e-9)
+    assert res.parameters["ci_se"] == pytest.approx(iv.se, rel=1e-7)
+    assert res.stderr is not None  # the approximation's error stays beside the sampling interval
+
+
+def test_independence_interval_needs_40_rows(dep):
+    x, y = dep
+    with pytest.raises(InvalidInputError, match="at least 40 rows"):
+        bigalign.kcc(x[:39], y[:39], kernel="rbf", ci=0.95)
