@@ -240,3 +240,67 @@ def test_independence_interval_needs_40_rows(dep):
     x, y = dep
     with pytest.raises(InvalidInputError, match="at least 40 rows"):
         bigalign.kcc(x[:39], y[:39], kernel="rbf", ci=0.95)
+
+
+# --------------------------------------------------------------------------- #
+# stitch: each leave-one-group-out value refits the map
+# --------------------------------------------------------------------------- #
+
+
+def ref_stitch_residual(x, y, hold, ridge=0.0, holdout=True):
+    """Affine least squares / ridge (λ = ridge·tr of x's centred Gram) on the fitting rows,
+    mean ‖x S + b − y‖² on the held-out rows (or on the fitting rows without a holdout)."""
+    fit = ~hold if holdout else np.ones(x.shape[0], bool)
+    ev = hold if holdout else fit
+    xf, yf = x[fit], y[fit]
+    mx, my = xf.mean(axis=0), yf.mean(axis=0)
+    xc, yc = xf - mx, yf - my
+    g = xc.T @ xc
+    S = np.linalg.solve(g + ridge * np.trace(g) * np.eye(g.shape[0]), xc.T @ yc)
+    e = (x[ev] - mx) @ S + my - y[ev]
+    return float(np.mean(np.sum(e * e, axis=1)))
+
+
+@pytest.mark.parametrize("holdout,ridge", [(0.3, 0.0), (0.0, 0.0), (0.25, 0.01)])
+def test_stitch_interval_refits_per_leave_out(data, holdout, ridge):
+    from bigalign.metrics._stitch_data import HOLDOUT, Splits
+
+    x, y = data[:2]
+    res = bigalign.stitch(x, y, holdout=holdout, ridge=ridge, seed=3, ci=0.95, block_size=13)
+    # the split of each row is a function of its index in the full data: removing a group keeps the others' splits
+    hold = Splits(holdout=holdout, folds=1, seed=3, split_rows=1).assign(0, N) == HOLDOUT
+    f = lambda a, b, h: ref_stitch_residual(a, b, h.astype(bool), ridge, holdout > 0)  # noqa: E731
+    _check(res, f, [x, y, hold.astype(float)], 0.95, "identity", True)
+
+
+def test_stitch_interval_with_targets_and_cv_is_about_the_residual(data):
+    x, y, t, labels = data
+    res = bigalign.stitch(x, y, targets=labels, ridge="cv", folds=3, ci=0.9)
+    plain = bigalign.stitch(x, y, targets=labels, ridge="cv", folds=3)
+    assert res.value == pytest.approx(plain.value, rel=1e-12) and plain.ci is None
+    lo, hi = res.ci
+    assert lo < res.parameters["ci_center_value"] < hi and res.ci_level == 0.9
+    with pytest.raises(InvalidInputError, match="kind='linear'"):
+        bigalign.stitch(x, y, kind="kernel", ci=0.95)
+
+
+def test_stitching_matrix_cells_carry_the_stitch_intervals(data):
+    x, y, t, labels = data
+    st = {"a": x, "b": y, "c": x[:, :3] ** 2}
+    M = bigalign.stitching_matrix(st, targets=labels, holdout=0.25, ci=0.95)
+    for i, la in enumerate(M.layers_a):
+        for j, lb in enumerate(M.layers_b):
+            want = bigalign.stitch(st[la], st[lb], targets=labels, holdout=0.25, ci=0.95)
+            got = M.results[i][j]
+            assert got.value == pytest.approx(want.value, rel=1e-9)
+            assert got.ci == pytest.approx(want.ci, rel=1e-8) and got.ci_level == 0.95
+    with pytest.raises(InvalidInputError, match="kind='linear'"):
+        bigalign.stitching_matrix(st, targets=labels, kind="kernel", ci=0.95)
+
+
+@pytest.mark.parametrize("func", ["coco", "kcc", "kmi"])
+def test_compare_layers_passes_ci_to_the_nonlinear_independence_measures(dep, func):
+    x, y = dep
+    M = bigalign.compare_layers({"x": x, "y": y}, metric=func, kernel="rbf", method="nystroem", n_features=16, ci=0.95)
+    want = getattr(bigalign, func)(x, y, kernel="rbf", method="nystroem", n_features=16, ci=0.95)
+    assert M["x", "y"].ci == pytest.approx(want.ci, rel=1e-9)

@@ -97,7 +97,8 @@ class StitchResult(ResultProtocol):
     task risks are their own attributes: ``excess_risk``, ``stitched_risk``,
     ``bound``...).  ``estimator`` is ``"unbiased"`` on held-out rows (an
     unbiased estimate of the fitted map's risk) and ``"biased"`` on the
-    fitting rows (in-sample, optimistic).
+    fitting rows (in-sample, optimistic).  ``ci`` (with ``ci=``) is a sampling
+    interval for the population residual (see :func:`bigalign.stitch`).
 
     Attributes
     ----------
@@ -158,6 +159,8 @@ class StitchResult(ResultProtocol):
     parameters: Mapping[str, Any] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
     method: str = METHOD
+    ci: tuple[float, float] | None = None
+    ci_level: float | None = None
 
     # -- the evaluation split: held-out rows when there are some, else the fitting rows --
     @property

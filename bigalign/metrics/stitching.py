@@ -43,9 +43,11 @@ import numpy as np
 
 from ..engine import run
 from ..errors import InvalidInputError
+from ..grouped import GroupedStates, grouped_statistic
+from ..intervals import Interval, check_ci, jackknife_interval, with_interval
 from ..io import as_representation, check_pairing
 from ..moments import MomentStatistic
-from ._common import check_choice, engine_parameters, with_engine_doc
+from ._common import check_choice, engine_parameters, with_ci_doc, with_engine_doc
 # the stitch's parts live in sibling modules by concern; their names stay importable from here
 from ._stitch_data import (  # noqa: F401
     DEFAULT_GRID_FACTORS,
@@ -93,6 +95,7 @@ def _no_options_for_linear(func: str, options: Mapping[str, Any]) -> None:
     )
 
 
+@with_ci_doc
 @with_engine_doc
 def stitch(
     x: Any,
@@ -109,6 +112,7 @@ def stitch(
     ridge_grid: Sequence[float] | None = None,
     split_rows: int = 1,
     reverse: bool = False,
+    ci: float | None = None,
     **options: Any,
 ) -> StitchResult:
     """Linear stitching of representation x into y (and into y's linear head), in one streaming pass.
@@ -178,6 +182,21 @@ def stitch(
     reverse : bool, default=False
         Also stitch y into x (and into x's head): ``result.reverse``; the same
         pass, no extra read.
+    {ci}
+        The interval is about the population ``value`` (the map's residual
+        mean ‖x S + b − y‖², the risk of the population-best map; the task
+        risks carry no interval).  Each leave-one-group-out value **refits**
+        the map (and, for ``ridge="cv"``, re-runs the cross-validation) on the
+        fitting rows minus the group and evaluates it on the evaluation rows
+        minus the group, from the moments each (group, split) keeps in the
+        one pass: the reported number is the risk of a map fitted on this
+        sample, so the fit's own sampling noise belongs in the interval, which
+        a jackknife over held-out rows with the map fixed would leave out (it
+        is about the risk of this one fitted map).  Identity scale, centred at
+        the jackknife's bias-corrected estimate: the held-out residual exceeds
+        the population residual by O(d/n) (overfitting), the in-sample one
+        (``holdout=0``) falls short of it by as much, and both biases are
+        O(1/n).  ``kind="linear"`` only.
     {engine}
 
     Returns
@@ -246,12 +265,19 @@ def stitch(
     """
     # the engine keywords share the ``**`` catch-all with the options of the non-linear kinds
     engine_opts = EngineOptions.build("stitch", {k: options.pop(k) for k in ENGINE_KEYWORDS if k in options})
+    level = check_ci("stitch", ci)
     ridge, intercept, holdout, seed, folds, ridge_grid, split_rows = _check_options(
         "stitch", ridge, intercept, holdout, seed, folds, ridge_grid, split_rows
     )
     if not isinstance(reverse, (bool, np.bool_)):
         raise InvalidInputError(f"the 'reverse' parameter of stitch must be True or False; got {reverse!r} instead.")
     check_choice("stitch", "kind", kind, KINDS)
+    if level is not None and kind != "linear":
+        raise InvalidInputError(
+            f"stitch: ci= (a sampling interval over rows) is available for kind='linear' (the map refitted from the "
+            f"moments of the other row groups, kept in the same pass); kind={kind!r} trains its map on all fitting rows "
+            "and has no one-pass leave-one-group-out refit. Use kind='linear', or leave ci out."
+        )
     if kind != "linear":
         return stitch_nonlinear(
             x, y, kind=kind, options=options, ridge=ridge, intercept=intercept, targets=targets, holdout=holdout,
@@ -278,7 +304,12 @@ def stitch(
     inner = MomentStatistic(names=tuple(names), pairs=tuple(pairs), transforms=tuple(transforms) if any(transforms) else ())
     stat = SplitMomentStatistic(inner=inner, splits=Splits(holdout=holdout, folds=n_folds, seed=seed, split_rows=split_rows))
     ekw = engine_opts.kwargs()
-    splits, plan = run(stat, inputs, names=names, check_pairing=False, **ekw)
+    states = None
+    if level is None:
+        splits, plan = run(stat, inputs, names=names, check_pairing=False, **ekw)
+    else:  # one split-moment state per contiguous row group, in the same pass
+        states, plan = run(grouped_statistic(stat, n, func="stitch"), inputs, names=names, check_pairing=False, **ekw)
+        splits = states.total()
     P = _Problem(splits, n_folds, holdout > 0, intercept)
     params = {
         "ridge": ridge, "intercept": intercept, "holdout": holdout, "seed": seed, "folds": n_folds,
@@ -291,7 +322,27 @@ def stitch(
     if reverse:
         rev = _direction(P, 1, 0, t, ridge, ridge_grid, True, ("y", "x"), params, n)
         fwd = _replace(fwd, reverse=rev)
-    return fwd
+    if states is None:
+        return fwd
+    iv = stitch_intervals(states, n_folds, holdout > 0, intercept, t, ridge, ridge_grid, {0: (0, 1, fwd.value)}, level)
+    return with_interval(fwd, iv[0])
+
+
+def stitch_intervals(
+    states: GroupedStates, n_folds: int, holdout: bool, intercept: bool, t: int | None, ridge: Any, grid: Any,
+    cells: Mapping[Any, tuple[int, int, float]], level: float,
+) -> dict[Any, Interval]:  # fmt: skip
+    """Block-jackknife intervals of the residuals of stitching input i into j, for every cell
+    key → (i, j, value): each leave-one-group-out state (one traversal for all cells) refits
+    the maps on the split moments of the other groups."""
+    loo: dict[Any, list[float]] = {key: [] for key in cells}
+    for _, splits in states.leave_one_out():
+        P = _Problem(splits, n_folds, holdout, intercept)
+        m = sum(mm.n for mm in splits.values())
+        for key, (i, j, _) in cells.items():
+            loo[key].append(_direction(P, i, j, t, ridge, grid, False, ("x", "y"), {}, m).value)
+    # a residual ≥ 0, far from 0 unless the fit is exact: identity scale; O(1/n) biased: the corrected centre
+    return {key: jackknife_interval(v, loo[key], level, bias_correct=True) for key, (_, _, v) in cells.items()}
 
 
 def _replace(r: StitchResult, **kw: Any) -> StitchResult:
