@@ -17,7 +17,7 @@ import numpy as np
 from .compare import DEFAULT_STATE_MEMORY, LayerMatrix, _matrix, _plan_passes, compare_layers, layer_inputs
 from .engine import run
 from .grouped import grouped_statistic
-from .intervals import DEFAULT_CI_GROUPS, check_ci, with_interval
+from .intervals import DEFAULT_CI_GROUPS, check_ci
 from .errors import DegenerateInputError, InvalidInputError
 from .metrics._common import ESTIMATORS, check_choice, check_unbiased_n, engine_parameters
 from .metrics.kernel import cka_from_moments, ka_from_moments
@@ -37,6 +37,7 @@ from .metrics.stitching import (
     _targets_rep,
     stitch,
     stitch_intervals,
+    with_stitch_interval,
 )
 from .moments import MomentStatistic
 from .options import ENGINE_KEYWORDS, EngineOptions
@@ -362,7 +363,7 @@ def stitching_matrix(
                             store[(src, dst)] = exc
         if states is not None:
             for key, iv in stitch_intervals(states, n_folds, holdout > 0, intercept, t, ridge, ridge_grid, todo, level).items():  # type: ignore[arg-type]
-                cells[key] = with_interval(cells[key], iv)
+                cells[key] = with_stitch_interval(cells[key], iv)
 
     def layer_matrix(metric: str, vals: dict, est: str) -> Any:
         return _matrix(metric, la, lb, ia, ib, vals, len(passes), n, est)

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import DegenerateInputError, InvalidInputError
-from ..features import BANDWIDTH_SAMPLE, check_bandwidth, draw_nystroem, median_bandwidth, sample_rows
+from ..features import BANDWIDTH_SAMPLE, draw_nystroem, resolve_bandwidth, sample_rows
 from ..io import Representation, as_representation
 from ..grouped import GroupedStates
 from ..linalg import Eigen, Subspace, exact_moments, exact_side, numerical_rank
@@ -128,13 +128,7 @@ def _check_seed(func: str, seed: Any) -> int:
 def _nystroem(rep: Representation, bandwidth: Any, n_features: int | None, seed: int, func: str) -> tuple[Any, dict[str, Any]]:
     """The Nyström map of ``rep`` for the rbf kernel, drawn once (seeded) before any pass."""
     _, (xs,) = sample_rows([rep], BANDWIDTH_SAMPLE, seed)
-    med = median_bandwidth(xs, rep.name)
-    if isinstance(bandwidth, str):
-        if bandwidth != "median":
-            raise InvalidInputError(f"the 'bandwidth' parameter of {func} must be 'median' or a positive number; got {bandwidth!r}.")
-        sigma = med
-    else:
-        sigma = check_bandwidth(bandwidth, rep.name)
+    sigma, med = resolve_bandwidth(bandwidth, xs, rep.name, func)
     m = _check_int(func, "n_features", DEFAULT_LANDMARKS if n_features is None else n_features, 2)
     m = min(int(m), rep.n)  # type: ignore[arg-type]
     _, (lands,) = sample_rows([rep], m, seed + 1)

@@ -18,7 +18,7 @@ from ..features import (
     check_bandwidth,
     draw_nystroem,
     draw_random_fourier,
-    median_bandwidth,
+    resolve_bandwidth,
     take_finite,
 )
 from ..io import Representation
@@ -315,12 +315,7 @@ def kernel_features(rep: Representation, splits: Splits, opts: Mapping[str, Any]
             "map (every kernel feature is constant). Expected a varying representation; use kind='linear'.",
             reason="source_constant",
         )
-    med = None
-    if opts["bandwidth"] == "median":
-        med = median_bandwidth(xs, rep.name)
-        sigma = med
-    else:
-        sigma = float(opts["bandwidth"])
+    sigma, med = resolve_bandwidth(opts["bandwidth"], xs, rep.name, "stitch")
     D = opts["n_features"]
     if opts["method"] in ("rff", "orf"):
         phi = draw_random_fourier(opts["kernel"], rep.d, D // 2, sigma, shift, np.random.default_rng([seed, 0x57, 7]),

@@ -159,8 +159,9 @@ class StitchResult(ResultProtocol):
     parameters: Mapping[str, Any] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
     method: str = METHOD
-    ci: tuple[float, float] | None = None
-    ci_level: float | None = None
+    #: the sampling interval of ``ci=`` (``ci``/``ci_level`` read them; the non-linear kinds define their own)
+    sampling_ci: tuple[float, float] | None = field(default=None, repr=False)
+    sampling_ci_level: float | None = field(default=None, repr=False)
 
     # -- the evaluation split: held-out rows when there are some, else the fitting rows --
     @property
@@ -184,6 +185,15 @@ class StitchResult(ResultProtocol):
     )
 
     metric = "stitching"
+
+    @property
+    def ci(self) -> tuple[float, float] | None:  # type: ignore[override]
+        """The sampling interval of the population residual (``ci=``), or None."""
+        return self.sampling_ci
+
+    @property
+    def ci_level(self) -> float | None:  # type: ignore[override]
+        return self.sampling_ci_level
 
     @property
     def value(self) -> float:

@@ -44,7 +44,7 @@ import numpy as np
 from ..engine import run
 from ..errors import InvalidInputError
 from ..grouped import GroupedStates, grouped_statistic
-from ..intervals import Interval, check_ci, jackknife_interval, with_interval
+from ..intervals import Interval, check_ci, jackknife_interval
 from ..io import as_representation, check_pairing
 from ..moments import MomentStatistic
 from ._common import check_choice, engine_parameters, with_ci_doc, with_engine_doc
@@ -325,7 +325,12 @@ def stitch(
     if states is None:
         return fwd
     iv = stitch_intervals(states, n_folds, holdout > 0, intercept, t, ridge, ridge_grid, {0: (0, 1, fwd.value)}, level)
-    return with_interval(fwd, iv[0])
+    return with_stitch_interval(fwd, iv[0])
+
+
+def with_stitch_interval(r: StitchResult, iv: Interval) -> StitchResult:
+    """``r`` with the sampling interval ``iv`` and its parameters."""
+    return _replace(r, sampling_ci=iv.bounds, sampling_ci_level=iv.level, parameters={**r.parameters, **iv.parameters()})
 
 
 def stitch_intervals(
