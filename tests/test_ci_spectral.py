@@ -304,3 +304,20 @@ def test_compare_layers_passes_ci_to_the_nonlinear_independence_measures(dep, fu
     M = bigalign.compare_layers({"x": x, "y": y}, metric=func, kernel="rbf", method="nystroem", n_features=16, ci=0.95)
     want = getattr(bigalign, func)(x, y, kernel="rbf", method="nystroem", n_features=16, ci=0.95)
     assert M["x", "y"].ci == pytest.approx(want.ci, rel=1e-9)
+
+
+def test_spectral_and_stitch_bandwidths_follow_the_shared_rule(data):
+    from bigalign.features import BANDWIDTH_SAMPLE, resolve_bandwidths, sample_rows
+
+    x, y = data[:2]
+    _, (xs, ys) = sample_rows([as_representation(x, "x"), as_representation(y, "y")], BANDWIDTH_SAMPLE, 0)
+    sx, _, mx, _ = resolve_bandwidths("median", xs, ys)
+    s = bigalign.spectrum(x, kernel="rbf", n_features=20)
+    assert s.parameters["bandwidth"] == s.parameters["median"] == pytest.approx(sx, rel=1e-14) == mx
+    assert bigalign.spectrum(x, kernel="rbf", n_features=20, bandwidth=2.5).parameters["bandwidth"] == 2.5
+    for bad in ("mean", (1.0, 2.0), -1.0):
+        with pytest.raises(InvalidInputError, match="bandwidth"):
+            bigalign.spectrum(x, kernel="rbf", bandwidth=bad)
+    r = bigalign.stitch(x, y, kind="kernel", bandwidth=1.7, n_features=16)
+    fx = r.parameters["features_x"]
+    assert fx["bandwidth"] == 1.7 and fx["median"] > 0  # the median is recorded beside a given bandwidth
