@@ -98,9 +98,9 @@ def _check_ci_road(func: str, level: float | None, chosen: str) -> None:
     if level is not None and chosen != "exact":
         raise InvalidInputError(
             f"{func}: ci= (a sampling interval over rows) is available on method='exact' (one pass of d×d moments, one "
-            f"state per row group, every leave-one-group-out value recomputed from them); the {chosen!r} road builds "
-            "its basis from earlier passes over all rows, so it has no one-pass interval. Use method='exact' (d <= "
-            f"{EXACT_MAX_D}, or project x first), or leave ci out."
+            f"state per row group, every leave-one-group-out value recomputed from them); the {chosen!r} road has none "
+            "yet (its basis comes from earlier passes over all rows). Use method='exact' (d <= "
+            f"{EXACT_MAX_D}, or project x first onto bigalign.spectrum(x, rank=...).components), or leave ci out."
         )
 
 
