@@ -736,9 +736,23 @@ _KERNEL_DOC = """kernel : {"linear", "rbf", "laplacian"}, default="linear"
         Seeds the bandwidth subsample, the feature maps and the landmarks: the
         same seed gives bit-identical results."""
 
+_CI_KERNEL_NOTE = """        Every kernel and road gives one.  Linear: one moment state per row
+        group in the same pass.  rbf/laplacian: the bandwidths stay at the
+        full sample's; on the rff/orf/Nyström roads the feature map stays the
+        seed's, and the leave-one-group-out values come from the feature
+        moments each row group keeps in the same pass, each the value's own
+        finalize (rff/orf with its feature-group bias correction);
+        ``method="exact"`` drops each group's rows and columns from the kept
+        kernel matrices and re-factors them (2·n² more floats held).  COCO
+        and KMI on the identity scale, KCC on the logit scale; all three are
+        plug-in estimates, so the interval is centred at the jackknife's
+        bias-corrected estimate.  It is about the sampling of rows; the
+        approximate roads' ``stderr`` stays about their features."""
+
 
 def with_kernel_doc(func: Any) -> Any:
     func.__doc__ = func.__doc__.replace("    {kernel}\n", "    " + _KERNEL_DOC + "\n")
+    func.__doc__ = func.__doc__.replace("    {ci_kernel}\n", _CI_KERNEL_NOTE + "\n")
     return func
 
 
@@ -776,9 +790,7 @@ def coco(
         numpy, dask or zarr arrays or store layers; the same samples in the same order.
     {kernel}
     {ci}
-        Linear kernel only (an error with rbf/laplacian for now): one moment state per row
-        group in the same pass; a plug-in estimate, so centred at the jackknife's
-        bias-corrected estimate.
+    {ci_kernel}
     {engine}
 
     Returns
@@ -875,9 +887,7 @@ def kcc(
     {ridge}
     {kernel}
     {ci}
-        Linear kernel only (an error with rbf/laplacian for now): one moment state per row
-        group in the same pass; a plug-in estimate, so centred at the jackknife's
-        bias-corrected estimate on the logit scale.
+    {ci_kernel}
     {engine}
 
     Returns
@@ -959,9 +969,7 @@ def kmi(
     {ridge}
     {kernel}
     {ci}
-        Linear kernel only (an error with rbf/laplacian for now): one moment state per row
-        group in the same pass; a plug-in estimate, so centred at the jackknife's
-        bias-corrected estimate.
+    {ci_kernel}
     {engine}
 
     Returns
