@@ -262,7 +262,8 @@ def stitching_matrix(
         refits the maps from the moments each row group keeps in the same
         pass; passes are then planned for state_memory / 20).  The CKA and KA
         matrices beside it carry none: use
-        ``bigalign.compare_layers(..., ci=...)`` for theirs.  ``kind="linear"`` only.
+        ``bigalign.compare_layers(..., ci=...)`` for theirs.  ``kind="linear"`` and
+        ``"kernel"`` (each cell is then that ``stitch`` call with ``ci``); ``"mlp"``: an error.
     block_size, scheduler, client, num_workers, memory_per_worker
         As for :func:`stitch`.
 
@@ -302,15 +303,10 @@ def stitching_matrix(
     tin, tf = _targets_input(targets, n, func)
     rt = _targets_rep(tin, targets, reps)
     if kind != "linear":
-        if level is not None:
-            raise InvalidInputError(
-                f"{func}: ci= is available for kind='linear' (maps refitted from the moments of the other row groups, "
-                f"kept in the same pass); kind={kind!r} has no one-pass refit. Use kind='linear', or leave ci out."
-            )
-        return _nonlinear_matrix(
+        return _nonlinear_matrix(  # stitch() says where its kind has no interval
             kind, options, la, lb, reps, ia, ib, targets, n,
             dict(ridge=ridge, intercept=intercept, holdout=holdout, seed=seed, folds=folds, ridge_grid=ridge_grid,
-                 split_rows=split_rows, reverse=reverse),
+                 split_rows=split_rows, reverse=reverse, **({"ci": level} if level is not None else {})),
             cka_estimator, engine_opts.kwargs(),
         )  # fmt: skip
 

@@ -47,7 +47,6 @@ def _check(res, f, arrays, level, scale, bias_correct):
     assert res.parameters["ci_se"] == pytest.approx(iv.se, rel=1e-8)
     assert res.parameters["ci_about"] == CI_ABOUT and res.parameters["ci_groups"] == 20
     assert res.to_dict()["ci"] == [pytest.approx(v, rel=RTOL) for v in iv.bounds]
-    assert res.stderr is None
 
 
 def _cov(a, center=True):
@@ -280,8 +279,22 @@ def test_stitch_interval_with_targets_and_cv_is_about_the_residual(data):
     assert res.value == pytest.approx(plain.value, rel=1e-12) and plain.ci is None
     lo, hi = res.ci
     assert lo < res.parameters["ci_center_value"] < hi and res.ci_level == 0.9
-    with pytest.raises(InvalidInputError, match="kind='linear'"):
-        bigalign.stitch(x, y, kind="kernel", ci=0.95)
+    with pytest.raises(InvalidInputError, match="kind='mlp'"):
+        bigalign.stitch(x, y, kind="mlp", ci=0.95)
+
+
+@pytest.mark.parametrize("method", ["rff", "nystroem"])
+def test_kernel_stitch_interval_refits_on_the_fixed_features(data, method):
+    from bigalign.metrics._stitch_data import HOLDOUT, Splits
+
+    x, y = data[:2]
+    res = bigalign.stitch(x, y, kind="kernel", method=method, n_features=12, holdout=0.3, seed=2, ci=0.95, block_size=11)
+    plain = bigalign.stitch(x, y, kind="kernel", method=method, n_features=12, holdout=0.3, seed=2)
+    assert plain.ci_level == 0.95 and plain.ci != res.ci  # without ci=: the held-out normal interval, map fixed
+    z = res.model.features(x.astype(float).copy())  # z(x) = [x, c·φ(x)], fixed by the seed
+    hold = Splits(holdout=0.3, folds=1, seed=2, split_rows=1).assign(0, N) == HOLDOUT
+    f = lambda a, b, h: ref_stitch_residual(a, b, h.astype(bool))  # noqa: E731
+    _check(res, f, [z, y, hold.astype(float)], 0.95, "identity", True)
 
 
 def test_stitching_matrix_cells_carry_the_stitch_intervals(data):
@@ -294,8 +307,8 @@ def test_stitching_matrix_cells_carry_the_stitch_intervals(data):
             got = M.results[i][j]
             assert got.value == pytest.approx(want.value, rel=1e-9)
             assert got.ci == pytest.approx(want.ci, rel=1e-8) and got.ci_level == 0.95
-    with pytest.raises(InvalidInputError, match="kind='linear'"):
-        bigalign.stitching_matrix(st, targets=labels, kind="kernel", ci=0.95)
+    with pytest.raises(InvalidInputError, match="kind='mlp'"):
+        bigalign.stitching_matrix(st, targets=labels, kind="mlp", ci=0.95)
 
 
 @pytest.mark.parametrize("func", ["coco", "kcc", "kmi"])

@@ -161,12 +161,17 @@ class NonlinearStitchResult(StitchResult):
 
     @property
     def ci(self) -> tuple[float, float] | None:  # type: ignore[override]
-        """value ± 1.96·se(residual) on held-out rows (normal 95% interval), None without them."""
+        """With ``ci=`` (kernel kind): the block-jackknife sampling interval of the population residual;
+        else value ± 1.96·se(residual) on held-out rows (normal 95% interval, the map fixed), None without them."""
+        if self.sampling_ci is not None:
+            return self.sampling_ci
         se = (self.stderrs or {}).get("residual")
         return None if se is None else (self.value - 1.959963984540054 * se, self.value + 1.959963984540054 * se)
 
     @property
     def ci_level(self) -> float | None:  # type: ignore[override]
+        if self.sampling_ci_level is not None:
+            return self.sampling_ci_level
         return None if self.ci is None else 0.95
 
     def predict(self, x: Any) -> np.ndarray:

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 import numpy as np
 
+from ..intervals import Interval
 from ..result import ResultProtocol, _jsonable
 from ._stitch_data import METHOD
 
@@ -242,3 +243,8 @@ class StitchResult(ResultProtocol):
                       f"bound={e.bound:.6g}"]  # fmt: skip
         fl = f", flags={list(self.flags)}" if self.flags else ""
         return f"StitchResult({self.direction}, {e.split} n={e.n_samples}: {', '.join(parts)}{fl})"
+
+
+def with_stitch_interval(r: StitchResult, iv: Interval) -> StitchResult:
+    """``r`` with the sampling interval ``iv`` and its parameters."""
+    return replace(r, sampling_ci=iv.bounds, sampling_ci_level=iv.level, parameters={**r.parameters, **iv.parameters()})

@@ -43,8 +43,8 @@ import numpy as np
 
 from ..engine import run
 from ..errors import InvalidInputError
-from ..grouped import GroupedStates, grouped_statistic
-from ..intervals import Interval, check_ci, jackknife_interval
+from ..grouped import grouped_statistic
+from ..intervals import check_ci
 from ..io import as_representation, check_pairing
 from ..moments import MomentStatistic
 from ._common import check_choice, engine_parameters, with_ci_doc, with_engine_doc
@@ -64,8 +64,8 @@ from ._stitch_data import (  # noqa: F401
     _targets_input,
     _targets_rep,
 )
-from ._stitch_linear import _direction, _Problem  # noqa: F401
-from ._stitch_results import StitchResult, StitchRisks  # noqa: F401
+from ._stitch_linear import _direction, _Problem, stitch_intervals  # noqa: F401
+from ._stitch_results import StitchResult, StitchRisks, with_stitch_interval  # noqa: F401
 from .stitching_nonlinear import OPTIONS, stitch_nonlinear
 from ..options import ENGINE_KEYWORDS, EngineOptions
 
@@ -196,7 +196,9 @@ def stitch(
         the jackknife's bias-corrected estimate: the held-out residual exceeds
         the population residual by O(d/n) (overfitting), the in-sample one
         (``holdout=0``) falls short of it by as much, and both biases are
-        O(1/n).  ``kind="linear"`` only.
+        O(1/n).  ``kind="linear"`` and ``"kernel"`` (its feature map fixed by
+        the seed; the interval replaces the kernel kind's default held-out
+        normal interval); ``"mlp"``: an error.
     {engine}
 
     Returns
@@ -272,17 +274,18 @@ def stitch(
     if not isinstance(reverse, (bool, np.bool_)):
         raise InvalidInputError(f"the 'reverse' parameter of stitch must be True or False; got {reverse!r} instead.")
     check_choice("stitch", "kind", kind, KINDS)
-    if level is not None and kind != "linear":
+    if level is not None and kind == "mlp":
         raise InvalidInputError(
-            f"stitch: ci= (a sampling interval over rows) is available for kind='linear' (the map refitted from the "
-            f"moments of the other row groups, kept in the same pass); kind={kind!r} trains its map on all fitting rows "
-            "and has no one-pass leave-one-group-out refit. Use kind='linear', or leave ci out."
+            "stitch: ci= (a sampling interval over rows) is available for kind='linear' and 'kernel' (the map refitted "
+            "from the moments of the other row groups, kept in the same pass); kind='mlp' trains its network on all "
+            "fitting rows and has no one-pass leave-one-group-out refit (its result's ci is a normal interval over "
+            "the held-out rows with the network fixed). Use kind='linear' or 'kernel', or leave ci out."
         )
     if kind != "linear":
         return stitch_nonlinear(
             x, y, kind=kind, options=options, ridge=ridge, intercept=intercept, targets=targets, holdout=holdout,
             seed=seed, folds=folds, ridge_grid=ridge_grid, split_rows=split_rows, reverse=bool(reverse),
-            engine_kw=engine_opts.kwargs(),
+            engine_kw=engine_opts.kwargs(), ci_level=level,
         )  # fmt: skip
     _no_options_for_linear("stitch", options)
     rx, ry = as_representation(x, "x"), as_representation(y, "y")
@@ -326,28 +329,6 @@ def stitch(
         return fwd
     iv = stitch_intervals(states, n_folds, holdout > 0, intercept, t, ridge, ridge_grid, {0: (0, 1, fwd.value)}, level)
     return with_stitch_interval(fwd, iv[0])
-
-
-def with_stitch_interval(r: StitchResult, iv: Interval) -> StitchResult:
-    """``r`` with the sampling interval ``iv`` and its parameters."""
-    return _replace(r, sampling_ci=iv.bounds, sampling_ci_level=iv.level, parameters={**r.parameters, **iv.parameters()})
-
-
-def stitch_intervals(
-    states: GroupedStates, n_folds: int, holdout: bool, intercept: bool, t: int | None, ridge: Any, grid: Any,
-    cells: Mapping[Any, tuple[int, int, float]], level: float,
-) -> dict[Any, Interval]:  # fmt: skip
-    """Block-jackknife intervals of the residuals of stitching input i into j, for every cell
-    key → (i, j, value): each leave-one-group-out state (one traversal for all cells) refits
-    the maps on the split moments of the other groups."""
-    loo: dict[Any, list[float]] = {key: [] for key in cells}
-    for _, splits in states.leave_one_out():
-        P = _Problem(splits, n_folds, holdout, intercept)
-        m = sum(mm.n for mm in splits.values())
-        for key, (i, j, _) in cells.items():
-            loo[key].append(_direction(P, i, j, t, ridge, grid, False, ("x", "y"), {}, m).value)
-    # a residual ≥ 0, far from 0 unless the fit is exact: identity scale; O(1/n) biased: the corrected centre
-    return {key: jackknife_interval(v, loo[key], level, bias_correct=True) for key, (_, _, v) in cells.items()}
 
 
 def _replace(r: StitchResult, **kw: Any) -> StitchResult:
