@@ -161,6 +161,7 @@ REGISTRY: list[Case] = [
     Case("kmi-rbf-rff-ci", lambda d, **kw: bigalign.kmi(d["x"], d["y"], kernel="rbf", method="rff", n_features=48, ci=0.95, **kw)),
     Case("coco-laplacian-exact-ci", lambda d, **kw: bigalign.coco(d["x"], d["y"], kernel="laplacian", method="exact", ci=0.95, **kw)),
     Case("stitch-ci", lambda d, **kw: bigalign.stitch(d["x"], d["y"], targets=d["labels"], ridge="cv", folds=3, ci=0.95, **kw)),
+    Case("stitch-kernel-ci", lambda d, **kw: bigalign.stitch(d["x"], d["y"], kind="kernel", n_features=16, ci=0.95, **kw)),
     Case("stitch-mlp", lambda d, **kw: bigalign.stitch(d["x"], d["y"], kind="mlp", targets=d["labels"], hidden=(8,), epochs=2,
                                                        batch_size=32, **kw)),  # fmt: skip
 ]
