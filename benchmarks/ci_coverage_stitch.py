@@ -43,6 +43,7 @@ MEASURES = {
     "stitch (in-sample, holdout 0)": dict(holdout=0.0),
     "stitch (ridge='cv', holdout 0.2)": dict(ridge="cv"),
     "stitch (kind='kernel', rff 64, holdout 0.2)": dict(kind="kernel", n_features=64),
+    "stitch (kind='kernel', rff 16, holdout 0.2)": dict(kind="kernel", n_features=16),
 }
 
 
