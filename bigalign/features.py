@@ -121,6 +121,20 @@ def _median_or_none(sample: np.ndarray, name: str, needed: bool) -> float | None
         return None
 
 
+def resolve_bandwidth(bandwidth: Any, xs: np.ndarray, name: str, func: str | None = None) -> tuple[float, float | None]:
+    """(σ, median) of one input: ``bandwidth`` is ``"median"`` (the median pairwise distance of the
+    sample ``xs``) or a positive number; the median is None when it is 0 and not needed.
+
+    The rule of :func:`resolve_bandwidths` for estimators of one representation (spectra, the
+    kernel stitch's source); ``func`` names the caller in the error message.
+    """
+    if isinstance(bandwidth, str) and not _is_median(bandwidth):
+        where = f" of {func}" if func else ""
+        raise InvalidInputError(f"the 'bandwidth' parameter{where} must be 'median' or a positive number; got {bandwidth!r}.")
+    med = _median_or_none(xs, name, _is_median(bandwidth))
+    return (med if _is_median(bandwidth) else check_bandwidth(bandwidth, name)), med  # type: ignore[return-value]
+
+
 def resolve_bandwidths(
     bandwidth: Any, xs: np.ndarray, ys: np.ndarray, func: str | None = None
 ) -> tuple[float, float, float | None, float | None]:
@@ -140,11 +154,9 @@ def resolve_bandwidths(
         bx, by = bandwidth
     else:
         bx = by = bandwidth
-    mx = _median_or_none(xs, "x", _is_median(bx))
-    my = _median_or_none(ys, "y", _is_median(by))
-    sx = mx if _is_median(bx) else check_bandwidth(bx, "x")
-    sy = my if _is_median(by) else check_bandwidth(by, "y")
-    return sx, sy, mx, my  # type: ignore[return-value]
+    sx, mx = resolve_bandwidth(bx, xs, "x", func)
+    sy, my = resolve_bandwidth(by, ys, "y", func)
+    return sx, sy, mx, my
 
 
 def bandwidth_ratio(sigmas: list[float], medians: list[float | None]) -> float:

@@ -16,6 +16,8 @@ import numpy as np
 
 from .compare import DEFAULT_STATE_MEMORY, LayerMatrix, _matrix, _plan_passes, compare_layers, layer_inputs
 from .engine import run
+from .grouped import grouped_statistic
+from .intervals import DEFAULT_CI_GROUPS, check_ci
 from .errors import DegenerateInputError, InvalidInputError
 from .metrics._common import ESTIMATORS, check_choice, check_unbiased_n, engine_parameters
 from .metrics.kernel import cka_from_moments, ka_from_moments
@@ -34,6 +36,8 @@ from .metrics.stitching import (
     _targets_input,
     _targets_rep,
     stitch,
+    stitch_intervals,
+    with_stitch_interval,
 )
 from .moments import MomentStatistic
 from .options import ENGINE_KEYWORDS, EngineOptions
@@ -216,6 +220,7 @@ def stitching_matrix(
     cka_estimator: Literal["unbiased", "biased"] = "unbiased",
     kind: Literal["linear", "kernel", "mlp"] = "linear",
     state_memory: int | None = None,
+    ci: float | None = None,
     **options: Any,
 ) -> StitchingMatrix:
     """Stitching risk and Theorem 1's bound for every layer pair of two stores, beside CKA and KA.
@@ -251,6 +256,14 @@ def stitching_matrix(
     state_memory : int, optional
         Bytes of accumulated state allowed per pass (default 1 GiB; the
         state of one pass is (folds + 1) copies of the moments).
+    ci : float in (0, 1), optional
+        A sampling interval on every stitching cell's ``value`` (the
+        residual), as :func:`stitch` gives it (each leave-one-group-out value
+        refits the maps from the moments each row group keeps in the same
+        pass; passes are then planned for state_memory / 20).  The CKA and KA
+        matrices beside it carry none: use
+        ``bigalign.compare_layers(..., ci=...)`` for theirs.  ``kind="linear"`` and
+        ``"kernel"`` (each cell is then that ``stitch`` call with ``ci``); ``"mlp"``: an error.
     block_size, scheduler, client, num_workers, memory_per_worker
         As for :func:`stitch`.
 
@@ -269,6 +282,7 @@ def stitching_matrix(
     func = "stitching_matrix"
     # the engine keywords share the ``**`` catch-all with the options of the non-linear kinds
     engine_opts = EngineOptions.build(func, {k: options.pop(k) for k in ENGINE_KEYWORDS if k in options})
+    level = check_ci(func, ci)
     ridge, intercept, holdout, seed, folds, ridge_grid, split_rows = _check_options(
         func, ridge, intercept, holdout, seed, folds, ridge_grid, split_rows
     )
@@ -289,16 +303,18 @@ def stitching_matrix(
     tin, tf = _targets_input(targets, n, func)
     rt = _targets_rep(tin, targets, reps)
     if kind != "linear":
-        return _nonlinear_matrix(
+        return _nonlinear_matrix(  # stitch() says where its kind has no interval
             kind, options, la, lb, reps, ia, ib, targets, n,
             dict(ridge=ridge, intercept=intercept, holdout=holdout, seed=seed, folds=folds, ridge_grid=ridge_grid,
-                 split_rows=split_rows, reverse=reverse),
+                 split_rows=split_rows, reverse=reverse, **({"ci": level} if level is not None else {})),
             cka_estimator, engine_opts,
         )  # fmt: skip
 
     n_folds = folds if ridge == "cv" else 1
     splits_def = Splits(holdout=holdout, folds=n_folds, seed=seed, split_rows=split_rows)
     budget = int(state_memory or DEFAULT_STATE_MEMORY) // (n_folds + (1 if holdout > 0 else 0))
+    if level is not None:
+        budget //= DEFAULT_CI_GROUPS  # one state per row group
     widths = [r.d for r in reps]
     wanted = sorted({(min(i, j), max(i, j)) for i in ia for j in ib})
     passes = _plan_passes(wanted, widths, budget)
@@ -316,8 +332,14 @@ def stitching_matrix(
         transforms = tuple([None] * len(used) + [tf]) if tf is not None else ()
         inner = MomentStatistic(names=tuple(labels[k] for k in used) + ("targets",), pairs=tuple(pairs), transforms=transforms)
         stat = SplitMomentStatistic(inner=inner, splits=splits_def)
-        splits, plan = run(stat, [reps[k] for k in used] + [rt], check_pairing=False, options=engine_opts)
+        states = None
+        if level is None:
+            splits, plan = run(stat, [reps[k] for k in used] + [rt], check_pairing=False, options=engine_opts)
+        else:  # one split-moment state per contiguous row group, in the same pass
+            states, plan = run(grouped_statistic(stat, n, func=func), [reps[k] for k in used] + [rt], check_pairing=False, options=engine_opts)
+            splits = states.total()
         P = _Problem(splits, n_folds, holdout > 0, intercept)
+        todo: dict[tuple[int, int], tuple[int, int, float]] = {}
         params = {**base, **engine_parameters(plan), "n_passes": len(passes)}
         whole = P.all_rows
         for i, j in group:
@@ -327,12 +349,16 @@ def stitching_matrix(
                     if reverse:
                         fwd = _replace(fwd, reverse=_direction(P, local[dst], local[src], t, ridge, ridge_grid, keep_maps, ("y", "x"), params, n))
                     cells[(src, dst)] = fwd
+                    todo[(src, dst)] = (local[src], local[dst], fwd.value)
                     cparams = {"kernel": "linear", **engine_parameters(plan), "n_passes": len(passes)}
                     for store, fn, est in ((cka_cells, cka_from_moments, cka_estimator), (ka_cells, ka_from_moments, "biased")):
                         try:
                             store[(src, dst)] = fn(whole, local[src], local[dst], est, cparams)
                         except DegenerateInputError as exc:
                             store[(src, dst)] = exc
+        if states is not None:
+            for key, iv in stitch_intervals(states, n_folds, holdout > 0, intercept, t, ridge, ridge_grid, todo, level).items():  # type: ignore[arg-type]
+                cells[key] = with_stitch_interval(cells[key], iv)
 
     def layer_matrix(metric: str, vals: dict, est: str) -> Any:
         return _matrix(metric, la, lb, ia, ib, vals, len(passes), n, est)

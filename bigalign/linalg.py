@@ -58,6 +58,7 @@ import numpy as np
 
 from ._checks import finite_float64
 from .engine import run
+from .grouped import grouped_statistic
 from .moments import MomentStatistic
 from .options import EngineOptions
 
@@ -191,11 +192,20 @@ def exact_side(side: Any, center: bool) -> Eigen:
     )
 
 
-def exact_moments(inputs: Sequence[Any], names: Sequence[str], pairs: Sequence[tuple[int, int]], transforms: Sequence[Any], options: EngineOptions) -> tuple[Any, Any]:
-    """One pass of merged centred moments (:class:`~bigalign.moments.MomentStatistic`)."""
-    stat = MomentStatistic(
+def exact_moments(
+    inputs: Sequence[Any], names: Sequence[str], pairs: Sequence[tuple[int, int]], transforms: Sequence[Any],
+    options: EngineOptions, *, ci_rows: int | None = None, ci_func: str = "ci",
+) -> tuple[Any, Any]:  # fmt: skip
+    """One pass of merged centred moments (:class:`~bigalign.moments.MomentStatistic`).
+
+    ``ci_rows=n``: one moment state per contiguous row group in the same pass
+    (:class:`~bigalign.grouped.GroupedStates` instead of merged moments), for a sampling interval.
+    """
+    stat: Any = MomentStatistic(
         names=tuple(names), pairs=tuple(pairs), transforms=tuple(transforms) if any(t is not None for t in transforms) else ()
     )
+    if ci_rows is not None:
+        stat = grouped_statistic(stat, ci_rows, func=ci_func)
     return run(stat, list(inputs), names=list(names), check_pairing=False, options=options)
 
 

@@ -151,6 +151,17 @@ REGISTRY: list[Case] = [
     Case("cknna-ci", lambda d, **kw: bigalign.cknna(d["x"], d["y"], k=5, ci=0.95, **kw)),
     Case("cycle_knn-ci", lambda d, **kw: bigalign.cycle_knn(d["x"], d["y"], k=5, ci=0.95, **kw)),
     Case("mutual_knn-sampled-ci", lambda d, **kw: bigalign.mutual_knn(d["x"], d["y"], k=5, n_queries=50, seed=3, ci=0.95, **kw)),
+    # spectral views and non-linear COCO/KCC/KMI: per-row-group (feature) moment states, leave-outs by unmerging
+    Case("spectrum-ci", lambda d, **kw: bigalign.spectrum(d["x"], ci=0.95, **kw)),
+    Case("spectrum-rbf-ci", lambda d, **kw: bigalign.spectrum(d["x"], kernel="rbf", n_features=24, ci=0.95, **kw)),
+    Case("spectral_alignment-ci", lambda d, **kw: bigalign.spectral_alignment(d["x"], d["y"], rank=3, ci=0.95, **kw)),
+    Case("task_alignment-ci", lambda d, **kw: bigalign.task_alignment(d["x"], d["labels"], ci=0.95, **kw)),
+    Case("kare-ci", lambda d, **kw: bigalign.kare(d["x"], d["y"][:, 0], ridge=0.1, ci=0.95, **kw)),
+    Case("kcc-rbf-nystroem-ci", lambda d, **kw: bigalign.kcc(d["x"], d["y"], kernel="rbf", method="nystroem", n_features=24, ci=0.95, **kw)),
+    Case("kmi-rbf-rff-ci", lambda d, **kw: bigalign.kmi(d["x"], d["y"], kernel="rbf", method="rff", n_features=48, ci=0.95, **kw)),
+    Case("coco-laplacian-exact-ci", lambda d, **kw: bigalign.coco(d["x"], d["y"], kernel="laplacian", method="exact", ci=0.95, **kw)),
+    Case("stitch-ci", lambda d, **kw: bigalign.stitch(d["x"], d["y"], targets=d["labels"], ridge="cv", folds=3, ci=0.95, **kw)),
+    Case("stitch-kernel-ci", lambda d, **kw: bigalign.stitch(d["x"], d["y"], kind="kernel", n_features=16, ci=0.95, **kw)),
     Case("stitch-mlp", lambda d, **kw: bigalign.stitch(d["x"], d["y"], kind="mlp", targets=d["labels"], hidden=(8,), epochs=2,
                                                        batch_size=32, **kw)),  # fmt: skip
 ]

@@ -12,9 +12,10 @@ from typing import Any, Literal, Mapping, Unpack
 import numpy as np
 
 from ..io import as_representation, check_pairing
-from ..linalg import applied_cross, exact_moments, exact_side, numerical_rank, randomized_sides
+from ..intervals import check_ci, with_interval
+from ..linalg import applied_cross, exact_side, numerical_rank, randomized_sides
 from ..result import ResultProtocol, _freeze, _jsonable
-from ._common import engine_parameters, with_engine_doc
+from ._common import engine_parameters, loo_interval, with_ci_doc, with_engine_doc
 from ._spectral_common import (
     DEFAULT_OVERSAMPLES,
     DEFAULT_POWER_ITER,
@@ -22,12 +23,14 @@ from ._spectral_common import (
     _canonical,
     _cca_summaries,
     _check_bool,
+    _check_ci_road,
     _check_int,
     _check_nonneg,
     _check_seed,
     _cross_cov,
     _degenerate,
     _list,
+    _moments_pass,
     _overlap,
     _plt,
     _readonly,
@@ -46,7 +49,8 @@ class SpectralAlignmentResult(ResultProtocol):
 
     Follows the result protocol (:class:`bigalign.result.ResultProtocol`):
     ``estimator`` is ``"biased"`` (at full rank ``value`` is biased linear CKA);
-    ``stderr`` and ``ci`` are None (``bounds`` hold the randomized road's error).
+    ``stderr`` is None (``bounds`` hold the randomized road's error); ``ci``
+    (with ``ci=``) is a sampling interval for the population ``value``.
 
     Attributes
     ----------
@@ -113,6 +117,8 @@ class SpectralAlignmentResult(ResultProtocol):
     n_passes: int
     parameters: Mapping[str, Any] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
+    ci: tuple[float, float] | None = None
+    ci_level: float | None = None
 
     metric = "spectral_alignment"
     estimator = "biased"
@@ -214,6 +220,7 @@ class SpectralAlignmentResult(ResultProtocol):
         )
 
 
+@with_ci_doc
 @with_engine_doc
 def spectral_alignment(
     x: Any,
@@ -227,6 +234,7 @@ def spectral_alignment(
     n_oversamples: int = DEFAULT_OVERSAMPLES,
     n_power_iter: int = DEFAULT_POWER_ITER,
     seed: int = 0,
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> SpectralAlignmentResult:
     """Why x and y align: the spectral form KA = ⟨η̂, (C⊙C) μ̂⟩ and the canonical correlations.
@@ -254,6 +262,15 @@ def spectral_alignment(
     n_oversamples, n_power_iter, seed
         The randomized road's sketch (see :func:`spectrum`); x and y share
         its passes: n_power_iter + 2 in all.
+    {ci}
+        The interval is about the population ``value`` (the spectral
+        alignment at the requested rank; at full rank the population biased
+        CKA), on the logit scale (it lies in (0, 1)), centred at the
+        jackknife's bias-corrected estimate (a ratio of plug-in moments,
+        biased by O(1/n)).  Each leave-one-group-out value is recomputed from
+        the d×d moments of the other groups (two eigendecompositions each).
+        Exact road only.  The canonical correlations, COCO and HSIC
+        fields carry no interval (use :func:`kcc`, :func:`coco`, :func:`bigalign.hsic`).
     {engine}
 
     Returns
@@ -311,6 +328,7 @@ def spectral_alignment(
     """
     engine_opts = EngineOptions.build("spectral_alignment", engine)
     func = "spectral_alignment"
+    level = check_ci(func, ci)
     center = _check_bool(func, "center", center)
     rank = _check_int(func, "rank", rank, 1, allow_none=True)
     p = int(_check_int(func, "n_oversamples", n_oversamples, 0))  # type: ignore[arg-type]
@@ -322,10 +340,12 @@ def spectral_alignment(
     dx, dy = rx.d, ry.d
     chosen, reason = _resolve_method(func, method, [dx, dy], rank)
     params: dict[str, Any] = {"method_reason": reason, "seed": seed}
+    _check_ci_road(func, level, chosen)
+    states = None
     n = rx.n
     flags: list[str] = []
     if chosen == "exact":
-        m, plan = exact_moments([rx, ry], ["x", "y"], [(0, 1)], [None, None], engine_opts)
+        m, plan, states = _moments_pass(func, [rx, ry], ["x", "y"], [(0, 1)], [None, None], engine_opts, level)
         ex, ey = exact_side(m.sides[0], center), exact_side(m.sides[1], center)
         _degenerate(func, ex, "x", center)
         _degenerate(func, ey, "y", center)
@@ -408,7 +428,7 @@ def spectral_alignment(
     params.update(engine_parameters(plan))
     params["norm_eta"], params["norm_mu"] = est_norms
     value = float(np.vdot(G, G)) / (est_norms[0] * est_norms[1])
-    return SpectralAlignmentResult(
+    result = SpectralAlignmentResult(
         value=value,
         full_value=full,
         bounds=(float(lo), float(hi)),
@@ -433,3 +453,20 @@ def spectral_alignment(
         parameters=params,
         flags=tuple(flags),
     )
+    if states is None:
+        return result
+    # a value in (0, 1): logit scale; a ratio of plug-in moments: the bias-corrected centre
+    iv = loo_interval(func, result.value, states, lambda mm: _exact_value(func, mm, center, rank, dx, dy), level,  # type: ignore[arg-type]
+                      "logit", estimator="biased")  # fmt: skip
+    return with_interval(result, iv)
+
+
+def _exact_value(func: str, m: Any, center: bool, rank: int | None, dx: int, dy: int) -> float:
+    """The exact road's ``value`` from merged moments (for the leave-one-group-out values of ``ci=``)."""
+    ex, ey = exact_side(m.sides[0], center), exact_side(m.sides[1], center)
+    _degenerate(func, ex, "x", center)
+    _degenerate(func, ey, "y", center)
+    kx, ky = numerical_rank(ex.values, dx), numerical_rank(ey.values, dy)
+    r_x, r_y = (kx, ky) if rank is None else (min(rank, kx), min(rank, ky))
+    G = ex.vectors[:, :r_x].T @ _cross_cov(m, 0, 1, center) @ ey.vectors[:, :r_y]
+    return float(np.vdot(G, G)) / (math.sqrt(ex.frob2) * math.sqrt(ey.frob2))

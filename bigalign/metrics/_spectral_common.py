@@ -14,9 +14,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import DegenerateInputError, InvalidInputError
-from ..features import BANDWIDTH_SAMPLE, check_bandwidth, draw_nystroem, median_bandwidth, sample_rows
+from ..features import BANDWIDTH_SAMPLE, draw_nystroem, resolve_bandwidth, sample_rows
 from ..io import Representation, as_representation
-from ..linalg import Eigen, Subspace, exact_side, numerical_rank
+from ..grouped import GroupedStates
+from ..linalg import Eigen, Subspace, exact_moments, exact_side, numerical_rank
 from ..options import EngineOptions
 from ..result import Result, _jsonable
 from ._common import check_choice, feature_options
@@ -93,6 +94,29 @@ def _resolve_method(func: str, method: str, dims: Sequence[int], rank: int | Non
     return "randomized", f"d = {dmax} > {EXACT_MAX_D}: randomized (HMT) with rank {rank}"
 
 
+def _check_ci_road(func: str, level: float | None, chosen: str) -> None:
+    """``ci=`` needs the exact (one-pass moment) road: the randomized road's sketch basis comes from earlier passes."""
+    if level is not None and chosen != "exact":
+        raise InvalidInputError(
+            f"{func}: ci= (a sampling interval over rows) is available on method='exact' (one pass of d×d moments, one "
+            f"state per row group, every leave-one-group-out value recomputed from them); the {chosen!r} road has none "
+            "yet (its basis comes from earlier passes over all rows). Use method='exact' (d <= "
+            f"{EXACT_MAX_D}, or project x first onto bigalign.spectrum(x, rank=...).components), or leave ci out."
+        )
+
+
+def _moments_pass(
+    func: str, inputs: list[Any], names: list[str], pairs: list[tuple[int, int]], transforms: list[Any],
+    options: EngineOptions, level: float | None,
+) -> tuple[Any, Any, GroupedStates | None]:  # fmt: skip
+    """(merged moments, plan, grouped states or None): the exact road's one pass, kept per row group for ``ci=``."""
+    if level is None:
+        m, plan = exact_moments(inputs, names, pairs, transforms, options)
+        return m, plan, None
+    states, plan = exact_moments(inputs, names, pairs, transforms, options, ci_rows=inputs[0].n, ci_func=func)
+    return states.total(), plan, states
+
+
 def _check_seed(func: str, seed: Any) -> int:
     return int(_check_int(func, "seed", seed, 0))  # type: ignore[arg-type]
 
@@ -105,13 +129,7 @@ def _check_seed(func: str, seed: Any) -> int:
 def _nystroem(rep: Representation, bandwidth: Any, n_features: int | None, seed: int, func: str) -> tuple[Any, dict[str, Any]]:
     """The Nyström map of ``rep`` for the rbf kernel, drawn once (seeded) before any pass."""
     _, (xs,) = sample_rows([rep], BANDWIDTH_SAMPLE, seed)
-    med = median_bandwidth(xs, rep.name)
-    if isinstance(bandwidth, str):
-        if bandwidth != "median":
-            raise InvalidInputError(f"the 'bandwidth' parameter of {func} must be 'median' or a positive number; got {bandwidth!r}.")
-        sigma = med
-    else:
-        sigma = check_bandwidth(bandwidth, rep.name)
+    sigma, med = resolve_bandwidth(bandwidth, xs, rep.name, func)
     m = _check_int(func, "n_features", DEFAULT_LANDMARKS if n_features is None else n_features, 2)
     m = min(int(m), rep.n)  # type: ignore[arg-type]
     _, (lands,) = sample_rows([rep], m, seed + 1)

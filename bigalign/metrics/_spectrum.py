@@ -13,19 +13,22 @@ import numpy as np
 from .._checks import check_applies
 from ..errors import InvalidInputError
 from ..io import as_representation
-from ..linalg import exact_moments, exact_side, numerical_rank, randomized_sides
+from ..intervals import check_ci, with_interval
+from ..linalg import exact_side, numerical_rank, randomized_sides
 from ..result import ResultProtocol, _freeze, _jsonable
-from ._common import check_choice, engine_parameters, with_engine_doc
+from ._common import check_choice, engine_parameters, loo_interval, with_ci_doc, with_engine_doc
 from ._spectral_common import (
     DEFAULT_OVERSAMPLES,
     DEFAULT_POWER_ITER,
     SPECTRAL_KERNELS,
     _check_bool,
+    _check_ci_road,
     _check_int,
     _check_seed,
     _degenerate,
     _feature_options,
     _list,
+    _moments_pass,
     _nystroem,
     _plt,
     _readonly,
@@ -44,7 +47,9 @@ class SpectrumResult(ResultProtocol):
 
     Follows the result protocol (:class:`bigalign.result.ResultProtocol`):
     ``value`` (and ``float(result)``) is ``effective_dimension``; ``estimator``
-    is ``"biased"`` (the 1/n plug-in covariance); ``stderr`` and ``ci`` are None.
+    is ``"biased"`` (the 1/n plug-in covariance); ``stderr`` is None; ``ci``
+    (with ``ci=``) is a sampling interval for the population effective
+    dimension (tr Σ)²/‖Σ‖²_F — not for the individual eigenvalues.
 
     Attributes
     ----------
@@ -101,6 +106,8 @@ class SpectrumResult(ResultProtocol):
     numerical_rank: int
     parameters: Mapping[str, Any] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
+    ci: tuple[float, float] | None = None
+    ci_level: float | None = None
 
     metric = "spectrum"
     estimator = "biased"
@@ -170,6 +177,7 @@ class SpectrumResult(ResultProtocol):
         )
 
 
+@with_ci_doc
 @with_engine_doc
 def spectrum(
     x: Any,
@@ -184,6 +192,7 @@ def spectrum(
     bandwidth: Any = "median",
     n_features: int | None = None,
     seed: int = 0,
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> SpectrumResult:
     """Leading eigenvalues and eigenvectors of a representation's covariance, streamed.
@@ -221,6 +230,15 @@ def spectrum(
     seed : int, default=0
         Seeds the test matrix Ω and, for rbf, the subsample and landmarks:
         the same seed gives the same result.
+    {ci}
+        The interval is about the population **effective dimension**
+        (tr Σ)²/‖Σ‖²_F (``value``), on the identity scale, centred at the
+        jackknife's bias-corrected estimate (the plug-in ‖Â‖²_F is biased up by
+        O(tr²Σ/n), so the plug-in effective dimension is biased down).  Each
+        leave-one-group-out value is recomputed from the d×d moments of the
+        other groups (an eigendecomposition each).  Exact road only; for rbf
+        the Nyström map is fixed by the seed and the interval is about that
+        map's feature covariance.
     {engine}
 
     Returns
@@ -262,6 +280,7 @@ def spectrum(
     """
     engine_opts = EngineOptions.build("spectrum", engine)
     func = "spectrum"
+    level = check_ci(func, ci)
     check_choice(func, "kernel", kernel, SPECTRAL_KERNELS)
     center = _check_bool(func, "center", center)
     rank = _check_int(func, "rank", rank, 1, allow_none=True)
@@ -285,9 +304,11 @@ def spectrum(
         )
     chosen, reason = _resolve_method(func, method, [D], rank)
     params["method_reason"] = reason
+    _check_ci_road(func, level, chosen)
     options = _feature_options(engine_opts, [rep], [D], fmap is not None)
+    states = None
     if chosen == "exact":
-        m, plan = exact_moments([rep], ["x"], (), [fmap], options)
+        m, plan, states = _moments_pass(func, [rep], ["x"], [], [fmap], options, level)
         eig = exact_side(m.sides[0], center)
         n_passes = 1
     else:
@@ -305,7 +326,7 @@ def spectrum(
         flags.append("numerically_rank_deficient")
     lo, hi = eig.frob2_bounds
     tr2 = eig.trace * eig.trace
-    return SpectrumResult(
+    result = SpectrumResult(
         eigenvalues=_readonly(lam),
         components=_readonly(eig.vectors[:, :r].T),
         explained_variance_ratio=_readonly(lam / eig.trace),
@@ -324,3 +345,16 @@ def spectrum(
         parameters=params,
         flags=tuple(flags),
     )
+    if states is None:
+        return result
+    # the effective dimension lies in [1, d] and is far from both ends: identity scale; plug-in: bias-corrected centre
+    iv = loo_interval(func, result.value, states, lambda mm: _effective_dimension(func, mm, center), level,  # type: ignore[arg-type]
+                      estimator="biased")  # fmt: skip
+    return with_interval(result, iv)
+
+
+def _effective_dimension(func: str, m: Any, center: bool) -> float:
+    """(tr A)²/‖A‖²_F of the first input of merged moments (the exact road's ``value``)."""
+    eig = exact_side(m.sides[0], center)
+    _degenerate(func, eig, "x", center)
+    return float(eig.trace * eig.trace / eig.frob2)

@@ -10,10 +10,12 @@ from typing import Any
 import numpy as np
 
 from ..engine import run
+from ..grouped import grouped_statistic
 from ..moments import MomentStatistic
 from ._common import engine_parameters, feature_options
 from ._stitch_data import HOLDOUT, SplitMomentStatistic, Splits
-from ._stitch_linear import _Problem, _direction
+from ._stitch_linear import _Problem, _direction, stitch_intervals
+from ._stitch_results import with_stitch_interval
 from ._stitch_nonlinear_base import (
     _BOUND_NOTE,
     ErrorSums,
@@ -32,7 +34,8 @@ from ._stitch_nonlinear_base import (
 # ============================================================================
 
 
-def _kernel(rx, ry, rt, tf, opts, ridge, intercept, holdout, seed, folds, ridge_grid, split_rows, reverse, options, common):
+def _kernel(rx, ry, rt, tf, opts, ridge, intercept, holdout, seed, folds, ridge_grid, split_rows, reverse, options, common,
+            ci_level=None):  # fmt: skip
     n = rx.n
     n_folds = folds if ridge == "cv" else 1
     splits = Splits(holdout=holdout, folds=n_folds, seed=seed, split_rows=split_rows)
@@ -59,10 +62,16 @@ def _kernel(rx, ry, rt, tf, opts, ridge, intercept, holdout, seed, folds, ridge_
     # block rows planned for the expanded width: the features, not the inputs, dominate memory
     width = sum(raw[r].d + (tr.n_features if isinstance(tr, KernelFeatures) else 0) for _, r, tr in specs)
     fopts = feature_options(options, raw, width, 0)
-    moments, plan = run(stat, raw, names=list(raw_names), check_pairing=False, options=fopts)
+    states = None
+    if ci_level is None:
+        moments, plan = run(stat, raw, names=list(raw_names), check_pairing=False, options=fopts)
+    else:  # one split-moment state per contiguous row group, in the same pass (the feature map stays the seed's)
+        states, plan = run(grouped_statistic(stat, n, func="stitch"), raw, names=list(raw_names), check_pairing=False, options=fopts)
+        moments = states.total()
     P = _Problem(moments, n_folds, holdout > 0, intercept)
     # the expanded input's relative ridge is scaled by x's Gram: the kernel stitch gets the linear stitch's λ
-    P.ridge_anchor.update({E["zx"]: E["x"]} | ({E["zy"]: E["y"]} if "zy" in E else {}))
+    anchor = {E["zx"]: E["x"]} | ({E["zy"]: E["y"]} if "zy" in E else {})
+    P.ridge_anchor.update(anchor)
     params = {**common, "kind": "kernel", "kernel": opts["kernel"], "method_features": opts["method"],
               "n_features": opts["n_features"], "bandwidth_rule": opts["bandwidth"] if isinstance(opts["bandwidth"], str) else "given",
               "features_x": px, "features_y": py, "bound": _BOUND_NOTE["kernel"], **engine_parameters(plan)}  # fmt: skip
@@ -124,6 +133,11 @@ def _kernel(rx, ry, rt, tf, opts, ridge, intercept, holdout, seed, folds, ridge_
             task_model=None if t is None else KernelStitch(features=feat, coef=k.task_map, offset=k.task_offset),
             baseline=base,
         ))  # fmt: skip
+    if states is not None:  # the forward stitch's residual: each leave-out refits on the fitting rows that remain
+        k = fits[0][5]
+        iv = stitch_intervals(states, n_folds, holdout > 0, intercept, t, ridge, ridge_grid, {0: (E["zx"], E["y"], k.value)},
+                              ci_level, anchor)[0]  # fmt: skip
+        results[0] = with_stitch_interval(results[0], iv)
     return results
 
 

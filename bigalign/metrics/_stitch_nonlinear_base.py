@@ -18,7 +18,7 @@ from ..features import (
     check_bandwidth,
     draw_nystroem,
     draw_random_fourier,
-    median_bandwidth,
+    resolve_bandwidth,
     take_finite,
 )
 from ..io import Representation
@@ -161,12 +161,17 @@ class NonlinearStitchResult(StitchResult):
 
     @property
     def ci(self) -> tuple[float, float] | None:  # type: ignore[override]
-        """value ± 1.96·se(residual) on held-out rows (normal 95% interval), None without them."""
+        """With ``ci=`` (kernel kind): the block-jackknife sampling interval of the population residual;
+        else value ± 1.96·se(residual) on held-out rows (normal 95% interval, the map fixed), None without them."""
+        if self.sampling_ci is not None:
+            return self.sampling_ci
         se = (self.stderrs or {}).get("residual")
         return None if se is None else (self.value - 1.959963984540054 * se, self.value + 1.959963984540054 * se)
 
     @property
     def ci_level(self) -> float | None:  # type: ignore[override]
+        if self.sampling_ci_level is not None:
+            return self.sampling_ci_level
         return None if self.ci is None else 0.95
 
     def predict(self, x: Any) -> np.ndarray:
@@ -315,12 +320,7 @@ def kernel_features(rep: Representation, splits: Splits, opts: Mapping[str, Any]
             "map (every kernel feature is constant). Expected a varying representation; use kind='linear'.",
             reason="source_constant",
         )
-    med = None
-    if opts["bandwidth"] == "median":
-        med = median_bandwidth(xs, rep.name)
-        sigma = med
-    else:
-        sigma = float(opts["bandwidth"])
+    sigma, med = resolve_bandwidth(opts["bandwidth"], xs, rep.name, "stitch")
     D = opts["n_features"]
     if opts["method"] in ("rff", "orf"):
         phi = draw_random_fourier(opts["kernel"], rep.d, D // 2, sigma, shift, np.random.default_rng([seed, 0x57, 7]),

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 import numpy as np
 
+from ..intervals import Interval
 from ..result import ResultProtocol, _jsonable
 from ._stitch_data import METHOD
 
@@ -97,7 +98,8 @@ class StitchResult(ResultProtocol):
     task risks are their own attributes: ``excess_risk``, ``stitched_risk``,
     ``bound``...).  ``estimator`` is ``"unbiased"`` on held-out rows (an
     unbiased estimate of the fitted map's risk) and ``"biased"`` on the
-    fitting rows (in-sample, optimistic).
+    fitting rows (in-sample, optimistic).  ``ci`` (with ``ci=``) is a sampling
+    interval for the population residual (see :func:`bigalign.stitch`).
 
     Attributes
     ----------
@@ -158,6 +160,9 @@ class StitchResult(ResultProtocol):
     parameters: Mapping[str, Any] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
     method: str = METHOD
+    #: the sampling interval of ``ci=`` (``ci``/``ci_level`` read them; the non-linear kinds define their own)
+    sampling_ci: tuple[float, float] | None = field(default=None, repr=False)
+    sampling_ci_level: float | None = field(default=None, repr=False)
 
     # -- the evaluation split: held-out rows when there are some, else the fitting rows --
     @property
@@ -181,6 +186,15 @@ class StitchResult(ResultProtocol):
     )
 
     metric = "stitching"
+
+    @property
+    def ci(self) -> tuple[float, float] | None:  # type: ignore[override]
+        """The sampling interval of the population residual (``ci=``), or None."""
+        return self.sampling_ci
+
+    @property
+    def ci_level(self) -> float | None:  # type: ignore[override]
+        return self.sampling_ci_level
 
     @property
     def value(self) -> float:
@@ -229,3 +243,8 @@ class StitchResult(ResultProtocol):
                       f"bound={e.bound:.6g}"]  # fmt: skip
         fl = f", flags={list(self.flags)}" if self.flags else ""
         return f"StitchResult({self.direction}, {e.split} n={e.n_samples}: {', '.join(parts)}{fl})"
+
+
+def with_stitch_interval(r: StitchResult, iv: Interval) -> StitchResult:
+    """``r`` with the sampling interval ``iv`` and its parameters."""
+    return replace(r, sampling_ci=iv.bounds, sampling_ci_level=iv.level, parameters={**r.parameters, **iv.parameters()})

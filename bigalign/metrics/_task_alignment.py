@@ -14,9 +14,11 @@ import numpy as np
 from .._checks import check_applies
 from ..errors import DegenerateInputError, InvalidInputError
 from ..io import as_representation, check_pairing
-from ..linalg import exact_moments, exact_side, numerical_rank
+from ..grouped import GroupedStates
+from ..intervals import check_ci, with_interval
+from ..linalg import exact_side, numerical_rank
 from ..result import ResultProtocol, _freeze, _jsonable
-from ._common import check_choice, engine_parameters, with_engine_doc
+from ._common import check_choice, engine_parameters, loo_interval, with_ci_doc, with_engine_doc
 from ._spectral_common import (
     EXACT_MAX_D,
     SPECTRAL_KERNELS,
@@ -28,6 +30,7 @@ from ._spectral_common import (
     _degenerate,
     _feature_options,
     _list,
+    _moments_pass,
     _nystroem,
     _plt,
     _readonly,
@@ -42,9 +45,9 @@ from ..options import EngineKwargs, EngineOptions
 
 def _task_pass(
     func: str, x: Any, targets: Any, *, target_type: str, center: bool, kernel: str, bandwidth: Any, n_features: int | None,
-    seed: int, options: EngineOptions,
-) -> tuple[Any, Any, _Targets, dict[str, Any], int]:
-    """One pass of merged moments of (features of) x and the (one-hot) targets."""
+    seed: int, options: EngineOptions, level: float | None = None,
+) -> tuple[Any, Any, _Targets, dict[str, Any], int, GroupedStates | None]:
+    """One pass of merged moments of (features of) x and the (one-hot) targets (kept per row group with ``level``)."""
     check_choice(func, "kernel", kernel, SPECTRAL_KERNELS)
     rx = as_representation(x, "x")
     tg = _targets(func, targets, target_type, rx.n)
@@ -66,9 +69,9 @@ def _task_pass(
             "project x first (e.g. onto bigalign.spectrum(x, rank=...).components)."
         )
     options = _feature_options(options, [rx, tg.rep], [D, tg.dim], fmap is not None or tg.transform is not None)
-    m, plan = exact_moments([rx, tg.rep], ["x", "targets"], [(0, 1)], [fmap, tg.transform], options)
+    m, plan, states = _moments_pass(func, [rx, tg.rep], ["x", "targets"], [(0, 1)], [fmap, tg.transform], options, level)
     params.update(engine_parameters(plan))
-    return m, plan, tg, params, D
+    return m, plan, tg, params, D, states
 
 
 @dataclass(frozen=True, repr=False)
@@ -76,7 +79,8 @@ class TaskAlignmentResult(ResultProtocol):
     """How a representation's kernel lines up with a task.
 
     Follows the result protocol (:class:`bigalign.result.ResultProtocol`):
-    ``estimator`` is ``"biased"`` (plug-in alignment); ``stderr``/``ci`` None.
+    ``estimator`` is ``"biased"`` (plug-in alignment); ``stderr`` None; ``ci``
+    (with ``ci=``) a sampling interval for the population kernel–target alignment ``value``.
 
     Attributes
     ----------
@@ -115,6 +119,8 @@ class TaskAlignmentResult(ResultProtocol):
     n_passes: int = 1
     parameters: Mapping[str, Any] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
+    ci: tuple[float, float] | None = None
+    ci_level: float | None = None
 
     metric = "task_alignment"
     estimator = "biased"
@@ -189,7 +195,7 @@ _TASK_DOC = """targets : array-like of shape (n_samples,) or (n_samples, n_outpu
 
 def _with_task_doc(func: Any) -> Any:
     func.__doc__ = func.__doc__.replace("    {task}\n", "    " + _TASK_DOC + "\n")
-    return with_engine_doc(func)
+    return with_ci_doc(with_engine_doc(func))
 
 
 @_with_task_doc
@@ -205,6 +211,7 @@ def task_alignment(
     bandwidth: Any = "median",
     n_features: int | None = None,
     seed: int = 0,
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> TaskAlignmentResult:
     """Task alignment: kernel–target alignment and the cumulative power C(m) of the target.
@@ -219,6 +226,13 @@ def task_alignment(
         covariance.
     rank : int, optional
         How many leading eigenpairs to report (default: the whole numerical rank).
+    {ci}
+        The interval is about the population kernel–target alignment
+        (``value``; not C(m) or the power), on the logit scale (it lies in
+        (0, 1)), centred at the jackknife's bias-corrected estimate (a ratio
+        of plug-in moments).  Each leave-one-group-out value comes from the
+        moments of the other groups; for rbf the Nyström map is fixed by the
+        seed, so the interval is about that map's alignment.
     {engine}
 
     Returns
@@ -249,22 +263,15 @@ def task_alignment(
     """
     engine_opts = EngineOptions.build("task_alignment", engine)
     func = "task_alignment"
+    level = check_ci(func, ci)
     center = _check_bool(func, "center", center)
     rank = _check_int(func, "rank", rank, 1, allow_none=True)
     seed = _check_seed(func, seed)
-    m, plan, tg, params, D = _task_pass(
+    m, plan, tg, params, D, states = _task_pass(
         func, x, targets, target_type=target_type, center=center, kernel=kernel, bandwidth=bandwidth,
-        n_features=n_features, seed=seed, options=engine_opts,
+        n_features=n_features, seed=seed, options=engine_opts, level=level,
     )  # fmt: skip
-    ex = exact_side(m.sides[0], center)
-    _degenerate(func, ex, "x", center)
-    et = exact_side(m.sides[1], center)
-    if (center and et.constant) or (not center and et.zero):
-        raise DegenerateInputError(
-            f"{func} is undefined: the targets are {'constant' if center else 'zero'}, so the target kernel is zero. "
-            "Expected targets that vary across samples.",
-            reason="targets_constant",
-        )
+    ex, et = _task_sides(func, m, center)
     S = _cross_cov(m, 0, 1, center)
     k = numerical_rank(ex.values, D)
     eta = ex.values[:k]
@@ -283,7 +290,7 @@ def task_alignment(
         )
     r = k if rank is None else min(rank, k)
     value = float(np.vdot(S, S)) / math.sqrt(ex.frob2 * et.frob2)
-    return TaskAlignmentResult(
+    result = TaskAlignmentResult(
         value=value,
         eigenvalues=_readonly(eta[:r]),
         power=_readonly(power[:r]),
@@ -299,6 +306,33 @@ def task_alignment(
         parameters=params,
         flags=tuple(flags),
     )
+    if states is None:
+        return result
+    # a value in (0, 1): logit scale; a ratio of plug-in moments: the bias-corrected centre
+    iv = loo_interval(func, result.value, states, lambda mm: _alignment_value(func, mm, center), level,  # type: ignore[arg-type]
+                      "logit", estimator="biased")  # fmt: skip
+    return with_interval(result, iv)
+
+
+def _task_sides(func: str, m: Any, center: bool) -> tuple[Any, Any]:
+    """The eigendecompositions of x's and the targets' covariances; an error where either is degenerate."""
+    ex = exact_side(m.sides[0], center)
+    _degenerate(func, ex, "x", center)
+    et = exact_side(m.sides[1], center)
+    if (center and et.constant) or (not center and et.zero):
+        raise DegenerateInputError(
+            f"{func} is undefined: the targets are {'constant' if center else 'zero'}, so the target kernel is zero. "
+            "Expected targets that vary across samples.",
+            reason="targets_constant",
+        )
+    return ex, et
+
+
+def _alignment_value(func: str, m: Any, center: bool) -> float:
+    """Kernel–target alignment from merged moments (task_alignment's ``value``)."""
+    ex, et = _task_sides(func, m, center)
+    S = _cross_cov(m, 0, 1, center)
+    return float(np.vdot(S, S)) / math.sqrt(ex.frob2 * et.frob2)
 
 
 @dataclass(frozen=True, repr=False)
@@ -306,7 +340,8 @@ class KareResult(ResultProtocol):
     """The kernel alignment risk estimator at one or more ridges.
 
     Follows the result protocol (:class:`bigalign.result.ResultProtocol`):
-    ``estimator`` is ``"biased"`` (plug-in); ``stderr``/``ci`` None.
+    ``estimator`` is ``"biased"`` (plug-in); ``stderr`` None; ``ci`` (with
+    ``ci=``) a sampling interval for KARE at the first ridge (``value``).
 
     Attributes
     ----------
@@ -336,6 +371,8 @@ class KareResult(ResultProtocol):
     n_passes: int = 1
     parameters: Mapping[str, Any] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
+    ci: tuple[float, float] | None = None
+    ci_level: float | None = None
 
     metric = "kare"
     estimator = "biased"
@@ -404,6 +441,7 @@ def kare(
     bandwidth: Any = "median",
     n_features: int | None = None,
     seed: int = 0,
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> KareResult:
     """Kernel alignment risk estimator (Jacot et al. 2020), from D×D algebra on streamed moments.
@@ -425,6 +463,15 @@ def kare(
         scale as every ridge in bigalign.  Several ridges cost no more than
         one.  ``result.ridge`` holds the r given, ``parameters["ridge_absolute"]`` the λ.
     center : bool, default=False
+    {ci}
+        The interval is about KARE at the first ridge (``value``) as a
+        function of the population moments at this n (KARE depends on n by
+        definition: it predicts the risk of a fit on n rows), on the identity
+        scale (KARE > 0 is far from 0 unless the target is fitted exactly),
+        centred at the estimate: a jackknife bias correction would extrapolate
+        the n-dependence of the definition away.  Each leave-one-group-out
+        value recomputes the relative ridge, the residual and every
+        eigenvalue from the D×D moments of the other groups.
     {engine}
 
     Returns
@@ -464,6 +511,7 @@ def kare(
     """
     engine_opts = EngineOptions.build("kare", engine)
     func = "kare"
+    level = check_ci(func, ci)
     center = _check_bool(func, "center", center)
     seed = _check_seed(func, seed)
     lam = np.atleast_1d(np.asarray(ridge, dtype=float)) if not isinstance(ridge, str) else np.array([np.nan])
@@ -472,10 +520,45 @@ def kare(
             f"the 'ridge' parameter of kare must be a positive number or a 1-D sequence of them; got {ridge!r}. "
             "KARE needs K/n + λI invertible: pass e.g. ridge=1e-3 or ridge=np.logspace(-4, 1, 20)."
         )
-    m, plan, tg, params, D = _task_pass(
+    m, plan, tg, params, D, states = _task_pass(
         func, x, targets, target_type=target_type, center=center, kernel=kernel, bandwidth=bandwidth,
-        n_features=n_features, seed=seed, options=engine_opts,
+        n_features=n_features, seed=seed, options=engine_opts, level=level,
     )  # fmt: skip
+    n = m.n
+    rel_ridge = lam
+    lam, num, den, k, flags = _kare_terms(m, center, rel_ridge, D)
+    risk = num / den
+    params.update(ridge_absolute=[float(v) for v in lam])
+    params.update(numerical_rank=k)
+    result = KareResult(
+        value=float(risk[0]),
+        ridge=_readonly(rel_ridge),
+        risk=_readonly(risk),
+        numerator=_readonly(num),
+        denominator=_readonly(den),
+        n_samples=n,
+        n_features=D,
+        n_outputs=tg.dim,
+        target_type=tg.kind,
+        kernel=kernel,
+        center=center,
+        parameters=params,
+        flags=tuple(flags),
+    )
+    if states is None:
+        return result
+    # KARE > 0, unbounded above: identity scale; centred at the estimate (the docstring says why)
+    iv = loo_interval(func, result.value, states, lambda mm: _kare_first(mm, center, rel_ridge, D), level)  # type: ignore[arg-type]
+    return with_interval(result, iv)
+
+
+def _kare_first(m: Any, center: bool, rel_ridge: np.ndarray, D: int) -> float:
+    _, num, den, _, _ = _kare_terms(m, center, rel_ridge[:1], D)
+    return float(num[0] / den[0])
+
+
+def _kare_terms(m: Any, center: bool, rel_ridge: np.ndarray, D: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, list[str]]:
+    """(absolute ridges λ, numerator, denominator, numerical rank, flags) of KARE from merged moments."""
     ex = exact_side(m.sides[0], center)
     et = exact_side(m.sides[1], center)
     if (center and et.constant) or (not center and et.zero):
@@ -491,8 +574,7 @@ def kare(
             "(λ = ridge · tr(K/n)) and the kernel carries no information. Expected x that varies across samples.",
             reason="x_constant",
         )
-    rel_ridge, lam = lam, lam * ex.trace  # relative → absolute: λ = ridge · tr(K/n)
-    params.update(ridge_absolute=[float(v) for v in lam])
+    lam = rel_ridge * ex.trace  # relative → absolute: λ = ridge · tr(K/n)
     S = _cross_cov(m, 0, 1, center)
     k = numerical_rank(ex.values, D)
     eta = ex.values[:k]
@@ -512,21 +594,4 @@ def kare(
     L = lam[:, None]
     num = (q[None, :] / (eta[None, :] + L) ** 2).sum(axis=1) + rho2 / lam**2
     tr = ((1.0 / (eta[None, :] + L)).sum(axis=1) + (n - k) / lam) / n
-    den = tr * tr
-    risk = num / den
-    params.update(numerical_rank=k)
-    return KareResult(
-        value=float(risk[0]),
-        ridge=_readonly(rel_ridge),
-        risk=_readonly(risk),
-        numerator=_readonly(num),
-        denominator=_readonly(den),
-        n_samples=n,
-        n_features=D,
-        n_outputs=tg.dim,
-        target_type=tg.kind,
-        kernel=kernel,
-        center=center,
-        parameters=params,
-        flags=tuple(flags),
-    )
+    return lam, num, tr * tr, k, flags

@@ -107,9 +107,10 @@ analysis", JMLR 8 (2007) — the regularised operator V_κ and the rate of κ.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Unpack
+from typing import Any, Callable, Iterator, Literal, Unpack
 
 import numpy as np
 import scipy.linalg as sla
@@ -117,7 +118,8 @@ import scipy.linalg as sla
 from .._checks import check_applies
 from ..engine import prepare
 from ..errors import DegenerateInputError, InvalidInputError
-from ..intervals import check_ci, jackknife_se, with_interval
+from ..grouped import GroupedStates
+from ..intervals import check_ci, jackknife_se, row_groups, with_interval
 from ..features import BANDWIDTH_SAMPLE, KERNELS, bandwidth_ratio, resolve_bandwidths, resolve_method, sample_rows
 from ..moments import Moments
 from ..result import Result
@@ -376,7 +378,49 @@ class _Job:
     residuals: tuple[float, float, float] | None = None  # Nyström: ρ = tr(K − K̃)/tr(K) at m, m/2, m/4
     trace_bounds: tuple[float, float] | None = None  # Nyström: 1 − ‖φ̄‖² ≥ tr Σ of the exact kernel, x and y
     grouped: bool = False  # rff/orf: jackknife over groups
-    ci_states: Any = None  # ci= on the linear road: the moment state of each contiguous row group
+    ci_jobs: "_LeaveOuts | None" = None  # ci=: the job of the rows minus each contiguous row group
+
+
+@dataclass
+class _LeaveOuts:
+    """The G leave-one-group-out jobs of ``ci=`` (for :func:`~bigalign.metrics._common.loo_interval`).
+
+    Moment roads (linear, rff/orf, Nyström): each job's covariances come from the moment states of the
+    other groups, kept in the same pass (:mod:`bigalign.grouped`), with the feature maps fixed by the
+    seed and the bandwidths fixed at the full sample's.  Exact kernel matrices: each job comes from the
+    kernel matrix restricted to the other rows, re-centred and re-factored (no second read).
+    """
+
+    n_groups: int
+    jobs: Callable[[], Iterator["_Job"]]
+
+    def values(self, f: Callable[["_Job"], float]) -> np.ndarray:
+        return np.array([float(f(job)) for job in self.jobs()])
+
+
+def _moment_leave_outs(states: GroupedStates, job_of: Callable[[Moments], "_Job"]) -> _LeaveOuts:
+    return _LeaveOuts(states.n_groups, lambda: (job_of(mm) for _, mm in states.leave_one_out()))
+
+
+def _gram_leave_outs(kx: np.ndarray, ky: np.ndarray, bounds: np.ndarray, params: dict[str, Any]) -> _LeaveOuts:
+    """Leave-one-group-out jobs from the uncentred kernel matrices of all rows."""
+
+    def jobs() -> Iterator[_Job]:
+        n = kx.shape[0]
+        for g in range(bounds.size - 1):
+            keep = np.r_[0 : bounds[g], bounds[g + 1] : n]
+            factors, flags = [], []
+            for k, name in ((kx, "x"), (ky, "y")):
+                sub = k[np.ix_(keep, keep)]
+                constant = bool(np.all(sub == 1.0))  # k(x, x') = 1 only for x = x' (rbf, laplacian)
+                factors.append(np.zeros((keep.size, 0)) if constant else _pivoted_cholesky_factor(centre_gram(sub)))
+                if constant:
+                    flags.append(f"{name}_constant")
+            f, h = factors
+            m = keep.size
+            yield _Job(Covariances(m, f.T @ f / m, h.T @ h / m, f.T @ h / m), "exact-gram", params, tuple(flags))
+
+    return _LeaveOuts(bounds.size - 1, jobs)
 
 
 def _pivoted_cholesky_factor(kc: np.ndarray) -> np.ndarray:
@@ -396,20 +440,26 @@ def _pivoted_cholesky_factor(kc: np.ndarray) -> np.ndarray:
     return f
 
 
-def _gram_factor(rep: Any, name: str, kernel: str, sigma: float, shift: np.ndarray) -> tuple[np.ndarray, bool]:
+def _gram_factor(
+    rep: Any, name: str, kernel: str, sigma: float, shift: np.ndarray, keep: bool = False
+) -> tuple[np.ndarray, bool, np.ndarray | None]:
     with blas_threads_for(rep.n * rep.n):
-        return _gram_factor_body(rep, name, kernel, sigma, shift)
+        return _gram_factor_body(rep, name, kernel, sigma, shift, keep)
 
 
-def _gram_factor_body(rep: Any, name: str, kernel: str, sigma: float, shift: np.ndarray) -> tuple[np.ndarray, bool]:
+def _gram_factor_body(
+    rep: Any, name: str, kernel: str, sigma: float, shift: np.ndarray, keep: bool
+) -> tuple[np.ndarray, bool, np.ndarray | None]:
+    """(factor F of the centred kernel matrix, x constant, the uncentred kernel matrix if ``keep``)."""
     xs = read_all(rep, name, shift)
     constant = bool(np.all(xs == xs[0]))
     k = gram(xs, kernel, sigma)
     del xs
+    kept = k.copy() if keep else None
     kc = centre_gram(k)
     if constant:
-        return np.zeros((kc.shape[0], 0)), True
-    return _pivoted_cholesky_factor(kc), False
+        return np.zeros((kc.shape[0], 0)), True, kept
+    return _pivoted_cholesky_factor(kc), False, kept
 
 
 @dataclass(frozen=True)
@@ -441,20 +491,15 @@ def _job(func: str, x: Any, y: Any, opts: _Options) -> _Job:
                 "from streamed moments. Use method='auto' (or 'exact'), or a non-linear kernel."
             )
         check_applies(func, "the linear kernel", bandwidth=(opts.bandwidth, "median"), n_features=(opts.n_features, None))
-        states = None
+        loos = None
         if opts.level is None:
             m, plan = linear_moments(x, y, opts.engine)
         else:  # one moment state per contiguous row group, in the same pass
             states, plan = grouped_linear_moments(x, y, opts.engine, n, func)
             m = states.total()
-        flags = tuple(f for f, s in (("x_constant", m.sides[0]), ("y_constant", m.sides[1])) if s.is_constant)
-        params = {"kernel": "linear", **engine_parameters(plan)}
-        return _Job(covariances_from_moments(m, 0, 1), "exact-streaming", params, flags, ci_states=states)
-    if opts.level is not None:
-        raise InvalidInputError(
-            f"{func}: ci= (a sampling interval over rows) is available for the linear kernel (streamed moments, one "
-            f"state per row group); with kernel={kernel!r} it has no interval yet. Use kernel='linear', or leave ci out."
-        )
+            loos = _moment_leave_outs(states, lambda mm: _moment_job(mm, 0, 1, "exact-streaming", {}))
+        job = _moment_job(m, 0, 1, "exact-streaming", {"kernel": "linear", **engine_parameters(plan)})
+        return dataclasses.replace(job, ci_jobs=loos)
 
     reps = prepare([x, y], ["x", "y"])
     _, (xs, ys) = sample_rows(reps, BANDWIDTH_SAMPLE, int(seed))
@@ -476,16 +521,24 @@ def _job(func: str, x: Any, y: Any, opts: _Options) -> _Job:
             )
         check_in_memory(func, opts.engine, 3 * n * n * 8, f"method='exact' with kernel={kernel!r} holds the {n}×{n} kernel "
                         "matrices", "Use method='nystroem' (or 'orf'), which streams features, or a larger memory_per_worker.")  # fmt: skip
-        f, cx = _gram_factor(reps[0], "x", kernel, sx, shifts[0])
-        g, cy = _gram_factor(reps[1], "y", kernel, sy, shifts[1])
+        bounds = None if opts.level is None else row_groups(n, func=func)  # too few rows: an error before the work
+        f, cx, kx = _gram_factor(reps[0], "x", kernel, sx, shifts[0], keep=bounds is not None)
+        g, cy, ky = _gram_factor(reps[1], "y", kernel, sy, shifts[1], keep=bounds is not None)
         cov = Covariances(n, f.T @ f / n, g.T @ g / n, f.T @ g / n)
         params.update(representation="kernel matrices, pivoted Cholesky", rank_x=f.shape[1], rank_y=g.shape[1])
         flags = tuple(fl for fl, c in (("x_constant", cx), ("y_constant", cy)) if c)
-        return _Job(cov, "exact-gram", params, flags)
+        loos = None if bounds is None else _gram_leave_outs(kx, ky, bounds, params)  # type: ignore[arg-type]
+        return _Job(cov, "exact-gram", params, flags, ci_jobs=loos)
     m, views, plan, fparams = feature_moments(
         reps, kernel=kernel, method=chosen, sigmas=[sx, sy], shifts=shifts, n_features=opts.n_features or DEFAULT_N_FEATURES,
-        seed=int(seed), pairs=[(0, 1)], options=opts.engine,
+        seed=int(seed), pairs=[(0, 1)], options=opts.engine, ci_rows=None if opts.level is None else n, ci_func=func,
     )  # fmt: skip
+    loos = None
+    if opts.level is not None:  # one feature-moment state per contiguous row group, in the same pass
+        states, m = m, m.total()
+        # the leave-out value is the value's own finalize (rff/orf: with the feature-group bias correction)
+        loos = _moment_leave_outs(states, lambda mm: dataclasses.replace(
+            _moment_job(sub_moments(mm, views[0][0], views[1][0]), 0, 1, chosen, {}), grouped=chosen != "nystroem"))
     params.update(fparams, block_size=plan.block_rows, n_blocks=plan.n_blocks, scheduler=plan.scheduler)
     full = sub_moments(m, views[0][0], views[1][0])
     flags = tuple(f for f, s in (("x_constant", full.sides[0]), ("y_constant", full.sides[1])) if s.is_constant)
@@ -504,9 +557,16 @@ def _job(func: str, x: Any, y: Any, opts: _Options) -> _Job:
         return _Job(
             cov, "nystroem", params, flags, half=covariances_from_moments(levels[1], 0, 1),
             quarter=covariances_from_moments(levels[2], 0, 1), residuals=rho, trace_bounds=bounds,  # type: ignore[arg-type]
+            ci_jobs=loos,
         )  # fmt: skip
     params["stderr"] = "jackknife over feature groups"
-    return _Job(cov, chosen, params, flags, grouped=True)
+    return _Job(cov, chosen, params, flags, grouped=True, ci_jobs=loos)
+
+
+def _moment_job(m: Moments, i: int, j: int, method: str, params: dict[str, Any]) -> _Job:
+    """The job of inputs i and j of merged moments (covariances and constant-input flags)."""
+    flags = tuple(f for f, s in (("x_constant", m.sides[i]), ("y_constant", m.sides[j])) if s.is_constant)
+    return _Job(covariances_from_moments(m, i, j), method, dict(params), flags)
 
 
 def _ridge(func: str, value: Any, kernel: str) -> float:
@@ -558,10 +618,10 @@ def _canonical_result(func: str, x: Any, y: Any, opts: _Options, kappa: float) -
     with _small_blas(x, y, opts):
         job = _job(func, x, y, opts)
         res = _canonical_result_body(func, job, kappa)
-        if job.ci_states is None:
+        if job.ci_jobs is None:
             return res
         # KCC lies in [0, 1): logit scale; KMI ≥ 0: identity; both plug-in: the bias-corrected centre
-        iv = loo_interval(func, res.value, job.ci_states, lambda mm: _canonical_from_moments(func, mm, 0, 1, {}, kappa).value,
+        iv = loo_interval(func, res.value, job.ci_jobs, lambda j: _canonical_result_body(func, j, kappa).value,  # type: ignore[arg-type]
                           opts.level, "logit" if func == "kcc" else "identity", estimator="biased")  # fmt: skip
         return with_interval(res, iv)
 
@@ -638,9 +698,7 @@ def coco_from_moments(m: Moments, i: int, j: int, estimator: str, parameters: di
 
 
 def _canonical_from_moments(func: str, m: Moments, i: int, j: int, parameters: dict, kappa: float) -> Result:
-    flags = tuple(f for f, s in (("x_constant", m.sides[i]), ("y_constant", m.sides[j])) if s.is_constant)
-    job = _Job(covariances_from_moments(m, i, j), "exact-streaming", dict(parameters), flags)
-    return _canonical_result_body(func, job, kappa)
+    return _canonical_result_body(func, _moment_job(m, i, j, "exact-streaming", parameters), kappa)
 
 
 def kcc_from_moments(
@@ -691,9 +749,23 @@ _KERNEL_DOC = """kernel : {"linear", "rbf", "laplacian"}, default="linear"
         Seeds the bandwidth subsample, the feature maps and the landmarks: the
         same seed gives bit-identical results."""
 
+_CI_KERNEL_NOTE = """        Every kernel and road gives one.  Linear: one moment state per row
+        group in the same pass.  rbf/laplacian: the bandwidths stay at the
+        full sample's; on the rff/orf/Nyström roads the feature map stays the
+        seed's, and the leave-one-group-out values come from the feature
+        moments each row group keeps in the same pass, each the value's own
+        finalize (rff/orf with its feature-group bias correction);
+        ``method="exact"`` drops each group's rows and columns from the kept
+        kernel matrices and re-factors them (2·n² more floats held).  COCO
+        and KMI on the identity scale, KCC on the logit scale; all three are
+        plug-in estimates, so the interval is centred at the jackknife's
+        bias-corrected estimate.  It is about the sampling of rows; the
+        approximate roads' ``stderr`` stays about their features."""
+
 
 def with_kernel_doc(func: Any) -> Any:
     func.__doc__ = func.__doc__.replace("    {kernel}\n", "    " + _KERNEL_DOC + "\n")
+    func.__doc__ = func.__doc__.replace("    {ci_kernel}\n", _CI_KERNEL_NOTE + "\n")
     return func
 
 
@@ -731,9 +803,7 @@ def coco(
         numpy, dask or zarr arrays or store layers; the same samples in the same order.
     {kernel}
     {ci}
-        Linear kernel only (an error with rbf/laplacian for now): one moment state per row
-        group in the same pass; a plug-in estimate, so centred at the jackknife's
-        bias-corrected estimate.
+    {ci_kernel}
     {engine}
 
     Returns
@@ -791,10 +861,10 @@ def coco(
         terms={"coco": v.coco, "hsic_xy": v.hsic_b},
         parameters={**job.parameters, "covariance_normalisation": "1/n"}, stderr=stderr, flags=job.flags,
     )  # fmt: skip
-    if job.ci_states is None:
+    if job.ci_jobs is None:
         return res
     # COCO ≥ 0, unbounded above: identity scale; a plug-in estimate: the bias-corrected centre
-    iv = loo_interval("coco", res.value, job.ci_states, lambda mm: coco_from_moments(mm, 0, 1, "biased", {}).value,
+    iv = loo_interval("coco", res.value, job.ci_jobs, lambda j: _values(j.cov, None, False).coco,  # type: ignore[arg-type]
                       opts.level, estimator="biased")  # fmt: skip
     return with_interval(res, iv)
 
@@ -830,9 +900,7 @@ def kcc(
     {ridge}
     {kernel}
     {ci}
-        Linear kernel only (an error with rbf/laplacian for now): one moment state per row
-        group in the same pass; a plug-in estimate, so centred at the jackknife's
-        bias-corrected estimate on the logit scale.
+    {ci_kernel}
     {engine}
 
     Returns
@@ -915,9 +983,7 @@ def kmi(
     {ridge}
     {kernel}
     {ci}
-        Linear kernel only (an error with rbf/laplacian for now): one moment state per row
-        group in the same pass; a plug-in estimate, so centred at the jackknife's
-        bias-corrected estimate.
+    {ci_kernel}
     {engine}
 
     Returns

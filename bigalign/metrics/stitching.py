@@ -43,9 +43,11 @@ import numpy as np
 
 from ..engine import run
 from ..errors import InvalidInputError
+from ..grouped import grouped_statistic
+from ..intervals import check_ci
 from ..io import as_representation, check_pairing
 from ..moments import MomentStatistic
-from ._common import check_choice, engine_parameters, with_engine_doc
+from ._common import check_choice, engine_parameters, with_ci_doc, with_engine_doc
 # the stitch's parts live in sibling modules by concern; their names stay importable from here
 from ._stitch_data import (  # noqa: F401
     DEFAULT_GRID_FACTORS,
@@ -62,8 +64,8 @@ from ._stitch_data import (  # noqa: F401
     _targets_input,
     _targets_rep,
 )
-from ._stitch_linear import _direction, _Problem  # noqa: F401
-from ._stitch_results import StitchResult, StitchRisks  # noqa: F401
+from ._stitch_linear import _direction, _Problem, stitch_intervals  # noqa: F401
+from ._stitch_results import StitchResult, StitchRisks, with_stitch_interval  # noqa: F401
 from .stitching_nonlinear import OPTIONS, stitch_nonlinear
 from ..options import ENGINE_KEYWORDS, EngineOptions
 
@@ -93,6 +95,7 @@ def _no_options_for_linear(func: str, options: Mapping[str, Any]) -> None:
     )
 
 
+@with_ci_doc
 @with_engine_doc
 def stitch(
     x: Any,
@@ -109,6 +112,7 @@ def stitch(
     ridge_grid: Sequence[float] | None = None,
     split_rows: int = 1,
     reverse: bool = False,
+    ci: float | None = None,
     **options: Any,
 ) -> StitchResult:
     """Linear stitching of representation x into y (and into y's linear head), in one streaming pass.
@@ -178,6 +182,23 @@ def stitch(
     reverse : bool, default=False
         Also stitch y into x (and into x's head): ``result.reverse``; the same
         pass, no extra read.
+    {ci}
+        The interval is about the population ``value`` (the map's residual
+        mean ‖x S + b − y‖², the risk of the population-best map; the task
+        risks carry no interval).  Each leave-one-group-out value **refits**
+        the map (and, for ``ridge="cv"``, re-runs the cross-validation) on the
+        fitting rows minus the group and evaluates it on the evaluation rows
+        minus the group, from the moments each (group, split) keeps in the
+        one pass: the reported number is the risk of a map fitted on this
+        sample, so the fit's own sampling noise belongs in the interval, which
+        a jackknife over held-out rows with the map fixed would leave out (it
+        is about the risk of this one fitted map).  Identity scale, centred at
+        the jackknife's bias-corrected estimate: the held-out residual exceeds
+        the population residual by O(d/n) (overfitting), the in-sample one
+        (``holdout=0``) falls short of it by as much, and both biases are
+        O(1/n).  ``kind="linear"`` and ``"kernel"`` (its feature map fixed by
+        the seed; the interval replaces the kernel kind's default held-out
+        normal interval); ``"mlp"``: an error.
     {engine}
 
     Returns
@@ -246,17 +267,25 @@ def stitch(
     """
     # the engine keywords share the ``**`` catch-all with the options of the non-linear kinds
     engine_opts = EngineOptions.build("stitch", {k: options.pop(k) for k in ENGINE_KEYWORDS if k in options})
+    level = check_ci("stitch", ci)
     ridge, intercept, holdout, seed, folds, ridge_grid, split_rows = _check_options(
         "stitch", ridge, intercept, holdout, seed, folds, ridge_grid, split_rows
     )
     if not isinstance(reverse, (bool, np.bool_)):
         raise InvalidInputError(f"the 'reverse' parameter of stitch must be True or False; got {reverse!r} instead.")
     check_choice("stitch", "kind", kind, KINDS)
+    if level is not None and kind == "mlp":
+        raise InvalidInputError(
+            "stitch: ci= (a sampling interval over rows) is available for kind='linear' and 'kernel' (the map refitted "
+            "from the moments of the other row groups, kept in the same pass); kind='mlp' trains its network on all "
+            "fitting rows and has no one-pass leave-one-group-out refit (its result's ci is a normal interval over "
+            "the held-out rows with the network fixed). Use kind='linear' or 'kernel', or leave ci out."
+        )
     if kind != "linear":
         return stitch_nonlinear(
             x, y, kind=kind, options=options, ridge=ridge, intercept=intercept, targets=targets, holdout=holdout,
             seed=seed, folds=folds, ridge_grid=ridge_grid, split_rows=split_rows, reverse=bool(reverse),
-            engine=engine_opts,
+            engine=engine_opts, ci_level=level,
         )  # fmt: skip
     _no_options_for_linear("stitch", options)
     rx, ry = as_representation(x, "x"), as_representation(y, "y")
@@ -277,7 +306,12 @@ def stitch(
     n_folds = folds if ridge == "cv" else 1
     inner = MomentStatistic(names=tuple(names), pairs=tuple(pairs), transforms=tuple(transforms) if any(transforms) else ())
     stat = SplitMomentStatistic(inner=inner, splits=Splits(holdout=holdout, folds=n_folds, seed=seed, split_rows=split_rows))
-    splits, plan = run(stat, inputs, names=names, check_pairing=False, options=engine_opts)
+    states = None
+    if level is None:
+        splits, plan = run(stat, inputs, names=names, check_pairing=False, options=engine_opts)
+    else:  # one split-moment state per contiguous row group, in the same pass
+        states, plan = run(grouped_statistic(stat, n, func="stitch"), inputs, names=names, check_pairing=False, options=engine_opts)
+        splits = states.total()
     P = _Problem(splits, n_folds, holdout > 0, intercept)
     params = {
         "ridge": ridge, "intercept": intercept, "holdout": holdout, "seed": seed, "folds": n_folds,
@@ -290,7 +324,10 @@ def stitch(
     if reverse:
         rev = _direction(P, 1, 0, t, ridge, ridge_grid, True, ("y", "x"), params, n)
         fwd = _replace(fwd, reverse=rev)
-    return fwd
+    if states is None:
+        return fwd
+    iv = stitch_intervals(states, n_folds, holdout > 0, intercept, t, ridge, ridge_grid, {0: (0, 1, fwd.value)}, level)
+    return with_stitch_interval(fwd, iv[0])
 
 
 def _replace(r: StitchResult, **kw: Any) -> StitchResult:

@@ -146,6 +146,7 @@ def stitch_nonlinear(
     split_rows: int,
     reverse: bool,
     engine: EngineOptions,
+    ci_level: float | None = None,
 ) -> NonlinearStitchResult:
     """Kernel or MLP stitching of x into y (and y's linear head); called by :func:`bigalign.stitch`.
 
@@ -198,8 +199,8 @@ def stitch_nonlinear(
     common = {"ridge": ridge, "intercept": intercept, "holdout": holdout, "seed": seed, "folds": folds if ridge == "cv" else 1,
               "split_rows": split_rows, "ridge_grid": ridge_grid, "rank_tolerance": "32*d*eps*max_eigenvalue",
               "n_classes": len(tf.classes) if tf is not None else None}  # fmt: skip
-    fn = _kernel if kind == "kernel" else _mlp
-    res = fn(rx, ry, rt, tf, opts, ridge, intercept, holdout, seed, folds, ridge_grid, split_rows, reverse, engine, common)
+    args = (rx, ry, rt, tf, opts, ridge, intercept, holdout, seed, folds, ridge_grid, split_rows, reverse, engine, common)
+    res = _kernel(*args, ci_level=ci_level) if kind == "kernel" else _mlp(*args)
     fwd = res[0]
     if reverse:
         fwd = replace(fwd, reverse=res[1])
