@@ -592,6 +592,7 @@ def knn_sweep(
     k: Sequence[int] = (1, 5, 10, 20, 50),
     n_queries: int | None = None,
     seed: int = 0,
+    ci: float | None = None,
     **engine: Unpack[EngineKwargs],
 ) -> KnnSweep:
     """A neighbourhood measure at several k from one neighbour search.
@@ -609,6 +610,10 @@ def knn_sweep(
         As for :func:`mutual_knn` (not for ``"cknna"``).
     block_size : int, optional
         As for :func:`mutual_knn`.
+    ci : float, optional
+        A sampling interval at this level for every k of the sweep, each exactly the ``ci`` of
+        the measure's own function at that k, all from the one search (its lists searched
+        beyond the largest k, as the interval needs).
     {engine}
 
     Returns
@@ -632,7 +637,10 @@ def knn_sweep(
     ks, _ = _check_k("knn_sweep", list(k), n, minimum=2 if metric == "cknna" else 1)
     seed = _check_seed("knn_sweep", seed)
     m = check_n_queries("knn_sweep", n_queries, n, metric)
-    return KnnSweep(metric, tuple(ks), tuple(_pair(metric, x, y, ks, m, seed, locals())))
+    level = check_ci("knn_sweep", ci)
+    if level is not None:
+        row_groups(n, DEFAULT_CI_GROUPS, func="knn_sweep")  # enough rows, before the search
+    return KnnSweep(metric, tuple(ks), tuple(_pair(metric, x, y, ks, m, seed, {"engine_opts": engine_opts}, level)))
 
 
 #: how ``ci`` works for the four list measures (their docstrings' ``{knn_ci}``)
