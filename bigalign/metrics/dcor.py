@@ -571,8 +571,13 @@ _DOC = """
         groups, whose leave-one-group-out statistics are exact and come from the
         same tile pass (``method="exact"``; adds 2·n·20 floats of memory), or
         over 20 groups of the random blocks (``method="block"``, at least 40
-        blocks; rows assumed exchangeable).  dCor² on the logit scale, dCov²
-        as is.  Not with ``method="projection"``.
+        blocks; rows assumed exchangeable).  ``method="projection"`` (at least
+        40 directions): row group g is left out together with one of 20 groups
+        of the random directions, recomputed from the projections kept in
+        memory (no second read; 20× the O(K·n log n) univariate work), so the
+        interval covers the directions' Monte Carlo error as well as the rows;
+        one-dimensional inputs (exact univariate road): rows only.  dCor² on the
+        logit scale, dCov² as is.
     scheduler : {"sync", "threads", "distributed"}, distributed.Client or None
         As for :func:`bigalign.cka`.
     client : distributed.Client, optional
