@@ -92,17 +92,50 @@ def test_svcca_pwcca_intervals_equal_naive(pair):
     _check(bigalign.pwcca(x, y, ci=0.95, block_size=17), *_naive_interval(x, y, _pwcca_ref, 0.95, "logit"))
 
 
+def _naive_mutual_hoeffding(x, y, k, level):
+    """mutual kNN's interval written from its U-statistic form with dense n×n matrices: A[i, j] = 1 when j
+    is among i's k neighbours in both spaces, T = ΣA/(n·k); row influences ψ = (row sums + column sums)/k;
+    V = the 20-group jackknife variance of mean(ψ); the pairwise term Σ_{i<j} w·(A_ij + A_ji)²/(n·k)² (w = 3
+    within a group, 1 across); interval T ± t_ν·√(V − term) on the logit scale, ν = 19·((V − term)/V)²."""
+    from scipy.stats import t as student_t
+
+    n = x.shape[0]
+    ia, _ = dense_knn(x, k)
+    ib, _ = dense_knn(y, k)
+    A = np.zeros((n, n))
+    for i in range(n):
+        for j in set(ia[i]) & set(ib[i]):
+            A[i, j] = 1.0
+    T = A.sum() / (n * k)
+    psi = (A.sum(1) + A.sum(0)) / k
+    b = row_groups(n)
+    g = np.searchsorted(b, np.arange(n), side="right") - 1
+    loo = np.array([psi[g != h].mean() for h in range(20)])
+    V = 19 / 20 * np.sum((loo - loo.mean()) ** 2)
+    term = sum((3.0 if g[i] == g[j] else 1.0) * (A[i, j] + A[j, i]) ** 2 for i in range(n) for j in range(i + 1, n)) / (n * k) ** 2
+    var = V - term
+    nu = 19 * (var / V) ** 2
+    q = student_t.ppf(0.5 + level / 2, nu)
+    z, sz = math.log(T / (1 - T)), math.sqrt(var) / (T * (1 - T))
+    return T, (1 / (1 + math.exp(-(z - q * sz))), 1 / (1 + math.exp(-(z + q * sz)))), math.sqrt(var), nu
+
+
+def test_mutual_knn_interval_equals_the_naive_hoeffding_construction(pair):
+    x, y = pair
+    k = 5
+    res = bigalign.mutual_knn(x, y, k=k, ci=0.9, block_size=20)
+    value, bounds, se, nu = _naive_mutual_hoeffding(x, y, k, 0.9)
+    assert res.value == pytest.approx(value, rel=RTOL)
+    assert res.ci == pytest.approx(bounds, rel=RTOL) and res.ci_level == 0.9
+    assert res.parameters["ci_se"] == pytest.approx(se, rel=1e-9) and res.parameters["ci_df"] == pytest.approx(nu, rel=1e-9)
+    assert res.parameters["ci_scale"] == "logit" and "Hoeffding" in res.parameters["ci_variance"]
+    assert "ci_neighbours" not in res.parameters
+
+
 def test_knn_intervals_equal_naive_leave_one_group_out(pair):
     # each group left out as queries and as candidates: the measure of the remaining rows, searched afresh
     x, y = pair
     k = 5
-
-    def mutual(a, b):
-        ia, _ = dense_knn(a, k)
-        ib, _ = dense_knn(b, k)
-        return float(np.mean([len(set(ia[r]) & set(ib[r])) / k for r in range(len(ia))]))
-
-    _check(bigalign.mutual_knn(x, y, k=k, ci=0.95, block_size=20), *_naive_interval(x, y, mutual, 0.95, "logit"))
     _check(bigalign.cycle_knn(x, y, k=k, ci=0.95), *_naive_interval(x, y, lambda a, b: ref_cycle_scores(a, b, k).mean(), 0.95, "logit"))
     _check(bigalign.lcs_knn(x, y, k=k, ci=0.95), *_naive_interval(x, y, lambda a, b: ref_pair_scores(a, b, k, ref_lcs).mean() / k, 0.95, "logit"))
     res = bigalign.edit_distance_knn(x, y, k=k, ci=0.95)
@@ -121,19 +154,17 @@ def test_knn_deeper_search_when_a_group_holds_the_neighbours(monkeypatch):
     y = x @ rng.normal(size=(6, 6)) + 0.01 * rng.normal(size=(100, 6))
     k = 4
 
-    def mutual(a, b):
-        ia, _ = dense_knn(a, k)
-        ib, _ = dense_knn(b, k)
-        return float(np.mean([len(set(ia[r]) & set(ib[r])) / k for r in range(len(ia))]))
+    def lcs(a, b):
+        return float(ref_pair_scores(a, b, k, ref_lcs).mean() / k)
 
     from bigalign.metrics import neighbors
 
     depths = []
     real = neighbors.search_depth
     monkeypatch.setattr(neighbors, "search_depth", lambda *a: depths.append(real(*a)) or depths[-1])
-    res = bigalign.mutual_knn(x, y, k=k, ci=0.95)
+    res = bigalign.lcs_knn(x, y, k=k, ci=0.95)  # (mutual kNN's exact road uses no leave-out search)
     assert depths[0] == 8 and len(depths) > 1
-    value, iv = _naive_interval(x, y, mutual, 0.95, "logit")
+    value, iv = _naive_interval(x, y, lcs, 0.95, "logit")
     assert res.value == pytest.approx(value) and res.ci == pytest.approx(iv.bounds, rel=RTOL)
 
 

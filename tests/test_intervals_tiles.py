@@ -188,7 +188,6 @@ def test_interval_does_not_change_the_estimate(pair):
         lambda x, y, z: bigalign.cka(x, y, kernel="rbf", method="block", block_rows=16, ci=0.95),  # 5 blocks < 40
         lambda x, y, z: bigalign.kernel_alignment(x, y, kernel="laplacian", method="block", block_rows=16, ci=0.95),
         lambda x, y, z: bigalign.dcor(x, y, method="block", block_rows=16, ci=0.95),  # 5 blocks < 40
-        lambda x, y, z: bigalign.dcov(x, y, method="projection", ci=0.95),
         lambda x, y, z: bigalign.partial_dcor(x, y, z, method="block", block_rows=16, ci=0.95),
         lambda x, y, z: bigalign.energy_distance(x, x + 0.5, method="block", block_rows=16, ci=0.95),
     ],

@@ -130,6 +130,13 @@ REGISTRY: list[Case] = [
     Case("rsa-euclidean-ci", lambda d, **kw: bigalign.rsa(d["x"], d["y"], distance="euclidean", method="exact", ci=0.95, **kw)),
     Case("partial_dcor-exact-ci", lambda d, **kw: bigalign.partial_dcor(d["x"], d["y"], d["x"][:, :2] ** 2, method="exact", ci=0.95, **kw)),
     Case("energy_distance-exact-ci", lambda d, **kw: bigalign.energy_distance(d["x"], d["x2"], method="exact", ci=0.95, **kw)),
+    # dCor's projection road: row group g left out with direction group g, from the projections held in memory
+    Case("dcor-projection-ci", lambda d, **kw: bigalign.dcor(d["x"], d["y"], method="projection", n_projections=40, seed=1, ci=0.95, **kw)),
+    # energy distance's block road reads its random blocks itself (no engine options): the case pins its Result shape
+    Case("energy_distance-block-ci",
+         lambda d, **kw: bigalign.energy_distance(d["x"], d["y"][:, :1] @ np.ones((1, 5)), method="block", block_rows=2, ci=0.95, **kw),
+         engine=()),  # fmt: skip
+    Case("knn_sweep-ci", lambda d, **kw: bigalign.knn_sweep(d["x"], d["y"], k=[3, 5], ci=0.95, **kw)[5]),
     # stitching
     Case("stitch-linear", lambda d, **kw: bigalign.stitch(d["x"], d["y"], targets=d["labels"], **kw)),
     Case("stitch-kernel", lambda d, **kw: bigalign.stitch(d["x"], d["y"], kind="kernel", n_features=16, ridge=1e-3, **kw)),

@@ -215,14 +215,15 @@ def _block_leave_outs(terms: DcovTerms) -> tuple[DcovTerms, ...]:
     return tuple(out)
 
 
-def _interval(func: str, terms: DcovTerms, level: float | None, value: float, f: Any, scale: str) -> Any:
+def _interval(func: str, terms: DcovTerms, level: float | None, value: float, f: Any, scale: str, estimator: str = "unbiased") -> Any:
     """The block-jackknife interval from the leave-one-group-out terms (None without ci); a biased estimate's
     (exact tiles) is the interval of the U-statistic from the same sums (intervals.estimator_interval).  The
-    block road's estimate averages U-statistics with either estimator: its own interval."""
+    block road's estimate averages U-statistics with either estimator: its own interval.  ``estimator="biased"``
+    without an unbiased form (the projection roads): the jackknife's bias-corrected centre."""
     if level is None or terms.loo is None:
         return None
     if terms.unbiased is None:
-        return estimator_interval(value, loo_values(func, terms, f), level, scale=scale)  # type: ignore[arg-type]
+        return estimator_interval(value, loo_values(func, terms, f), level, scale=scale, estimator=estimator, metric=func)  # type: ignore[arg-type]
     full, loo = terms.unbiased
     return estimator_interval(value, None, level, scale=scale, estimator="biased",  # type: ignore[arg-type]
                               unbiased=(f(full), loo_values(func, dataclasses.replace(terms, loo=loo), f)))  # fmt: skip
@@ -290,8 +291,17 @@ def _univariate(u: np.ndarray, v: np.ndarray, estimator: str) -> tuple[float, fl
 
 
 def _projected(
-    reps: list[Representation], estimator: str, n_proj: int, seed: int, options: EngineOptions, workers: int
-) -> tuple[DcovTerms, dict[str, Any]]:
+    reps: list[Representation], estimator: str, n_proj: int, seed: int, options: EngineOptions, workers: int,
+    bounds: np.ndarray | None = None,
+) -> tuple[DcovTerms, dict[str, Any]]:  # fmt: skip
+    """The random-projection (or, for 1-D inputs, the exact univariate) estimate from one pass.
+
+    With ``bounds`` (contiguous row groups): also the estimate with row group g **and** direction
+    group g left out together (the K directions cut into as many contiguous groups; the univariate
+    road has one direction and leaves out rows only), recomputed from the projections held in memory
+    (no second read): the interval then covers both sources of its error, the rows and the random
+    directions (:func:`_projection_leave_outs`).
+    """
     dx, dy = reps[0].d, reps[1].d
     exact = dx == 1 and dy == 1
     k = 1 if exact else n_proj
@@ -310,18 +320,49 @@ def _projected(
 
     with ThreadPoolExecutor(max_workers=max(1, min(workers, k))) as pool:  # the Numba kernel releases the GIL
         rows = np.array(list(pool.map(one, range(k))))
+        loo = None if bounds is None else _projection_leave_outs(px, py, k, cx, cy, estimator, bounds, pool)
     reps_arr = rows[:, :3]
     cxy, vx, vy = (float(v) for v in reps_arr.mean(axis=0))
     mx, my = float(rows[:, 3].mean()), float(rows[:, 4].mean())
     terms = DcovTerms(
         n=reps[0].n, cxy=cxy, vx=vx, vy=vy,
         x_zero=bool(vx <= ZERO_TOL * mx), y_zero=bool(vy <= ZERO_TOL * my), x_const=mx == 0, y_const=my == 0,
-        replicates=None if exact else reps_arr,
+        replicates=None if exact else reps_arr, loo=loo,
     )  # fmt: skip
     params = {"block_size": plan.block_rows, "n_blocks": plan.n_blocks, "scheduler": plan.scheduler}
     if not exact:
         params.update(n_projections=k, seed=seed, C_p=cx, C_q=cy)
     return terms, params
+
+
+def _projection_leave_outs(
+    px: np.ndarray, py: np.ndarray, k: int, cx: float, cy: float, estimator: str, bounds: np.ndarray, pool: Any
+) -> tuple[DcovTerms, ...]:  # fmt: skip
+    """The projection estimate with row group g and direction group g left out, for every g.
+
+    Each value is exactly the projection road on the rows outside group g with the directions
+    outside direction group g (the same directions a run with the same seed draws): the estimate
+    of the rows and directions that remain.  Leaving both out at once makes the jackknife see
+    both independent sources of error — the sampling of rows and the Monte Carlo choice of
+    directions — so the interval is about the population value, not about the average over these
+    K directions.  One direction (univariate inputs): rows only.
+    """
+    G = bounds.size - 1
+    dgroups = None if k == 1 else row_groups(k, G)
+    n = px.shape[0]
+
+    def one(g: int) -> DcovTerms:
+        keep = np.r_[0 : bounds[g], bounds[g + 1] : n]
+        dirs = range(k) if dgroups is None else [t for t in range(k) if not dgroups[g] <= t < dgroups[g + 1]]
+        acc = np.zeros(3)
+        for t in dirs:
+            u, v, u2, v2 = px[keep, t], py[keep, t], px[keep, k + t], py[keep, k + t]
+            acc += (_univariate(u, v, estimator)[0] * cx * cy, _univariate(u, u2, estimator)[0] * cx * cx,
+                    _univariate(v, v2, estimator)[0] * cy * cy)  # fmt: skip
+        acc /= len(dirs)
+        return DcovTerms(n=keep.size, cxy=float(acc[0]), vx=float(acc[1]), vy=float(acc[2]))
+
+    return tuple(pool.map(one, range(G)))
 
 
 # ---------------------------------------------------------------------------
@@ -447,11 +488,11 @@ def _compute(func: str, x: Any, y: Any, opts: DcorOptions) -> tuple[DcovTerms, s
     bounds = None if level is None else row_groups(n, DEFAULT_CI_GROUPS, func=func)
     reps = prepare([x, y], ["x", "y"])
     chosen, reason = resolve_method(method, n, reps[0].d, reps[1].d)
-    if level is not None and chosen not in ("exact", "block"):
+    if level is not None and chosen == "projection" and (n_proj or DEFAULT_PROJECTIONS) < 2 * DEFAULT_CI_GROUPS:
         raise InvalidInputError(
-            f"{func}: ci= (a sampling interval over rows) is computed on the exact tiles or the block road; the method "
-            f"here is {chosen!r} ({reason}), which has no interval yet. Use method='exact' (O(n^2 d) time) or "
-            "method='block', or leave ci out."
+            f"{func}: ci= on method='projection' leaves out one of {DEFAULT_CI_GROUPS} groups of the directions with each "
+            f"row group and needs at least {2 * DEFAULT_CI_GROUPS} projections; got n_projections={n_proj}. Use "
+            f"n_projections >= {2 * DEFAULT_CI_GROUPS}, or leave ci out."
         )
     eo = opts.engine
     workers = _n_workers(*resolve_scheduler(eo.scheduler, eo.client), eo.num_workers)
@@ -461,11 +502,16 @@ def _compute(func: str, x: Any, y: Any, opts: DcorOptions) -> tuple[DcovTerms, s
         terms, params = _exact(reps, estimator, eo, bounds)
         name = "exact-tiles"
     elif chosen == "univariate":
-        terms, params = _projected(reps, estimator, 1, seed, eo, workers)
+        terms, params = _projected(reps, estimator, 1, seed, eo, workers, bounds)
         name = "univariate-exact"
     elif chosen == "projection":
-        terms, params = _projected(reps, estimator, n_proj or DEFAULT_PROJECTIONS, seed, eo, workers)
+        terms, params = _projected(reps, estimator, n_proj or DEFAULT_PROJECTIONS, seed, eo, workers, bounds)
         name = "projection"
+        if level is not None:
+            params["ci_directions"] = (
+                f"each row group left out together with one of {DEFAULT_CI_GROUPS} groups of the random directions: "
+                "about the population value, including the Monte Carlo error of the directions"
+            )
         params["stderr"] = (
             "jackknife over projections: the Monte Carlo error of the projection average around the exact "
             "full-sample statistic; large in many dimensions"
@@ -551,11 +597,18 @@ _DOC = """
         groups, whose leave-one-group-out statistics are exact and come from the
         same tile pass (``method="exact"``; adds 2·n·20 floats of memory), or
         over 20 groups of the random blocks (``method="block"``, at least 40
-        blocks; rows assumed exchangeable).  dCor² on the logit scale, dCov²
-        as is.  Not with ``method="projection"``.
-        The biased (V-statistic) estimate's interval is the U-statistic's from
-        the same sums (the same population value, ``parameters["ci_center"]``):
-        at small n its ``value`` can lie above it (flag ``"value_outside_ci"``).
+        blocks; rows assumed exchangeable).  ``method="projection"`` (at least
+        40 directions): row group g is left out together with one of 20 groups
+        of the random directions, recomputed from the projections kept in
+        memory (no second read; 20× the O(K·n log n) univariate work), so the
+        interval covers the directions' Monte Carlo error as well as the rows;
+        one-dimensional inputs (exact univariate road): rows only.  dCor² on the
+        logit scale, dCov² as is.
+        The biased (V-statistic) estimate's interval on the exact tiles is the
+        U-statistic's from the same sums (the same population value,
+        ``parameters["ci_center"]``): at small n its ``value`` can lie above it
+        (flag ``"value_outside_ci"``); on the projection and univariate roads it
+        is centred at the jackknife's bias-corrected estimate.
     scheduler : {"sync", "threads", "distributed"}, distributed.Client or None
         As for :func:`bigalign.cka`.
     client : distributed.Client, optional
@@ -650,6 +703,11 @@ def dcor(
     return dcor_with_loo(x, y, opts)[0]
 
 
+#: the roads whose leave-one-group-out values are on fewer rows (a biased estimate's are biased more):
+#: their biased interval is centred at the jackknife's bias-corrected estimate
+_ROW_LOO = ("exact-tiles", "projection", "univariate-exact")
+
+
 def _dcor_of(t: DcovTerms) -> float:
     return float(t.cxy / math.sqrt(t.vx * t.vy)) if t.vx > 0 and t.vy > 0 else float("nan")
 
@@ -674,9 +732,10 @@ def dcor_with_loo(x: Any, y: Any, opts: DcorOptions, func: str = "dcor") -> tupl
     value = f(terms.cxy, terms.vx, terms.vy)
     stderr = None if terms.replicates is None else _jackknife(terms.replicates, lambda c, a, b: f(c, a, b) if a > 0 and b > 0 else float("nan"))
     loo = None if ci is None or terms.loo is None else loo_values(func, terms, _dcor_of)
-    # exact tiles of the biased V-statistic: the interval of the U-statistic dCor² from the same sums (the block
-    # road's estimate is already the population value's)
-    interval = None if loo is None else _interval(func, terms, float(ci), value, _dcor_of, "logit")
+    # a biased V-statistic: on exact tiles the interval of the U-statistic dCor² from the same sums, on the projection
+    # roads the jackknife's bias-corrected centre (the block road's estimate is already the population value's)
+    interval = None if loo is None else _interval(func, terms, float(ci), value, _dcor_of, "logit",
+                                                  "biased" if estimator == "biased" and name in _ROW_LOO else "unbiased")
     if stderr is not None and not math.isfinite(stderr):
         stderr = None
         params["stderr"] = "unavailable: a leave-one-out replicate is undefined (self-term <= 0)"
@@ -751,7 +810,10 @@ def dcov(
         params["stderr"] = "unavailable: a leave-one-out replicate is undefined"
     if value < 0:
         flags += ("negative_unbiased_estimate",)
-    interval = _interval("dcov", terms, None if ci is None else float(ci), value, lambda t: float(t.cxy), "identity")
+    interval = _interval(
+        "dcov", terms, None if ci is None else float(ci), value, lambda t: float(t.cxy), "identity",
+        "biased" if estimator == "biased" and name in _ROW_LOO else "unbiased",
+    )  # fmt: skip
     return with_interval(Result(
         metric="dcov",
         value=value,

@@ -297,6 +297,13 @@ def _block_energy(rx: Representation, ry: Representation, rows: int, seed: int) 
     return out, {"block_rows": rows, "n_blocks": m, "seed": seed}
 
 
+def block_group_means(vals: np.ndarray) -> np.ndarray:
+    """The block road's mean without each of the 20 contiguous groups of its random blocks (in block order)."""
+    b = row_groups(vals.size, DEFAULT_CI_GROUPS)
+    tot = float(vals.sum())
+    return np.array([(tot - float(vals[b[g] : b[g + 1]].sum())) / (vals.size - int(b[g + 1] - b[g])) for g in range(DEFAULT_CI_GROUPS)])
+
+
 def energy_distance(
     x: Any,
     y: Any,
@@ -333,11 +340,14 @@ def energy_distance(
         A sampling interval at this level (e.g. 0.95) about the population
         energy distance, in ``result.ci``: the block jackknife over 20
         contiguous row groups of each sample (leaving out group g of x together
-        with group g of y), recomputed exactly from the same tile pass
-        (``method="exact"`` only; identity scale).  The biased (V-statistic)
-        estimate's interval is the U-statistic's from the same sums (the same
-        population value, ``parameters["ci_center"]``): at small n its
-        ``value`` can lie above it (flag ``"value_outside_ci"``).
+        with group g of y), recomputed exactly from the same tile pass; identity
+        scale.  ``method="block"``: the same jackknife over 20 groups of the random
+        blocks (needs at least 40 blocks, ``block_rows`` ≤ min(n_x, n_y)/40), about the
+        population value the block road estimates.
+        The biased (V-statistic) estimate's interval on the exact road is the
+        U-statistic's from the same sums (the same population value,
+        ``parameters["ci_center"]``): at small n its ``value`` can lie above it
+        (flag ``"value_outside_ci"``).
     block_size : int, optional
         Rows per tile side of the exact road (default 2048); does not change the answer.
     scheduler, client, num_workers, memory_per_worker
@@ -388,13 +398,8 @@ def energy_distance(
     chosen = method if method != "auto" else ("exact" if n <= ENERGY_EXACT_MAX_N else "block")
     reason = "requested" if method != "auto" else f"n_x + n_y = {n} {'<=' if chosen == 'exact' else '>'} {ENERGY_EXACT_MAX_N}"
     level = check_ci(func, ci)
-    if level is not None and chosen != "exact":
-        raise InvalidInputError(
-            f"{func}: ci= (a sampling interval over rows) is computed on the exact tiles; the method here is {chosen!r} "
-            f"({reason}), which has no interval yet. Use method='exact', or leave ci out."
-        )
     bounds = None
-    if level is not None:
+    if level is not None and chosen == "exact":
         bounds = np.concatenate([row_groups(nx, DEFAULT_CI_GROUPS, func=func), nx + row_groups(ny, DEFAULT_CI_GROUPS, func=func)[1:]])
     if chosen == "block":
         if engine_opts.given():
@@ -408,6 +413,12 @@ def energy_distance(
                 f"{func} with method='block' needs at least 2 random blocks of block_rows = {rows} rows of each sample for "
                 f"its standard error; got n_x = {nx}, n_y = {ny}. Use a smaller block_rows (<= {min(nx, ny) // 2}) or method='exact'."
             )
+        if level is not None and min(nx, ny) // rows < 2 * DEFAULT_CI_GROUPS:
+            raise InvalidInputError(
+                f"{func}: ci= on method='block' is the jackknife over {DEFAULT_CI_GROUPS} groups of the random blocks and "
+                f"needs at least {2 * DEFAULT_CI_GROUPS} blocks; n_x = {nx}, n_y = {ny} hold {min(nx, ny) // rows} of "
+                f"block_rows = {rows}. Use block_rows <= {min(nx, ny) // (2 * DEFAULT_CI_GROUPS)}, method='exact', or leave ci out."
+            )
         vals, params = _block_energy(rx, ry, rows, check_int(func, "seed", seed, 0))
         k = vals.size
         value = float(vals.mean())
@@ -415,11 +426,19 @@ def energy_distance(
         params.update(method_reason=reason, stderr="jackknife over the random blocks")
         if estimator == "biased":
             params["estimand"] = "population energy distance (U-statistics within blocks); the full-sample V-statistic exceeds it by O(1/n)"
-        return Result(
+        interval = None
+        if level is not None:
+            interval = jackknife_interval(value, block_group_means(vals), level)
+            params["ci_blocks"] = (
+                f"jackknife over {DEFAULT_CI_GROUPS} groups of the random blocks (i.i.d. under exchangeable rows): about "
+                "the population value; the random blocks ignore storage order, so rows that depend on their "
+                "neighbours are not protected against (the exact road's contiguous row groups are)"
+            )
+        return with_interval(Result(
             metric="energy_distance", value=value, estimator=estimator, method="block", n_samples=n,
             terms={"n_x": nx, "n_y": ny}, parameters=params, stderr=se,
             flags=("negative_unbiased_estimate",) if value < 0 else (),
-        )  # fmt: skip
+        ), interval)  # fmt: skip
     chunk = min(n, 4096)
     w = da.concatenate([da.from_array(_Rows(rx), chunks=(chunk, rx.d)), da.from_array(_Rows(ry), chunks=(chunk, ry.d))], axis=0)
     g = np.concatenate([np.zeros(nx), np.ones(ny)])[:, None]
