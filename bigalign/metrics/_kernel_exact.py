@@ -61,11 +61,6 @@ class GroupedSums:
         return KernelSums(n=int(kept_rows.size), kl=kl, kk=kk, ll=ll, r=r, s=s)
 
 
-def add_block_rows(rows: dict, start: int, r: np.ndarray) -> None:
-    """Add the row sums ``r`` of the block starting at row ``start`` into ``rows`` (block start -> sums)."""
-    rows[start] = rows[start] + r if start in rows else r
-
-
 def group_pair_array(grouped: GroupedTiles, terms: int) -> np.ndarray:
     """(terms, G, G): the grouped pass's pair sums as an array (0 where a group pair has no pairs)."""
     G = grouped.groups

@@ -120,7 +120,6 @@ from ._mmd_sums import (  # noqa: F401
     _FEATURE_TAG,
     _PERMUTATION_TAG,
     FeatureSums,
-    PairSums,
     PooledFeatureStatistic,
     PooledRepresentation,
     PooledTileStatistic,
