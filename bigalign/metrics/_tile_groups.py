@@ -55,14 +55,4 @@ def note_biased(result: Any, estimator: str) -> Any:
     return replace(result, parameters={**result.parameters, "ci_bias": BIASED_CI_NOTE})
 
 
-def merged(moments: dict, skip: int | None = None) -> Any:
-    """The pair moments of every group pair (g, h) with neither g nor h equal to ``skip``, merged in key order."""
-    total = None
-    for key in sorted(moments):
-        if skip is not None and skip in key:
-            continue
-        total = moments[key] if total is None else total.merge(moments[key])
-    return total
-
-
 __all__ = ["BIASED_CI_NOTE", "GroupedSums", "GroupedTileStatistic", "note_biased", "pieces"]

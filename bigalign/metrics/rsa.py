@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence, Unpack
+from typing import Any, ClassVar, Literal, Sequence, Unpack
 
 import numpy as np
 
@@ -67,9 +67,9 @@ from ..result import Result
 from ._common import check_choice, linear_moments, paired_n, sqnorm
 from ._common import with_engine_doc
 from .neighbors import IntervalResult, finite_rows, unit_rows
-from ._tile_groups import merged, pieces
 from ..intervals import DEFAULT_CI_GROUPS, check_ci, jackknife_interval, row_groups, with_interval
 from ..options import EngineKwargs, EngineOptions
+from ..tiles import GroupedTileStatistic, TileStatistic
 
 __all__ = ["rsa", "row_patterns", "tau_a", "tile_distances"]
 
@@ -161,68 +161,41 @@ def tile_distances(a: np.ndarray, b: np.ndarray, na: np.ndarray, nb: np.ndarray,
 
 
 @dataclass(frozen=True, eq=False)
-class RsaTileStatistic:
-    """Pair moments of (dₓ, d_y) over the pairs i < j of each tile (I, J ≥ I)."""
+class RsaTileStatistic(TileStatistic):
+    """Pair moments of (dₓ, d_y) over the pairs i < j of each tile (I, J ≥ I).
+
+    An unordered road of :class:`bigalign.tiles.TileStatistic` (each pair once, no
+    per-row sums); its grouped pass keeps the moments of each group pair g ≤ h, and the
+    moments of the rows minus group g merge those without g
+    (:meth:`bigalign.tiles.GroupedTiles.total`): exact, G(G+1)/2 moments of state.
+    """
 
     code: int
     shift_x: np.ndarray
     shift_y: np.ndarray
     names: tuple[str, str] = ("x", "y")
 
-    def distances(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> tuple:
+    ordered: ClassVar[bool] = False
+
+    def prepare(self, blocks: Sequence[np.ndarray], start: int) -> tuple:
+        return (
+            _prep(blocks[0], self.code, self.shift_x, self.names[0], start),
+            _prep(blocks[1], self.code, self.shift_y, self.names[1], start),
+        )
+
+    def values(self, pi: Any, pj: Any) -> tuple[np.ndarray, np.ndarray]:
         """The tile's two distance matrices (dₓ, d_y), rows of block I by rows of block J."""
-        xi, nxi = _prep(blocks_i[0], self.code, self.shift_x, self.names[0], start_i)
-        yi, nyi = _prep(blocks_i[1], self.code, self.shift_y, self.names[1], start_i)
-        if start_i == start_j:
-            xj, nxj, yj, nyj = xi, nxi, yi, nyi
-        else:
-            xj, nxj = _prep(blocks_j[0], self.code, self.shift_x, self.names[0], start_j)
-            yj, nyj = _prep(blocks_j[1], self.code, self.shift_y, self.names[1], start_j)
-        return tile_distances(xi, xj, nxi, nxj, self.code), tile_distances(yi, yj, nyi, nyj, self.code)
+        return tuple(tile_distances(a, b, na, nb, self.code) for (a, na), (b, nb) in zip(pi, pj))  # type: ignore[return-value]
 
-    def partial(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> PairMoments:
-        dx, dy = self.distances(blocks_i, blocks_j, start_i, start_j)
-        return PairMoments(*pair_moments(dx, dy, start_i == start_j))
+    def sums(self, values: Any, pi: Any, pj: Any, a: slice, c: slice, same: bool) -> tuple[Any, Any, Any]:
+        dx, dy = values
+        return PairMoments(*pair_moments(dx[a, c], dy[a, c], same)), None, None
 
-    def combine(self, a: PairMoments, b: PairMoments) -> PairMoments:
+    def merge(self, a: PairMoments, b: PairMoments) -> PairMoments:
         return a.merge(b)
 
-    def finalize(self, state: PairMoments) -> PairMoments:
-        return state
-
-
-@dataclass(frozen=True, eq=False)
-class GroupedRsaStatistic:
-    """RSA's Pearson tiles with the pair moments kept per group pair (g ≤ h) of contiguous row groups.
-
-    The moments of the rows minus group g merge those of the group pairs without g
-    (:func:`bigalign.metrics._tile_groups.merged`): exact, G(G+1)/2 moments of state.
-    """
-
-    base: RsaTileStatistic
-    bounds: np.ndarray
-
-    def partial(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> dict:
-        dx, dy = self.base.distances(blocks_i, blocks_j, start_i, start_j)
-        diagonal = start_i == start_j
-        out: dict = {}
-        for g, a0, a1 in pieces(self.bounds, start_i, dx.shape[0]):
-            for h, c0, c1 in pieces(self.bounds, start_j, dx.shape[1]):
-                if diagonal and c0 < a0:
-                    continue  # a diagonal tile's lower sub-tiles hold the same pairs as its upper ones
-                pm = PairMoments(*pair_moments(dx[a0:a1, c0:c1], dy[a0:a1, c0:c1], diagonal and c0 == a0))
-                key = (min(g, h), max(g, h))
-                out[key] = out[key].merge(pm) if key in out else pm
-        return out
-
-    def combine(self, a: dict, b: dict) -> dict:
-        out = dict(a)
-        for k, v in b.items():
-            out[k] = out[k].merge(v) if k in out else v
-        return out
-
-    def finalize(self, state: dict) -> dict:
-        return state
+    def finish(self, pairs: PairMoments, rows: Any) -> PairMoments:
+        return pairs
 
 
 # ---------------------------------------------------------------------------
@@ -543,8 +516,8 @@ def rsa(
         if bounds is None:
             pm, plan = run_pairs(stat, reps, check_pairing=False, **ekw)
         else:
-            by_group, plan = run_pairs(GroupedRsaStatistic(stat, bounds), reps, check_pairing=False, **ekw)
-            pm = merged(by_group)
+            by_group, plan = run_pairs(GroupedTileStatistic(stat, bounds), reps, check_pairing=False, **ekw)
+            pm = by_group.total()
         params.update(block_size=plan.block_rows, n_tiles=plan.n_blocks * (plan.n_blocks + 1) // 2, scheduler=plan.scheduler)
         for name, m2, mu in (("x", pm.m2x, pm.mx), ("y", pm.m2y, pm.my)):
             if m2 <= pm.count * (1e-10 * mu) ** 2:
@@ -556,7 +529,7 @@ def rsa(
             return result
         loo = []
         for g in range(bounds.size - 1):
-            q = merged(by_group, skip=g)
+            q = by_group.total(skip=g)
             if not (q.m2x > 0 and q.m2y > 0):
                 raise DegenerateInputError(
                     f"rsa: the sampling interval is undefined here: with row group {g} left out, all distances of x or y "
