@@ -31,6 +31,8 @@ __all__ = [
     "draw_random_fourier",
     "kernel_scale",
     "median_bandwidth",
+    "resolve_bandwidth",
+    "resolve_bandwidths",
     "sample_rows",
 ]
 
@@ -140,11 +142,31 @@ def resolve_bandwidths(
         bx, by = bandwidth
     else:
         bx = by = bandwidth
-    mx = _median_or_none(xs, "x", _is_median(bx))
-    my = _median_or_none(ys, "y", _is_median(by))
-    sx = mx if _is_median(bx) else check_bandwidth(bx, "x")
-    sy = my if _is_median(by) else check_bandwidth(by, "y")
-    return sx, sy, mx, my  # type: ignore[return-value]
+    (sx, mx), (sy, my) = _one_bandwidth(bx, xs, "x"), _one_bandwidth(by, ys, "y")
+    return sx, sy, mx, my
+
+
+def _one_bandwidth(b: Any, sample: np.ndarray, name: str) -> tuple[float, float | None]:
+    """The rule for one kernel: σ = the sample's median pairwise distance for "median", else the checked number."""
+    med = _median_or_none(sample, name, _is_median(b))
+    return (med if _is_median(b) else check_bandwidth(b, name)), med  # type: ignore[return-value]
+
+
+def resolve_bandwidth(bandwidth: Any, sample: np.ndarray, name: str, func: str | None = None) -> tuple[float, float | None]:
+    """(σ, median or None) of one kernel on one sample (e.g. MMD's pooled sample, whose two inputs share
+    the space and so one kernel); the median is None when it is 0 and not needed.
+
+    ``bandwidth`` is ``"median"`` (the median pairwise distance of ``sample``) or a positive number;
+    ``name`` names the sample and ``func`` the caller in the error messages.
+    """
+    where = f" of {func}" if func else ""
+    if isinstance(bandwidth, (tuple, list)):
+        raise InvalidInputError(
+            f"the 'bandwidth' parameter{where} must be one number or 'median': {name} share one kernel; got {bandwidth!r}."
+        )
+    if isinstance(bandwidth, str) and not _is_median(bandwidth):
+        raise InvalidInputError(f"the 'bandwidth' parameter{where} must be 'median' or a positive number; got {bandwidth!r} instead.")
+    return _one_bandwidth(bandwidth, sample, name)
 
 
 def bandwidth_ratio(sigmas: list[float], medians: list[float | None]) -> float:

@@ -13,16 +13,15 @@ import numpy as np
 
 from .._checks import check_applies, finite_float64
 from ..engine import run, run_pairs
-from ..errors import DegenerateInputError, InvalidInputError, NonFiniteError
+from ..errors import InvalidInputError, NonFiniteError
 from ..intervals import jackknife_se
 from ..features import (
     BANDWIDTH_SAMPLE,
     KERNELS,
-    check_bandwidth,
     draw_nystroem,
     draw_random_fourier,
     kernel_scale,
-    median_bandwidth,
+    resolve_bandwidth,
     resolve_method,
     sample_rows,
 )
@@ -71,25 +70,6 @@ class _Estimate:
     null_values: np.ndarray | None = None  # MMD² under each permuted labelling
     weights: np.ndarray | None = None  # eigenvalues of C_x/n_x + C_y/n_y (asymptotic null)
     flags: tuple[str, ...] = ()  # Nyström: "nystroem_not_converged"
-
-
-def _bandwidth(bandwidth: Any, zs: np.ndarray, func: str) -> tuple[float, float | None]:
-    """(σ, median or None when not needed and undefined)."""
-    if isinstance(bandwidth, str):
-        if bandwidth != "median":
-            raise InvalidInputError(f"the 'bandwidth' parameter of {func} must be 'median' or a positive number; got {bandwidth!r} instead.")
-        med = median_bandwidth(zs, "x and y (pooled)")
-        return med, med
-    if isinstance(bandwidth, (tuple, list)):
-        raise InvalidInputError(
-            f"the 'bandwidth' parameter of {func} must be one number or 'median': x and y live in the same space "
-            f"and share one kernel; got {bandwidth!r}."
-        )
-    sigma = check_bandwidth(bandwidth, "x and y")
-    try:
-        return sigma, median_bandwidth(zs, "x and y (pooled)")
-    except DegenerateInputError:
-        return sigma, None
 
 
 def _estimate(func: str, x: Any, y: Any, **kw: Any) -> _Estimate:
@@ -149,7 +129,7 @@ def _estimate_body(
         feats = _Features(None, shift)
         bounds = np.array([0, z.d], dtype=np.int64)
         return _feature_estimate(z, feats, bounds, "exact-streaming", params, estimator, labels, null, z.d, ekw, "exact")
-    sigma, med = _bandwidth(bandwidth, zs, func)
+    sigma, med = resolve_bandwidth(bandwidth, zs, "x and y (pooled)", func)
     params.update(bandwidth=sigma, median=med, bandwidth_sample=int(zs.shape[0]))
     ratio = 0.0 if med is None else sigma / med  # no median (all rows equal): never Nystroem
     chosen, reason = resolve_method(method, n, ratio, n_label="n_x + n_y")

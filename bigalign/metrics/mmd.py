@@ -113,7 +113,7 @@ from .._numba.tiles import KERNEL_CODES, sqdist  # noqa: F401
 from ..features import BANDWIDTH_SAMPLE, draw_nystroem, draw_random_fourier, sample_rows  # noqa: F401
 from ..io import as_representation  # noqa: F401
 from ._kernel_approx import nystroem_stderr  # noqa: F401
-from ._mmd_estimate import _bandwidth, _feature_estimate, _tile_estimate, mmd_from_sums  # noqa: F401
+from ._mmd_estimate import _feature_estimate, _tile_estimate, mmd_from_sums  # noqa: F401
 from ._mmd_sums import (  # noqa: F401
     MAX_LABEL_BYTES,
     NULL_SAMPLE,
