@@ -130,6 +130,18 @@ REGISTRY: list[Case] = [
     Case("rsa-euclidean-ci", lambda d, **kw: bigalign.rsa(d["x"], d["y"], distance="euclidean", method="exact", ci=0.95, **kw)),
     Case("partial_dcor-exact-ci", lambda d, **kw: bigalign.partial_dcor(d["x"], d["y"], d["x"][:, :2] ** 2, method="exact", ci=0.95, **kw)),
     Case("energy_distance-exact-ci", lambda d, **kw: bigalign.energy_distance(d["x"], d["x2"], method="exact", ci=0.95, **kw)),
+    # two samples: row group g of x and row group g of y left out together
+    Case("mmd-rbf-exact-ci", lambda d, **kw: bigalign.mmd(d["x"], d["x2"], method="exact", ci=0.95, **kw)),
+    Case("mmd-laplacian-exact-ci-biased",
+         lambda d, **kw: bigalign.mmd(d["x"], d["x2"], kernel="laplacian", method="exact", estimator="biased", ci=0.9, **kw)),  # fmt: skip
+    Case("mmd-linear-ci", lambda d, **kw: bigalign.mmd(d["x"], d["x2"], kernel="linear", ci=0.95, **kw)),
+    # RSA's rank comparisons (held distances), non-Euclidean Pearson (grouped moments) and sampled pairs
+    Case("rsa-spearman-ci", lambda d, **kw: bigalign.rsa(d["x"], d["y"], compare="spearman", ci=0.95, **kw)),
+    Case("rsa-kendall-correlation-ci",
+         lambda d, **kw: bigalign.rsa(d["x"], d["y"], compare="kendall", distance="correlation", ci=0.95, **kw)),  # fmt: skip
+    Case("rsa-correlation-pearson-ci", lambda d, **kw: bigalign.rsa(d["x"], d["y"], distance="correlation", ci=0.95, **kw)),
+    Case("rsa-cosine-pearson-ci", lambda d, **kw: bigalign.rsa(d["x"], d["y"], distance="cosine", ci=0.9, **kw)),
+    Case("rsa-sampled-ci", lambda d, **kw: bigalign.rsa(d["x"], d["y"], method="sampled", n_pairs=3000, seed=2, ci=0.95, **kw)),
     # stitching
     Case("stitch-linear", lambda d, **kw: bigalign.stitch(d["x"], d["y"], targets=d["labels"], **kw)),
     Case("stitch-kernel", lambda d, **kw: bigalign.stitch(d["x"], d["y"], kind="kernel", n_features=16, ridge=1e-3, **kw)),
