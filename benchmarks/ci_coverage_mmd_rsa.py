@@ -13,16 +13,17 @@ n_x = n_y = n/2.  Population values in closed form:
 RSA: x ~ N(0, I_5), y = x·W + e (W a fixed 5 × 4 Gaussian matrix, e ~ N(0, I_4)).  A pair of
 distinct rows is a pair of independent draws, so the population value of each comparison is
 that of (d(x, x'), d(y, y')) over independent pairs: estimated once by Monte Carlo from
-POP_PAIRS independent pairs (Spearman: Pearson of the mid-ranks; Kendall: τ_a over
-POP_PAIRS_TAU pairs; Pearson of correlation distances).  Its Monte Carlo error is written
+POP_PAIRS = 4·10⁶ independent pairs (Spearman: Pearson of the mid-ranks; Kendall: τ_a over
+10⁶ pairs; Pearson of correlation distances).  Its Monte Carlo error is written
 beside it (≈ 1/√pairs, far below the intervals' widths).
 
 Cases (each with ``ci=0.95``, 200 repetitions by default, fresh samples each time):
-mmd-rbf (exact tiles), mmd-linear, rsa-spearman and rsa-kendall (Euclidean distances: exact in
-memory at n = 500, sampled pairs at n = 5,000 where ``auto`` samples), rsa-correlation-pearson
-(streamed moments), rsa-euclidean-sampled (Pearson, ``method="sampled"``).
+mmd-rbf (exact tiles), mmd-linear, rsa-correlation-pearson (streamed moments), rsa-spearman and
+rsa-kendall (Euclidean distances: exact in memory at n = 500, sampled pairs at n = 5,000 where
+``auto`` samples), rsa-euclidean-sampled (Pearson, ``method="sampled"``); the sampled road with
+SAMPLED_PAIRS = 20,000 pairs.
 
-Usage:  python benchmarks/ci_coverage_mmd_rsa.py --n 500 --reps 200 [--cases mmd-rbf,...]
+Usage:  python benchmarks/ci_coverage_mmd_rsa.py --n 500 5000 --reps 200 [--cases mmd-rbf,...] [--tag _x]
 Writes benchmarks/results/ci_coverage_mmd_rsa_n{n}{tag}.json after every 10 repetitions;
 ``--table`` merges the JSON files into benchmarks/results/ci_coverage_mmd_rsa.md.
 """
@@ -46,9 +47,12 @@ HERE = Path(__file__).resolve().parent
 OUT = Path(os.environ.get("CI_COVERAGE_OUT", HERE / "results"))
 D_MMD, DELTA, S_Y, SIGMA = 2, 0.3, 1.2, 1.5
 DX, DY = 5, 4
-POP_PAIRS = 10_000_000
-POP_PAIRS_TAU = 2_000_000
-CASES = ("mmd-rbf", "mmd-linear", "rsa-spearman", "rsa-kendall", "rsa-correlation-pearson", "rsa-euclidean-sampled")
+POP_PAIRS = 4_000_000
+POP_PAIRS_TAU = 1_000_000
+#: pairs of the sampled road in the coverage runs (its default is 100,000; fewer keep 200 repetitions affordable
+#: on a shared machine, and make the pair-sampling part of the error larger than it would be by default)
+SAMPLED_PAIRS = 20_000
+CASES = ("mmd-rbf", "mmd-linear", "rsa-correlation-pearson", "rsa-spearman", "rsa-kendall", "rsa-euclidean-sampled")
 
 
 def cpu() -> float:
@@ -117,20 +121,32 @@ def run_case(case: str, n: int, rng: np.random.Generator) -> tuple[float, tuple[
         r = bigalign.mmd(x, y, kernel=kernel, ci=0.95, scheduler="sync", **kw)
         return r.value, r.ci, r.method
     x, y = draw_rsa(rng, n)
+    # Spearman and Kendall: exact in memory up to n = 4,096, sampled pairs beyond (as method="auto")
+    sampled = {"method": "sampled", "n_pairs": SAMPLED_PAIRS, "seed": int(rng.integers(1 << 30))} if n > 4096 else {"scheduler": "sync"}
     if case == "rsa-spearman":
-        r = bigalign.rsa(x, y, compare="spearman", ci=0.95, scheduler="sync")
+        r = bigalign.rsa(x, y, compare="spearman", ci=0.95, **sampled)
     elif case == "rsa-kendall":
-        r = bigalign.rsa(x, y, compare="kendall", ci=0.95, scheduler="sync")
+        r = bigalign.rsa(x, y, compare="kendall", ci=0.95, **sampled)
     elif case == "rsa-correlation-pearson":
         r = bigalign.rsa(x, y, distance="correlation", ci=0.95, scheduler="sync")
     else:
-        r = bigalign.rsa(x, y, method="sampled", seed=int(rng.integers(1 << 30)), ci=0.95)
+        r = bigalign.rsa(x, y, method="sampled", n_pairs=SAMPLED_PAIRS, seed=int(rng.integers(1 << 30)), ci=0.95)
     return r.value, r.ci, r.method
 
 
 def population(case: str) -> tuple[float, float]:
     if case.startswith("mmd"):
         return mmd_population(case.split("-")[1]), 0.0
+    if case in _POP:
+        return _POP[case]
+    _POP[case] = _rsa_case_population(case)
+    return _POP[case]
+
+
+_POP: dict[str, tuple[float, float]] = {}
+
+
+def _rsa_case_population(case: str) -> tuple[float, float]:
     if case == "rsa-spearman":
         return rsa_population("spearman", "euclidean")
     if case == "rsa-kendall":
@@ -167,7 +183,7 @@ def table() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=500)
+    ap.add_argument("--n", type=int, nargs="+", default=[500, 5000])
     ap.add_argument("--reps", type=int, default=200)
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--table", action="store_true")
@@ -176,26 +192,27 @@ def main() -> None:
     if a.table:
         table()
         return
-    path = OUT / f"ci_coverage_mmd_rsa_n{a.n}{a.tag}.json"
-    data = json.loads(path.read_text()) if path.exists() else {"n": a.n, "cases": {}}
     for case in a.cases.split(","):
-        pop, pop_se = population(case)
-        rng = np.random.default_rng([a.n, CASES.index(case)])
-        hits, widths, values, method = [], [], [], ""
-        c0 = cpu()
-        for rep in range(a.reps):
-            v, (lo, hi), method = run_case(case, a.n, rng)
-            hits.append(lo <= pop <= hi)
-            widths.append(hi - lo)
-            values.append(v)
-            if (rep + 1) % 10 == 0 or rep + 1 == a.reps:
-                data["cases"][case] = {
-                    "method": method, "reps": rep + 1, "coverage": float(np.mean(hits)), "mean_width": float(np.mean(widths)),
-                    "mean_value": float(np.mean(values)), "population": pop, "population_se": pop_se,
-                    "cpu_per_rep": (cpu() - c0) / (rep + 1), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-                }  # fmt: skip
-                path.write_text(json.dumps(data, indent=1))
-        print(case, a.n, data["cases"][case], flush=True)
+        pop, pop_se = population(case)  # once per case for every n
+        for n in a.n:
+            path = OUT / f"ci_coverage_mmd_rsa_n{n}{a.tag}.json"
+            data = json.loads(path.read_text()) if path.exists() else {"n": n, "cases": {}}
+            rng = np.random.default_rng([n, CASES.index(case)])
+            hits, widths, values, method = [], [], [], ""
+            c0 = cpu()
+            for rep in range(a.reps):
+                v, (lo, hi), method = run_case(case, n, rng)
+                hits.append(lo <= pop <= hi)
+                widths.append(hi - lo)
+                values.append(v)
+                if (rep + 1) % 10 == 0 or rep + 1 == a.reps:
+                    data["cases"][case] = {
+                        "method": method, "reps": rep + 1, "coverage": float(np.mean(hits)), "mean_width": float(np.mean(widths)),
+                        "mean_value": float(np.mean(values)), "population": pop, "population_se": pop_se,
+                        "cpu_per_rep": (cpu() - c0) / (rep + 1), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    }  # fmt: skip
+                    path.write_text(json.dumps(data, indent=1))
+            print(case, n, data["cases"][case], flush=True)
 
 
 if __name__ == "__main__":

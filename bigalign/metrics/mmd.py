@@ -49,6 +49,19 @@ linear kernel
     seed in all 12 cells (the former bar: ≥ 0.9 in 6, down to 0.19);
     mean(stderr)/rmse 3.4-26 — conservative, most of the error being a bias.
 
+Sampling interval (``ci=``)
+---------------------------
+x and y are separate samples, so the block jackknife cuts each into G = 20
+contiguous row groups and leaves out group g of x and group g of y together:
+the delete-a-group jackknife of a two-sample U-statistic, θ₍₋g₎ the estimate on
+n_x − |g_x| and n_y − |g_y| rows.  Exact tiles keep, in the same pass, every
+row's kernel sums by column group (:class:`bigalign.tiles.GroupedTileStatistic`
+over the pooled row groups), hence the kernel sums Σ_xx, Σ_yy, Σ_xy of every
+pair of groups; the linear kernel keeps its feature sums per row group.  The
+interval is on the identity scale (the unbiased MMD² can be negative); the
+biased one is centred at the jackknife's bias-corrected estimate.  Not on the
+rff/orf/Nyström roads (an error).
+
 The test
 --------
 permutation
