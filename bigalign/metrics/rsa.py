@@ -375,8 +375,9 @@ def condensed_groups(n: int, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray
     """The row groups (g(i), g(j)) of the N = n(n−1)/2 pairs i < j in condensed order (that of
     :func:`_all_distances` and ``scipy.spatial.distance.pdist``)."""
     grp = (np.searchsorted(bounds, np.arange(n), side="right") - 1).astype(np.int16)
-    i, j = np.triu_indices(n, 1)
-    return grp[i], grp[j]
+    gi = np.repeat(grp, np.arange(n - 1, -1, -1))  # row i pairs with the n − 1 − i rows after it
+    gj = np.concatenate([grp[i + 1 :] for i in range(n)])
+    return gi, gj  # 2 × 2 bytes per pair (no index arrays)
 
 
 def pair_leave_outs(dx: np.ndarray, dy: np.ndarray, gi: np.ndarray, gj: np.ndarray, groups: int, compare: str) -> np.ndarray:
