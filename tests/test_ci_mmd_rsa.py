@@ -12,6 +12,7 @@ from scipy.spatial.distance import pdist
 from scipy.stats import rankdata
 
 import bigalign
+import bigalign.metrics.mmd as mmd_mod
 from bigalign.errors import InvalidInputError
 from bigalign.intervals import jackknife_interval, row_groups
 from bigalign.metrics.rsa import sample_pairs, tau_a
@@ -87,6 +88,32 @@ def test_mmd_interval_is_the_two_sample_jackknife(two_samples, kernel, estimator
     assert r.ci[0] < r.ci[1]
 
 
+@pytest.mark.parametrize("estimator", ["unbiased", "biased"])
+def test_mmd_rff_interval_is_the_jackknife_of_the_fixed_feature_kernel(two_samples, estimator):
+    """rff: the map is drawn once (from the seed and the full-sample bandwidth); each leave-out is the MMD² of the
+    approximate kernel φ(a)ᵀφ(b) on the rows minus group g of x and of y."""
+    x, y = two_samples
+    r = bigalign.mmd(x, y, method="rff", n_features=24, estimator=estimator, ci=0.95, block_size=31, **SYNC)
+    z = mmd_mod.pooled(x, y)
+    _, (zs,) = mmd_mod.sample_rows([z], mmd_mod.BANDWIDTH_SAMPLE, 0)
+    fmap = mmd_mod.draw_random_fourier("rbf", 3, 12, r.parameters["bandwidth"], zs.mean(axis=0),
+                                       np.random.default_rng([0, 2, 0]), orthogonal=False)  # fmt: skip
+    phi = fmap(np.vstack([x, y]))
+    px, py = phi[: len(x)], phi[len(x) :]
+
+    def feature_mmd(a: np.ndarray, b: np.ndarray) -> float:
+        kxx, kyy, kxy = a @ a.T, b @ b.T, a @ b.T
+        na, nb = len(a), len(b)
+        if estimator == "unbiased":
+            return float((kxx.sum() - np.trace(kxx)) / (na * (na - 1)) + (kyy.sum() - np.trace(kyy)) / (nb * (nb - 1)) - 2 * kxy.mean())
+        return float(kxx.mean() + kyy.mean() - 2 * kxy.mean())
+
+    bx, by = row_groups(len(x), G), row_groups(len(y), G)
+    loo = [feature_mmd(drop(px, bx, g), drop(py, by, g)) for g in range(G)]
+    assert_interval(r, feature_mmd(px, py), loo, 0.95, "identity", bias_correct=estimator == "biased")
+    assert r.stderr > 0 and "ci is about the sampling of rows" in r.parameters["ci_features"]
+
+
 def test_mmd_interval_does_not_move_the_estimate(two_samples):
     x, y = two_samples
     plain = bigalign.mmd(x, y, bandwidth=1.1, method="exact", **SYNC)
@@ -97,8 +124,8 @@ def test_mmd_interval_does_not_move_the_estimate(two_samples):
 
 def test_mmd_ci_errors(two_samples):
     x, y = two_samples
-    with pytest.raises(InvalidInputError, match="exact roads"):
-        bigalign.mmd(x, y, method="rff", n_features=96, ci=0.95)
+    with pytest.raises(InvalidInputError, match="not available on the Nystroem road"):
+        bigalign.mmd(x, y, method="nystroem", n_features=16, ci=0.95)
     with pytest.raises(InvalidInputError, match="at least 40 rows"):
         bigalign.mmd(x, y[:30], method="exact", ci=0.95)
     with pytest.raises(InvalidInputError, match="'ci' parameter of mmd"):

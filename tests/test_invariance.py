@@ -135,6 +135,8 @@ REGISTRY: list[Case] = [
     Case("mmd-laplacian-exact-ci-biased",
          lambda d, **kw: bigalign.mmd(d["x"], d["x2"], kernel="laplacian", method="exact", estimator="biased", ci=0.9, **kw)),  # fmt: skip
     Case("mmd-linear-ci", lambda d, **kw: bigalign.mmd(d["x"], d["x2"], kernel="linear", ci=0.95, **kw)),
+    Case("mmd-rff-ci", lambda d, **kw: bigalign.mmd(d["x"], d["x2"], method="rff", n_features=96, ci=0.95, **kw),
+         rtol=RTOL_FLOAT32),
     # RSA's rank comparisons (held distances), non-Euclidean Pearson (grouped moments) and sampled pairs
     Case("rsa-spearman-ci", lambda d, **kw: bigalign.rsa(d["x"], d["y"], compare="spearman", ci=0.95, **kw)),
     Case("rsa-kendall-correlation-ci",

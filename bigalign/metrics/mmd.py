@@ -59,8 +59,10 @@ row's kernel sums by column group (:class:`bigalign.tiles.GroupedTileStatistic`
 over the pooled row groups), hence the kernel sums Σ_xx, Σ_yy, Σ_xy of every
 pair of groups; the linear kernel keeps its feature sums per row group.  The
 interval is on the identity scale (the unbiased MMD² can be negative); the
-biased one is centred at the jackknife's bias-corrected estimate.  Not on the
-rff/orf/Nyström roads (an error).
+biased one is centred at the jackknife's bias-corrected estimate.  rff/orf keep
+their feature sums per row group like the linear kernel (the map fixed at its
+draw).  Not on the Nyström road (an error: its estimate is biased low by the
+missed trace, which no row interval sees).
 
 The test
 --------
@@ -223,7 +225,9 @@ def mmd(
         unbiased MMD² can be negative); the biased estimate's interval is
         centred at the jackknife's bias-corrected estimate.  The bandwidth stays
         at the full-sample choice.  Offered on the exact roads (the linear
-        kernel; rbf/laplacian on exact tiles); needs 40 rows in each sample.
+        kernel; rbf/laplacian on exact tiles) and on rff/orf (the features
+        fixed at their draw: ``ci`` is about the rows, ``stderr`` about the
+        features); not on Nyström (an error); needs 40 rows in each sample.
     {engine}
 
     Returns
