@@ -31,6 +31,8 @@ __all__ = [
     "draw_random_fourier",
     "kernel_scale",
     "median_bandwidth",
+    "resolve_bandwidth",
+    "resolve_bandwidths",
     "sample_rows",
 ]
 
@@ -128,8 +130,12 @@ def resolve_bandwidth(bandwidth: Any, xs: np.ndarray, name: str, func: str | Non
     The rule of :func:`resolve_bandwidths` for estimators of one representation (spectra, the
     kernel stitch's source); ``func`` names the caller in the error message.
     """
+    where = f" of {func}" if func else ""
+    if isinstance(bandwidth, (tuple, list)):
+        raise InvalidInputError(
+            f"the 'bandwidth' parameter{where} must be one number or 'median': {name} has one kernel; got {bandwidth!r}."
+        )
     if isinstance(bandwidth, str) and not _is_median(bandwidth):
-        where = f" of {func}" if func else ""
         raise InvalidInputError(f"the 'bandwidth' parameter{where} must be 'median' or a positive number; got {bandwidth!r}.")
     med = _median_or_none(xs, name, _is_median(bandwidth))
     return (med if _is_median(bandwidth) else check_bandwidth(bandwidth, name)), med  # type: ignore[return-value]

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bigalign"
 LAYERS: dict[int, tuple[str, ...]] = {
     1: ("errors", "result", "_checks", "_version", "_numba.*"),
     2: ("io.*", "options", "engine", "checkpoint", "progress", "capture"),
-    3: ("moments", "features", "gram", "linalg", "stats", "intervals", "grouped"),
+    3: ("moments", "features", "gram", "linalg", "stats", "intervals", "grouped", "tiles"),
     4: ("metrics.*",),
     5: ("compare", "layer_stitching"),
     6: ("report", "cli", "demo", "__main__"),

@@ -310,13 +310,19 @@ def test_compare_layers_exact_kernel_tiles_carry_the_pair_intervals():
     assert M["b", "a"].ci == pytest.approx(want.ci, rel=1e-10)
 
 
+def test_compare_layers_mmd_cells_carry_the_two_sample_interval():
+    rng = np.random.default_rng(4)
+    st = {"a": rng.normal(size=(60, 3)), "b": rng.normal(size=(60, 3)) + 0.4}
+    M = bigalign.compare_layers(st, metric="mmd", kernel="linear", ci=0.9)
+    want = bigalign.mmd(st["a"], st["b"], kernel="linear", ci=0.9)
+    assert M["a", "b"].ci == pytest.approx(want.ci, rel=1e-10)
+
+
 def test_compare_layers_refuses_roads_without_an_interval():
     rng = np.random.default_rng(9)
     st = {"a": rng.normal(size=(60, 3)), "b": rng.normal(size=(60, 4))}
-    for kw, msg in ((dict(metric="mmd"), "not available for metric 'mmd'"),
-                    (dict(metric="cka", method="sketch"), "projected road")):  # fmt: skip
-        with pytest.raises(InvalidInputError, match=msg):
-            bigalign.compare_layers(st, ci=0.95, **kw)
+    with pytest.raises(InvalidInputError, match="projected road"):
+        bigalign.compare_layers(st, ci=0.95, metric="cka", method="sketch")
     with pytest.raises(InvalidInputError, match="'ci' parameter of compare_layers"):
         bigalign.compare_layers(st, ci=True)
 

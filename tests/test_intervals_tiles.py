@@ -199,10 +199,12 @@ def test_approximate_roads_refuse_ci_naming_exact(pair, call):
 
 
 @pytest.mark.parametrize("kw", [dict(compare="spearman"), dict(compare="kendall"), dict(distance="cosine"), dict(method="sampled")])
-def test_rsa_without_interval_says_what_is_supported(pair, kw):
+def test_every_rsa_form_has_an_interval(pair, kw):
+    """Rank comparisons, non-Euclidean distances and sampled pairs carry a row interval too
+    (their exactness: tests/test_ci_mmd_rsa.py)."""
     x, y, _ = pair
-    with pytest.raises(InvalidInputError, match="compare='pearson' with distance='euclidean'"):
-        bigalign.rsa(x, y, ci=0.95, **kw)
+    r = bigalign.rsa(x, y, ci=0.95, **kw)
+    assert r.ci[0] <= r.value <= r.ci[1] and r.parameters["ci_about"].startswith("sampling of rows")
 
 
 def test_ci_validation(pair):

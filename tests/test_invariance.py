@@ -137,6 +137,20 @@ REGISTRY: list[Case] = [
          lambda d, **kw: bigalign.energy_distance(d["x"], d["y"][:, :1] @ np.ones((1, 5)), method="block", block_rows=2, ci=0.95, **kw),
          engine=()),  # fmt: skip
     Case("knn_sweep-ci", lambda d, **kw: bigalign.knn_sweep(d["x"], d["y"], k=[3, 5], ci=0.95, **kw)[5]),
+    # two samples: row group g of x and row group g of y left out together
+    Case("mmd-rbf-exact-ci", lambda d, **kw: bigalign.mmd(d["x"], d["x2"], method="exact", ci=0.95, **kw)),
+    Case("mmd-laplacian-exact-ci-biased",
+         lambda d, **kw: bigalign.mmd(d["x"], d["x2"], kernel="laplacian", method="exact", estimator="biased", ci=0.9, **kw)),  # fmt: skip
+    Case("mmd-linear-ci", lambda d, **kw: bigalign.mmd(d["x"], d["x2"], kernel="linear", ci=0.95, **kw)),
+    Case("mmd-rff-ci", lambda d, **kw: bigalign.mmd(d["x"], d["x2"], method="rff", n_features=96, ci=0.95, **kw),
+         rtol=RTOL_FLOAT32),
+    # RSA's rank comparisons (held distances), non-Euclidean Pearson (grouped moments) and sampled pairs
+    Case("rsa-spearman-ci", lambda d, **kw: bigalign.rsa(d["x"], d["y"], compare="spearman", ci=0.95, **kw)),
+    Case("rsa-kendall-correlation-ci",
+         lambda d, **kw: bigalign.rsa(d["x"], d["y"], compare="kendall", distance="correlation", ci=0.95, **kw)),  # fmt: skip
+    Case("rsa-correlation-pearson-ci", lambda d, **kw: bigalign.rsa(d["x"], d["y"], distance="correlation", ci=0.95, **kw)),
+    Case("rsa-cosine-pearson-ci", lambda d, **kw: bigalign.rsa(d["x"], d["y"], distance="cosine", ci=0.9, **kw)),
+    Case("rsa-sampled-ci", lambda d, **kw: bigalign.rsa(d["x"], d["y"], method="sampled", n_pairs=3000, seed=2, ci=0.95, **kw)),
     # stitching
     Case("stitch-linear", lambda d, **kw: bigalign.stitch(d["x"], d["y"], targets=d["labels"], **kw)),
     Case("stitch-kernel", lambda d, **kw: bigalign.stitch(d["x"], d["y"], kind="kernel", n_features=16, ridge=1e-3, **kw)),

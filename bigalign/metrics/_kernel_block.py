@@ -43,7 +43,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .._numba.tiles import sqdist
+from ..tiles import ALL
 from ._kernel_exact import KernelTileStatistic
 
 __all__ = [
@@ -85,19 +85,16 @@ class KernelBlockTerms:
         st = self.stat
         b = xb.shape[0]
         h = b // 2
-        x1, nx1 = st._prep(xb[:h], st.shift_x, st.names[0], 0)
-        y1, ny1 = st._prep(yb[:h], st.shift_y, st.names[1], 0)
-        x2, nx2 = st._prep(xb[h:], st.shift_x, st.names[0], 0)
-        y2, ny2 = st._prep(yb[h:], st.shift_y, st.names[1], 0)
+        p1 = st.prepare([xb[:h], yb[:h]], 0)
+        p2 = st.prepare([xb[h:], yb[h:]], 0)
+        t11, a1, _ = st.sums(st.values(p1, p1), p1, p1, ALL, ALL, True)
+        t22, a2, _ = st.sums(st.values(p2, p2), p2, p2, ALL, ALL, True)
+        t12, b1, c2 = st.sums(st.values(p1, p2), p1, p2, ALL, ALL, False)
         h2 = b - h
-        r1a, s1a, r2a, s2a = np.zeros(h), np.zeros(h), np.zeros(h2), np.zeros(h2)
-        r1b, s1b, c2b, d2b = np.zeros(h), np.zeros(h), np.zeros(h2), np.zeros(h2)
-        t11 = st._accumulate(sqdist(x1, x1, nx1, nx1), sqdist(y1, y1, ny1, ny1), x1, x1, y1, y1, nx1, nx1, ny1, ny1, True, r1a, s1a, r1a, s1a)
-        t22 = st._accumulate(sqdist(x2, x2, nx2, nx2), sqdist(y2, y2, ny2, ny2), x2, x2, y2, y2, nx2, nx2, ny2, ny2, True, r2a, s2a, r2a, s2a)
-        t12 = st._accumulate(sqdist(x1, x2, nx1, nx2), sqdist(y1, y2, ny1, ny2), x1, x2, y1, y2, nx1, nx2, ny1, ny2, False, r1b, s1b, c2b, d2b)
+        r1a, s1a, r2a, s2a = a1[0], a1[1], a2[0], a2[1]
         full = [t11[k] + t22[k] + 2.0 * t12[k] for k in range(3)]
-        r = np.concatenate([r1a + r1b, r2a + c2b])
-        s = np.concatenate([s1a + s1b, s2a + d2b])
+        r = np.concatenate([r1a + b1[0], r2a + c2[0]])
+        s = np.concatenate([s1a + b1[1], s2a + c2[1]])
         return np.array(
             _means(b, *full, r, s) + _means(h, *t11, r1a, s1a) + _means(h2, *t22, r2a, s2a) + [b, h, h2], dtype=np.float64
         )

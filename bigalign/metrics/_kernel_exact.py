@@ -1,7 +1,7 @@
 """Exact HSIC / CKA / KA for shift-invariant kernels, by tiles over pairs of row blocks.
 
-Each tile (I, J ≥ I) computes its squared distances with one GEMM per input and
-hands them to a fused Numba loop that accumulates Σk·l, Σk², Σl² over
+Each tile (I, J ≥ I) of :class:`bigalign.tiles.TileStatistic` computes its squared
+distances with one GEMM per input and hands them to a fused Numba loop that accumulates Σk·l, Σk², Σl² over
 off-diagonal pairs and the off-diagonal row sums of K and L.  The state is
 O(n) (the row sums) plus three scalars; no kernel matrix is ever held beyond a
 tile.  Both rbf and laplacian kernels have k(x, x) = 1, which the formulas use
@@ -10,21 +10,13 @@ for the diagonal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 
-from .._checks import finite_float64
-from .._numba.tiles import KERNEL_CODES, accumulate_tile, sqdist
-
-
-@dataclass
-class TileState:
-    kl: float
-    kk: float
-    ll: float
-    rows: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # start -> (r̃, s̃) pieces
+from .._numba.tiles import KERNEL_CODES, accumulate_tile
+from ..tiles import GroupedTiles, TileStatistic, shifted_rows
 
 
 @dataclass
@@ -39,21 +31,53 @@ class KernelSums:
     s: np.ndarray
 
 
-def add_block_rows(rows: dict, start: int, r: np.ndarray) -> None:
-    """Add the row sums ``r`` of the block starting at row ``start`` into ``rows`` (block start -> sums)."""
-    rows[start] = rows[start] + r if start in rows else r
+@dataclass
+class GroupedSums:
+    """The grouped state of a kernel tile pass: group-pair sums and partial row sums."""
+
+    n: int
+    bounds: np.ndarray  # (G + 1,) row group boundaries
+    pairs: np.ndarray  # (3, G, G): Σ k·l, Σ k², Σ l² by (row group, column group), ordered pairs i ≠ j
+    rows: np.ndarray  # (2, n, G): partial row sums of K̃, L̃ by column group
+
+    @property
+    def groups(self) -> int:
+        return int(self.bounds.size - 1)
+
+    def full(self) -> KernelSums:
+        """The full-sample sums (those of the plain tile pass, up to the order of additions)."""
+        kl, kk, ll = (float(self.pairs[t].sum()) for t in range(3))
+        return KernelSums(n=self.n, kl=kl, kk=kk, ll=ll, r=self.rows[0].sum(axis=1), s=self.rows[1].sum(axis=1))
+
+    def without(self, g: int) -> KernelSums:
+        """The sums of the rows minus group g, exactly (sums of the kept entries)."""
+        keep = np.ones(self.groups, dtype=bool)
+        keep[g] = False
+        lo, hi = int(self.bounds[g]), int(self.bounds[g + 1])
+        kept_rows = np.r_[0:lo, hi : self.n]
+        kl, kk, ll = (float(self.pairs[t][np.ix_(keep, keep)].sum()) for t in range(3))
+        r = self.rows[0][kept_rows][:, keep].sum(axis=1)
+        s = self.rows[1][kept_rows][:, keep].sum(axis=1)
+        return KernelSums(n=int(kept_rows.size), kl=kl, kk=kk, ll=ll, r=r, s=s)
 
 
-def _add_rows(rows: dict, start: int, rk: np.ndarray, rl: np.ndarray) -> None:
-    if start in rows:
-        a, b = rows[start]
-        rows[start] = (a + rk, b + rl)
-    else:
-        rows[start] = (rk, rl)
+def group_pair_array(grouped: GroupedTiles, terms: int) -> np.ndarray:
+    """(terms, G, G): the grouped pass's pair sums as an array (0 where a group pair has no pairs)."""
+    G = grouped.groups
+    out = np.zeros((terms, G, G))
+    for (g, h), s in grouped.pairs.items():
+        out[:, g, h] = s
+    return out
 
 
 @dataclass(frozen=True, eq=False)
-class KernelTileStatistic:
+class KernelTileStatistic(TileStatistic):
+    """Σ k·l, Σ k², Σ l² over the pairs i ≠ j and the off-diagonal row sums of K and L.
+
+    The tile loop, the state and its grouped form are :class:`bigalign.tiles.TileStatistic`'s;
+    this road prepares shifted float64 rows (GEMM distances) and runs the fused kernel loop.
+    """
+
     kernel: str
     scale_x: float
     scale_y: float
@@ -61,37 +85,22 @@ class KernelTileStatistic:
     shift_y: np.ndarray
     names: tuple[str, str] = ("x", "y")
 
-    def _prep(self, block: np.ndarray, shift: np.ndarray, name: str, start: int) -> tuple[np.ndarray, np.ndarray]:
-        x = finite_float64(block, name, start)
-        x -= shift
-        return x, np.einsum("ij,ij->i", x, x)
+    def prepare(self, blocks: Sequence[np.ndarray], start: int) -> tuple:
+        """((x, ‖x‖²), (y, ‖y‖²)): each input's rows less its shift, in float64."""
+        return (shifted_rows(blocks[0], self.names[0], start, self.shift_x), shifted_rows(blocks[1], self.names[1], start, self.shift_y))
 
-    def tile(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> tuple:
-        """The tile's shifted rows, their squared norms and squared distances:
-        (diagonal, xi, xj, yi, yj, nxi, nxj, nyi, nyj, dx, dy) — shared with the grouped tile state."""
-        xi, nxi = self._prep(blocks_i[0], self.shift_x, self.names[0], start_i)
-        yi, nyi = self._prep(blocks_i[1], self.shift_y, self.names[1], start_i)
-        diagonal = start_i == start_j
-        if diagonal:
-            xj, nxj, yj, nyj = xi, nxi, yi, nyi
-        else:
-            xj, nxj = self._prep(blocks_j[0], self.shift_x, self.names[0], start_j)
-            yj, nyj = self._prep(blocks_j[1], self.shift_y, self.names[1], start_j)
-        return diagonal, xi, xj, yi, yj, nxi, nxj, nyi, nyj, sqdist(xi, xj, nxi, nxj), sqdist(yi, yj, nyi, nyj)
-
-    def partial(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> TileState:
-        diagonal, xi, xj, yi, yj, nxi, nxj, nyi, nyj, dx, dy = self.tile(blocks_i, blocks_j, start_i, start_j)
-        bi, bj = xi.shape[0], xj.shape[0]
-        rk, rl = np.zeros(bi), np.zeros(bi)
-        ck, cl = np.zeros(bj), np.zeros(bj)
-        kl, kk, ll = self._accumulate(dx, dy, xi, xj, yi, yj, nxi, nxj, nyi, nyj, diagonal, rk, rl, ck, cl)
-        state = TileState(kl=kl, kk=kk, ll=ll)
-        _add_rows(state.rows, start_i, rk, rl)
-        if not diagonal:
-            # the symmetric tile (J, I): same sums, columns become rows
-            state.kl, state.kk, state.ll = 2 * kl, 2 * kk, 2 * ll
-            _add_rows(state.rows, start_j, ck, cl)
-        return state
+    def sums(self, values: Any, pi: Any, pj: Any, a: slice, c: slice, same: bool) -> tuple[Any, Any, Any]:
+        """The sub-tile's [⟨K, L⟩, ‖K‖², ‖L‖²] and the row and column sums of K̃, L̃ ((2, rows) each)."""
+        (xi, nxi), (yi, nyi) = pi
+        (xj, nxj), (yj, nyj) = pj
+        dx, dy = values
+        xa, xc = xi[a], xj[c]
+        rows = np.zeros((2, xa.shape[0]))
+        cols = rows if same else np.zeros((2, xc.shape[0]))
+        vals = self._accumulate(
+            dx[a, c], dy[a, c], xa, xc, yi[a], yj[c], nxi[a], nxj[c], nyi[a], nyj[c], same, rows[0], rows[1], cols[0], cols[1]
+        )  # fmt: skip
+        return np.array(vals), rows, None if same else cols
 
     def _accumulate(self, dx, dy, xi, xj, yi, yj, nxi, nxj, nyi, nyj, diagonal, rk, rl, ck, cl):  # type: ignore[no-untyped-def]
         """The tile's ⟨K, L⟩, ‖K‖², ‖L‖², adding row sums to rk, rl and column sums to ck, cl (Numba)."""
@@ -100,17 +109,11 @@ class KernelTileStatistic:
             KERNEL_CODES[self.kernel], self.scale_x, self.scale_y, diagonal, rk, rl, ck, cl,
         )  # fmt: skip
 
-    def combine(self, a: TileState, b: TileState) -> TileState:
-        rows = dict(a.rows)
-        for start, (rk, rl) in b.rows.items():
-            _add_rows(rows, start, rk, rl)
-        return TileState(kl=a.kl + b.kl, kk=a.kk + b.kk, ll=a.ll + b.ll, rows=rows)
+    def finish(self, pairs: np.ndarray, rows: np.ndarray) -> KernelSums:
+        return KernelSums(n=rows.shape[1], kl=float(pairs[0]), kk=float(pairs[1]), ll=float(pairs[2]), r=rows[0], s=rows[1])
 
-    def finalize(self, state: TileState) -> KernelSums:
-        starts = sorted(state.rows)
-        r = np.concatenate([state.rows[s][0] for s in starts])
-        s_ = np.concatenate([state.rows[s][1] for s in starts])
-        return KernelSums(n=r.shape[0], kl=state.kl, kk=state.kk, ll=state.ll, r=r, s=s_)
+    def finish_grouped(self, grouped: GroupedTiles) -> GroupedSums:
+        return GroupedSums(n=grouped.n, bounds=grouped.bounds, pairs=group_pair_array(grouped, 3), rows=grouped.rows)  # type: ignore[arg-type]
 
 
 def hsic_from_sums(n: int, a_kl: float, r: np.ndarray, s: np.ndarray, estimator: str) -> float:

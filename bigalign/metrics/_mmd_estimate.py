@@ -5,6 +5,7 @@ See :mod:`bigalign.metrics.mmd` for the formulas.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -14,15 +15,16 @@ import numpy as np
 from .._checks import check_applies, finite_float64
 from ..engine import run, run_pairs
 from ..errors import DegenerateInputError, InvalidInputError, NonFiniteError
-from ..intervals import jackknife_se
+from ..grouped import GroupedStatistic
+from ..intervals import DEFAULT_CI_GROUPS, Interval, estimator_interval, jackknife_se, row_groups
+from ..tiles import GroupedTileStatistic
 from ..features import (
     BANDWIDTH_SAMPLE,
     KERNELS,
-    check_bandwidth,
     draw_nystroem,
     draw_random_fourier,
     kernel_scale,
-    median_bandwidth,
+    resolve_bandwidth,
     resolve_method,
     sample_rows,
 )
@@ -72,25 +74,34 @@ class _Estimate:
     null_values: np.ndarray | None = None  # MMD² under each permuted labelling
     weights: np.ndarray | None = None  # eigenvalues of C_x/n_x + C_y/n_y (asymptotic null)
     flags: tuple[str, ...] = ()  # Nyström: "nystroem_not_converged"
+    interval: Interval | None = None  # ci=: the two-sample block jackknife over rows
+    loo: list[float] | None = None  # its leave-one-group-out values
+    unbiased: tuple[float, list[float]] | None = None  # a biased estimate's unbiased form (value, leave-outs): the interval's
 
 
-def _bandwidth(bandwidth: Any, zs: np.ndarray, func: str) -> tuple[float, float | None]:
-    """(σ, median or None when not needed and undefined)."""
-    if isinstance(bandwidth, str):
-        if bandwidth != "median":
-            raise InvalidInputError(f"the 'bandwidth' parameter of {func} must be 'median' or a positive number; got {bandwidth!r} instead.")
-        med = median_bandwidth(zs, "x and y (pooled)")
-        return med, med
-    if isinstance(bandwidth, (tuple, list)):
-        raise InvalidInputError(
-            f"the 'bandwidth' parameter of {func} must be one number or 'median': x and y live in the same space "
-            f"and share one kernel; got {bandwidth!r}."
-        )
-    sigma = check_bandwidth(bandwidth, "x and y")
-    try:
-        return sigma, median_bandwidth(zs, "x and y (pooled)")
-    except DegenerateInputError:
-        return sigma, None
+#: recorded in ``parameters["ci_groups_two_sample"]`` of an MMD with an interval
+CI_TWO_SAMPLE = (
+    "x and y are separate samples: each is cut into the same number of contiguous row groups, and the jackknife "
+    "leaves out row group g of x and row group g of y together (a two-sample U-statistic)"
+)
+
+
+def two_sample_groups(n_x: int, n_y: int, func: str) -> np.ndarray:
+    """(2G + 1,) pooled row boundaries: G contiguous groups of x's rows, then G of y's (offset by n_x)."""
+    bx = row_groups(n_x, DEFAULT_CI_GROUPS, func=func)
+    by = row_groups(n_y, DEFAULT_CI_GROUPS, func=func)
+    return np.concatenate([bx, n_x + by[1:]])
+
+
+def _two_sample_interval(func: str, est: "_Estimate", level: float, estimator: str, extra_se: float) -> Interval:
+    """The jackknife interval of MMD² (identity scale: the unbiased estimate can be negative and is unbounded above
+    in its units) by the one rule of intervals.estimator_interval: a biased estimate gets the interval of the
+    unbiased MMD² from the same sums; ``extra_se``: the rff/orf map's stderr, added in quadrature."""
+    t = np.array(est.loo)
+    if not np.all(np.isfinite(t)):  # pragma: no cover - every leave-out keeps >= 2 rows of each sample
+        raise DegenerateInputError(f"{func}: a leave-one-group-out MMD² is undefined; leave ci out.", reason="undefined_leave_out")
+    return estimator_interval(est.value, t, level, scale="identity", estimator=estimator, unbiased=est.unbiased,
+                              metric=func, extra_se=extra_se)  # fmt: skip
 
 
 def _estimate(func: str, x: Any, y: Any, **kw: Any) -> _Estimate:
@@ -118,7 +129,7 @@ def _sample_named(z: "PooledRepresentation", m: int, seed: int) -> np.ndarray:
 
 def _estimate_body(
     func: str, x: Any, y: Any, *, kernel: str, bandwidth: Any, estimator: str, method: str, n_features: int | None,
-    seed: int, options: EngineOptions, n_perm: int = 0, null: bool = False,
+    seed: int, options: EngineOptions, n_perm: int = 0, null: bool = False, ci_level: float | None = None,
 ) -> _Estimate:  # fmt: skip
     check_choice(func, "kernel", kernel, KERNELS)
     check_choice(func, "estimator", estimator, ESTIMATORS)
@@ -148,16 +159,29 @@ def _estimate_body(
         check_applies(func, "the linear kernel", bandwidth=(bandwidth, "median"), n_features=(n_features, None))
         feats = _Features(None, shift)
         bounds = np.array([0, z.d], dtype=np.int64)
-        return _feature_estimate(z, feats, bounds, "exact-streaming", params, estimator, labels, null, z.d, options, "exact")
-    sigma, med = _bandwidth(bandwidth, zs, func)
+        groups = None if ci_level is None else two_sample_groups(n_x, n_y, func)
+        est = _feature_estimate(z, feats, bounds, "exact-streaming", params, estimator, labels, null, z.d, options, "exact", groups)
+        return _with_ci(func, est, estimator, ci_level)
+    sigma, med = resolve_bandwidth(bandwidth, zs, "x and y (pooled)", func)
     params.update(bandwidth=sigma, median=med, bandwidth_sample=int(zs.shape[0]))
     ratio = 0.0 if med is None else sigma / med  # no median (all rows equal): never Nystroem
     chosen, reason = resolve_method(method, n, ratio, n_label="n_x + n_y")
     params["method_reason"] = reason
     if method == "exact":  # requested (under "auto" it applies whenever the road is approximate)
         check_applies(func, "method='exact'", n_features=(n_features, None))
+    if ci_level is not None and chosen == "nystroem":
+        raise InvalidInputError(
+            f"{func}: ci= (a sampling interval over rows) is not available on the Nystroem road, whose estimate sits "
+            "below the exact MMD² by its missed trace (a bias no row interval sees); it is available for "
+            "kernel='linear', rbf/laplacian on exact tiles (method='exact', or 'auto' with n_x + n_y <= 20,000) and "
+            f"method='rff'/'orf'; the method here is {chosen!r} ({reason}). Use one of those, or leave ci out."
+        )
     if chosen == "exact":
-        return _tile_estimate(z, kernel, sigma, shift, params, estimator, labels, null, zs, seed, options)
+        groups = None if ci_level is None else two_sample_groups(n_x, n_y, func)
+        est = _tile_estimate(z, kernel, sigma, shift, params, estimator, labels, null, zs, seed, options, groups)
+        if ci_level is not None:
+            params["ci_bandwidth"] = "fixed at the full-sample choice for the leave-one-group-out values"
+        return _with_ci(func, est, estimator, ci_level)
     if chosen in ("rff", "orf"):
         D = int(n_features or DEFAULT_RANDOM_FEATURES)
         if D < 6 or D % 2:
@@ -174,7 +198,14 @@ def _estimate_body(
             )
         feats = _Features(fmap, shift, fmap(zs).mean(axis=0))
         params.update(n_features=D, n_groups=fmap.n_groups, stderr="jackknife over feature groups")
-        return _feature_estimate(z, feats, fmap.bounds, chosen, params, estimator, labels, null, D, options, "groups")
+        groups = None if ci_level is None else two_sample_groups(n_x, n_y, func)
+        est = _feature_estimate(z, feats, fmap.bounds, chosen, params, estimator, labels, null, D, options, "groups", groups)
+        if ci_level is not None:
+            params["ci_features"] = (
+                "the random features fixed at this draw: the row jackknife plus the draw's error (stderr) in quadrature, "
+                "so ci is about the exact MMD²'s population value; stderr alone is about the features"
+            )
+        return _with_ci(func, est, estimator, ci_level)
     m = min(int(n_features or DEFAULT_LANDMARKS), n)
     if m < 4:
         raise InvalidInputError(f"n_features (landmarks) for nystroem must be >= 4; got {n_features!r}.")
@@ -192,12 +223,30 @@ def _estimate_body(
 
 def _feature_estimate(
     z: PooledRepresentation, feats: _Features, bounds: np.ndarray, method: str, params: dict[str, Any], estimator: str,
-    labels: np.ndarray | None, null: bool, width: int, options: EngineOptions, error: str,
+    labels: np.ndarray | None, null: bool, width: int, options: EngineOptions, error: str, groups: np.ndarray | None = None,
 ) -> _Estimate:  # fmt: skip
+    """The feature road; with ``groups`` (the pooled row groups of :func:`two_sample_groups`) one feature-sum state
+    per row group in the same pass, and ``loo`` the MMD² of the rows minus group g of x and group g of y."""
     n_x, n_y = z.n_x, z.n - z.n_x
     stat = PooledFeatureStatistic(feats, bounds, n_x, labels, width if null else 0)
     fopts = feature_options(options, [z], int(bounds[-1]) + (labels.shape[1] if labels is not None else 0), 0)
-    fs, plan = run(stat, [z], names=["x and y (pooled)"], check_pairing=False, options=fopts)
+    loo: list[float] | None = None
+    if groups is None:
+        fs, plan = run(stat, [z], names=["x and y (pooled)"], check_pairing=False, options=fopts)
+    else:
+        states, plan = run(GroupedStatistic(stat, tuple(int(b) for b in groups)), [z], names=["x and y (pooled)"], check_pairing=False, options=fopts)
+        fs = states.total()
+        G = states.n_groups // 2
+        sizes = np.diff(groups)
+        loo, loo_u = [], []
+        for k in range(G):
+            kept = [s_ for j, s_ in enumerate(states.groups) if j not in (k, G + k)]
+            fk = functools.reduce(stat.combine, kept)
+            mx, my = n_x - int(sizes[k]), n_y - int(sizes[G + k])
+            gk = feature_group_terms(fk, bounds, mx, my)
+            for out, e in ((loo, estimator), (loo_u, "unbiased")):
+                per_k = mmd_from_sums(gk[0], gk[1], gk[2], fk.q[:, 0], fk.q_all - fk.q[:, 0], mx, my, e)
+                out.append(float(per_k[0] if error == "levels" else per_k.sum()))
     params.update(block_size=plan.block_rows, n_blocks=plan.n_blocks, scheduler=plan.scheduler)
     g = feature_group_terms(fs, bounds, n_x, n_y)  # (3, G)
     qx, qy = fs.q[:, 0], fs.q_all - fs.q[:, 0]
@@ -224,6 +273,10 @@ def _feature_estimate(
         sums = g.sum(axis=1)
     est = _Estimate(value, sums[0] / (n_x * (n_x - 1)) if n_x > 1 else 0.0, sums[1] / (n_y * (n_y - 1)) if n_y > 1 else 0.0,
                     sums[2] / (n_x * n_y), stderr, method, params, flags=flags)  # fmt: skip
+    est.loo = loo
+    if loo is not None and estimator == "biased":
+        per_u = mmd_from_sums(g[0], g[1], g[2], qx, qy, n_x, n_y, "unbiased")
+        est.unbiased = (float(per_u[0] if error == "levels" else per_u.sum()), loo_u)
     if labels is not None:
         if error == "levels":  # the permutation null of the full map only (group 0: its first `width` columns)
             cols = slice(0, width)
@@ -244,20 +297,45 @@ def _feature_estimate(
 
 def _tile_estimate(
     z: PooledRepresentation, kernel: str, sigma: float, shift: np.ndarray, params: dict[str, Any], estimator: str,
-    labels: np.ndarray | None, null: bool, zs: np.ndarray, seed: int, options: EngineOptions,
+    labels: np.ndarray | None, null: bool, zs: np.ndarray, seed: int, options: EngineOptions, groups: np.ndarray | None = None,
 ) -> _Estimate:  # fmt: skip
+    """Exact tiles over the pooled sample; with ``groups`` (:func:`two_sample_groups`) the grouped pass of
+    :class:`~bigalign.tiles.GroupedTileStatistic`, whose partial row sums give the kernel sums of every pair of
+    row groups, and ``loo`` the MMD² of the rows minus group g of x and group g of y."""
     n_x, n = z.n_x, z.n
     n_y = n - n_x
     stat = PooledTileStatistic(kernel, kernel_scale(kernel, sigma), shift, n_x, labels)
-    (a, r), plan = run_pairs(stat, [z], names=["x and y (pooled)"], check_pairing=False, options=options)
+    loo: list[float] | None = None
+    if groups is None:
+        (a, r), plan = run_pairs(stat, [z], names=["x and y (pooled)"], check_pairing=False, options=options)
+        t = float(r.sum())
+        rx = float(r[:n_x].sum())
+        kxx, kxy = float(a[0]), rx - float(a[0])
+        kyy = t - 2.0 * rx + float(a[0])
+    else:
+        grouped, plan = run_pairs(GroupedTileStatistic(stat, groups), [z], names=["x and y (pooled)"], check_pairing=False, options=options)
+        # S[k, l] = Σ_{i∈k, j∈l, i≠j} k(zᵢ, zⱼ) over the pooled row groups (x: 0..G-1, y: G..2G-1)
+        S = np.add.reduceat(grouped.rows, groups[:-1], axis=0)
+        G = S.shape[0] // 2
+        kxx, kyy, kxy = float(S[:G, :G].sum()), float(S[G:, G:].sum()), float(S[:G, G:].sum())
+        sizes = np.diff(groups)
+        loo, loo_u = [], []
+        for k in range(G):
+            keep = np.ones(2 * G, dtype=bool)
+            keep[[k, G + k]] = False
+            kx, ky = keep[:G], keep[G:]
+            mx, my = n_x - int(sizes[k]), n_y - int(sizes[G + k])
+            sxx, syy = float(S[:G, :G][np.ix_(kx, kx)].sum()), float(S[G:, G:][np.ix_(ky, ky)].sum())
+            sxy = float(S[:G, G:][np.ix_(kx, ky)].sum())
+            loo.append(float(mmd_from_sums(sxx, syy, sxy, mx, my, mx, my, estimator)))
+            loo_u.append(float(mmd_from_sums(sxx, syy, sxy, mx, my, mx, my, "unbiased")))
     params.update(block_size=plan.block_rows, n_tiles=plan.n_blocks * (plan.n_blocks + 1) // 2, scheduler=plan.scheduler)
-    t = float(r.sum())
-    rx = float(r[:n_x].sum())
-    kxx, kxy = float(a[0]), rx - float(a[0])
-    kyy = t - 2.0 * rx + float(a[0])
     value = float(mmd_from_sums(kxx, kyy, kxy, n_x, n_y, n_x, n_y, estimator))  # k(z, z) = 1: diagonal sums n_x, n_y
     est = _Estimate(value, kxx / (n_x * (n_x - 1)) if n_x > 1 else 0.0, kyy / (n_y * (n_y - 1)) if n_y > 1 else 0.0,
                     kxy / (n_x * n_y), None, "exact-tiles", params)  # fmt: skip
+    est.loo = loo
+    if loo is not None and estimator == "biased":
+        est.unbiased = (float(mmd_from_sums(kxx, kyy, kxy, n_x, n_y, n_x, n_y, "unbiased")), loo_u)
     if labels is not None:
         ab = a[1:]
         rb = labels.T.astype(np.float64) @ r
@@ -265,6 +343,19 @@ def _tile_estimate(
     if null:
         est.weights = _gram_null_weights(z, kernel, sigma, shift, seed)
         params.update(null_sample=f"<= {NULL_SAMPLE} rows of each sample")
+    return est
+
+
+def _with_ci(func: str, est: _Estimate, estimator: str, level: float | None) -> _Estimate:
+    """``est`` with its interval (from the leave-one-group-out values the pass kept) where ci= asked for one."""
+    if level is None:
+        return est
+    assert est.loo is not None
+    # rff/orf: the row jackknife holds the map fixed and cannot see its draw's error, whose sd is the stderr: added in
+    # quadrature, the interval is about the exact MMD²'s population value (as for cka's random features)
+    extra = est.stderr if est.method in ("rff", "orf") and est.stderr is not None else 0.0
+    est.interval = _two_sample_interval(func, est, level, estimator, extra)
+    est.parameters["ci_groups_two_sample"] = CI_TWO_SAMPLE
     return est
 
 

@@ -5,7 +5,7 @@ See :mod:`bigalign.metrics.mmd` for the formulas.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -16,7 +16,7 @@ from .._numba.tiles import KERNEL_CODES, _k, _refined, sqdist
 from ..engine import content_id, rep_token
 from ..errors import InvalidInputError
 from ..io import Representation, as_representation
-from ._kernel_exact import add_block_rows
+from ..tiles import TileStatistic
 
 METHODS = ("auto", "exact", "rff", "orf", "nystroem")
 TESTS = ("auto", "permutation", "asymptotic")
@@ -157,17 +157,16 @@ def kernel_tile_numpy(a: np.ndarray, b: np.ndarray, code: int, scale: float, dia
     return k
 
 
-@dataclass
-class PairSums:
-    """A = e_bᵀK̃e_b per labelling b (column 0: the observed one) and the pieces of r̃ = K̃1."""
-
-    a: np.ndarray
-    rows: dict[int, np.ndarray] = field(default_factory=dict)
-
-
 @dataclass(frozen=True, eq=False)
-class PooledTileStatistic:
-    """Pair statistic over the pooled sample: off-diagonal kernel sums split by labels."""
+class PooledTileStatistic(TileStatistic):
+    """Pair statistic over the pooled sample: off-diagonal kernel sums split by labels.
+
+    Per (sub-)tile: A = e_bᵀK̃e_b for each label vector e_b (column 0 marks the rows of x;
+    then the permuted labellings) as the pair sums, and the row sums of K̃ as the per-row
+    sums; :meth:`finish` gives (A, r̃ = K̃1).  The tile loop, state and grouped form are
+    :class:`bigalign.tiles.TileStatistic`'s: grouped by the pooled row groups, the
+    partial row sums give the kernel sums of every group pair (the leave-out of ``ci=``).
+    """
 
     kernel: str
     scale: float
@@ -175,34 +174,26 @@ class PooledTileStatistic:
     n_x: int
     labels: np.ndarray | None = None
 
-    def _prep(self, block: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
-        z = _checked(block, start, self.n_x)
+    def prepare(self, blocks: Sequence[np.ndarray], start: int) -> tuple:
+        """(z, ‖z‖², labels): the pooled rows less the shift (errors name x or y and their rows) and their labels."""
+        z = _checked(blocks[0], start, self.n_x)
         z -= self.shift
-        return z, np.einsum("ij,ij->i", z, z)
+        return z, np.einsum("ij,ij->i", z, z), _label_block(self.n_x, start, start + z.shape[0], self.labels)
 
-    def partial(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> PairSums:
-        zi, ni = self._prep(blocks_i[0], start_i)
-        diagonal = start_i == start_j
-        zj, nj = (zi, ni) if diagonal else self._prep(blocks_j[0], start_j)
+    def values(self, pi: Any, pj: Any) -> np.ndarray:
+        """K̃ on the tile: kernel values from GEMM squared distances, 0 on the diagonal of a diagonal tile."""
+        (zi, ni, _), (zj, nj, _) = pi, pj
         k = np.empty((zi.shape[0], zj.shape[0]))
-        kernel_tile(sqdist(zi, zj, ni, nj), zi, zj, ni, nj, KERNEL_CODES[self.kernel], self.scale, diagonal, k)
-        ei = _label_block(self.n_x, start_i, start_i + zi.shape[0], self.labels)
-        ej = ei if diagonal else _label_block(self.n_x, start_j, start_j + zj.shape[0], self.labels)
-        a = np.einsum("il,il->l", ei, k @ ej)
-        state = PairSums(a=a if diagonal else 2.0 * a)
-        add_block_rows(state.rows, start_i, k.sum(axis=1))
-        if not diagonal:
-            add_block_rows(state.rows, start_j, k.sum(axis=0))
-        return state
+        kernel_tile(sqdist(zi, zj, ni, nj), zi, zj, ni, nj, KERNEL_CODES[self.kernel], self.scale, pi is pj, k)
+        return k
 
-    def combine(self, a: PairSums, b: PairSums) -> PairSums:
-        rows = dict(a.rows)
-        for s, r in b.rows.items():
-            add_block_rows(rows, s, r)
-        return PairSums(a=a.a + b.a, rows=rows)
+    def sums(self, values: Any, pi: Any, pj: Any, a: slice, c: slice, same: bool) -> tuple[Any, Any, Any]:
+        k = values[a, c]
+        ei, ej = pi[2][a], pj[2][c]
+        return np.einsum("il,il->l", ei, k @ ej), k.sum(axis=1), None if same else k.sum(axis=0)
 
-    def finalize(self, state: PairSums) -> tuple[np.ndarray, np.ndarray]:
-        return state.a, np.concatenate([state.rows[s] for s in sorted(state.rows)])
+    def finish(self, pairs: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return pairs, rows
 
 
 # ----------------------------------------------------------------------------

@@ -162,8 +162,8 @@ def _terms_from_sums(sums: KernelSums, estimator: str) -> DcovTerms:
 class DistanceTileStatistic(KernelTileStatistic):
     """The exact kernel tiles with the Euclidean distance as the entry (S_ab, S_aa, S_bb, row sums).
 
-    ``partial`` (block preparation, GEMM distances, the symmetric tile), ``combine``
-    and ``finalize`` (row sums stitched by block start) are those of
+    The block preparation (shifted float64 rows), GEMM distances, the tile loop, the state
+    and its grouped form are those of :class:`bigalign.tiles.TileStatistic` and
     :class:`~bigalign.metrics._kernel_exact.KernelTileStatistic`; only the tile's
     accumulation (``_accumulate``) differs.  Build it
     as ``DistanceTileStatistic("euclidean-distance", 1.0, 1.0, shift_x, shift_y)``.

@@ -73,6 +73,7 @@ from ..intervals import DEFAULT_CI_GROUPS, check_ci, influence_interval, jackkni
 from ..result import Result
 from ._common import check_choice, paired_n, with_ci_doc, with_engine_doc
 from ..options import EngineKwargs, EngineOptions
+from ..tiles import TileStatistic
 
 __all__ = [
     "KNN_METRICS", "IntervalResult", "KnnSweep", "NeighbourLists", "NeighbourTileStatistic", "QueryStatistic", "cknna",
@@ -161,52 +162,53 @@ def _merge_lists(a: Lists, b: Lists) -> Lists:
 
 
 @dataclass(frozen=True, eq=False)
-class NeighbourTileStatistic:
+class NeighbourTileStatistic(TileStatistic):
     """Top-k neighbour lists of every sample in each input, from tiles (I, J ≥ I).
 
-    State: {block start: lists of that block's queries, one (vals, idx) pair per input}; a tile
-    offers J's rows to I's queries and I's rows to J's queries (the similarity tile is symmetric),
-    so candidate sets merged by ``combine`` are disjoint.  Each input's lists depend on that input
-    only: searching several layers in one run gives each layer the lists a search of that layer
-    alone gives (same tiles, same products).
+    A road of :class:`bigalign.tiles.TileStatistic` whose per-row sums are the neighbour
+    lists (one (vals, idx) pair per input, merged by :func:`_merge_lists`) and which keeps
+    no pair sums.  A tile offers J's rows to I's queries and I's rows to J's queries (the
+    similarity tile is symmetric), so candidate sets merged by ``combine`` are disjoint.
+    Each input's lists depend on that input only: searching several layers in one run gives
+    each layer the lists a search of that layer alone gives (same tiles, same products).
     """
 
     k: int
     names: tuple[str, ...] = ("x", "y")
 
-    def partial(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> dict[int, Lists]:
-        bi = blocks_i[0].shape[0]
-        gi = np.arange(start_i, start_i + bi, dtype=np.int64)
+    def prepare(self, blocks: Sequence[np.ndarray], start: int) -> tuple:
+        """(unit rows of each input, the block's global row indices)."""
+        g = np.arange(start, start + blocks[0].shape[0], dtype=np.int64)
+        return tuple(unit_rows(b, name, start) for b, name in zip(blocks, self.names)), g
+
+    def values(self, pi: Any, pj: Any) -> list[np.ndarray]:
+        """The cosine similarities of each input's rows."""
+        return [a @ b.T for a, b in zip(pi[0], pj[0])]
+
+    def sums(self, values: Any, pi: Any, pj: Any, a: slice, c: slice, same: bool) -> tuple[Any, Any, Any]:
+        gi, gj = pi[1][a], pj[1][c]
         out_i: list[np.ndarray] = []
-        if start_i == start_j:
-            for t, name in enumerate(self.names):
-                xi = unit_rows(blocks_i[t], name, start_i)
-                v, i = empty_lists(bi, self.k)
-                topk_tile(xi @ xi.T, gi, gi, 2, v, i, v, i)
-                out_i += [v, i]
-            return {start_i: tuple(out_i)}
-        bj = blocks_j[0].shape[0]
-        gj = np.arange(start_j, start_j + bj, dtype=np.int64)
         out_j: list[np.ndarray] = []
-        for t, name in enumerate(self.names):
-            xi = unit_rows(blocks_i[t], name, start_i)
-            xj = unit_rows(blocks_j[t], name, start_j)
-            vi, ii = empty_lists(bi, self.k)
-            vj, ij = empty_lists(bj, self.k)
-            topk_tile(xi @ xj.T, gi, gj, 1, vi, ii, vj, ij)
+        for sim in values:
+            sim = sim[a, c]
+            vi, ii = empty_lists(gi.shape[0], self.k)
+            if same:
+                topk_tile(sim, gi, gi, 2, vi, ii, vi, ii)
+            else:
+                vj, ij = empty_lists(gj.shape[0], self.k)
+                topk_tile(sim, gi, gj, 1, vi, ii, vj, ij)
+                out_j += [vj, ij]
             out_i += [vi, ii]
-            out_j += [vj, ij]
-        return {start_i: tuple(out_i), start_j: tuple(out_j)}
+        return None, tuple(out_i), None if same else tuple(out_j)
 
-    def combine(self, a: dict[int, Lists], b: dict[int, Lists]) -> dict[int, Lists]:
-        out = dict(a)
-        for s, lists in b.items():
-            out[s] = _merge_lists(out[s], lists) if s in out else lists
-        return out
+    def merge_rows(self, a: Lists, b: Lists) -> Lists:
+        return _merge_lists(a, b)
 
-    def finalize(self, state: dict[int, Lists]) -> Lists:
-        starts = sorted(state)
-        return tuple(np.concatenate([state[s][t] for s in starts]) for t in range(2 * len(self.names)))
+    def stitch(self, parts: list) -> Lists:
+        return tuple(np.concatenate([p[t] for p in parts]) for t in range(2 * len(self.names)))
+
+    def finish(self, pairs: Any, rows: Lists) -> Lists:
+        return rows
 
 
 # ---------------------------------------------------------------------------

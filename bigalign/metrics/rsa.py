@@ -38,6 +38,17 @@ samples and for euclidean Pearson beyond 20,000)
     pairs; 95% interval: on Fisher's z scale, with Student's t on 49 degrees of
     freedom ("sampled-pairs").  Reads 2·n_pairs rows, in sorted batches.
 
+Sampling intervals (``ci=``)
+----------------------------
+Every form: the block jackknife over contiguous row groups (:mod:`bigalign.intervals`),
+on Fisher's z scale.  Pearson streams its leave-outs with the estimate (tiles: the
+pair moments of every group pair; streamed moments: one moment state per group).
+Spearman and Kendall are rank statistics of all N distances together: leaving a
+group out re-ranks the rest, which no streamed state holds, so their exact road
+recomputes the comparison on the held distances of the pairs outside each group
+(G more rankings, O(G·N log N)); beyond n = 4,096 (where ``auto`` samples pairs)
+the sampled road does the same on its sampled pairs.
+
 References
 ----------
 Kriegeskorte, Mur & Bandettini, "Representational similarity analysis — connecting
@@ -51,7 +62,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence, Unpack
+from typing import Any, ClassVar, Literal, Sequence, Unpack
 
 import numpy as np
 
@@ -64,12 +75,13 @@ from ..intervals import jackknife_se
 from ..io import Representation
 from ..moments import MomentStatistic, Moments, scale
 from ..result import Result
-from ._common import check_choice, check_in_memory, linear_moments, paired_n, sqnorm
+from ._common import check_choice, check_in_memory, loo_interval, paired_n, sqnorm
+from ..grouped import grouped_statistic
 from ._common import with_engine_doc
 from .neighbors import IntervalResult, finite_rows, unit_rows
-from ._tile_groups import merged, pieces
 from ..intervals import DEFAULT_CI_GROUPS, check_ci, jackknife_interval, row_groups, with_interval
 from ..options import EngineKwargs, EngineOptions
+from ..tiles import GroupedTileStatistic, TileStatistic
 
 __all__ = ["rsa", "row_patterns", "tau_a", "tile_distances"]
 
@@ -163,68 +175,41 @@ def tile_distances(a: np.ndarray, b: np.ndarray, na: np.ndarray, nb: np.ndarray,
 
 
 @dataclass(frozen=True, eq=False)
-class RsaTileStatistic:
-    """Pair moments of (dₓ, d_y) over the pairs i < j of each tile (I, J ≥ I)."""
+class RsaTileStatistic(TileStatistic):
+    """Pair moments of (dₓ, d_y) over the pairs i < j of each tile (I, J ≥ I).
+
+    An unordered road of :class:`bigalign.tiles.TileStatistic` (each pair once, no
+    per-row sums); its grouped pass keeps the moments of each group pair g ≤ h, and the
+    moments of the rows minus group g merge those without g
+    (:meth:`bigalign.tiles.GroupedTiles.total`): exact, G(G+1)/2 moments of state.
+    """
 
     code: int
     shift_x: np.ndarray
     shift_y: np.ndarray
     names: tuple[str, str] = ("x", "y")
 
-    def distances(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> tuple:
+    ordered: ClassVar[bool] = False
+
+    def prepare(self, blocks: Sequence[np.ndarray], start: int) -> tuple:
+        return (
+            _prep(blocks[0], self.code, self.shift_x, self.names[0], start),
+            _prep(blocks[1], self.code, self.shift_y, self.names[1], start),
+        )
+
+    def values(self, pi: Any, pj: Any) -> tuple[np.ndarray, np.ndarray]:
         """The tile's two distance matrices (dₓ, d_y), rows of block I by rows of block J."""
-        xi, nxi = _prep(blocks_i[0], self.code, self.shift_x, self.names[0], start_i)
-        yi, nyi = _prep(blocks_i[1], self.code, self.shift_y, self.names[1], start_i)
-        if start_i == start_j:
-            xj, nxj, yj, nyj = xi, nxi, yi, nyi
-        else:
-            xj, nxj = _prep(blocks_j[0], self.code, self.shift_x, self.names[0], start_j)
-            yj, nyj = _prep(blocks_j[1], self.code, self.shift_y, self.names[1], start_j)
-        return tile_distances(xi, xj, nxi, nxj, self.code), tile_distances(yi, yj, nyi, nyj, self.code)
+        return tuple(tile_distances(a, b, na, nb, self.code) for (a, na), (b, nb) in zip(pi, pj))  # type: ignore[return-value]
 
-    def partial(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> PairMoments:
-        dx, dy = self.distances(blocks_i, blocks_j, start_i, start_j)
-        return PairMoments(*pair_moments(dx, dy, start_i == start_j))
+    def sums(self, values: Any, pi: Any, pj: Any, a: slice, c: slice, same: bool) -> tuple[Any, Any, Any]:
+        dx, dy = values
+        return PairMoments(*pair_moments(dx[a, c], dy[a, c], same)), None, None
 
-    def combine(self, a: PairMoments, b: PairMoments) -> PairMoments:
+    def merge(self, a: PairMoments, b: PairMoments) -> PairMoments:
         return a.merge(b)
 
-    def finalize(self, state: PairMoments) -> PairMoments:
-        return state
-
-
-@dataclass(frozen=True, eq=False)
-class GroupedRsaStatistic:
-    """RSA's Pearson tiles with the pair moments kept per group pair (g ≤ h) of contiguous row groups.
-
-    The moments of the rows minus group g merge those of the group pairs without g
-    (:func:`bigalign.metrics._tile_groups.merged`): exact, G(G+1)/2 moments of state.
-    """
-
-    base: RsaTileStatistic
-    bounds: np.ndarray
-
-    def partial(self, blocks_i: Sequence[np.ndarray], blocks_j: Sequence[np.ndarray], start_i: int, start_j: int) -> dict:
-        dx, dy = self.base.distances(blocks_i, blocks_j, start_i, start_j)
-        diagonal = start_i == start_j
-        out: dict = {}
-        for g, a0, a1 in pieces(self.bounds, start_i, dx.shape[0]):
-            for h, c0, c1 in pieces(self.bounds, start_j, dx.shape[1]):
-                if diagonal and c0 < a0:
-                    continue  # a diagonal tile's lower sub-tiles hold the same pairs as its upper ones
-                pm = PairMoments(*pair_moments(dx[a0:a1, c0:c1], dy[a0:a1, c0:c1], diagonal and c0 == a0))
-                key = (min(g, h), max(g, h))
-                out[key] = out[key].merge(pm) if key in out else pm
-        return out
-
-    def combine(self, a: dict, b: dict) -> dict:
-        out = dict(a)
-        for k, v in b.items():
-            out[k] = out[k].merge(v) if k in out else v
-        return out
-
-    def finalize(self, state: dict) -> dict:
-        return state
+    def finish(self, pairs: PairMoments, rows: Any) -> PairMoments:
+        return pairs
 
 
 # ---------------------------------------------------------------------------
@@ -248,21 +233,36 @@ class CentredUnitMomentStatistic(MomentStatistic):
         return super().partial([centred_unit_rows(b, nm, start) for b, nm in zip(blocks, self.names)], start)
 
 
-def _pearson_sums_streamed(x: Any, y: Any, options: EngineOptions, unit: bool, centre: bool = False) -> tuple[tuple[float, ...], Any]:
+def _moment_statistic(unit: bool, centre: bool) -> MomentStatistic:
+    """The streamed moments behind Pearson RSA: of the rows (sqeuclidean), unit rows (cosine) or centred unit rows
+    (correlation)."""
+    kind = CentredUnitMomentStatistic if centre else UnitMomentStatistic if unit else MomentStatistic
+    return kind(names=("x", "y"), pairs=((0, 1),))
+
+
+def _pearson_sums_streamed(
+    x: Any, y: Any, options: EngineOptions, unit: bool, centre: bool = False, n_groups: int | None = None
+) -> tuple[tuple[float, ...], Any, Any]:  # fmt: skip
     """(N, Sx, Sy, Sxx, Syy, Sxy) over i < j of the squared Euclidean distances of the rows (unit rows
-    for cosine, whose distances are half these), each side in units of its scale.
+    for cosine, whose distances are half these), each side in units of its scale; the plan; and, with
+    ``n_groups`` (for ``ci=``), the :class:`~bigalign.grouped.GroupedStates` of the same pass (else None).
+    """
+    stat = _moment_statistic(unit, centre)
+    if n_groups is None:
+        m, plan = run(stat, [x, y], names=["x", "y"], options=options)
+        return _pearson_sums(m), plan, None
+    states, plan = run(grouped_statistic(stat, n_groups, func="rsa"), [x, y], names=["x", "y"], options=options)
+    return _pearson_sums(states.total()), plan, states
+
+
+def _pearson_sums(m: Moments) -> tuple[float, ...]:
+    """The sums of :func:`_pearson_sums_streamed` from the merged moments of the rows.
 
     With rows centred on the global mean (pᵢ = ‖uᵢ‖², P = Σpᵢ, T = Σpᵢ²):
     Σ_{i<j} dₓ = n·P, Σ_{i<j} dₓ² = n·T + P² + 2‖Mₓₓ‖², Σ_{i<j} dₓd_y = n·Σpᵢqᵢ + PₓP_y + 2‖Mₓᵧ‖².
     Centring removes any common offset or common direction exactly (Chan-merged moments), so only
     the spread of the distances themselves limits the precision.
     """
-    if centre:
-        m, plan = run(CentredUnitMomentStatistic(names=("x", "y"), pairs=((0, 1),)), [x, y], names=["x", "y"], options=options)
-    elif unit:
-        m, plan = run(UnitMomentStatistic(names=("x", "y"), pairs=((0, 1),)), [x, y], names=["x", "y"], options=options)
-    else:
-        m, plan = linear_moments(x, y, options)
     n = m.n
     cx, cy = scale(m, 0), scale(m, 1)  # Pearson is scale invariant per side: keep every square in range
     sx, sy = m.sides[0], m.sides[1]
@@ -271,7 +271,7 @@ def _pearson_sums_streamed(x: Any, y: Any, options: EngineOptions, unit: bool, c
     Sxx = n * sx.t4 / cx / cx + px * px + 2 * sqnorm(sx.M / cx)
     Syy = n * sy.t4 / cy / cy + py * py + 2 * sqnorm(sy.M / cy)
     Sxy = n * float(T.sum()) / cx / cy + px * py + 2 * sqnorm(Mxy / math.sqrt(cx) / math.sqrt(cy))
-    return (n * (n - 1) / 2, n * px, n * py, Sxx, Syy, Sxy), plan
+    return (n * (n - 1) / 2, n * px, n * py, Sxx, Syy, Sxy)
 
 
 def _pearson_from_sums(N: float, sx: float, sy: float, sxx: float, syy: float, sxy: float) -> tuple[float, float, float]:
@@ -373,6 +373,44 @@ def _correlation(dx: np.ndarray, dy: np.ndarray, compare: str) -> float:
     return _corr(_ranks(dx), _ranks(dy)) if compare == "spearman" else _corr(dx, dy)
 
 
+def condensed_groups(n: int, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The row groups (g(i), g(j)) of the N = n(n−1)/2 pairs i < j in condensed order (that of
+    :func:`_all_distances` and ``scipy.spatial.distance.pdist``)."""
+    grp = (np.searchsorted(bounds, np.arange(n), side="right") - 1).astype(np.int16)
+    gi = np.repeat(grp, np.arange(n - 1, -1, -1))  # row i pairs with the n − 1 − i rows after it
+    gj = np.concatenate([grp[i + 1 :] for i in range(n)])
+    return gi, gj  # 2 × 2 bytes per pair (no index arrays)
+
+
+def pair_leave_outs(dx: np.ndarray, dy: np.ndarray, gi: np.ndarray, gj: np.ndarray, groups: int, compare: str) -> np.ndarray:
+    """The comparison recomputed on the pairs whose rows both lie outside group g, for each g.
+
+    A rank comparison (Spearman, Kendall) ranks all the kept pairs afresh: it is a statistic of
+    all n(n−1)/2 distances at once, so its leave-outs need the held distances (no streamed state).
+    """
+    out = []
+    for g in range(groups):
+        keep = (gi != g) & (gj != g)
+        v = _correlation(dx[keep], dy[keep], compare)
+        if not math.isfinite(v):
+            raise DegenerateInputError(
+                f"rsa: the sampling interval is undefined here: with row group {g} of {groups} left out, all kept "
+                "distances of x or y are equal. Use more samples (or pairs), or leave ci out.",
+                reason="undefined_leave_out",
+            )
+        out.append(v)
+    return np.array(out)
+
+
+def _streamed_pearson(m: Moments) -> float:
+    """Pearson RSA from merged moments; DegenerateInputError where the distances of a side do not vary."""
+    sums = _pearson_sums(m)
+    value, vx, vy = _pearson_from_sums(*sums)
+    if not (vx > 1e-12 * sums[3] and vy > 1e-12 * sums[4]):
+        raise DegenerateInputError("all distances of x or y are equal on these rows", reason="constant_distances")
+    return value
+
+
 # ---------------------------------------------------------------------------
 # façade
 # ---------------------------------------------------------------------------
@@ -443,6 +481,19 @@ def rsa(
         Pairs drawn by ``method="sampled"`` (default 100,000).
     seed : int, default=0
         Seeds the sampled pairs.
+    ci : float, optional
+        Confidence level (e.g. 0.95) of a sampling interval over rows
+        (stimuli) for the population value, ``result.ci``: the block
+        jackknife over 20 contiguous row groups, on Fisher's z scale.  Every
+        form has one.  Pearson: from the same pass (grouped tile moments for
+        euclidean, grouped streamed moments for the other distances).
+        Spearman and Kendall rank all n(n−1)/2 distances at once, so no
+        streamed state gives their leave-outs: the exact road ranks the held
+        distances again without each group (20 more rankings).  Sampled
+        pairs: the same sampled pairs without those touching each group;
+        ``stderr`` stays the pair-sampling error, and its 95% interval moves
+        to ``parameters["pair_ci"]`` (without ``ci=`` the sampled road's
+        ``ci`` is that pair-sampling interval, as before).
     {engine}
 
     Returns
@@ -453,7 +504,8 @@ def rsa(
         ``"sampled-pairs"``); terms ``n_pairs`` (pairs used), and for the
         Pearson tiles the standard deviations ``sd_x``, ``sd_y`` of the distances.
         Sampled: an :class:`~bigalign.metrics.neighbors.IntervalResult` with
-        ``stderr`` (jackknife) and a 95% ``ci``.
+        ``stderr`` (jackknife over groups of pairs) and a ``ci``: the 95%
+        pair-sampling interval, or with ``ci=`` the row interval.
 
     Raises
     ------
@@ -491,13 +543,6 @@ def rsa(
         raise InvalidInputError(f"rsa correlates the n(n-1)/2 pairwise distances and needs at least 3 samples; got {n}.")
     chosen, reason = resolve_method(method, compare, distance, n)
     level = check_ci("rsa", ci)
-    if level is not None and (chosen != "exact" or compare != "pearson" or distance != "euclidean"):
-        raise InvalidInputError(
-            "rsa: ci= (a sampling interval over rows) is available for compare='pearson' with distance='euclidean' "
-            f"on exact tiles (method='exact' or 'auto' with n <= {EXACT_MAX_N}); got compare={compare!r}, "
-            f"distance={distance!r}, and the method here is {chosen!r} ({reason}). The sampled road's own ci is about "
-            "the sampling of pairs (always 95%), not of rows. Use those options, or leave ci out."
-        )
     bounds = None if level is None else row_groups(n, DEFAULT_CI_GROUPS, func="rsa")
     if n_pairs is not None and chosen != "sampled":
         raise InvalidInputError(f"n_pairs applies to method='sampled' only; the method here is {chosen!r} ({reason}).")
@@ -524,9 +569,18 @@ def rsa(
         loo = np.array([_correlation(dx[groups != g], dy[groups != g], compare) for g in range(JACKKNIFE_GROUPS)])
         G = JACKKNIFE_GROUPS
         se = jackknife_se(loo)
-        ci = _fisher_interval(value, se, G - 1)
-        params.update(n_pairs=m, seed=int(seed), pair_sampling="uniform over i<j, with replacement", stderr=f"delete-a-group jackknife over {G} groups of pairs", ci=f"95%, Fisher z with Student t ({G - 1} df)")
-        return IntervalResult("rsa", value, compare, "sampled-pairs", n, {"n_pairs": float(m)}, params, stderr=se, ci=ci, ci_level=0.95)
+        pair_ci = _fisher_interval(value, se, G - 1)
+        params.update(n_pairs=m, seed=int(seed), pair_sampling="uniform over i<j, with replacement", stderr=f"delete-a-group jackknife over {G} groups of pairs")
+        if level is None:
+            params["ci"] = f"95%, Fisher z with Student t ({G - 1} df): the sampling of pairs (pass ci= for the sampling of rows)"
+            return IntervalResult("rsa", value, compare, "sampled-pairs", n, {"n_pairs": float(m)}, params, stderr=se, ci=pair_ci, ci_level=0.95)
+        # ci=: the sampling of rows — the sampled pairs whose rows both lie outside row group g, for each g
+        params["pair_ci"] = list(pair_ci)
+        params["pair_ci_about"] = f"95%, Fisher z with Student t ({G - 1} df): the sampling of pairs only (the stderr's interval)"
+        gi, gj = (np.searchsorted(bounds, v, side="right") - 1 for v in (i, j))  # type: ignore[arg-type]
+        row_loo = pair_leave_outs(dx, dy, gi, gj, DEFAULT_CI_GROUPS, compare)
+        result = IntervalResult("rsa", value, compare, "sampled-pairs", n, {"n_pairs": float(m)}, params, stderr=se)
+        return with_interval(result, jackknife_interval(value, row_loo, level, scale="fisher"))
 
     if compare in RANKED:
         check_in_memory("rsa", engine_opts, RANKED_PAIR_BYTES * N, f"exact {compare} RSA ranks all {N} distances in memory",
@@ -537,7 +591,12 @@ def rsa(
             if np.all(d == d[0]):
                 raise _undefined(name, distance, n)
         value = _correlation(dx, dy, compare)
-        return Result("rsa", value, compare, "exact-in-memory", n, {"n_pairs": float(N)}, params)
+        result = Result("rsa", value, compare, "exact-in-memory", n, {"n_pairs": float(N)}, params)
+        if bounds is None:
+            return result
+        gi, gj = condensed_groups(n, bounds)
+        params["ci_leave_out"] = "ranks recomputed on the held distances of the pairs outside each row group"
+        return with_interval(result, jackknife_interval(value, pair_leave_outs(dx, dy, gi, gj, DEFAULT_CI_GROUPS, compare), level, scale="fisher"))
 
     if distance == "euclidean":
         reps = prepare([x, y], ["x", "y"])
@@ -546,8 +605,8 @@ def rsa(
         if bounds is None:
             pm, plan = run_pairs(stat, reps, check_pairing=False, options=engine_opts)
         else:
-            by_group, plan = run_pairs(GroupedRsaStatistic(stat, bounds), reps, check_pairing=False, options=engine_opts)
-            pm = merged(by_group)
+            by_group, plan = run_pairs(GroupedTileStatistic(stat, bounds), reps, check_pairing=False, options=engine_opts)
+            pm = by_group.total()
         params.update(block_size=plan.block_rows, n_tiles=plan.n_blocks * (plan.n_blocks + 1) // 2, scheduler=plan.scheduler)
         for name, m2, mu in (("x", pm.m2x, pm.mx), ("y", pm.m2y, pm.my)):
             if m2 <= pm.count * (1e-10 * mu) ** 2:
@@ -559,7 +618,7 @@ def rsa(
             return result
         loo = []
         for g in range(bounds.size - 1):
-            q = merged(by_group, skip=g)
+            q = by_group.total(skip=g)
             if not (q.m2x > 0 and q.m2y > 0):
                 raise DegenerateInputError(
                     f"rsa: the sampling interval is undefined here: with row group {g} left out, all distances of x or y "
@@ -569,7 +628,8 @@ def rsa(
             loo.append(q.cxy / math.sqrt(q.m2x * q.m2y))
         return with_interval(result, jackknife_interval(value, np.array(loo), level, scale="fisher"))
 
-    sums, plan = _pearson_sums_streamed(x, y, engine_opts, unit=distance in ("cosine", "correlation"), centre=centre)
+    sums, plan, states = _pearson_sums_streamed(x, y, engine_opts, unit=distance in ("cosine", "correlation"), centre=centre,
+                                                n_groups=None if level is None else n)  # fmt: skip
     Nf, sx, sy, sxx, syy, sxy = sums
     value, vx, vy = _pearson_from_sums(*sums)
     for name, v, s, ss in (("x", vx, sx, sxx), ("y", vy, sy, syy)):
@@ -578,7 +638,10 @@ def rsa(
     params.update(block_size=plan.block_rows, n_blocks=plan.n_blocks, scheduler=plan.scheduler)
     # the sums are in units of each side's mean squared centred row norm c (of the unit rows for cosine)
     terms = {"n_pairs": Nf}
-    return Result("rsa", value, compare, "exact-streaming", n, terms, params)
+    result = Result("rsa", value, compare, "exact-streaming", n, terms, params)
+    if states is None:
+        return result
+    return with_interval(result, loo_interval("rsa", value, states, _streamed_pearson, level, scale="fisher"))
 
 
 def _fisher_interval(r: float, se: float, df: int) -> tuple[float, float]:
