@@ -188,3 +188,19 @@ def test_in_memory_roads_refuse_a_budget_they_exceed(name, xy):
         f(*xy, memory_per_worker=64 * 1024, scheduler="sync")  # n = 120: 0.8 MiB (rsa), 0.3 MiB (kernels)
     assert "MiB" in str(ei.value)
     assert f(*xy, memory_per_worker=2**30, scheduler="sync").value == ref.value  # fits: the same road, the same value
+
+
+def test_hsic_test_in_memory_roads_record_unused_engine_options(xy):
+    """hsic_test picks an in-memory road at small n (kernel matrices, or features held for the permutation null):
+    engine options it does not use are recorded in parameters, never silently dropped, and never change the answer."""
+    x, y = xy
+    plain = bigalign.hsic_test(x, y, n_permutations=49, seed=3)
+    assert "engine_not_used" not in plain.parameters
+    for kernel in ("rbf", "linear"):
+        r = bigalign.hsic_test(x, y, kernel=kernel, n_permutations=49, seed=3, block_size=7, scheduler="sync")
+        note = r.parameters["engine_not_used"]
+        assert "block_size" in note and "scheduler" in note and "into memory" in note
+        ref = bigalign.hsic_test(x, y, kernel=kernel, n_permutations=49, seed=3)
+        assert r.statistic == ref.statistic and r.pvalue == ref.pvalue
+    streamed = bigalign.hsic_test(x, y, kernel="linear", null="gamma", block_size=7)
+    assert "engine_not_used" not in streamed.parameters

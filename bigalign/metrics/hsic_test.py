@@ -410,6 +410,7 @@ def hsic_test(
         budget = requested_budget(engine_opts.memory_per_worker)  # None unless memory_per_worker / memory_limit constrain it
         grams = 2 * n * n * 8
         if n <= EXACT_MAX_N and (budget is None or grams <= budget):
+            _note_in_memory(params, engine_opts)
             return _gram_test(reps, kernel, (sx, sy), shifts, chosen, n_perm, seed, alpha, workers, params)
         if chosen == "permutation":
             limit = (f"allowed up to n = {EXACT_MAX_N} ({2 * EXACT_MAX_N**2 * 8 / 2**30:.1f} GiB)" if n > EXACT_MAX_N
@@ -490,6 +491,17 @@ def _gram_test_body(reps, kernel, sigmas, shifts, test_null, n_perm, seed, alpha
     return _finish(n, t_obs, sides[0], sides[1], test_null, n_perm, seed, alpha, params, batch, batch_rows)
 
 
+def _note_in_memory(params: dict, options: EngineOptions) -> None:
+    """Record the engine options an in-memory road was given and does not use (it reads each input in one piece):
+    never silently ignored, and never an error, since the road is the test's own choice (``method="auto"``)."""
+    unused = [k for k in ("block_size", "scheduler", "client") if getattr(options, k) is not None]
+    if unused:
+        params["engine_not_used"] = (
+            f"{', '.join(unused)}: this road reads x and y into memory in one piece (no chunked pass); "
+            "they would not change the answer"
+        )
+
+
 def _feature_test(reps, maps, widths, shifts, test_null, n_perm, seed, alpha, workers, params, options) -> TestResult:  # type: ignore[no-untyped-def]
     n = reps[0].n
     dx, dy = widths
@@ -502,6 +514,7 @@ def _feature_test(reps, maps, widths, shifts, test_null, n_perm, seed, alpha, wo
             "a larger budget, or null='gamma' (streamed moments, O(D²) memory)."
         )
     if _materialise(n, dx, dy, test_null) and (budget is None or held <= budget):
+        _note_in_memory(params, options)
         with blas_threads_for(n * (dx + dy + reps[0].d + reps[1].d)):
             return _in_memory_feature_test(reps, maps, widths, shifts, test_null, n_perm, seed, alpha, workers, params)
 
