@@ -24,6 +24,7 @@ import pytest
 
 import bigalign
 import kernel_refs as kr
+import bigalign.metrics._independence_roads as ind_roads
 import bigalign.metrics.independence as ind
 from bigalign import DegenerateInputError, InvalidInputError
 from bigalign.metrics.independence import coco, kcc, kmi
@@ -399,7 +400,7 @@ def test_nystroem_flag_and_all_landmarks(dependent):
 def test_auto_method_choice(pair, monkeypatch):
     x, y = pair
     assert kcc(x, y, kernel="rbf", **SYNC).parameters["method_reason"].startswith("n = 60 <= 2000")
-    monkeypatch.setattr(ind, "GRAM_AUTO_N", 50)
+    monkeypatch.setattr(ind_roads, "GRAM_AUTO_N", 50)  # read where the road is chosen
     r = kcc(x, y, kernel="rbf", n_features=16, **SYNC)
     assert r.method == "nystroem" and "Nystroem" in r.parameters["method_reason"]
     assert kcc(x, y, kernel="rbf", bandwidth=0.1, n_features=48, **SYNC).method == "orf"
@@ -512,7 +513,7 @@ def test_errors(pair):
 
 
 def test_exact_size_limit(pair, monkeypatch):
-    monkeypatch.setattr(ind, "GRAM_MAX_N", 50)
+    monkeypatch.setattr(ind_roads, "GRAM_MAX_N", 50)  # read where the road is chosen
     with pytest.raises(InvalidInputError, match="up to n = 50"):
         kcc(*pair, kernel="rbf", method="exact")
 

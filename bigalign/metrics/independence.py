@@ -107,466 +107,58 @@ analysis", JMLR 8 (2007) — the regularised operator V_κ and the rate of κ.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Literal, Unpack
+from typing import Any, Literal, Unpack
 
 import numpy as np
-import scipy.linalg as sla
 
-from .._checks import check_applies
-from ..engine import prepare
 from ..errors import DegenerateInputError, InvalidInputError
-from ..grouped import GroupedStates
-from ..intervals import check_ci, jackknife_se, row_groups, with_interval
-from ..features import BANDWIDTH_SAMPLE, KERNELS, bandwidth_ratio, resolve_bandwidths, resolve_method, sample_rows
+from ..intervals import check_ci, jackknife_se, with_interval
 from ..moments import Moments
 from ..result import Result
-from ._common import (
-    check_choice,
-    check_in_memory,
-    engine_parameters,
-    grouped_linear_moments,
-    linear_moments,
-    loo_interval,
-    paired_n,
-    with_ci_doc,
-    with_engine_doc,
+from ._common import loo_interval, with_ci_doc, with_engine_doc
+from ._independence_roads import (  # noqa: F401  (re-exported: tests and benchmarks use them from here)
+    DEFAULT_N_FEATURES,
+    GRAM_AUTO_N,
+    GRAM_MAX_N,
+    METHODS,
+    _gram_factor,
+    _gram_factor_body,
+    _gram_leave_outs,
+    _Job,
+    _job,
+    _LeaveOuts,
+    _moment_job,
+    _moment_leave_outs,
+    _Options,
+    _pivoted_cholesky_factor,
+    _small_blas,
 )
-from ._kernel_approx import NYSTROEM_MAX_RESIDUAL, NYSTROEM_STDERR, nystroem_stderr, residual_fraction
-from ._kernel_nonlinear import feature_moments, sub_moments
-from ..gram import blas_threads_for, centre_gram, gram, read_all
-from ..io import as_representation
+from ._independence_values import (  # noqa: F401  (re-exported: tests and benchmarks use them from here)
+    PERFECT_CORRELATION_TOL,
+    Covariances,
+    _canonical_level,
+    _cc_replicates_direct,
+    _cc_replicates_fast,
+    _coco_replicates,
+    _top_singular,
+    _values,
+    _Values,
+    canonical_correlations,
+    covariances_from_moments,
+    kmi_from_correlations,
+)
+from ._kernel_approx import NYSTROEM_MAX_RESIDUAL, nystroem_stderr  # noqa: F401
 from ..options import EngineKwargs, EngineOptions
 
 __all__ = ["coco", "kcc", "kmi"]
 
-METHODS = ("auto", "exact", "rff", "orf", "nystroem")
+
 #: Bach & Jordan's small-sample ridge, relative to the trace (see the module docstring).
 DEFAULT_RIDGE = 1e-2
-#: ``method="exact"`` holds the n×n kernel matrices: allowed up to this n (≈ 3·n²·8 bytes at peak).
-GRAM_MAX_N = 5_000
-#: ``method="auto"`` is exact up to this n (O(n³): ≈ 10 s at 2,000 on a loaded 2-core VM), approximate beyond.
-GRAM_AUTO_N = 2_000
 #: Up to this many features per side the jackknife replicates are recomputed from scratch;
 #: beyond, from downdates of one factorisation (the same numbers to rounding; tested).
 DIRECT_REPLICATES_MAX_D = 64
-#: Default feature columns (rff/orf) or landmarks (Nyström): the D×D algebra is O(D³) and the
-#: jackknife repeats part of it per group (≈ 10 s at D = 512, n = 3,000 on a loaded 2-core VM, a
-#: minute or more at 2,048).  Measured accuracy at D = 192: see the tests.
-DEFAULT_N_FEATURES = 512
-#: A canonical correlation this close to 1 makes KMI infinite (log of 0 to rounding).
-PERFECT_CORRELATION_TOL = 1e-12
-
-
-# ----------------------------------------------------------------------------
-# the algebra, on covariances (feature space, 1/n)
-# ----------------------------------------------------------------------------
-
-
-@dataclass
-class Covariances:
-    """Centred covariances Σ_xx, Σ_yy, Σ_xy (1/n) of two feature maps, with their column groups."""
-
-    n: int
-    sxx: np.ndarray
-    syy: np.ndarray
-    sxy: np.ndarray
-    bounds_x: np.ndarray | None = None
-    bounds_y: np.ndarray | None = None
-
-
-def covariances_from_moments(m: Moments, i: int, j: int) -> Covariances:
-    n = m.n
-    M, _ = m.pair(i, j)
-    return Covariances(n, m.sides[i].M / n, m.sides[j].M / n, M / n, m.sides[i].bounds, m.sides[j].bounds)
-
-
-def _top_singular(a: np.ndarray, v0: np.ndarray | None = None) -> tuple[float, np.ndarray | None]:
-    """(σ₁, v₀ for the next call) of ``a``: dense SVD when small, else Lanczos from a fixed start (deterministic).
-
-    ``v0`` warm-starts Lanczos (the top singular vector of a nearby matrix, on
-    ``a``'s smaller side); the answer does not depend on it beyond rounding.
-    """
-    if a.size == 0 or not np.any(a):
-        return 0.0, None
-    if min(a.shape) <= 64:
-        return float(np.linalg.svd(a, compute_uv=False)[0]), None
-    from scipy.sparse.linalg import svds
-
-    k = min(a.shape)
-    if v0 is None or v0.shape[0] != k:
-        v0 = np.full(k, 1.0 / math.sqrt(k))
-    u, s, vt = svds(a, k=1, tol=0, v0=v0)
-    return float(s[0]), (vt[0] if a.shape[1] <= a.shape[0] else u[:, 0])
-
-
-def _psd_cholesky(a: np.ndarray, what: str, kappa: float) -> np.ndarray:
-    try:
-        lo = np.linalg.cholesky(a)
-    except np.linalg.LinAlgError:
-        lo = None
-    d = np.diagonal(lo) if lo is not None else None
-    # κ = 0: a (numerically) singular covariance has no inverse square root
-    if lo is None or (kappa == 0 and float(d.min()) ** 2 <= 1e4 * np.finfo(float).eps * float(np.max(np.diagonal(a)))):
-        raise DegenerateInputError(
-            f"the canonical correlations are undefined with ridge=0: the covariance of {what} is singular "
-            "(linearly dependent or constant features, or fewer samples than features). Expected a non-singular "
-            "covariance. Use ridge > 0 (the default is 1e-2), or remove the redundant features.",
-            reason=f"{what}_singular_covariance",
-        )
-    return lo
-
-
-def canonical_correlations(c: Covariances, kx: float, ky: float, scale: float = 1.0) -> np.ndarray:
-    """Singular values of (sΣ_xx + κ_x)^{-1/2} sΣ_xy (sΣ_yy + κ_y)^{-1/2}, descending.
-
-    Computed as those of L_x^{-1} Σ_xy L_y^{-T} with Cholesky factors L (the
-    same singular values: L^{-1} = Q·(Σ + κ)^{-1/2} for an orthogonal Q).
-    """
-    lx = _psd_cholesky(scale * c.sxx + kx * np.eye(c.sxx.shape[0]), "x", kx)
-    ly = _psd_cholesky(scale * c.syy + ky * np.eye(c.syy.shape[0]), "y", ky)
-    v = sla.solve_triangular(lx, scale * c.sxy, lower=True, check_finite=False)
-    v = sla.solve_triangular(ly, v.T, lower=True, check_finite=False).T
-    return np.linalg.svd(v, compute_uv=False)
-
-
-def kmi_from_correlations(rho: np.ndarray) -> float:
-    top = float(rho[0]) if rho.size else 0.0
-    if top >= 1.0 - PERFECT_CORRELATION_TOL:
-        raise DegenerateInputError(
-            f"KMI is infinite: a canonical correlation equals 1 to rounding (ρ₁ = {top!r}), i.e. some function of "
-            "x is a deterministic function of y in feature space. Expected correlations below 1. Use (a larger) "
-            "ridge > 0.",
-            reason="canonical_correlation_one",
-        )
-    return float(-0.5 * np.sum(np.log1p(-(rho * rho))))
-
-
-def _groups(bounds: np.ndarray) -> list[np.ndarray]:
-    return [np.arange(bounds[g], bounds[g + 1]) for g in range(len(bounds) - 1)]
-
-
-def _keep(d: int, g: np.ndarray) -> np.ndarray:
-    k = np.ones(d, dtype=bool)
-    k[g] = False
-    return k
-
-
-def _coco_replicates(c: Covariances) -> np.ndarray:
-    """Delete-one-group COCO: (G/(G−1))·σ₁ of Σ_xy without the rows of x-group g and columns of y-group g."""
-    gx, gy = _groups(c.bounds_x), _groups(c.bounds_y)
-    G = len(gx)
-    s = G / (G - 1)
-    _, v = _top_singular(c.sxy)
-    out = []
-    for a, b in zip(gx, gy):
-        kx, ky = _keep(c.sxy.shape[0], a), _keep(c.sxy.shape[1], b)
-        sub = c.sxy[kx][:, ky]
-        v0 = None if v is None else v[ky if sub.shape[1] <= sub.shape[0] else kx]
-        out.append(s * _top_singular(sub, v0)[0])
-    return np.array(out)
-
-
-def _restricted(c: Covariances, a: np.ndarray, b: np.ndarray) -> Covariances:
-    kx, ky = _keep(c.sxx.shape[0], a), _keep(c.syy.shape[0], b)
-    return Covariances(c.n, c.sxx[np.ix_(kx, kx)], c.syy[np.ix_(ky, ky)], c.sxy[np.ix_(kx, ky)])
-
-
-def _cc_replicates_direct(c: Covariances, kx: float, ky: float) -> tuple[np.ndarray, np.ndarray]:
-    """(KCC, KMI) replicates, each recomputed from its own covariances."""
-    gx, gy = _groups(c.bounds_x), _groups(c.bounds_y)
-    G = len(gx)
-    s = G / (G - 1)
-    kcc_r, kmi_r = [], []
-    for a, b in zip(gx, gy):
-        rho = canonical_correlations(_restricted(c, a, b), kx, ky, s)
-        kcc_r.append(float(rho[0]))
-        kmi_r.append(kmi_from_correlations(rho))
-    return np.array(kcc_r), np.array(kmi_r)
-
-
-def _inverse_and_logdet(a: np.ndarray) -> tuple[np.ndarray, float]:
-    cf = sla.cho_factor(a, lower=True, check_finite=False)
-    logdet = 2.0 * float(np.sum(np.log(np.diagonal(cf[0]))))
-    inv = sla.cho_solve(cf, np.eye(a.shape[0]), check_finite=False)
-    return inv, logdet
-
-
-def _logdet_pd(a: np.ndarray) -> float:
-    return 2.0 * float(np.sum(np.log(np.diagonal(np.linalg.cholesky(a)))))
-
-
-def _downdate(b: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """(A_{−g,−g})^{-1} from B = A^{-1}: B_{kk} − B_{kg} B_{gg}^{-1} B_{gk} (Schur complement)."""
-    k = _keep(b.shape[0], g)
-    bkg = b[np.ix_(k, g)]
-    return b[np.ix_(k, k)] - bkg @ np.linalg.solve(b[np.ix_(g, g)], bkg.T)
-
-
-def _cc_replicates_fast(c: Covariances, kx: float, ky: float) -> tuple[np.ndarray, np.ndarray]:
-    """The same replicates as :func:`_cc_replicates_direct`, from one factorisation.
-
-    KMI = −½[log det J − log det A_x − log det A_y] with A_x = sΣ_xx + κ_xI,
-    J = [[A_x, sΣ_xy], [sΣ_yx, A_y]]; deleting the index set g of a positive
-    definite A changes its log-determinant by log det((A^{-1})_{gg}) (Jacobi).
-    KCC: ρ₁² = λ_max(A_x^{-1} sΣ_xy A_y^{-1} sΣ_yx) with the inverses of the
-    deleted blocks from Schur-complement downdates, by Arnoldi iteration.
-    """
-    from scipy.sparse.linalg import LinearOperator, eigs
-
-    gx, gy = _groups(c.bounds_x), _groups(c.bounds_y)
-    G = len(gx)
-    s = G / (G - 1)
-    dx, dy = c.sxx.shape[0], c.syy.shape[0]
-    ax = s * c.sxx + kx * np.eye(dx)
-    ay = s * c.syy + ky * np.eye(dy)
-    sxy = s * c.sxy
-    bx, ldx = _inverse_and_logdet(ax)
-    by, ldy = _inverse_and_logdet(ay)
-    bj, ldj = _inverse_and_logdet(np.block([[ax, sxy], [sxy.T, ay]]))
-    kcc_r, kmi_r = [], []
-    for a, b in zip(gx, gy):
-        gj = np.concatenate([a, dx + b])
-        ld = ldj + _logdet_pd(bj[np.ix_(gj, gj)]) - ldx - _logdet_pd(bx[np.ix_(a, a)]) - ldy - _logdet_pd(by[np.ix_(b, b)])
-        kmi_r.append(-0.5 * ld)
-        kx_, ky_ = _keep(dx, a), _keep(dy, b)
-        bxg, byg = _downdate(bx, a), _downdate(by, b)
-        m = sxy[np.ix_(kx_, ky_)]
-        op = LinearOperator((bxg.shape[0],) * 2, matvec=lambda v, bxg=bxg, byg=byg, m=m: bxg @ (m @ (byg @ (m.T @ v))), dtype=float)
-        v0 = np.full(bxg.shape[0], 1.0 / math.sqrt(bxg.shape[0]))
-        lam = eigs(op, k=1, which="LM", v0=v0, tol=0, return_eigenvectors=False)
-        kcc_r.append(math.sqrt(max(float(lam[0].real), 0.0)))
-    return np.array(kcc_r), np.array(kmi_r)
-
-
-@dataclass
-class _Values:
-    coco: float
-    hsic_b: float
-    rho: np.ndarray | None
-    kmi: float | None
-    kx: float
-    ky: float
-
-
-def _values(c: Covariances, kappa: float | None, want_kmi: bool) -> _Values:
-    sigma, _ = _top_singular(c.sxy)
-    n = c.n
-    hsic_b = float(np.vdot(c.sxy, c.sxy)) * n * n / (n - 1) ** 2
-    if kappa is None:
-        return _Values(sigma, hsic_b, None, None, 0.0, 0.0)
-    kx, ky = kappa * float(np.trace(c.sxx)), kappa * float(np.trace(c.syy))
-    rho = canonical_correlations(c, kx, ky)
-    return _Values(sigma, hsic_b, rho, kmi_from_correlations(rho) if want_kmi else None, kx, ky)
-
-
-# ----------------------------------------------------------------------------
-# getting the covariances: linear moments, exact Grams, or feature maps
-# ----------------------------------------------------------------------------
-
-
-@dataclass
-class _Job:
-    cov: Covariances
-    method: str
-    parameters: dict[str, Any]
-    flags: tuple[str, ...]
-    half: Covariances | None = None  # Nyström with the first m/2 landmarks (error estimate)
-    quarter: Covariances | None = None  # ... and with the first m/4
-    residuals: tuple[float, float, float] | None = None  # Nyström: ρ = tr(K − K̃)/tr(K) at m, m/2, m/4
-    trace_bounds: tuple[float, float] | None = None  # Nyström: 1 − ‖φ̄‖² ≥ tr Σ of the exact kernel, x and y
-    grouped: bool = False  # rff/orf: jackknife over groups
-    ci_jobs: "_LeaveOuts | None" = None  # ci=: the job of the rows minus each contiguous row group
-
-
-@dataclass
-class _LeaveOuts:
-    """The G leave-one-group-out jobs of ``ci=`` (for :func:`~bigalign.metrics._common.loo_interval`).
-
-    Moment roads (linear, rff/orf, Nyström): each job's covariances come from the moment states of the
-    other groups, kept in the same pass (:mod:`bigalign.grouped`), with the feature maps fixed by the
-    seed and the bandwidths fixed at the full sample's.  Exact kernel matrices: each job comes from the
-    kernel matrix restricted to the other rows, re-centred and re-factored (no second read).
-    """
-
-    n_groups: int
-    jobs: Callable[[], Iterator["_Job"]]
-
-    def values(self, f: Callable[["_Job"], float]) -> np.ndarray:
-        return np.array([float(f(job)) for job in self.jobs()])
-
-
-def _moment_leave_outs(states: GroupedStates, job_of: Callable[[Moments], "_Job"]) -> _LeaveOuts:
-    return _LeaveOuts(states.n_groups, lambda: (job_of(mm) for _, mm in states.leave_one_out()))
-
-
-def _gram_leave_outs(kx: np.ndarray, ky: np.ndarray, bounds: np.ndarray, params: dict[str, Any]) -> _LeaveOuts:
-    """Leave-one-group-out jobs from the uncentred kernel matrices of all rows."""
-
-    def jobs() -> Iterator[_Job]:
-        n = kx.shape[0]
-        for g in range(bounds.size - 1):
-            keep = np.r_[0 : bounds[g], bounds[g + 1] : n]
-            factors, flags = [], []
-            for k, name in ((kx, "x"), (ky, "y")):
-                sub = k[np.ix_(keep, keep)]
-                constant = bool(np.all(sub == 1.0))  # k(x, x') = 1 only for x = x' (rbf, laplacian)
-                factors.append(np.zeros((keep.size, 0)) if constant else _pivoted_cholesky_factor(centre_gram(sub)))
-                if constant:
-                    flags.append(f"{name}_constant")
-            f, h = factors
-            m = keep.size
-            yield _Job(Covariances(m, f.T @ f / m, h.T @ h / m, f.T @ h / m), "exact-gram", params, tuple(flags))
-
-    return _LeaveOuts(bounds.size - 1, jobs)
-
-
-def _pivoted_cholesky_factor(kc: np.ndarray) -> np.ndarray:
-    """F (n×r) with K̃ = FFᵀ to rounding, by LAPACK's pivoted Cholesky (stops at rank r)."""
-    from scipy.linalg.lapack import dpstrf
-
-    n = kc.shape[0]
-    # stop when the largest remaining pivot is rounding: the residual K̃ − FFᵀ is then ≤ tol entrywise
-    # (a centred Gram has rank ≤ n − 1; its last pivot is ~n·ε, not signal)
-    tol = 100.0 * n * np.finfo(np.float64).eps * max(float(np.max(np.diagonal(kc))), 0.0)
-    # kc is symmetric: its transpose is the same matrix in Fortran order, factored in place
-    c, piv, rank, info = dpstrf(kc.T, tol=tol, lower=1, overwrite_a=1)
-    if info < 0:  # pragma: no cover - LAPACK argument error
-        raise AssertionError(f"internal error: dpstrf info={info}")
-    f = np.empty((n, rank))
-    f[piv - 1] = np.tril(c[:, :rank])
-    return f
-
-
-def _gram_factor(
-    rep: Any, name: str, kernel: str, sigma: float, shift: np.ndarray, keep: bool = False
-) -> tuple[np.ndarray, bool, np.ndarray | None]:
-    with blas_threads_for(rep.n * rep.n):
-        return _gram_factor_body(rep, name, kernel, sigma, shift, keep)
-
-
-def _gram_factor_body(
-    rep: Any, name: str, kernel: str, sigma: float, shift: np.ndarray, keep: bool
-) -> tuple[np.ndarray, bool, np.ndarray | None]:
-    """(factor F of the centred kernel matrix, x constant, the uncentred kernel matrix if ``keep``)."""
-    xs = read_all(rep, name, shift)
-    constant = bool(np.all(xs == xs[0]))
-    k = gram(xs, kernel, sigma)
-    del xs
-    kept = k.copy() if keep else None
-    kc = centre_gram(k)
-    if constant:
-        return np.zeros((kc.shape[0], 0)), True, kept
-    return _pivoted_cholesky_factor(kc), False, kept
-
-
-@dataclass(frozen=True)
-class _Options:
-    """The options of one coco / kcc / kmi call (``level``: the checked ``ci``)."""
-
-    kernel: str
-    bandwidth: Any
-    method: str
-    n_features: int | None
-    seed: Any
-    level: float | None
-    engine: EngineOptions
-
-
-def _job(func: str, x: Any, y: Any, opts: _Options) -> _Job:
-    kernel, method, seed = opts.kernel, opts.method, opts.seed
-    check_choice(func, "kernel", kernel, KERNELS)
-    check_choice(func, "method", method, METHODS)
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        raise InvalidInputError(f"the 'seed' parameter of {func} must be an integer; got {seed!r} instead.")
-    n = paired_n(x, y)
-    if n < 2:
-        raise InvalidInputError(f"{func} needs at least 2 paired samples (a covariance); got n = {n}. Pass more samples.")
-    if kernel == "linear":
-        if method not in ("auto", "exact"):
-            raise InvalidInputError(
-                f"method={method!r} approximates non-linear kernels; with kernel='linear' {func} is exact at any n "
-                "from streamed moments. Use method='auto' (or 'exact'), or a non-linear kernel."
-            )
-        check_applies(func, "the linear kernel", bandwidth=(opts.bandwidth, "median"), n_features=(opts.n_features, None))
-        loos = None
-        if opts.level is None:
-            m, plan = linear_moments(x, y, opts.engine)
-        else:  # one moment state per contiguous row group, in the same pass
-            states, plan = grouped_linear_moments(x, y, opts.engine, n, func)
-            m = states.total()
-            loos = _moment_leave_outs(states, lambda mm: _moment_job(mm, 0, 1, "exact-streaming", {}))
-        job = _moment_job(m, 0, 1, "exact-streaming", {"kernel": "linear", **engine_parameters(plan)})
-        return dataclasses.replace(job, ci_jobs=loos)
-
-    reps = prepare([x, y], ["x", "y"])
-    _, (xs, ys) = sample_rows(reps, BANDWIDTH_SAMPLE, int(seed))
-    sx, sy, mx, my = resolve_bandwidths(opts.bandwidth, xs, ys)
-    chosen, reason = resolve_method(
-        method, n, bandwidth_ratio([sx, sy], [mx, my]), exact_max_n=GRAM_AUTO_N, exact="exact kernel matrices"
-    )
-    shifts = [xs.mean(axis=0), ys.mean(axis=0)]
-    params: dict[str, Any] = {
-        "kernel": kernel, "bandwidth_x": sx, "bandwidth_y": sy, "median_x": mx, "median_y": my,
-        "bandwidth_sample": int(xs.shape[0]), "seed": int(seed), "method_reason": reason,
-    }  # fmt: skip
-    if chosen == "exact":
-        if n > GRAM_MAX_N:
-            raise InvalidInputError(
-                f"method='exact' with kernel={kernel!r} holds the n×n kernel matrices, allowed up to n = {GRAM_MAX_N} "
-                f"(≈ {3 * GRAM_MAX_N**2 * 8 / 2**30:.1f} GiB at peak); got n = {n}. Use method='nystroem' (or 'orf'), "
-                f"or method='auto', which streams features beyond n = {GRAM_AUTO_N}."
-            )
-        check_in_memory(func, opts.engine, 3 * n * n * 8, f"method='exact' with kernel={kernel!r} holds the {n}×{n} kernel "
-                        "matrices", "Use method='nystroem' (or 'orf'), which streams features, or a larger memory_per_worker.")  # fmt: skip
-        bounds = None if opts.level is None else row_groups(n, func=func)  # too few rows: an error before the work
-        f, cx, kx = _gram_factor(reps[0], "x", kernel, sx, shifts[0], keep=bounds is not None)
-        g, cy, ky = _gram_factor(reps[1], "y", kernel, sy, shifts[1], keep=bounds is not None)
-        cov = Covariances(n, f.T @ f / n, g.T @ g / n, f.T @ g / n)
-        params.update(representation="kernel matrices, pivoted Cholesky", rank_x=f.shape[1], rank_y=g.shape[1])
-        flags = tuple(fl for fl, c in (("x_constant", cx), ("y_constant", cy)) if c)
-        loos = None if bounds is None else _gram_leave_outs(kx, ky, bounds, params)  # type: ignore[arg-type]
-        return _Job(cov, "exact-gram", params, flags, ci_jobs=loos)
-    m, views, plan, fparams = feature_moments(
-        reps, kernel=kernel, method=chosen, sigmas=[sx, sy], shifts=shifts, n_features=opts.n_features or DEFAULT_N_FEATURES,
-        seed=int(seed), pairs=[(0, 1)], options=opts.engine, ci_rows=None if opts.level is None else n, ci_func=func,
-    )  # fmt: skip
-    loos = None
-    if opts.level is not None:  # one feature-moment state per contiguous row group, in the same pass
-        states, m = m, m.total()
-        # the leave-out value is the value's own finalize (rff/orf: with the feature-group bias correction)
-        loos = _moment_leave_outs(states, lambda mm: dataclasses.replace(
-            _moment_job(sub_moments(mm, views[0][0], views[1][0]), 0, 1, chosen, {}), grouped=chosen != "nystroem"))
-    params.update(fparams, block_size=plan.block_rows, n_blocks=plan.n_blocks, scheduler=plan.scheduler)
-    full = sub_moments(m, views[0][0], views[1][0])
-    flags = tuple(f for f, s in (("x_constant", full.sides[0]), ("y_constant", full.sides[1])) if s.is_constant)
-    cov = covariances_from_moments(full, 0, 1)
-    if chosen == "nystroem":
-        # nested landmark prefixes m, m/2, m/4 (views[k] = [full, half, quarter]: feature_moments)
-        levels = [full] + [sub_moments(m, views[0][a], views[1][a]) for a in (1, 2)]
-        # ρ of the pair: the mean of the two inputs' missed trace fractions (k(x, x) = 1: rbf, laplacian)
-        rho = tuple(0.5 * (residual_fraction(lv.sides[0]) + residual_fraction(lv.sides[1])) for lv in levels)
-        if rho[0] > NYSTROEM_MAX_RESIDUAL:
-            flags += ("nystroem_not_converged",)
-        # 1 − ‖φ̄‖² = tr Σ̃ + ρ: an upper bound of the exact kernel's tr Σ (1ᵀK̃1 ≤ 1ᵀK1 as K̃ ⪯ K)
-        bounds = (1.0 - float(full.sides[0].mean @ full.sides[0].mean), 1.0 - float(full.sides[1].mean @ full.sides[1].mean))
-        ridge = "" if func == "coco" else ", combined in quadrature with the ridge bias bound (terms)"
-        params.update(stderr=NYSTROEM_STDERR + ridge, residual_trace_fraction=rho[0])
-        return _Job(
-            cov, "nystroem", params, flags, half=covariances_from_moments(levels[1], 0, 1),
-            quarter=covariances_from_moments(levels[2], 0, 1), residuals=rho, trace_bounds=bounds,  # type: ignore[arg-type]
-            ci_jobs=loos,
-        )  # fmt: skip
-    params["stderr"] = "jackknife over feature groups"
-    return _Job(cov, chosen, params, flags, grouped=True, ci_jobs=loos)
-
-
-def _moment_job(m: Moments, i: int, j: int, method: str, params: dict[str, Any]) -> _Job:
-    """The job of inputs i and j of merged moments (covariances and constant-input flags)."""
-    flags = tuple(f for f, s in (("x_constant", m.sides[i]), ("y_constant", m.sides[j])) if s.is_constant)
-    return _Job(covariances_from_moments(m, i, j), method, dict(params), flags)
 
 
 def _ridge(func: str, value: Any, kernel: str) -> float:
@@ -596,24 +188,6 @@ def _degenerate_constant(func: str, flags: tuple[str, ...]) -> None:
         )
 
 
-def _small_blas(x: Any, y: Any, opts: _Options) -> Any:
-    """One BLAS thread for small problems (thread wake-ups cost more than the work; see bigalign.stats).
-
-    The size is the number of float64 values the pass and the algebra touch:
-    n·(d_x + d_y + 2D) + (2D)², D the feature width (d for linear, n for exact).
-    """
-    rx, ry = as_representation(x, "x"), as_representation(y, "y")
-    n = max(rx.n, ry.n)
-    if opts.kernel == "linear":
-        width = max(rx.d, ry.d)
-    elif opts.method == "exact" or (opts.method == "auto" and n <= GRAM_AUTO_N):
-        width = n
-    else:
-        nf = opts.n_features
-        width = int(nf) if isinstance(nf, (int, np.integer)) and not isinstance(nf, bool) and nf > 0 else DEFAULT_N_FEATURES
-    return blas_threads_for(n * (rx.d + ry.d + 2 * width) + 4 * width * width)
-
-
 def _canonical_result(func: str, x: Any, y: Any, opts: _Options, kappa: float) -> Result:
     with _small_blas(x, y, opts):
         job = _job(func, x, y, opts)
@@ -624,21 +198,6 @@ def _canonical_result(func: str, x: Any, y: Any, opts: _Options, kappa: float) -
         iv = loo_interval(func, res.value, job.ci_jobs, lambda j: _canonical_result_body(func, j, kappa).value,  # type: ignore[arg-type]
                           opts.level, "logit" if func == "kcc" else "identity", estimator="biased")  # fmt: skip
         return with_interval(res, iv)
-
-
-def _canonical_level(func: str, c: Covariances, kappa: float) -> float | None:
-    """KCC or KMI of a smaller Nyström level, or None where it is undefined there.
-
-    A level with fewer landmarks can be degenerate where the full map is not (its
-    features constant: a zero covariance; a canonical correlation of 1 to rounding:
-    KMI infinite); :func:`~bigalign.metrics._kernel_approx.nystroem_stderr` then
-    skips that level, as it does for an undefined CKA.
-    """
-    try:
-        h = canonical_correlations(c, kappa * float(np.trace(c.sxx)), kappa * float(np.trace(c.syy)))
-        return float(h[0]) if func == "kcc" else kmi_from_correlations(h)
-    except DegenerateInputError:
-        return None
 
 
 def _canonical_result_body(func: str, job: _Job, kappa: float) -> Result:
