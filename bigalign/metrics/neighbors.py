@@ -59,7 +59,7 @@ arXiv:2405.07987 (mutual kNN, CKNNA; reference code github.com/minyoungg/platoni
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence, Unpack
 
 import numpy as np
@@ -69,7 +69,9 @@ from .._numba.topk import cknna_sums, cycle_hits, edit_distances, empty_lists, l
 from ..engine import prepare, run, run_pairs
 from ..io import Representation
 from ..errors import DegenerateInputError, InvalidInputError, NonFiniteError
-from ..intervals import DEFAULT_CI_GROUPS, check_ci, influence_interval, jackknife_interval, row_groups, with_interval
+from ..intervals import (
+    DEFAULT_CI_GROUPS, check_ci, dependency_interval, jackknife_interval, row_groups, with_interval,
+)  # fmt: skip
 from ..result import Result
 from ._common import check_choice, paired_n, with_ci_doc, with_engine_doc
 from ..options import ENGINE_KEYWORDS, EngineKwargs, EngineOptions
@@ -443,6 +445,73 @@ def mutual_influence(lx: NeighbourLists, ly: NeighbourLists, k: int, n: int, bou
     return T, loo, correction
 
 
+CI_GRAPH = (
+    "dependency graph: per-query scores, covariances summed over each query and its k neighbours in "
+    "either space (symmetrised), normal quantile"
+)
+CI_GRAPH_CKNNA = (
+    "dependency graph: CKNNA linearised into per-query terms (delta method over its three unbiased "
+    "HSICs), covariances summed over each query and its k neighbours in either space (symmetrised), normal quantile"
+)
+
+
+def neighbour_edges(lx: NeighbourLists, ly: NeighbourLists, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The edges query → each of its k neighbours in x and in y (every sample a query)."""
+    n = lx.idx.shape[0]
+    heads = np.repeat(np.arange(n, dtype=np.int64), 2 * k)
+    tails = np.concatenate([lx.idx[:, :k], ly.idx[:, :k]], axis=1).ravel().astype(np.int64)
+    return heads, tails
+
+
+def _masked_entries(ia: np.ndarray, va: np.ndarray, ib: np.ndarray, vb: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+    """(row, column, K̃, L̃) of every entry of CKNNA's masked kernels: j in row r's first k of both lists."""
+    out: list[list[np.ndarray]] = [[], [], [], []]
+    for a in range(0, ia.shape[0], _HIT_ROWS):  # (rows, k, k) comparisons, a chunk of queries at a time
+        hit = ia[a : a + _HIT_ROWS, :k, None] == ib[a : a + _HIT_ROWS, None, :k]  # a's p-th neighbour is b's t-th
+        r, p, t = np.nonzero(hit)
+        r = r + a
+        for lst, v in zip(out, (r.astype(np.int64), ia[r, p].astype(np.int64), va[r, p], vb[r, t])):
+            lst.append(v)
+    return tuple(np.concatenate(v) for v in out)
+
+
+def _hsic_row_terms(n: int, r: np.ndarray, j: np.ndarray, kv: np.ndarray, lv: np.ndarray) -> tuple[float, np.ndarray]:
+    """Song's unbiased HSIC of the sparse K̃, L̃ (entries (r, j)) and its linearisation split by row.
+
+    HSICᵤ = (t1 + sk·sl/((n−1)(n−2)) − 2·t3/(n−2))/(n(n−3)) with t1 = Σ K̃∘L̃ᵀ, sk = ΣK̃, sl = ΣL̃,
+    t3 = 1ᵀK̃L̃1 = Σ_m (K̃ᵀ1)_m (L̃1)_m.  Each sum is split by its first index a (t1: Σ_j K̃_aj L̃_ja;
+    sk: Σ_j K̃_aj; sl: Σ_j L̃_aj; t3: Σ_m K̃_am (L̃1)_m), and the product sk·sl linearised
+    (sl·δsk + sk·δsl): row a's term φ_a.  Returns (HSICᵤ, φ).
+    """
+    key = r * n + j
+    order = np.argsort(key, kind="stable")
+    sk_, at = key[order], np.searchsorted(key[order], j * n + r)
+    at_c = np.minimum(at, max(key.size - 1, 0))
+    back = (at < key.size) & (sk_[at_c] == j * n + r)
+    lt = np.where(back, lv[order][at_c], 0.0)  # L̃_jr where (j, r) is an entry
+    p1 = np.bincount(r, kv * lt, minlength=n)
+    rk, rl = np.bincount(r, kv, minlength=n), np.bincount(r, lv, minlength=n)
+    ck = np.bincount(j, kv, minlength=n)
+    t1, sk, sl, t3 = float(p1.sum()), float(rk.sum()), float(rl.sum()), float(ck @ rl)
+    N = n * (n - 3)
+    h = (t1 + sk * sl / ((n - 1) * (n - 2)) - 2.0 * t3 / (n - 2)) / N
+    p3 = np.bincount(r, kv * rl[j], minlength=n)
+    phi = (p1 + (sl * rk + sk * rl) / ((n - 1) * (n - 2)) - 2.0 * p3 / (n - 2)) / N
+    return h, phi
+
+
+def cknna_row_scores(lx: NeighbourLists, ly: NeighbourLists, k: int, n: int) -> tuple[float, np.ndarray]:
+    """CKNNA and per-row scores whose mean linearises it: n·T·(φ_xy/h_xy − ½φ_xx/h_xx − ½φ_yy/h_yy)
+    (delta method for the ratio, each HSIC split by row as in :func:`_hsic_row_terms`)."""
+    ix, vx, iy, vy = lx.idx[:, :k], lx.vals[:, :k], ly.idx[:, :k], ly.vals[:, :k]
+    hxy, fxy = _hsic_row_terms(n, *_masked_entries(ix, vx, iy, vy, k))
+    rows = np.repeat(np.arange(n, dtype=np.int64), k)
+    hxx, fxx = _hsic_row_terms(n, rows, ix.ravel().astype(np.int64), vx.ravel(), vx.ravel())
+    hyy, fyy = _hsic_row_terms(n, rows, iy.ravel().astype(np.int64), vy.ravel(), vy.ravel())
+    T = hxy / math.sqrt(hxx * hyy)
+    return T, n * T * (fxy / hxy - 0.5 * fxx / hxx - 0.5 * fyy / hyy)
+
+
 def search_depth(k: int, n: int, level: float | None, attempt: int = 0) -> int:
     """How deep to search: k, or with an interval 2^(attempt+1)·k (capped at n − 1) so that k neighbours
     remain with any one row group left out."""
@@ -457,9 +526,17 @@ def knn_result(
     with ``level``, its sampling interval (:func:`leave_group_out`: the lists must reach beyond k,
     :func:`search_depth`)."""
     if metric == "cknna":
-        res = _cknna_result(lx, ly, k, n, params if level is None else {**params, "ci_neighbours": CI_NEIGHBOURS})
+        res = _cknna_result(lx, ly, k, n, params)
         if level is None:
             return res
+        _, rs = cknna_row_scores(lx, ly, k, n)
+        made = dependency_interval(res.value, rs, *neighbour_edges(lx, ly, k), level, scale="logit")
+        if made is not None:
+            return with_interval(replace(res, parameters={**res.parameters, "ci_variance": CI_GRAPH_CKNNA}), made)
+        res = replace(res, parameters={
+            **res.parameters, "ci_neighbours": CI_NEIGHBOURS,
+            "ci_variance": "the dependency-graph variance is not positive here: recomputed group jackknife (conservative)",
+        })  # fmt: skip
         try:
             loo = leave_group_out(metric, lx, ly, k, n, None)
         except DegenerateInputError as e:
@@ -476,14 +553,12 @@ def knn_result(
     est = "mean_overlap" if metric == "mutual_knn" else "mean_over_queries"
     p = {"k": k, "similarity": "cosine", "tie_rule": TIE_RULE, **params}
     iv = None
-    if level is not None and metric == "mutual_knn" and ly.rows is None:
-        _, loo, corr = mutual_influence(lx, ly, k, n, row_groups(n, DEFAULT_CI_GROUPS, func=metric))
-        made = influence_interval(value, loo, corr, level, scale="logit")
-        if made is not None:
-            iv, df = made
-            p.update(ci_variance=CI_MUTUAL, ci_df=df)
-        else:  # the pairwise term is all of the linearised variance: the (conservative) recomputed jackknife
-            p["ci_variance"] = "the Hoeffding variance is not positive here: recomputed group jackknife (conservative)"
+    if level is not None and ly.rows is None:  # exact road: the dependency-graph variance of the per-query scores
+        iv = dependency_interval(value, score, *neighbour_edges(lx, ly, k), level, scale="logit")
+        if iv is not None:
+            p["ci_variance"] = CI_GRAPH
+        else:  # all queries' scores equal (or anticorrelated): the (conservative) recomputed jackknife
+            p["ci_variance"] = "the dependency-graph variance is not positive here: recomputed group jackknife (conservative)"
     if level is not None and iv is None:
         p["ci_neighbours"] = CI_NEIGHBOURS
         iv = jackknife_interval(value, leave_group_out(metric, lx, ly, k, n, extra_x), level, scale="logit")
