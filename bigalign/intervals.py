@@ -147,7 +147,7 @@ class Interval:
     scale: str
     center: float = float("nan")
     bias_corrected: bool = False
-    #: what the interval is about where it is not the block jackknife (``ci_about``; ``groups`` is then 0)
+    #: what the interval is about where it is not the block jackknife (``ci_about``; ``groups`` 0 where none)
     about: str | None = None
 
     @property
@@ -157,7 +157,7 @@ class Interval:
     def parameters(self) -> dict[str, Any]:
         """The entries every result with this interval records in ``parameters``."""
         if self.about is not None:
-            return {"ci_about": self.about, "ci_scale": self.scale, "ci_se": self.se}
+            return {"ci_about": self.about, **({"ci_groups": self.groups} if self.groups else {}), "ci_scale": self.scale, "ci_se": self.se}
         return {
             "ci_about": CI_ABOUT,
             "ci_groups": self.groups,
@@ -254,26 +254,39 @@ CI_ABOUT_GRAPH = "sampling of rows (population value), dependency-graph variance
 
 
 def dependency_interval(
-    value: float, scores: np.ndarray, heads: np.ndarray, tails: np.ndarray, level: float, *, scale: Scale = "identity"
+    value: float,
+    scores: np.ndarray,
+    heads: np.ndarray,
+    tails: np.ndarray,
+    level: float,
+    *,
+    bounds: np.ndarray | None = None,
+    scale: Scale = "identity",
 ) -> Interval | None:
     """An interval from per-row scores whose covariance is local to a graph (a dependency-graph variance).
 
     ``value`` is (or linearises to) the mean of the n per-row ``scores`` q_a, and two rows' scores
     are taken to covary only where they are adjacent in the graph of the edges
     ``heads[e] → tails[e]`` (e.g. every row to each of its k nearest neighbours, in any
-    number of spaces), read as undirected: D(a) = {a} ∪ {b : a → b or b → a}.  With
-    e_a = q_a − mean(q), the variance of the mean is
+    number of spaces), read as undirected, or — with ``bounds`` (the G + 1 boundaries of
+    contiguous row groups, :func:`row_groups`) — where they lie in one row group, so that rows
+    depending on their neighbours in storage order are covered as by the block jackknife:
+    D(a) = {a} ∪ {b : a → b or b → a} ∪ {b in a's group}.  With e_a = q_a − mean(q), the
+    variance of the mean is
 
         V = (1/n²)·Σ_a e_a·Σ_{b ∈ D(a)} e_b
+          = (1/n²)·(Σ_g (Σ_{a ∈ g} e_a)² + Σ_{adjacent a ≠ b in different groups} e_a e_b)
 
-    (each adjacent pair once per direction, however many edges join it; a heteroscedasticity-
+    (each adjacent pair once per direction, however many edges join it: a heteroscedasticity-
     and-autocorrelation-consistent sum over the graph instead of over time lags), and the
-    interval is ``value ± z·√V`` (normal quantile), on the logit scale by the delta method
-    (se/(θ(1 − θ))) where ``scale="logit"`` and 0 < value < 1.  O(E log E) for E edges; it
-    needs nothing but the scores and the graph.  Returns None where V ≤ 0 (possible: the
-    off-diagonal terms can be negative): the caller says what it does instead.
+    interval is ``value ± q·√V`` — q the normal quantile, or Student's t with G − 1 degrees of
+    freedom with ``bounds`` (the group sums make V as noisy as the G-group jackknife) — on
+    the logit scale by the delta method (se/(θ(1 − θ))) where ``scale="logit"`` and
+    0 < value < 1.  O(n + E log E) for E edges, from nothing but the scores and the graph.
+    Returns None where V ≤ 0 (possible: the off-diagonal terms can be negative): the caller
+    says what it does instead.
     """
-    from scipy.stats import norm  # as in jackknife_interval
+    from scipy.stats import norm, t as student_t  # as in jackknife_interval
 
     q = np.asarray(scores, dtype=np.float64)
     if not np.all(np.isfinite(q)) or not math.isfinite(value):
@@ -282,18 +295,24 @@ def dependency_interval(
     e = q - q.mean()
     a = np.concatenate([heads, tails]).astype(np.int64)
     b = np.concatenate([tails, heads]).astype(np.int64)
-    off = a != b
-    key = np.unique(a[off] * n + b[off])  # ordered adjacent pairs, each once
-    var = (float(e @ e) + float(np.sum(e[key // n] * e[key % n]))) / n**2
+    if bounds is None:
+        keep, diag, G = a != b, float(e @ e), 0
+    else:
+        gid = np.searchsorted(bounds, np.arange(n), side="right") - 1
+        keep = gid[a] != gid[b]  # pairs within a group are in the group sums
+        G = bounds.size - 1
+        diag = float(np.sum(np.bincount(gid, weights=e, minlength=G) ** 2))
+    key = np.unique(a[keep] * n + b[keep])  # ordered adjacent pairs, each once
+    var = (diag + float(np.sum(e[key // n] * e[key % n]))) / n**2
     if not var > 0:
         return None
-    z = float(norm.ppf(0.5 + level / 2.0))
+    z = float(norm.ppf(0.5 + level / 2.0)) if bounds is None else float(student_t.ppf(0.5 + level / 2.0, G - 1))
     se = math.sqrt(var)
     if scale == "logit" and 0.0 < value < 1.0:
         c, sz = float(_forward("logit", np.array([value]))[0]), se / (value * (1.0 - value))
-        return Interval(_backward("logit", c - z * sz), _backward("logit", c + z * sz), level, se, 0, "logit", value,
+        return Interval(_backward("logit", c - z * sz), _backward("logit", c + z * sz), level, se, G, "logit", value,
                         about=CI_ABOUT_GRAPH)  # fmt: skip
-    return Interval(value - z * se, value + z * se, level, se, 0, "identity", value, about=CI_ABOUT_GRAPH)
+    return Interval(value - z * se, value + z * se, level, se, G, "identity", value, about=CI_ABOUT_GRAPH)
 
 
 def with_interval(result: Any, interval: Interval | None) -> Any:

@@ -109,9 +109,9 @@ def _dense_row_hsic(Kt, Lt):
 
 def _naive_graph_interval(x, y, k, level, metric):
     """The dependency-graph interval written with dense n×n matrices: per-query scores q (CKNNA: n·T·(φ_xy/h_xy −
-    ½φ_xx/h_xx − ½φ_yy/h_yy)), D = I ∨ MK ∨ MKᵀ ∨ ML ∨ MLᵀ, V = eᵀDe/n² with e = q − mean q, and
-    T ± z·√V on the logit scale."""
-    from scipy.stats import norm
+    ½φ_xx/h_xx − ½φ_yy/h_yy)), D = I ∨ MK ∨ MKᵀ ∨ ML ∨ MLᵀ ∨ (same contiguous row group), V = eᵀDe/n² with
+    e = q − mean q, and T ± t₁₉·√V on the logit scale."""
+    from scipy.stats import t as student_t
 
     K, L, MK, ML = _dense_masks(x, y, k)
     n = len(K)
@@ -129,10 +129,12 @@ def _naive_graph_interval(x, y, k, level, metric):
             "edit_distance_knn": lambda: 1.0 - ref_pair_scores(x, y, k, ref_levenshtein) / k,
         }[metric]()
         T = q.mean()
-    D = ((np.eye(n) + MK + MK.T + ML + ML.T) > 0).astype(float)
+    b = row_groups(n)
+    g = np.searchsorted(b, np.arange(n), side="right") - 1
+    D = ((np.eye(n) + MK + MK.T + ML + ML.T + (g[:, None] == g[None, :])) > 0).astype(float)
     e = q - q.mean()
     se = math.sqrt(e @ D @ e) / n
-    z, sz, c = norm.ppf(0.5 + level / 2), se / (T * (1 - T)), math.log(T / (1 - T))
+    z, sz, c = student_t.ppf(0.5 + level / 2, 19), se / (T * (1 - T)), math.log(T / (1 - T))
     return T, (1 / (1 + math.exp(-(c - z * sz))), 1 / (1 + math.exp(-(c + z * sz)))), se
 
 
@@ -147,6 +149,7 @@ def test_knn_interval_equals_the_naive_dependency_graph_construction(pair, metri
     assert res.parameters["ci_se"] == pytest.approx(se, rel=RTOL)
     assert res.parameters["ci_scale"] == "logit" and "dependency graph" in res.parameters["ci_variance"]
     assert res.parameters["ci_about"] == CI_ABOUT_GRAPH and "ci_neighbours" not in res.parameters
+    assert res.parameters["ci_groups"] == 20
     assert res.ci[0] < res.value < res.ci[1]
 
 

@@ -446,12 +446,13 @@ def mutual_influence(lx: NeighbourLists, ly: NeighbourLists, k: int, n: int, bou
 
 
 CI_GRAPH = (
-    "dependency graph: per-query scores, covariances summed over each query and its k neighbours in "
-    "either space (symmetrised), normal quantile"
+    "dependency graph: per-query scores, covariances summed over each query, its k neighbours in "
+    "either space (symmetrised) and its contiguous row group; Student t with 19 degrees of freedom"
 )
 CI_GRAPH_CKNNA = (
     "dependency graph: CKNNA linearised into per-query terms (delta method over its three unbiased "
-    "HSICs), covariances summed over each query and its k neighbours in either space (symmetrised), normal quantile"
+    "HSICs), covariances summed over each query, its k neighbours in either space (symmetrised) and "
+    "its contiguous row group; Student t with 19 degrees of freedom"
 )
 
 
@@ -530,7 +531,7 @@ def knn_result(
         if level is None:
             return res
         _, rs = cknna_row_scores(lx, ly, k, n)
-        made = dependency_interval(res.value, rs, *neighbour_edges(lx, ly, k), level, scale="logit")
+        made = dependency_interval(res.value, rs, *neighbour_edges(lx, ly, k), level, bounds=row_groups(n, DEFAULT_CI_GROUPS, func=metric), scale="logit")
         if made is not None:
             return with_interval(replace(res, parameters={**res.parameters, "ci_variance": CI_GRAPH_CKNNA}), made)
         res = replace(res, parameters={
@@ -554,7 +555,8 @@ def knn_result(
     p = {"k": k, "similarity": "cosine", "tie_rule": TIE_RULE, **params}
     iv = None
     if level is not None and ly.rows is None:  # exact road: the dependency-graph variance of the per-query scores
-        iv = dependency_interval(value, score, *neighbour_edges(lx, ly, k), level, scale="logit")
+        b = row_groups(n, DEFAULT_CI_GROUPS, func=metric)
+        iv = dependency_interval(value, score, *neighbour_edges(lx, ly, k), level, bounds=b, scale="logit")
         if iv is not None:
             p["ci_variance"] = CI_GRAPH
         else:  # all queries' scores equal (or anticorrelated): the (conservative) recomputed jackknife
@@ -771,39 +773,45 @@ def knn_sweep(
     return KnnSweep(metric, tuple(ks), tuple(_pair(metric, x, y, ks, m, seed, {"engine_opts": engine_opts}, level)))
 
 
-#: why the recomputed kNN intervals are conservative (``{knn_ci}`` and cknna's ``ci`` text end with it)
-_KNN_CONSERVATIVE = """**Conservative**: a kNN score depends on whole neighbourhoods, so its variance is
-        mostly interaction between rows (which rows happen to be neighbours), and a jackknife
-        counts such terms more than once (Efron–Stein): measured 95% coverage 0.975–1.0 at
-        k = 10, n = 500 (mutual kNN's: 0.995 at n = 5,000), widths 1.35–2.9× the actual spread
-        (largest for ``edit_distance_knn``); leaving groups out only as queries is too narrow
-        (0.80–0.95).
-        Read it as an upper bound on the sampling uncertainty (docs/intervals.md)."""
+#: the exact road's dependency-graph variance (the ``{knn_ci}``/``{mutual_ci}``/cknna ``ci`` texts use it)
+_KNN_GRAPH = """covariances are local: two queries' scores covary where their neighbourhoods
+        touch.  The interval is T ± t₁₉·√V on the logit scale (identity where T is 0 or 1), with
+        the dependency-graph variance V = (1/n²)·Σ_i (q_i − q̄)·Σ_{j ∈ D(i)} (q_j − q̄), D(i) =
+        i, its k neighbours in x and in y, the queries that have i among theirs, and the rows of
+        i's contiguous row group (one of 20, so rows that depend on their neighbours in storage
+        order stay covered, as by the block jackknife).  O(n·k) from the lists, no leave-out
+        search.  Measured 95% coverage at k = 10 (200 repetitions each, docs/intervals.md):
+        {coverage}."""
+
+#: why the recomputed kNN intervals are conservative (the fallback and ``n_queries`` texts end with it)
+_KNN_CONSERVATIVE = """Where V ≤ 0 (``parameters["ci_variance"]`` says so), and with ``n_queries``:
+        each of the 20 contiguous row groups is left out as queries and as candidate neighbours
+        (neighbours recomputed among the remaining rows, from lists searched 2k deep — deeper,
+        by another search, where one group holds more than k of a list; with ``n_queries`` the
+        sampled queries of each group, and it replaces the default 95% ``ci``).  **Conservative**:
+        a jackknife counts the interactions between rows (which rows happen to be neighbours)
+        more than once (Efron–Stein): coverage 0.975–1.0 at k = 10, n = 500, widths 1.35–2.9×
+        the actual spread.  Read it as an upper bound on the sampling uncertainty."""
 
 #: mutual_knn's ``ci`` (its docstring's ``{mutual_ci}``)
-_MUTUAL_CI = """Exact road: mutual kNN is a mean over pairs, T = (1/(n·k))·Σ_{i≠j} a_ij with a_ij = 1
-        when j is among i's k neighbours in both spaces, and the interval is that of a
-        U-statistic: each row's influence ψ_j = (its own overlap + the number of queries it is a
-        mutual neighbour of)/k, summed over 20 contiguous row groups; the variance of their
-        mean, minus the pairwise part Σ_{i<j} w·(a_ij + a_ji)²/(n·k)² that the influences count
-        twice (Hoeffding's unbiased variance; w = 3 within a group, 1 across), gives
-        T ± t_ν·se on the logit scale, ν = 19·(corrected/uncorrected variance)² (Satterthwaite:
-        the difference is as noisy as the uncorrected variance).  ``parameters["ci_df"]``
-        holds ν.  Measured coverage of 200 at k = 10: 0.975 at n = 500, but 0.995 at n = 5,000
-        (as wide as the recomputed jackknife there: the corrected variance is noisy).
-        Where the corrected variance is not positive, and with ``n_queries``: the recomputed
-        group jackknife of the other kNN measures (each group left out as queries and as
-        candidates; with ``n_queries`` it replaces the default 95% ``ci``), which is
-        conservative (coverage 0.985–0.995)."""
+_MUTUAL_CI = ("""Exact road: mutual kNN is the mean of per-query scores q_i = overlap/k, whose
+        """ + _KNN_GRAPH + """
+        """ + _KNN_CONSERVATIVE)
 
-#: how ``ci`` works for the four list measures (their docstrings' ``{knn_ci}``)
-_KNN_CI = """Each of the 20 contiguous row groups is left out both as queries and as candidate
-        neighbours, so every leave-one-group-out value is the measure of the remaining rows
-        (neighbours recomputed among them, from lists searched 2k deep — deeper, by another
-        search, where one group holds more than k of a list).  Logit scale (identity where a
-        value is 0 or 1).  With ``n_queries`` it replaces the default 95% ``ci`` (which is about
-        the value over all n queries of this sample) and leaves out the sampled queries of
-        each group.  """ + _KNN_CONSERVATIVE
+#: how ``ci`` works for the three list measures (their docstrings' ``{knn_ci}``)
+_KNN_CI = ("""Exact road: the measure is the mean of per-query scores q_i, whose
+        """ + _KNN_GRAPH + """
+        """ + _KNN_CONSERVATIVE)
+
+#: cknna's ``ci``
+_CKNNA_CI = ("""CKNNA = HSIC_xy/√(HSIC_xx·HSIC_yy) is linearised into per-query scores q_i (delta
+        method; each unbiased HSIC of the masked kernels split by its first index, the
+        query), whose
+        """ + _KNN_GRAPH + """
+        Where V ≤ 0 (``parameters["ci_variance"]`` says so): each of the 20 contiguous row
+        groups is left out as queries and as candidate neighbours and CKNNA recomputed on the
+        remaining rows (lists searched 2k deep) — conservative (coverage 0.975 at n = 500,
+        width 1.47× the actual spread).""")
 
 _RETURNS_SAMPLED = """Sampled: an :class:`IntervalResult` with ``stderr`` = sd/√m·√(1 − m/n) of the
         per-query scores and ``ci`` (normal, 95%)."""
@@ -1044,10 +1052,7 @@ def cknna(
     block_size : int, optional
         Rows per tile side (default 2048); the value does not depend on it.
     {ci}
-        Each of the 20 contiguous row groups is left out as queries and as candidate neighbours
-        (neighbours recomputed among the remaining rows from lists searched 2k deep), and CKNNA is
-        recomputed on the remaining rows.  Logit scale (identity where a value is outside (0, 1)).
-        {knn_conservative}
+        {cknna_ci}
     {engine}
 
     Returns
@@ -1086,5 +1091,5 @@ def cknna(
 
 for _f in (mutual_knn, cycle_knn, lcs_knn, edit_distance_knn):
     _f.__doc__ = _f.__doc__.replace("{sampled}", _RETURNS_SAMPLED).replace("{knn_ci}", _KNN_CI)
-cknna.__doc__ = cknna.__doc__.replace("{knn_conservative}", _KNN_CONSERVATIVE)
+cknna.__doc__ = cknna.__doc__.replace("{cknna_ci}", _CKNNA_CI)
 mutual_knn.__doc__ = mutual_knn.__doc__.replace("{mutual_ci}", _MUTUAL_CI)
