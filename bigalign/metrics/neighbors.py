@@ -399,10 +399,6 @@ def leave_group_out(metric: str, lx: NeighbourLists, ly: NeighbourLists, k: int,
     return out
 
 
-CI_MUTUAL = (
-    "Hoeffding: grouped influences (own score + times a mutual neighbour of others)/k, minus the "
-    "pairwise term counted twice, Student t with Satterthwaite's degrees of freedom"
-)
 _HIT_ROWS = 1 << 16  # queries per chunk of the (rows, k, k) comparison of mutual_pairs
 
 
@@ -419,7 +415,8 @@ def mutual_pairs(ix: np.ndarray, iy: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def mutual_influence(lx: NeighbourLists, ly: NeighbourLists, k: int, n: int, bounds: np.ndarray) -> tuple[float, np.ndarray, float]:
-    """mutual kNN as a U-statistic and the pieces of its Hoeffding variance.
+    """mutual kNN as a U-statistic and the pieces of its Hoeffding variance (the interval its exact road
+    had before the dependency-graph one; kept for the comparison in benchmarks/ci_coverage_knn.py).
 
     With a_ij = 1 when j is among i's k neighbours in both spaces, mutual kNN is
     T = (1/(n·k))·Σ_{i≠j} a_ij: a mean over pairs with the kernel a_ij + a_ji (neighbourhoods
