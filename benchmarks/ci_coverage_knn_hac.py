@@ -14,7 +14,9 @@ linearised as T − E[T] ≈ Σ_a (φ_a − φ̄):
 and V = Σ_a Σ_{b∈D(a)} (φ_a − φ̄)(φ_b − φ̄) with D(a) = {a} (``iid``), {a} ∪ N_x(a) ∪ N_y(a)
 symmetrised (``hac1``), its 2-hop closure (``hac2``), or ``hac1`` plus every row of a's contiguous
 row group (20 groups; ``hac1g``: keeps dependence in storage order, as the block jackknife does;
-Student t₁₉ quantile, its noise being that of 20 group sums).  Interval T ± 1.96·√V (``hac1g``:
+Student t₁₉ quantile, its noise being that of 20 group sums; ``hac1g-z``: the same V with the normal
+quantile; ``hac1g-satt``: Student t with Satterthwaite's ν = 19·(V/Σ_g S_g²)², S_g the group sums of
+the centred scores — only the group-sum part of V carries the 19-degree noise).  Interval T ± 1.96·√V (``hac1g``:
 t₁₉) on the logit scale.
 Neighbour lists by brute-force cosine search in numpy (similarity desc, then index asc; checked
 against bigalign's search on the first sample).
@@ -34,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.stats import t as student_t
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -150,6 +153,11 @@ def constructions(m, lx, ly, n, g):
         for gn, A in g.items():
             V = float(e @ e) if A is None else float(e @ (A @ e))
             out[f"{pn}-{gn}"] = logit_interval(T, V, Q19 if gn == "hac1g" else Z)
+            if gn == "hac1g":  # the same V, normal quantile / Satterthwaite's ν = 19·(V/Σ_g S_g²)²
+                gs = np.add.reduceat(e, row_groups(n)[:-1])
+                nu = max(1.0, 19 * (V / float(gs @ gs)) ** 2)
+                out[f"{pn}-hac1g-z"] = logit_interval(T, V, Z)
+                out[f"{pn}-hac1g-satt"] = logit_interval(T, V, float(student_t.ppf(0.975, nu)))
     return T, out
 
 

@@ -262,7 +262,7 @@ def dependency_interval(
     *,
     bounds: np.ndarray | None = None,
     scale: Scale = "identity",
-) -> Interval | None:
+) -> tuple[Interval, float] | None:
     """An interval from per-row scores whose covariance is local to a graph (a dependency-graph variance).
 
     ``value`` is (or linearises to) the mean of the n per-row ``scores`` q_a, and two rows' scores
@@ -279,12 +279,13 @@ def dependency_interval(
 
     (each adjacent pair once per direction, however many edges join it: a heteroscedasticity-
     and-autocorrelation-consistent sum over the graph instead of over time lags), and the
-    interval is ``value ± q·√V`` — q the normal quantile, or Student's t with G − 1 degrees of
-    freedom with ``bounds`` (the group sums make V as noisy as the G-group jackknife) — on
+    interval is ``value ± q·√V`` — q the normal quantile, or with ``bounds`` Student's t with
+    Satterthwaite's ν = (G − 1)·(V/V_g)², V_g = (1/n²)·Σ_g (Σ_{a ∈ g} e_a)² (the group sums carry
+    the noise of a G-group jackknife; the many cross-group pairs are taken as fixed) — on
     the logit scale by the delta method (se/(θ(1 − θ))) where ``scale="logit"`` and
     0 < value < 1.  O(n + E log E) for E edges, from nothing but the scores and the graph.
-    Returns None where V ≤ 0 (possible: the off-diagonal terms can be negative): the caller
-    says what it does instead.
+    Returns (interval, ν) — ν = inf without ``bounds`` — or None where V ≤ 0 (possible: the
+    off-diagonal terms can be negative): the caller says what it does instead.
     """
     from scipy.stats import norm, t as student_t  # as in jackknife_interval
 
@@ -306,13 +307,17 @@ def dependency_interval(
     var = (diag + float(np.sum(e[key // n] * e[key % n]))) / n**2
     if not var > 0:
         return None
-    z = float(norm.ppf(0.5 + level / 2.0)) if bounds is None else float(student_t.ppf(0.5 + level / 2.0, G - 1))
+    if bounds is None:
+        df, z = math.inf, float(norm.ppf(0.5 + level / 2.0))
+    else:
+        df = max(1.0, (G - 1) * (var / (diag / n**2)) ** 2) if diag > 0 else 1.0
+        z = float(student_t.ppf(0.5 + level / 2.0, df))
     se = math.sqrt(var)
     if scale == "logit" and 0.0 < value < 1.0:
         c, sz = float(_forward("logit", np.array([value]))[0]), se / (value * (1.0 - value))
         return Interval(_backward("logit", c - z * sz), _backward("logit", c + z * sz), level, se, G, "logit", value,
-                        about=CI_ABOUT_GRAPH)  # fmt: skip
-    return Interval(value - z * se, value + z * se, level, se, G, "identity", value, about=CI_ABOUT_GRAPH)
+                        about=CI_ABOUT_GRAPH), df  # fmt: skip
+    return Interval(value - z * se, value + z * se, level, se, G, "identity", value, about=CI_ABOUT_GRAPH), df
 
 
 def with_interval(result: Any, interval: Interval | None) -> Any:

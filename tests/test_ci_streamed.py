@@ -110,7 +110,7 @@ def _dense_row_hsic(Kt, Lt):
 def _naive_graph_interval(x, y, k, level, metric):
     """The dependency-graph interval written with dense n×n matrices: per-query scores q (CKNNA: n·T·(φ_xy/h_xy −
     ½φ_xx/h_xx − ½φ_yy/h_yy)), D = I ∨ MK ∨ MKᵀ ∨ ML ∨ MLᵀ ∨ (same contiguous row group), V = eᵀDe/n² with
-    e = q − mean q, and T ± t₁₉·√V on the logit scale."""
+    e = q − mean q, and T ± t_ν·√V on the logit scale, ν = 19·(V/V_g)², V_g = Σ_g (group sum of e)²/n²."""
     from scipy.stats import t as student_t
 
     K, L, MK, ML = _dense_masks(x, y, k)
@@ -134,8 +134,10 @@ def _naive_graph_interval(x, y, k, level, metric):
     D = ((np.eye(n) + MK + MK.T + ML + ML.T + (g[:, None] == g[None, :])) > 0).astype(float)
     e = q - q.mean()
     se = math.sqrt(e @ D @ e) / n
-    z, sz, c = student_t.ppf(0.5 + level / 2, 19), se / (T * (1 - T)), math.log(T / (1 - T))
-    return T, (1 / (1 + math.exp(-(c - z * sz))), 1 / (1 + math.exp(-(c + z * sz)))), se
+    S = np.array([e[g == h].sum() for h in range(20)])
+    nu = 19 * (se**2 / (S @ S / n**2)) ** 2
+    z, sz, c = student_t.ppf(0.5 + level / 2, nu), se / (T * (1 - T)), math.log(T / (1 - T))
+    return T, (1 / (1 + math.exp(-(c - z * sz))), 1 / (1 + math.exp(-(c + z * sz)))), se, nu
 
 
 @pytest.mark.parametrize("metric", ["mutual_knn", "cycle_knn", "lcs_knn", "edit_distance_knn", "cknna"])
@@ -143,10 +145,10 @@ def test_knn_interval_equals_the_naive_dependency_graph_construction(pair, metri
     x, y = pair
     k = 5
     res = getattr(bigalign, metric)(x, y, k=k, ci=0.9, block_size=20)
-    value, bounds, se = _naive_graph_interval(x, y, k, 0.9, metric)
+    value, bounds, se, nu = _naive_graph_interval(x, y, k, 0.9, metric)
     assert res.value == pytest.approx(value, rel=RTOL)
     assert res.ci == pytest.approx(bounds, rel=RTOL) and res.ci_level == 0.9
-    assert res.parameters["ci_se"] == pytest.approx(se, rel=RTOL)
+    assert res.parameters["ci_se"] == pytest.approx(se, rel=RTOL) and res.parameters["ci_df"] == pytest.approx(nu, rel=RTOL)
     assert res.parameters["ci_scale"] == "logit" and "dependency graph" in res.parameters["ci_variance"]
     assert res.parameters["ci_about"] == CI_ABOUT_GRAPH and "ci_neighbours" not in res.parameters
     assert res.parameters["ci_groups"] == 20
