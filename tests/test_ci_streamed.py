@@ -393,3 +393,12 @@ def test_independence_measures_intervals_equal_naive(pair, func):
     assert M["x", "y"].ci == pytest.approx(res.ci, rel=1e-9)
     with pytest.raises(InvalidInputError, match="kernel='linear'"):
         getattr(bigalign, func)(x, y, kernel="rbf", ci=0.95)
+
+
+def test_knn_graph_variance_not_positive_falls_back_to_the_recomputed_jackknife(pair):
+    # x against itself: every query's overlap is k, the per-query scores are all 1, V = 0
+    x, _ = pair
+    res = bigalign.mutual_knn(x, x, k=5, ci=0.95)
+    assert res.value == 1.0 and "not positive" in res.parameters["ci_variance"]
+    assert "recomputed" in res.parameters["ci_neighbours"] and res.parameters["ci_about"] == CI_ABOUT
+    assert res.ci == pytest.approx((1.0, 1.0))
