@@ -50,6 +50,7 @@ sys.path.insert(0, str(HERE.parent))
 import bigalign  # noqa: E402
 from bigalign._numba.topk import edit_distances, lcs_lengths, overlap_counts  # noqa: E402
 from bigalign.engine import prepare  # noqa: E402
+from bigalign.options import EngineOptions  # noqa: E402
 from bigalign.intervals import influence_interval, jackknife_interval, row_groups  # noqa: E402
 from bigalign.metrics import neighbors as nb  # noqa: E402
 
@@ -155,7 +156,7 @@ def main() -> None:
     with threadpool_limits(1):
 
         def lists(x: np.ndarray, y: np.ndarray, depth: int):
-            (lx, ly), _ = nb.search(prepare([x, y], ["x", "y"]), depth, {"scheduler": "sync"})
+            (lx, ly), _ = nb.search(prepare([x, y], ["x", "y"]), depth, EngineOptions(scheduler="sync"))
             return lx, ly
 
         prng = np.random.default_rng([99, n])

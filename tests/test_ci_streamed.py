@@ -15,7 +15,8 @@ import pytest
 
 import bigalign
 from bigalign.errors import InvalidInputError
-from bigalign.intervals import CENTER_JACKKNIFE, CENTER_UNBIASED, CI_ABOUT, jackknife_interval, row_groups
+from bigalign.options import EngineOptions
+from bigalign.intervals import CENTER_JACKKNIFE, CENTER_UNBIASED, CI_ABOUT, CI_ABOUT_GRAPH, jackknife_interval, row_groups
 
 from references import cka as ref_cka
 from references import hsic as ref_hsic
@@ -92,80 +93,130 @@ def test_svcca_pwcca_intervals_equal_naive(pair):
     _check(bigalign.pwcca(x, y, ci=0.95, block_size=17), *_naive_interval(x, y, _pwcca_ref, 0.95, "logit"))
 
 
-def _naive_mutual_hoeffding(x, y, k, level):
-    """mutual kNN's interval written from its U-statistic form with dense n×n matrices: A[i, j] = 1 when j
-    is among i's k neighbours in both spaces, T = ΣA/(n·k); row influences ψ = (row sums + column sums)/k;
-    V = the 20-group jackknife variance of mean(ψ); the pairwise term Σ_{i<j} w·(A_ij + A_ji)²/(n·k)² (w = 3
-    within a group, 1 across); interval T ± t_ν·√(V − term) on the logit scale, ν = 19·((V − term)/V)²."""
+def _dense_masks(x, y, k):
+    """Dense n×n: K, L (cosine similarities), the kNN masks MK, ML (row i: its k neighbours)."""
+    a, K = dense_knn(x, k)
+    b, L = dense_knn(y, k)
+    n = len(a)
+    MK, ML = np.zeros((n, n)), np.zeros((n, n))
+    MK[np.arange(n)[:, None], a] = 1.0
+    ML[np.arange(n)[:, None], b] = 1.0
+    return K, L, MK, ML
+
+
+def _dense_row_hsic(Kt, Lt):
+    """Song's unbiased HSIC of dense K̃, L̃ (zero diagonal) and its linearisation split by first index:
+    φ_a = (Σ_j K̃_aj L̃_ja + (ΣL̃·Σ_j K̃_aj + ΣK̃·Σ_j L̃_aj)/((n−1)(n−2)) − 2·Σ_m K̃_am·Σ_j L̃_mj/(n−2))/(n(n−3))."""
+    n = len(Kt)
+    one = np.ones(n)
+    h = (np.trace(Kt @ Lt) + Kt.sum() * Lt.sum() / ((n - 1) * (n - 2)) - 2 * one @ Kt @ Lt @ one / (n - 2)) / (n * (n - 3))
+    phi = (np.diag(Kt @ Lt) + (Lt.sum() * Kt.sum(1) + Kt.sum() * Lt.sum(1)) / ((n - 1) * (n - 2))
+           - 2 * Kt @ (Lt @ one) / (n - 2)) / (n * (n - 3))  # fmt: skip
+    return h, phi
+
+
+def _naive_graph_interval(x, y, k, level, metric):
+    """The dependency-graph interval written with dense n×n matrices: per-query scores q (CKNNA: n·T·(φ_xy/h_xy −
+    ½φ_xx/h_xx − ½φ_yy/h_yy)), D = I ∨ MK ∨ MKᵀ ∨ ML ∨ MLᵀ ∨ (same contiguous row group), V = eᵀDe/n² with
+    e = q − mean q, and T ± t_ν·√V on the logit scale, ν = 19·(V/V_g)², V_g = Σ_g (group sum of e)²/n²."""
     from scipy.stats import t as student_t
 
-    n = x.shape[0]
-    ia, _ = dense_knn(x, k)
-    ib, _ = dense_knn(y, k)
-    A = np.zeros((n, n))
-    for i in range(n):
-        for j in set(ia[i]) & set(ib[i]):
-            A[i, j] = 1.0
-    T = A.sum() / (n * k)
-    psi = (A.sum(1) + A.sum(0)) / k
+    K, L, MK, ML = _dense_masks(x, y, k)
+    n = len(K)
+    if metric == "cknna":
+        hxy, fxy = _dense_row_hsic(MK * ML * K, MK * ML * L)
+        hxx, fxx = _dense_row_hsic(MK * K, MK * K)
+        hyy, fyy = _dense_row_hsic(ML * L, ML * L)
+        T = hxy / math.sqrt(hxx * hyy)
+        q = n * T * (fxy / hxy - fxx / (2 * hxx) - fyy / (2 * hyy))
+    else:
+        q = {
+            "mutual_knn": lambda: (MK * ML).sum(1) / k,
+            "cycle_knn": lambda: ref_cycle_scores(x, y, k),
+            "lcs_knn": lambda: ref_pair_scores(x, y, k, ref_lcs) / k,
+            "edit_distance_knn": lambda: 1.0 - ref_pair_scores(x, y, k, ref_levenshtein) / k,
+        }[metric]()
+        T = q.mean()
     b = row_groups(n)
     g = np.searchsorted(b, np.arange(n), side="right") - 1
-    loo = np.array([psi[g != h].mean() for h in range(20)])
-    V = 19 / 20 * np.sum((loo - loo.mean()) ** 2)
-    term = sum((3.0 if g[i] == g[j] else 1.0) * (A[i, j] + A[j, i]) ** 2 for i in range(n) for j in range(i + 1, n)) / (n * k) ** 2
-    var = V - term
-    nu = 19 * (var / V) ** 2
-    q = student_t.ppf(0.5 + level / 2, nu)
-    z, sz = math.log(T / (1 - T)), math.sqrt(var) / (T * (1 - T))
-    return T, (1 / (1 + math.exp(-(z - q * sz))), 1 / (1 + math.exp(-(z + q * sz)))), math.sqrt(var), nu
+    D = ((np.eye(n) + MK + MK.T + ML + ML.T + (g[:, None] == g[None, :])) > 0).astype(float)
+    e = q - q.mean()
+    se = math.sqrt(e @ D @ e) / n
+    S = np.array([e[g == h].sum() for h in range(20)])
+    nu = 19 * (se**2 / (S @ S / n**2)) ** 2
+    z, sz, c = student_t.ppf(0.5 + level / 2, nu), se / (T * (1 - T)), math.log(T / (1 - T))
+    return T, (1 / (1 + math.exp(-(c - z * sz))), 1 / (1 + math.exp(-(c + z * sz)))), se, nu
 
 
-def test_mutual_knn_interval_equals_the_naive_hoeffding_construction(pair):
+@pytest.mark.parametrize("metric", ["mutual_knn", "cycle_knn", "lcs_knn", "edit_distance_knn", "cknna"])
+def test_knn_interval_equals_the_naive_dependency_graph_construction(pair, metric):
     x, y = pair
     k = 5
-    res = bigalign.mutual_knn(x, y, k=k, ci=0.9, block_size=20)
-    value, bounds, se, nu = _naive_mutual_hoeffding(x, y, k, 0.9)
+    res = getattr(bigalign, metric)(x, y, k=k, ci=0.9, block_size=20)
+    value, bounds, se, nu = _naive_graph_interval(x, y, k, 0.9, metric)
     assert res.value == pytest.approx(value, rel=RTOL)
     assert res.ci == pytest.approx(bounds, rel=RTOL) and res.ci_level == 0.9
-    assert res.parameters["ci_se"] == pytest.approx(se, rel=1e-9) and res.parameters["ci_df"] == pytest.approx(nu, rel=1e-9)
-    assert res.parameters["ci_scale"] == "logit" and "Hoeffding" in res.parameters["ci_variance"]
-    assert "ci_neighbours" not in res.parameters
+    assert res.parameters["ci_se"] == pytest.approx(se, rel=RTOL) and res.parameters["ci_df"] == pytest.approx(nu, rel=RTOL)
+    assert res.parameters["ci_scale"] == "logit" and "dependency graph" in res.parameters["ci_variance"]
+    assert res.parameters["ci_about"] == CI_ABOUT_GRAPH and "ci_neighbours" not in res.parameters
+    assert res.parameters["ci_groups"] == 20
+    assert res.ci[0] < res.value < res.ci[1]
 
 
-def test_knn_intervals_equal_naive_leave_one_group_out(pair):
-    # each group left out as queries and as candidates: the measure of the remaining rows, searched afresh
+def test_knn_leave_group_out_equals_naive(pair):
+    # the recomputed group jackknife (sampled road, and the fallback of the exact road): each group left out as
+    # queries and as candidates is the measure of the remaining rows, searched afresh
+    from bigalign.engine import prepare
+    from bigalign.metrics import neighbors as nb
+
     x, y = pair
     k = 5
-    _check(bigalign.cycle_knn(x, y, k=k, ci=0.95), *_naive_interval(x, y, lambda a, b: ref_cycle_scores(a, b, k).mean(), 0.95, "logit"))
-    _check(bigalign.lcs_knn(x, y, k=k, ci=0.95), *_naive_interval(x, y, lambda a, b: ref_pair_scores(a, b, k, ref_lcs).mean() / k, 0.95, "logit"))
-    res = bigalign.edit_distance_knn(x, y, k=k, ci=0.95)
-    _check(res, *_naive_interval(x, y, lambda a, b: 1.0 - ref_pair_scores(a, b, k, ref_levenshtein).mean() / k, 0.95, "logit"))
-    assert "recomputed" in res.parameters["ci_neighbours"]
-    _check(bigalign.cknna(x, y, k=k, ci=0.95), *_naive_interval(x, y, lambda a, b: ref_cknna(a, b, k), 0.95, "logit"))
+    (lx, ly), _ = nb.search(prepare([x, y], ["x", "y"]), 2 * k, EngineOptions())
+
+    def ours(metric):
+        kx, ky = nb.NeighbourLists(lx.vals[:, :k], lx.idx[:, :k]), nb.NeighbourLists(ly.vals[:, :k], ly.idx[:, :k])
+        v = nb._cknna_result(kx, ky, k, N, {}).value if metric == "cknna" else float(nb.per_query_scores(metric, kx, ky, k)[0].mean())
+        return v, jackknife_interval(v, nb.leave_group_out(metric, lx, ly, k, N, None), 0.95, scale="logit")
+
+    refs = {
+        "cycle_knn": lambda a, b: ref_cycle_scores(a, b, k).mean(),
+        "lcs_knn": lambda a, b: ref_pair_scores(a, b, k, ref_lcs).mean() / k,
+        "edit_distance_knn": lambda a, b: 1.0 - ref_pair_scores(a, b, k, ref_levenshtein).mean() / k,
+        "cknna": lambda a, b: ref_cknna(a, b, k),
+    }
+    for metric, f in refs.items():
+        v, iv = ours(metric)
+        value, ref = _naive_interval(x, y, f, 0.95, "logit")
+        assert v == pytest.approx(value, rel=RTOL) and iv.bounds == pytest.approx(ref.bounds, rel=RTOL)
 
 
 def test_knn_deeper_search_when_a_group_holds_the_neighbours(monkeypatch):
     # rows in tight clusters of 10 consecutive rows (two row groups of 5): with k = 4 a query's 8-deep list
     # holds only its cluster, 5 of them in the neighbouring group, so dropping that group leaves 3 < k and a
-    # deeper search follows
+    # deeper search follows (sampled road: its interval is the recomputed group jackknife)
     rng = np.random.default_rng(3)
     centres = rng.normal(size=(10, 6)) * 10
     x = np.repeat(centres, 10, axis=0) + 0.01 * rng.normal(size=(100, 6))
     y = x @ rng.normal(size=(6, 6)) + 0.01 * rng.normal(size=(100, 6))
-    k = 4
-
-    def lcs(a, b):
-        return float(ref_pair_scores(a, b, k, ref_lcs).mean() / k)
+    k, m = 4, 80
 
     from bigalign.metrics import neighbors
 
     depths = []
     real = neighbors.search_depth
     monkeypatch.setattr(neighbors, "search_depth", lambda *a: depths.append(real(*a)) or depths[-1])
-    res = bigalign.lcs_knn(x, y, k=k, ci=0.95)  # (mutual kNN's exact road uses no leave-out search)
+    res = bigalign.lcs_knn(x, y, k=k, n_queries=m, seed=1, ci=0.95)
     assert depths[0] == 8 and len(depths) > 1
-    value, iv = _naive_interval(x, y, lcs, 0.95, "logit")
-    assert res.value == pytest.approx(value) and res.ci == pytest.approx(iv.bounds, rel=RTOL)
+    q = neighbors.sample_queries(100, m, 1)
+    b = row_groups(100)
+    loo = []
+    for g in range(20):
+        keep = np.setdiff1d(np.arange(100), np.arange(b[g], b[g + 1]))
+        ia, _ = dense_knn(x[keep], k)
+        ib, _ = dense_knn(y[keep], k)
+        qs = np.flatnonzero(np.isin(keep, q))
+        loo.append(np.mean([ref_lcs(list(ia[r]), list(ib[r])) / k for r in qs]))
+    assert res.ci == pytest.approx(jackknife_interval(res.value, loo, 0.95, scale="logit").bounds, rel=RTOL)
 
 
 def test_knn_sampled_queries_interval(pair):
@@ -375,3 +426,12 @@ def test_independence_measures_intervals_equal_naive(pair, func):
     M = bigalign.compare_layers({"x": x, "y": y}, metric=func, ci=0.95)
     assert M["x", "y"].ci == pytest.approx(res.ci, rel=1e-9)
     # rbf/laplacian intervals: tests/test_ci_spectral.py
+
+
+def test_knn_graph_variance_not_positive_falls_back_to_the_recomputed_jackknife(pair):
+    # x against itself: every query's overlap is k, the per-query scores are all 1, V = 0
+    x, _ = pair
+    res = bigalign.mutual_knn(x, x, k=5, ci=0.95)
+    assert res.value == 1.0 and "not positive" in res.parameters["ci_variance"]
+    assert "recomputed" in res.parameters["ci_neighbours"] and res.parameters["ci_about"] == CI_ABOUT
+    assert res.ci == pytest.approx((1.0, 1.0))

@@ -127,3 +127,29 @@ def test_extra_se_is_added_in_quadrature():
     want = 2 * q * np.hypot(jackknife_se(z), 0.01 / (c * (1 - c)))
     assert np.log(iv.high / (1 - iv.high)) - np.log(iv.low / (1 - iv.low)) == pytest.approx(want, rel=1e-10)
     assert "ci_approximation_se" not in jackknife_interval(0.42, loo, 0.95).parameters()
+
+
+def test_dependency_interval_special_cases():
+    from bigalign.intervals import CI_ABOUT_GRAPH, dependency_interval
+
+    rng = np.random.default_rng(0)
+    n = 40
+    q = rng.uniform(0.2, 0.6, size=n)
+    e = q - q.mean()
+    none = np.zeros(0, dtype=np.int64)
+    iv, df = dependency_interval(float(q.mean()), q, none, none, 0.95)  # no edges: the iid variance of a mean
+    assert iv.se == pytest.approx(math.sqrt(e @ e) / n, rel=1e-12) and iv.parameters()["ci_about"] == CI_ABOUT_GRAPH
+    assert df == math.inf
+    # one edge a → b counts the pair once per direction, however often and in whichever direction it is listed
+    one, _ = dependency_interval(float(q.mean()), q, np.array([3, 5, 3]), np.array([5, 3, 3]), 0.95)
+    assert one.se == pytest.approx(math.sqrt(e @ e + 2 * e[3] * e[5]) / n, rel=1e-12)
+    # groups: the group sums replace the diagonal, edges within a group add nothing more
+    b = np.array([0, 10, 20, 30, 40])
+    g, df = dependency_interval(float(q.mean()), q, np.array([0, 15]), np.array([1, 25]), 0.95, bounds=b)
+    sums = np.add.reduceat(e, b[:-1])
+    V = sums @ sums + 2 * e[15] * e[25]
+    assert g.se == pytest.approx(math.sqrt(V) / n, rel=1e-12) and g.groups == 4
+    assert df == pytest.approx(3 * (V / (sums @ sums)) ** 2, rel=1e-12)  # Satterthwaite: the group sums are the noisy part
+    # every pair adjacent: the centred scores sum to zero, so no positive variance
+    full = np.array([(i, j) for i in range(n) for j in range(n) if i < j]).T
+    assert dependency_interval(float(q.mean()), q, full[0], full[1], 0.95) is None

@@ -59,7 +59,7 @@ arXiv:2405.07987 (mutual kNN, CKNNA; reference code github.com/minyoungg/platoni
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence, Unpack
 
 import numpy as np
@@ -69,7 +69,9 @@ from .._numba.topk import cknna_sums, cycle_hits, edit_distances, empty_lists, l
 from ..engine import prepare, run, run_pairs
 from ..io import Representation
 from ..errors import DegenerateInputError, InvalidInputError, NonFiniteError
-from ..intervals import DEFAULT_CI_GROUPS, check_ci, influence_interval, jackknife_interval, row_groups, with_interval
+from ..intervals import (
+    DEFAULT_CI_GROUPS, check_ci, dependency_interval, jackknife_interval, row_groups, with_interval,
+)  # fmt: skip
 from ..result import Result
 from ._common import check_choice, paired_n, with_ci_doc, with_engine_doc
 from ..options import EngineKwargs, EngineOptions
@@ -394,10 +396,6 @@ def leave_group_out(metric: str, lx: NeighbourLists, ly: NeighbourLists, k: int,
     return out
 
 
-CI_MUTUAL = (
-    "Hoeffding: grouped influences (own score + times a mutual neighbour of others)/k, minus the "
-    "pairwise term counted twice, Student t with Satterthwaite's degrees of freedom"
-)
 _HIT_ROWS = 1 << 16  # queries per chunk of the (rows, k, k) comparison of mutual_pairs
 
 
@@ -414,7 +412,8 @@ def mutual_pairs(ix: np.ndarray, iy: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def mutual_influence(lx: NeighbourLists, ly: NeighbourLists, k: int, n: int, bounds: np.ndarray) -> tuple[float, np.ndarray, float]:
-    """mutual kNN as a U-statistic and the pieces of its Hoeffding variance.
+    """mutual kNN as a U-statistic and the pieces of its Hoeffding variance (the interval its exact road
+    had before the dependency-graph one; kept for the comparison in benchmarks/ci_coverage_knn.py).
 
     With a_ij = 1 when j is among i's k neighbours in both spaces, mutual kNN is
     T = (1/(n·k))·Σ_{i≠j} a_ij: a mean over pairs with the kernel a_ij + a_ji (neighbourhoods
@@ -440,6 +439,74 @@ def mutual_influence(lx: NeighbourLists, ly: NeighbourLists, k: int, n: int, bou
     return T, loo, correction
 
 
+CI_GRAPH = (
+    "dependency graph: per-query scores, covariances summed over each query, its k neighbours in "
+    "either space (symmetrised) and its contiguous row group; Student t, Satterthwaite's degrees of freedom"
+)
+CI_GRAPH_CKNNA = (
+    "dependency graph: CKNNA linearised into per-query terms (delta method over its three unbiased "
+    "HSICs), covariances summed over each query, its k neighbours in either space (symmetrised) and "
+    "its contiguous row group; Student t, Satterthwaite's degrees of freedom"
+)
+
+
+def neighbour_edges(lx: NeighbourLists, ly: NeighbourLists, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The edges query → each of its k neighbours in x and in y (every sample a query)."""
+    n = lx.idx.shape[0]
+    heads = np.repeat(np.arange(n, dtype=np.int64), 2 * k)
+    tails = np.concatenate([lx.idx[:, :k], ly.idx[:, :k]], axis=1).ravel().astype(np.int64)
+    return heads, tails
+
+
+def _masked_entries(ia: np.ndarray, va: np.ndarray, ib: np.ndarray, vb: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+    """(row, column, K̃, L̃) of every entry of CKNNA's masked kernels: j in row r's first k of both lists."""
+    out: list[list[np.ndarray]] = [[], [], [], []]
+    for a in range(0, ia.shape[0], _HIT_ROWS):  # (rows, k, k) comparisons, a chunk of queries at a time
+        hit = ia[a : a + _HIT_ROWS, :k, None] == ib[a : a + _HIT_ROWS, None, :k]  # a's p-th neighbour is b's t-th
+        r, p, t = np.nonzero(hit)
+        r = r + a
+        for lst, v in zip(out, (r.astype(np.int64), ia[r, p].astype(np.int64), va[r, p], vb[r, t])):
+            lst.append(v)
+    return tuple(np.concatenate(v) for v in out)
+
+
+def _hsic_row_terms(n: int, r: np.ndarray, j: np.ndarray, kv: np.ndarray, lv: np.ndarray) -> tuple[float, np.ndarray]:
+    """Song's unbiased HSIC of the sparse K̃, L̃ (entries (r, j)) and its linearisation split by row.
+
+    HSICᵤ = (t1 + sk·sl/((n−1)(n−2)) − 2·t3/(n−2))/(n(n−3)) with t1 = Σ K̃∘L̃ᵀ, sk = ΣK̃, sl = ΣL̃,
+    t3 = 1ᵀK̃L̃1 = Σ_m (K̃ᵀ1)_m (L̃1)_m.  Each sum is split by its first index a (t1: Σ_j K̃_aj L̃_ja;
+    sk: Σ_j K̃_aj; sl: Σ_j L̃_aj; t3: Σ_m K̃_am (L̃1)_m), and the product sk·sl linearised
+    (sl·δsk + sk·δsl): row a's term φ_a.  Returns (HSICᵤ, φ).
+    """
+    key = r * n + j
+    order = np.argsort(key, kind="stable")
+    sk_, at = key[order], np.searchsorted(key[order], j * n + r)
+    at_c = np.minimum(at, max(key.size - 1, 0))
+    back = (at < key.size) & (sk_[at_c] == j * n + r)
+    lt = np.where(back, lv[order][at_c], 0.0)  # L̃_jr where (j, r) is an entry
+    p1 = np.bincount(r, kv * lt, minlength=n)
+    rk, rl = np.bincount(r, kv, minlength=n), np.bincount(r, lv, minlength=n)
+    ck = np.bincount(j, kv, minlength=n)
+    t1, sk, sl, t3 = float(p1.sum()), float(rk.sum()), float(rl.sum()), float(ck @ rl)
+    N = n * (n - 3)
+    h = (t1 + sk * sl / ((n - 1) * (n - 2)) - 2.0 * t3 / (n - 2)) / N
+    p3 = np.bincount(r, kv * rl[j], minlength=n)
+    phi = (p1 + (sl * rk + sk * rl) / ((n - 1) * (n - 2)) - 2.0 * p3 / (n - 2)) / N
+    return h, phi
+
+
+def cknna_row_scores(lx: NeighbourLists, ly: NeighbourLists, k: int, n: int) -> tuple[float, np.ndarray]:
+    """CKNNA and per-row scores whose mean linearises it: n·T·(φ_xy/h_xy − ½φ_xx/h_xx − ½φ_yy/h_yy)
+    (delta method for the ratio, each HSIC split by row as in :func:`_hsic_row_terms`)."""
+    ix, vx, iy, vy = lx.idx[:, :k], lx.vals[:, :k], ly.idx[:, :k], ly.vals[:, :k]
+    hxy, fxy = _hsic_row_terms(n, *_masked_entries(ix, vx, iy, vy, k))
+    rows = np.repeat(np.arange(n, dtype=np.int64), k)
+    hxx, fxx = _hsic_row_terms(n, rows, ix.ravel().astype(np.int64), vx.ravel(), vx.ravel())
+    hyy, fyy = _hsic_row_terms(n, rows, iy.ravel().astype(np.int64), vy.ravel(), vy.ravel())
+    T = hxy / math.sqrt(hxx * hyy)
+    return T, n * T * (fxy / hxy - 0.5 * fxx / hxx - 0.5 * fyy / hyy)
+
+
 def search_depth(k: int, n: int, level: float | None, attempt: int = 0) -> int:
     """How deep to search: k, or with an interval 2^(attempt+1)·k (capped at n − 1) so that k neighbours
     remain with any one row group left out."""
@@ -454,9 +521,17 @@ def knn_result(
     with ``level``, its sampling interval (:func:`leave_group_out`: the lists must reach beyond k,
     :func:`search_depth`)."""
     if metric == "cknna":
-        res = _cknna_result(lx, ly, k, n, params if level is None else {**params, "ci_neighbours": CI_NEIGHBOURS})
+        res = _cknna_result(lx, ly, k, n, params)
         if level is None:
             return res
+        _, rs = cknna_row_scores(lx, ly, k, n)
+        made = dependency_interval(res.value, rs, *neighbour_edges(lx, ly, k), level, bounds=row_groups(n, DEFAULT_CI_GROUPS, func=metric), scale="logit")
+        if made is not None:
+            return with_interval(replace(res, parameters={**res.parameters, "ci_variance": CI_GRAPH_CKNNA, "ci_df": made[1]}), made[0])
+        res = replace(res, parameters={
+            **res.parameters, "ci_neighbours": CI_NEIGHBOURS,
+            "ci_variance": "the dependency-graph variance is not positive here: recomputed group jackknife (conservative)",
+        })  # fmt: skip
         try:
             loo = leave_group_out(metric, lx, ly, k, n, None)
         except DegenerateInputError as e:
@@ -473,14 +548,14 @@ def knn_result(
     est = "mean_overlap" if metric == "mutual_knn" else "mean_over_queries"
     p = {"k": k, "similarity": "cosine", "tie_rule": TIE_RULE, **params}
     iv = None
-    if level is not None and metric == "mutual_knn" and ly.rows is None:
-        _, loo, corr = mutual_influence(lx, ly, k, n, row_groups(n, DEFAULT_CI_GROUPS, func=metric))
-        made = influence_interval(value, loo, corr, level, scale="logit")
+    if level is not None and ly.rows is None:  # exact road: the dependency-graph variance of the per-query scores
+        b = row_groups(n, DEFAULT_CI_GROUPS, func=metric)
+        made = dependency_interval(value, score, *neighbour_edges(lx, ly, k), level, bounds=b, scale="logit")
         if made is not None:
-            iv, df = made
-            p.update(ci_variance=CI_MUTUAL, ci_df=df)
-        else:  # the pairwise term is all of the linearised variance: the (conservative) recomputed jackknife
-            p["ci_variance"] = "the Hoeffding variance is not positive here: recomputed group jackknife (conservative)"
+            iv = made[0]
+            p.update(ci_variance=CI_GRAPH, ci_df=made[1])
+        else:  # all queries' scores equal (or anticorrelated): the (conservative) recomputed jackknife
+            p["ci_variance"] = "the dependency-graph variance is not positive here: recomputed group jackknife (conservative)"
     if level is not None and iv is None:
         p["ci_neighbours"] = CI_NEIGHBOURS
         iv = jackknife_interval(value, leave_group_out(metric, lx, ly, k, n, extra_x), level, scale="logit")
@@ -693,39 +768,47 @@ def knn_sweep(
     return KnnSweep(metric, tuple(ks), tuple(_pair(metric, x, y, ks, m, seed, engine_opts, level)))
 
 
-#: why the recomputed kNN intervals are conservative (``{knn_ci}`` and cknna's ``ci`` text end with it)
-_KNN_CONSERVATIVE = """**Conservative**: a kNN score depends on whole neighbourhoods, so its variance is
-        mostly interaction between rows (which rows happen to be neighbours), and a jackknife
-        counts such terms more than once (Efron–Stein): measured 95% coverage 0.975–1.0 at
-        k = 10, n = 500 (mutual kNN's: 0.995 at n = 5,000), widths 1.35–2.9× the actual spread
-        (largest for ``edit_distance_knn``); leaving groups out only as queries is too narrow
-        (0.80–0.95).
-        Read it as an upper bound on the sampling uncertainty (docs/intervals.md)."""
+#: the exact road's dependency-graph variance (the ``{knn_ci}``/``{mutual_ci}``/cknna ``ci`` texts use it)
+_KNN_GRAPH = """covariances are local: two queries' scores covary where their neighbourhoods
+        touch.  The interval is T ± t_ν·√V on the logit scale (identity where T is 0 or 1), with
+        the dependency-graph variance V = (1/n²)·Σ_i (q_i − q̄)·Σ_{j ∈ D(i)} (q_j − q̄), D(i) =
+        i, its k neighbours in x and in y, the queries that have i among theirs, and the rows of
+        i's contiguous row group (one of 20, so rows that depend on their neighbours in storage
+        order stay covered, as by the block jackknife); ν = 19·(V/V_g)², Satterthwaite's degrees
+        of freedom for the noise of the 20 group sums V_g = (1/n²)·Σ_g (Σ_{i ∈ g} (q_i − q̄))²
+        in V (``parameters["ci_df"]``).  O(n·k) from the lists, no leave-out search.
+        Measured 95% coverage at k = 10 (200 repetitions each, docs/intervals.md): 0.940–0.960 at n = 500 and 0.925–0.975 at n = 5,000 for the five kNN measures
+        (widths 0.96–1.10× the actual spread of the estimates)."""
+
+#: why the recomputed kNN intervals are conservative (the fallback and ``n_queries`` texts end with it)
+_KNN_CONSERVATIVE = """Where V ≤ 0 (``parameters["ci_variance"]`` says so), and with ``n_queries``:
+        each of the 20 contiguous row groups is left out as queries and as candidate neighbours
+        (neighbours recomputed among the remaining rows, from lists searched 2k deep — deeper,
+        by another search, where one group holds more than k of a list; with ``n_queries`` the
+        sampled queries of each group, and it replaces the default 95% ``ci``).  **Conservative**:
+        a jackknife counts the interactions between rows (which rows happen to be neighbours)
+        more than once (Efron–Stein): coverage 0.975–1.0 at k = 10, n = 500, widths 1.35–2.9×
+        the actual spread.  Read it as an upper bound on the sampling uncertainty."""
 
 #: mutual_knn's ``ci`` (its docstring's ``{mutual_ci}``)
-_MUTUAL_CI = """Exact road: mutual kNN is a mean over pairs, T = (1/(n·k))·Σ_{i≠j} a_ij with a_ij = 1
-        when j is among i's k neighbours in both spaces, and the interval is that of a
-        U-statistic: each row's influence ψ_j = (its own overlap + the number of queries it is a
-        mutual neighbour of)/k, summed over 20 contiguous row groups; the variance of their
-        mean, minus the pairwise part Σ_{i<j} w·(a_ij + a_ji)²/(n·k)² that the influences count
-        twice (Hoeffding's unbiased variance; w = 3 within a group, 1 across), gives
-        T ± t_ν·se on the logit scale, ν = 19·(corrected/uncorrected variance)² (Satterthwaite:
-        the difference is as noisy as the uncorrected variance).  ``parameters["ci_df"]``
-        holds ν.  Measured coverage of 200 at k = 10: 0.975 at n = 500, but 0.995 at n = 5,000
-        (as wide as the recomputed jackknife there: the corrected variance is noisy).
-        Where the corrected variance is not positive, and with ``n_queries``: the recomputed
-        group jackknife of the other kNN measures (each group left out as queries and as
-        candidates; with ``n_queries`` it replaces the default 95% ``ci``), which is
-        conservative (coverage 0.985–0.995)."""
+_MUTUAL_CI = ("""Exact road: mutual kNN is the mean of per-query scores q_i = overlap/k, whose
+        """ + _KNN_GRAPH + """
+        """ + _KNN_CONSERVATIVE)
 
-#: how ``ci`` works for the four list measures (their docstrings' ``{knn_ci}``)
-_KNN_CI = """Each of the 20 contiguous row groups is left out both as queries and as candidate
-        neighbours, so every leave-one-group-out value is the measure of the remaining rows
-        (neighbours recomputed among them, from lists searched 2k deep — deeper, by another
-        search, where one group holds more than k of a list).  Logit scale (identity where a
-        value is 0 or 1).  With ``n_queries`` it replaces the default 95% ``ci`` (which is about
-        the value over all n queries of this sample) and leaves out the sampled queries of
-        each group.  """ + _KNN_CONSERVATIVE
+#: how ``ci`` works for the three list measures (their docstrings' ``{knn_ci}``)
+_KNN_CI = ("""Exact road: the measure is the mean of per-query scores q_i, whose
+        """ + _KNN_GRAPH + """
+        """ + _KNN_CONSERVATIVE)
+
+#: cknna's ``ci``
+_CKNNA_CI = ("""CKNNA = HSIC_xy/√(HSIC_xx·HSIC_yy) is linearised into per-query scores q_i (delta
+        method; each unbiased HSIC of the masked kernels split by its first index, the
+        query), whose
+        """ + _KNN_GRAPH + """
+        Where V ≤ 0 (``parameters["ci_variance"]`` says so): each of the 20 contiguous row
+        groups is left out as queries and as candidate neighbours and CKNNA recomputed on the
+        remaining rows (lists searched 2k deep) — conservative (coverage 0.975 at n = 500,
+        width 1.47× the actual spread).""")
 
 _RETURNS_SAMPLED = """Sampled: an :class:`IntervalResult` with ``stderr`` = sd/√m·√(1 − m/n) of the
         per-query scores and ``ci`` (normal, 95%)."""
@@ -962,10 +1045,7 @@ def cknna(
     block_size : int, optional
         Rows per tile side (default 2048); the value does not depend on it.
     {ci}
-        Each of the 20 contiguous row groups is left out as queries and as candidate neighbours
-        (neighbours recomputed among the remaining rows from lists searched 2k deep), and CKNNA is
-        recomputed on the remaining rows.  Logit scale (identity where a value is outside (0, 1)).
-        {knn_conservative}
+        {cknna_ci}
     {engine}
 
     Returns
@@ -1003,5 +1083,5 @@ def cknna(
 
 for _f in (mutual_knn, cycle_knn, lcs_knn, edit_distance_knn):
     _f.__doc__ = _f.__doc__.replace("{sampled}", _RETURNS_SAMPLED).replace("{knn_ci}", _KNN_CI)
-cknna.__doc__ = cknna.__doc__.replace("{knn_conservative}", _KNN_CONSERVATIVE)
+cknna.__doc__ = cknna.__doc__.replace("{cknna_ci}", _CKNNA_CI)
 mutual_knn.__doc__ = mutual_knn.__doc__.replace("{mutual_ci}", _MUTUAL_CI)
