@@ -226,7 +226,7 @@ def test_block_size_invariance(inv_data):
 def test_sampled_search_in_sub_tiles(monkeypatch, data):
     """The sampled search splits a candidate block into similarity tiles of ≤ SIM_TILE_BYTES; the
     lists (hence the value) do not depend on it."""
-    mod = importlib.import_module("bigalign.metrics.neighbors")  # the module (bigalign.metrics.neighbors may be the function)
+    mod = importlib.import_module("bigalign.metrics._knn_search")  # the module whose QueryStatistic reads it
 
     x, y = data
     want = knn_sweep(x, y, k=[2, 9], n_queries=60, seed=2, scheduler="sync")
