@@ -20,7 +20,7 @@ the same neighbour lists (searched 2k deep), so they are compared on the same sa
                influences q_j + c_j (q_j the query's own score, c_j = #queries for which j is a mutual
                neighbour / k) minus Hoeffding's second-order term Σ_{i<j} w·(a_ij + a_ji)²/(nk)² (the
                U-statistic's unbiased variance), Student t with Satterthwaite's degrees of freedom
-               19·(V_corrected/V)² (bigalign.intervals.influence_interval).
+               19·(V_corrected/V)² (benchmarks/_knn_influence.py).
 
 Coverage = hits / R (binomial sd √(0.95·0.05/R)); accepted 0.92–0.98.  Width is reported as
 mean width / (3.92·sd of the estimates) (1 = the interval's width matches the actual spread).
@@ -51,7 +51,8 @@ import bigalign  # noqa: E402
 from bigalign._numba.topk import edit_distances, lcs_lengths, overlap_counts  # noqa: E402
 from bigalign.engine import prepare  # noqa: E402
 from bigalign.options import EngineOptions  # noqa: E402
-from bigalign.intervals import influence_interval, jackknife_interval, row_groups  # noqa: E402
+from bigalign.intervals import jackknife_interval, row_groups  # noqa: E402
+from _knn_influence import influence_interval, mutual_influence  # noqa: E402
 from bigalign.metrics import neighbors as nb  # noqa: E402
 
 K = 10
@@ -135,7 +136,7 @@ def intervals(metric: str, lx, ly, k: int, n: int) -> tuple[float, dict[str, tup
         out["delete1"] = iv.bounds
         out["delete1-pairs"] = corrected(T, iv.se**2 - pair_term(I, J, d, n, b))
     if metric == "mutual_knn":  # the shipped interval of mutual_knn's exact road (bigalign's own functions)
-        _, loo, corr = nb.mutual_influence(kx, ky, k, n, b)
+        _, loo, corr = mutual_influence(kx, ky, k, n, b)
         made = influence_interval(T, loo, corr, 0.95, scale="logit")
         out["hoeffding"] = made[0].bounds if made is not None else out["group"]
     return T, out

@@ -46,6 +46,7 @@ from bigalign.engine import prepare  # noqa: E402
 from bigalign.options import EngineOptions  # noqa: E402
 from bigalign.intervals import row_groups  # noqa: E402
 from bigalign.metrics import neighbors as nb  # noqa: E402
+from _knn_influence import mutual_pairs  # noqa: E402
 
 K = 10
 D = 8
@@ -126,7 +127,7 @@ def cknna_phi(lx, ly, n, rows_only=False):
 
 
 def mutual_hajek(lx, ly, n, k):
-    qi, cj = nb.mutual_pairs(lx.idx, ly.idx)
+    qi, cj = mutual_pairs(lx.idx, ly.idx)
     return (np.bincount(qi, minlength=n) + np.bincount(cj, minlength=n)) / (k * n)
 
 

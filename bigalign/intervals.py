@@ -62,7 +62,6 @@ __all__ = [
     "check_ci",
     "dependency_interval",
     "estimator_interval",
-    "influence_interval",
     "jackknife_interval",
     "jackknife_se",
     "row_groups",
@@ -302,41 +301,6 @@ def estimator_interval(
     if loo is None:
         raise ValueError("internal error: no leave-one-group-out values")
     return jackknife_interval(value, loo, level, scale=scale, bias_correct=True, extra_se=extra_se)
-
-
-def influence_interval(
-    value: float, loo: Sequence[float] | np.ndarray, correction: float, level: float, *, scale: Scale = "identity"
-) -> tuple[Interval, float] | None:
-    """An interval from the grouped (linearised) jackknife variance minus a second-order ``correction``.
-
-    ``loo`` are the leave-one-group-out values of the statistic's **linear** (Hájek) part — the
-    mean of per-row influences without each group — so their jackknife variance V is
-    the variance of the linear part, plus twice the second-order (pairwise) variance the
-    influences carry; ``correction`` is the estimate of that double-counted part (Hoeffding's
-    unbiased variance of a U-statistic of degree 2 subtracts it once).  The interval is
-    ``value ± t_ν·√(V − correction)`` with Satterthwaite's degrees of freedom
-    ν = (G − 1)·((V − correction)/V)² (the correction, a sum over many pairs, is taken as
-    fixed: the difference is as noisy as V, relative to a smaller value).  On the logit scale
-    by the delta method (se/(θ(1 − θ))) where 0 < value < 1.  Returns (interval, ν), or None
-    where V − correction ≤ 0 (no positive variance: the caller says what it does instead).
-    """
-    from scipy.stats import t as student_t  # as in jackknife_interval
-
-    t = np.asarray(loo, dtype=np.float64)
-    if not np.all(np.isfinite(t)) or not math.isfinite(value) or not math.isfinite(correction):
-        raise ValueError("internal error: non-finite leave-one-group-out value or correction")
-    G = t.size
-    v_lin = jackknife_se(t) ** 2
-    var = v_lin - correction
-    if not var > 0:
-        return None
-    df = max(1.0, (G - 1) * (var / v_lin) ** 2)
-    q = float(student_t.ppf(0.5 + level / 2.0, df))
-    se = math.sqrt(var)
-    if scale == "logit" and 0.0 < value < 1.0:
-        z, sz = float(_forward("logit", np.array([value]))[0]), se / (value * (1.0 - value))
-        return Interval(_backward("logit", z - q * sz), _backward("logit", z + q * sz), level, se, G, "logit", value), df
-    return Interval(value - q * se, value + q * se, level, se, G, "identity", value), df
 
 
 #: what a :func:`dependency_interval` is about (``parameters["ci_about"]``)

@@ -1,6 +1,6 @@
 """The sampling-interval constructions of the neighbourhood measures: the dependency graph's edges and
-CKNNA's linearised per-row scores, the recomputed leave-group-out jackknife, the search depth it
-needs, and mutual kNN's Hoeffding pieces (kept for comparison in benchmarks)."""
+CKNNA's linearised per-row scores, the recomputed leave-group-out jackknife and the search depth it
+needs."""
 
 from __future__ import annotations
 
@@ -69,49 +69,6 @@ def leave_group_out(metric: str, lx: NeighbourLists, ly: NeighbourLists, k: int,
     return out
 
 
-_HIT_ROWS = 1 << 16  # queries per chunk of the (rows, k, k) comparison of mutual_pairs
-
-
-def mutual_pairs(ix: np.ndarray, iy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(query, neighbour) of every mutual-neighbour entry: j in both N_x(i) and N_y(i) (lists of k)."""
-    qs, js = [], []
-    for a in range(0, ix.shape[0], _HIT_ROWS):
-        bx, by = ix[a : a + _HIT_ROWS], iy[a : a + _HIT_ROWS]
-        hit = (bx[:, :, None] == by[:, None, :]).any(axis=2)
-        r, c = np.nonzero(hit)
-        qs.append(r + a)
-        js.append(bx[r, c])
-    return np.concatenate(qs).astype(np.int64), np.concatenate(js).astype(np.int64)
-
-
-def mutual_influence(lx: NeighbourLists, ly: NeighbourLists, k: int, n: int, bounds: np.ndarray) -> tuple[float, np.ndarray, float]:
-    """mutual kNN as a U-statistic and the pieces of its Hoeffding variance (the interval its exact road
-    had before the dependency-graph one; kept for the comparison in benchmarks/ci_coverage_knn.py).
-
-    With a_ij = 1 when j is among i's k neighbours in both spaces, mutual kNN is
-    T = (1/(n·k))·Σ_{i≠j} a_ij: a mean over pairs with the kernel a_ij + a_ji (neighbourhoods
-    taken as given).  Row j's influence is ψ_j = q_j + c_j, its own score q_j = Σ_i a_ji/k
-    and its score as a candidate c_j = Σ_i a_ij/k.  Returns (T, the mean of ψ without each
-    row group — the leave-one-group-out values of the linear part, shifted to T —, and the
-    pairwise term Σ_{i<j} w_ij·(a_ij + a_ji)²/(n·k)² that the grouped influences count twice:
-    w = 1 for a pair across groups, 3 within one (there both rows' influences carry it)).
-    """
-    qi, cj = mutual_pairs(lx.idx[:, :k], ly.idx[:, :k])
-    T = qi.size / (n * k)
-    psi = (np.bincount(qi, minlength=n) + np.bincount(cj, minlength=n)) / k
-    gid = np.searchsorted(bounds, np.arange(n), side="right") - 1
-    G = bounds.size - 1
-    sums = np.bincount(gid, weights=psi, minlength=G)
-    sizes = np.diff(bounds)
-    tot = float(psi.sum())
-    loo = T + (tot - sums) / (n - sizes) - tot / n
-    lo, hi = np.minimum(qi, cj), np.maximum(qi, cj)
-    keys, cnt = np.unique(lo * n + hi, return_counts=True)  # cnt: 1, or 2 when each is a mutual neighbour of the other
-    same = gid[keys // n] == gid[keys % n]
-    correction = float(np.sum(np.where(same, 3.0, 1.0) * cnt.astype(np.float64) ** 2)) / (n * k) ** 2
-    return T, loo, correction
-
-
 CI_GRAPH = (
     "dependency graph: per-query scores, covariances summed over each query, its k neighbours in "
     "either space (symmetrised) and its contiguous row group; Student t, Satterthwaite's degrees of freedom"
@@ -129,6 +86,9 @@ def neighbour_edges(lx: NeighbourLists, ly: NeighbourLists, k: int) -> tuple[np.
     heads = np.repeat(np.arange(n, dtype=np.int64), 2 * k)
     tails = np.concatenate([lx.idx[:, :k], ly.idx[:, :k]], axis=1).ravel().astype(np.int64)
     return heads, tails
+
+
+_HIT_ROWS = 1 << 16  # queries per chunk of the (rows, k, k) neighbour comparisons
 
 
 def _masked_entries(ia: np.ndarray, va: np.ndarray, ib: np.ndarray, vb: np.ndarray, k: int) -> tuple[np.ndarray, ...]:

@@ -72,8 +72,8 @@ from ..intervals import (
 from ..result import Result
 from ._common import check_choice, paired_n, with_ci_doc, with_engine_doc
 from ._knn_intervals import (  # noqa: F401  (re-exported: compare, tests and benchmarks use them from here)
-    CI_GRAPH, CI_GRAPH_CKNNA, CI_NEIGHBOURS, ListsTooShort, cknna_row_scores, leave_group_out, mutual_influence,
-    mutual_pairs, neighbour_edges, search_depth,
+    CI_GRAPH, CI_GRAPH_CKNNA, CI_NEIGHBOURS, ListsTooShort, cknna_row_scores, leave_group_out,
+    neighbour_edges, search_depth,
 )  # fmt: skip
 from ._knn_scores import ZERO_TOL, _cknna_result, _hsic_u, per_query_scores  # noqa: F401  (re-exported)
 from ._knn_search import (  # noqa: F401  (re-exported: rsa, permutation, compare, tests and benchmarks use them)
