@@ -39,6 +39,12 @@ kernel alignment on its linear and feature roads, the Procrustes distance) is th
 interval centred at the jackknife's bias-corrected estimate instead; SVCCA and
 PWCCA (:data:`CENTRED_AT_ESTIMATE`), whose small bias that correction only made
 noisier (measured), keep it centred at the estimate.
+
+The neighbourhood measures are the one exception to the jackknife: their
+variance is mostly interaction between rows that are each other's neighbours,
+which any jackknife counts more than once.  Their interval,
+:func:`dependency_interval`, sums the covariances of per-row scores over the
+neighbour graph and the same contiguous row groups.
 """
 
 from __future__ import annotations

@@ -146,6 +146,7 @@ def _estimate_body(
             f"{func} with estimator={estimator!r} needs at least {low} samples in each of x and y; got n_x = {n_x}, "
             f"n_y = {n_y}. Pass more samples" + (" or estimator='biased'." if low == 2 else ".")
         )
+    groups = None if ci_level is None else two_sample_groups(n_x, n_y, func)  # too few rows: an error before the work
     zs = _sample_named(z, BANDWIDTH_SAMPLE, seed)
     shift = zs.mean(axis=0)
     params: dict[str, Any] = {"kernel": kernel, "n_x": n_x, "n_y": n_y, "seed": seed}
@@ -159,7 +160,6 @@ def _estimate_body(
         check_applies(func, "the linear kernel", bandwidth=(bandwidth, "median"), n_features=(n_features, None))
         feats = _Features(None, shift)
         bounds = np.array([0, z.d], dtype=np.int64)
-        groups = None if ci_level is None else two_sample_groups(n_x, n_y, func)
         est = _feature_estimate(z, feats, bounds, "exact-streaming", params, estimator, labels, null, z.d, options, "exact", groups)
         return _with_ci(func, est, estimator, ci_level)
     sigma, med = resolve_bandwidth(bandwidth, zs, "x and y (pooled)", func)
@@ -177,7 +177,6 @@ def _estimate_body(
             f"method='rff'/'orf'; the method here is {chosen!r} ({reason}). Use one of those, or leave ci out."
         )
     if chosen == "exact":
-        groups = None if ci_level is None else two_sample_groups(n_x, n_y, func)
         est = _tile_estimate(z, kernel, sigma, shift, params, estimator, labels, null, zs, seed, options, groups)
         if ci_level is not None:
             params["ci_bandwidth"] = "fixed at the full-sample choice for the leave-one-group-out values"
@@ -198,7 +197,6 @@ def _estimate_body(
             )
         feats = _Features(fmap, shift, fmap(zs).mean(axis=0))
         params.update(n_features=D, n_groups=fmap.n_groups, stderr="jackknife over feature groups")
-        groups = None if ci_level is None else two_sample_groups(n_x, n_y, func)
         est = _feature_estimate(z, feats, fmap.bounds, chosen, params, estimator, labels, null, D, options, "groups", groups)
         if ci_level is not None:
             params["ci_features"] = (
