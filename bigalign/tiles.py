@@ -66,6 +66,23 @@ class TileState:
     rows: dict[int, Any] = field(default_factory=dict)
 
 
+def _with_rows(state: TileState, start_i: int, rows_i: Any, start_j: int, rows_j: Any, diagonal: bool) -> TileState:
+    """``state`` with a tile's per-row sums (none when ``rows_i`` is None), the column side's only off the diagonal."""
+    if rows_i is not None:
+        state.rows[start_i] = rows_i
+        if not diagonal:
+            state.rows[start_j] = rows_j
+    return state
+
+
+def _merged_rows(rows: dict, more: dict, merge: Any) -> dict:
+    """Per-row sums by block start, those of ``more`` merged in (``merge`` where both have a block)."""
+    out = dict(rows)
+    for s, r in more.items():
+        out[s] = merge(out[s], r) if s in out else r
+    return out
+
+
 class TileStatistic:
     """Base of the exact pairwise roads (the engine's ``PairStatistic`` protocol).
 
@@ -136,21 +153,11 @@ class TileStatistic:
         diagonal, pi, pj, v = self.tile(blocks_i, blocks_j, start_i, start_j)
         pairs, rows, cols = self.sums(v, pi, pj, ALL, ALL, diagonal)
         state = TileState(pairs if diagonal or pairs is None else self.mirrored(pairs))
-        if rows is not None:
-            state.rows[start_i] = rows
-            if not diagonal:
-                state.rows[start_j] = cols
-        return state
-
-    def _merge_rows_into(self, rows: dict, more: dict) -> dict:
-        out = dict(rows)
-        for s, r in more.items():
-            out[s] = self.merge_rows(out[s], r) if s in out else r
-        return out
+        return _with_rows(state, start_i, rows, start_j, cols, diagonal)
 
     def combine(self, a: TileState, b: TileState) -> TileState:
         pairs = None if a.pairs is None else self.merge(a.pairs, b.pairs)
-        return TileState(pairs, self._merge_rows_into(a.rows, b.rows))
+        return TileState(pairs, _merged_rows(a.rows, b.rows, self.merge_rows))
 
     def finalize(self, state: TileState) -> Any:
         rows = self.stitch([state.rows[s] for s in sorted(state.rows)]) if state.rows else None
@@ -238,21 +245,13 @@ class GroupedTileStatistic:
                     rows_i[..., a0:a1, h] += ra
                     if not same:
                         rows_j[..., c0:c1, g] += cc  # type: ignore[index]
-        state = TileState(pairs)
-        if rows_i is not None:
-            state.rows[start_i] = rows_i
-            if not diagonal:
-                state.rows[start_j] = rows_j
-        return state
+        return _with_rows(TileState(pairs), start_i, rows_i, start_j, rows_j, diagonal)
 
     def combine(self, a: TileState, b: TileState) -> TileState:
         pairs = dict(a.pairs)
         for key, s in b.pairs.items():
             self._add(pairs, key, s)
-        rows = dict(a.rows)
-        for s, r in b.rows.items():
-            rows[s] = rows[s] + r if s in rows else r
-        return TileState(pairs, rows)
+        return TileState(pairs, _merged_rows(a.rows, b.rows, np.add))
 
     def finalize(self, state: TileState) -> Any:
         rows = np.concatenate([state.rows[s] for s in sorted(state.rows)], axis=-2) if state.rows else None
